@@ -1,0 +1,3 @@
+"""remediator: webhook-driven automated remediation."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""HTTP: webhooks in, executions out, health."""

@@ -1,0 +1,57 @@
+"""The one place where errors become HTTP answers, all in one JSON shape:
+`{"error": "<kind>", "detail": "<what was wrong>"}`."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from app.errors import (
+    InvalidSignature,
+    NotFound,
+    PayloadTooLarge,
+    RemediatorError,
+    StaleTimestamp,
+    Unauthenticated,
+    Unauthorized,
+    UnknownSource,
+    UnsupportedPayload,
+)
+
+STATUS: list[tuple[type[RemediatorError], int, str]] = [
+    (StaleTimestamp, 401, "stale_timestamp"),
+    (InvalidSignature, 401, "invalid_signature"),
+    (Unauthenticated, 401, "unauthenticated"),
+    (Unauthorized, 401, "unauthorized"),
+    (PayloadTooLarge, 413, "payload_too_large"),
+    (UnsupportedPayload, 422, "unsupported_payload"),
+    (UnknownSource, 404, "unknown_source"),
+    (NotFound, 404, "not_found"),
+]
+
+
+def error_body(kind: str, detail: object) -> dict[str, object]:
+    return {"error": kind, "detail": detail}
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(RemediatorError)
+    async def _remediator_error(_: Request, exc: RemediatorError) -> JSONResponse:
+        for kind, status, name in STATUS:
+            if isinstance(exc, kind):
+                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+                return JSONResponse(error_body(name, str(exc)), status_code=status, headers=headers)
+        return JSONResponse(error_body("internal", str(exc)), status_code=500)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = [f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()]
+        return JSONResponse(error_body("invalid_request", "; ".join(problems)), status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            error_body("http_error", exc.detail), status_code=exc.status_code, headers=exc.headers
+        )

@@ -1,0 +1,55 @@
+"""POST /webhooks/{source}: answered 202 only once the event is durable."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
+
+from app.api.deps import ServicesDep
+from app.errors import PayloadTooLarge
+from app.flows import now_s, receive_webhook
+
+router = APIRouter(tags=["webhooks"])
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused as soon as it is larger than `limit` (before reading it all)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.post(
+    "/webhooks/{source}",
+    status_code=202,
+    responses={
+        200: {"description": "A delivery already seen: nothing new is started."},
+        202: {"description": "Stored durably; the executions it caused are listed."},
+        401: {"description": "Missing or wrong signature or token, or a stale timestamp."},
+        404: {"description": "Unknown or unconfigured source."},
+        413: {"description": "Body larger than max_body_bytes."},
+        422: {"description": "Not the platform's payload shape."},
+    },
+)
+async def receive(source: str, request: Request, services: ServicesDep) -> JSONResponse:
+    received = now_s()
+    body = await read_body(request, services.settings.max_body_bytes)
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    accepted = await run_in_threadpool(receive_webhook, services, source, headers, body, received)
+    content: dict[str, Any] = {"event_id": accepted.event_id, "executions": accepted.executions}
+    if accepted.duplicate:
+        return JSONResponse({**content, "duplicate": True}, status_code=200)
+    return JSONResponse(
+        {**content, "duplicate": False, "incidents": accepted.incidents}, status_code=202
+    )

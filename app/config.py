@@ -1,0 +1,185 @@
+"""Settings: one YAML file, overridden by REMEDIATOR_* environment variables.
+
+A string `env:NAME` anywhere in the configuration is read from the environment variable
+NAME, so secrets stay out of the file; an unset NAME is a start-up error rather than an
+empty secret. Relative paths (and a relative SQLite file) are relative to the config file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from typing_extensions import override
+
+from app.errors import ConfigError
+
+ENV_PREFIX = "env:"
+DEFAULT_CONFIG_NAME = "remediator.yaml"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(Strict):
+    """How one incident platform proves its calls: an HMAC `secret` or a bearer `token`."""
+
+    secret: SecretStr | None = None
+    token: SecretStr | None = None
+    insecure: bool = False
+    replay_window_s: int | None = Field(default=None, gt=0)
+
+
+class WebhookTarget(Strict):
+    url: str
+    secret: SecretStr | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class SlackTarget(Strict):
+    webhook_url: SecretStr
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class EscalationTargets(Strict):
+    webhook: WebhookTarget | None = None
+    slack: SlackTarget | None = None
+
+    def configured(self) -> dict[str, BaseModel]:
+        return {
+            name: getattr(self, name) for name in type(self).model_fields if getattr(self, name)
+        }
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="REMEDIATOR_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
+    runbooks_dir: Path = Path("runbooks")
+    playbooks_dir: Path = Path("playbooks")
+    terraform_dir: Path = Path("terraform")
+    database_url: str = "sqlite:///remediator.db"
+    public_url: str = "http://localhost:8080"
+    api_tokens: list[SecretStr] = Field(default_factory=list)
+    max_body_bytes: int = Field(default=1_048_576, gt=0)
+    replay_window_s: int = Field(default=300, gt=0)
+    sources: dict[str, SourceConfig] = Field(default_factory=dict)
+    escalation: EscalationTargets = Field(default_factory=EscalationTargets)
+    default_escalate: list[str] = Field(default_factory=list)
+    workers: int = Field(default=2, ge=1, le=64)
+    poll_interval_s: float = Field(default=1.0, gt=0)
+    lease_s: float = Field(default=60.0, gt=0)
+    shutdown_grace_s: float = Field(default=30.0, ge=0)
+    escalation_give_up_after_s: float = Field(default=86_400.0, gt=0)
+    escalation_max_backoff_s: float = Field(default=300.0, gt=0)
+
+    @classmethod
+    @override
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file's contents arrive as init arguments; the environment must win over them.
+        return env_settings, init_settings
+
+    @model_validator(mode="before")
+    @classmethod
+    def _read_env_references(cls, data: Any) -> Any:
+        return _resolve_env(data, "")
+
+    @model_validator(mode="after")
+    def _anchor_paths(self) -> Settings:
+        for name in ("runbooks_dir", "playbooks_dir", "terraform_dir"):
+            path: Path = getattr(self, name)
+            if not path.is_absolute():
+                setattr(self, name, (self.config_dir / path).resolve())
+        self.database_url = _anchor_sqlite(self.database_url, self.config_dir)
+        return self
+
+    def secret_values(self) -> list[str]:
+        """Every secret in the configuration, longest first, for redaction."""
+        found: list[str] = []
+        _collect_secrets(self, found)
+        return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def _resolve_env(value: Any, where: str) -> Any:
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX) :]
+        if name not in os.environ:
+            raise ValueError(f"{where or 'value'}: environment variable {name} is not set")
+        return os.environ[name]
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def _anchor_sqlite(url: str, base: Path) -> str:
+    prefix = "sqlite:///"
+    if not url.startswith(prefix):
+        return url
+    path = url[len(prefix) :]
+    if not path or path == ":memory:" or Path(path).is_absolute():
+        return url
+    return prefix + str((base / path).resolve())
+
+
+def _collect_secrets(value: Any, found: list[str]) -> None:
+    if isinstance(value, SecretStr):
+        found.append(value.get_secret_value())
+    elif isinstance(value, BaseModel):
+        for name in type(value).model_fields:
+            _collect_secrets(getattr(value, name), found)
+    elif isinstance(value, dict):
+        for item in value.values():
+            _collect_secrets(item, found)
+    elif isinstance(value, list):
+        for item in value:
+            _collect_secrets(item, found)
+
+
+def config_path_from(explicit: str | None) -> Path | None:
+    """The config file to read: --config, else $REMEDIATOR_CONFIG, else ./remediator.yaml."""
+    chosen = explicit or os.environ.get("REMEDIATOR_CONFIG")
+    if chosen:
+        path = Path(chosen)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        return path.resolve()
+    default = Path.cwd() / DEFAULT_CONFIG_NAME
+    return default.resolve() if default.is_file() else None
+
+
+def load_settings(path: Path | None) -> Settings:
+    """Read the file at `path` (or only defaults and environment when None)."""
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"cannot read config {path}: {exc}") from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config {path}: the top level must be a mapping")
+        data = loaded or {}
+        data["config_dir"] = path.parent
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        where = path or "defaults"
+        lines = [
+            f"  {'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in exc.errors()
+        ]
+        raise ConfigError(f"config {where} is not valid:\n" + "\n".join(lines)) from exc

@@ -1,0 +1,104 @@
+"""The error tree. Only `app.api` and `app.cli` turn these into HTTP answers or exit codes.
+
+RemediatorError
+├── ConfigError                 the configuration cannot be used (start-up refuses)
+├── SourceError                 a webhook cannot be accepted
+│   ├── UnknownSource           no such platform, or not configured here (404)
+│   ├── Unauthenticated         missing or wrong token/signature (401)
+│   │   ├── InvalidSignature
+│   │   └── StaleTimestamp      outside the replay window
+│   ├── PayloadTooLarge         (413)
+│   └── UnsupportedPayload      not the platform's shape (422)
+├── RunbookError                runbook files that do not load (each problem has file:line)
+│   └── TemplateError           a template that does not render for an incident
+├── ExecutorError               the machinery that runs a step broke (not: the step failed)
+├── EscalationError             a notification was not delivered (retryable unless said)
+├── NotFound                    (404)
+└── Unauthorized                missing or wrong API token (401)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class RemediatorError(Exception):
+    """Root of every error this service raises on purpose."""
+
+
+class ConfigError(RemediatorError):
+    pass
+
+
+class SourceError(RemediatorError):
+    pass
+
+
+class UnknownSource(SourceError):
+    pass
+
+
+class Unauthenticated(SourceError):
+    pass
+
+
+class InvalidSignature(Unauthenticated):
+    pass
+
+
+class StaleTimestamp(Unauthenticated):
+    pass
+
+
+class PayloadTooLarge(SourceError):
+    pass
+
+
+class UnsupportedPayload(SourceError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunbookProblem:
+    """One thing wrong with a runbook file, located for the author."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line is not None else self.file
+        at = f" at {self.path}" if self.path else ""
+        return f"{where}:{at} {self.message}"
+
+
+class RunbookError(RemediatorError):
+    def __init__(self, problems: list[RunbookProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class TemplateError(RemediatorError):
+    pass
+
+
+class ExecutorError(RemediatorError):
+    pass
+
+
+class EscalationError(RemediatorError):
+    def __init__(
+        self, message: str, *, retryable: bool = True, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.retry_after_s = retry_after_s
+
+
+class NotFound(RemediatorError):
+    pass
+
+
+class Unauthorized(RemediatorError):
+    pass

@@ -1,0 +1,1 @@
+"""Escalation: tell the incident platform and the on-call human what automation could not do."""

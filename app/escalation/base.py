@@ -1,0 +1,93 @@
+"""The Notifier protocol and what every notifier is given: the whole story of one execution."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import httpx
+
+from app.errors import EscalationError
+from app.store.views import ExecutionView
+
+REASONS = {
+    "failed": "remediation failed",
+    "timed_out": "remediation timed out",
+    "refused": "remediation was refused by a guard",
+    "interrupted": "remediation was interrupted (the service stopped mid-step)",
+}
+
+
+@dataclass(frozen=True)
+class EscalationMessage:
+    """Everything a human needs: the runbook, the incident, each attempt, a link."""
+
+    escalation_id: str
+    reason: str
+    execution: ExecutionView
+    runbook_description: str
+    execution_url: str
+
+    @property
+    def headline(self) -> str:
+        incident = self.execution.incident
+        why = REASONS.get(self.reason, self.reason)
+        return f"[remediator] {why}: {self.execution.runbook} for “{incident.get('title', '')}”"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "type": "remediation.escalated",
+            "escalation_id": self.escalation_id,
+            "reason": self.reason,
+            "summary": self.headline,
+            "execution_url": self.execution_url,
+            "runbook": {"name": self.execution.runbook, "description": self.runbook_description},
+            "execution": self.execution.model_dump(mode="json"),
+        }
+
+
+class Notifier(Protocol):
+    name: str
+
+    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
+        """Deliver once; raise EscalationError (retryable or not) when it did not land."""
+
+
+def check_response(response: httpx.Response, target: str) -> None:
+    """2xx is delivered; 429 and 5xx are worth retrying; other 4xx are our mistake."""
+    if response.is_success:
+        return
+    status = response.status_code
+    detail = f"{target} answered {status}: {response.text[:300]}"
+    if status == 429 or status == 408 or status >= 500:
+        raise EscalationError(detail, retry_after_s=_retry_after(response))
+    raise EscalationError(detail, retryable=False)
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("retry-after")
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+def post_json(
+    client: httpx.Client,
+    target: str,
+    url: str,
+    *,
+    content: bytes,
+    headers: dict[str, str],
+    timeout_s: float,
+) -> None:
+    try:
+        response = client.post(
+            url,
+            content=content,
+            headers={"content-type": "application/json", **headers},
+            timeout=timeout_s,
+        )
+    except httpx.HTTPError as exc:
+        raise EscalationError(f"{target} unreachable: {type(exc).__name__}: {exc}") from exc
+    check_response(response, target)

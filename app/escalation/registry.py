@@ -1,0 +1,23 @@
+"""The escalation targets. Adding one: a module, a config model and one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from app.config import Settings
+from app.escalation.base import Notifier
+from app.escalation.slack import SlackNotifier
+from app.escalation.webhook import WebhookNotifier
+
+NOTIFIERS: Mapping[str, Callable[[Any], Notifier]] = {
+    "webhook": WebhookNotifier,
+    "slack": SlackNotifier,
+}
+
+
+def build_notifiers(settings: Settings) -> dict[str, Notifier]:
+    """One notifier per configured target."""
+    return {
+        name: NOTIFIERS[name](config) for name, config in settings.escalation.configured().items()
+    }

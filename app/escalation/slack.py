@@ -1,0 +1,81 @@
+"""Slack incoming webhook: a readable message with Block Kit sections, one per step."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from app.config import SlackTarget
+from app.escalation.base import EscalationMessage, post_json
+
+_MAX_TAIL = 1200  # Slack truncates a section's text at 3,000 characters
+
+
+class SlackNotifier:
+    name = "slack"
+
+    def __init__(self, config: SlackTarget) -> None:
+        self.config = config
+
+    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
+        body = json.dumps(slack_body(message)).encode()
+        post_json(
+            client, self.name, self.config.webhook_url.get_secret_value(),
+            content=body, headers={}, timeout_s=self.config.timeout_s,
+        )  # fmt: skip
+
+
+def _incident_line(incident: dict[str, Any]) -> str:
+    title = incident.get("title", "")
+    url = incident.get("url")
+    linked = f"<{url}|{title}>" if url else title
+    return (
+        f"*Incident:* {linked}\n*Source:* {incident.get('source')} · *Severity:* "
+        f"{incident.get('severity')} · *Service:* {incident.get('service') or '—'}"
+    )
+
+
+def slack_body(message: EscalationMessage) -> dict[str, Any]:
+    execution = message.execution
+    blocks: list[dict[str, Any]] = [
+        {"type": "header", "text": {"type": "plain_text", "text": message.headline[:150]}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": _incident_line(execution.incident)}},
+        {
+            "type": "section",
+            "text": {
+                "type": "mrkdwn",
+                "text": f"*Runbook:* `{execution.runbook}` {message.runbook_description}\n"
+                f"*Status:* {execution.status}"
+                + (f" — {execution.error}" if execution.error else ""),
+            },
+        },
+    ]
+    for index, step in enumerate(execution.steps):
+        for attempt in step.attempt_log:
+            tail = attempt.output_tail[-_MAX_TAIL:] or "(no output)"
+            blocks.append(
+                {
+                    "type": "section",
+                    "text": {
+                        "type": "mrkdwn",
+                        "text": f"*Step {index + 1} ({step.kind}) attempt {attempt.number}:* "
+                        f"{attempt.status}, exit {attempt.rc}, {attempt.duration_s:.1f}s\n"
+                        f"```{tail}```",
+                    },
+                }
+            )
+    blocks.append(
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": "Open execution"},
+                    "url": message.execution_url,
+                }
+            ],
+        }
+    )
+    return {"text": message.headline, "blocks": blocks[:50]}

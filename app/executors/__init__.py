@@ -1,0 +1,1 @@
+"""Executors run one rendered step: Ansible (and Terraform later) behind one protocol."""

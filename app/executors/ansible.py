@@ -1,0 +1,158 @@
+"""Ansible steps through ansible-runner, the real `ansible-playbook`.
+
+Each attempt gets a private data dir, removed afterwards. Rendered values go in as
+extra-vars *data* (a file ansible-runner writes), never through a shell.
+
+Timeouts and cancels are enforced here, not by ansible-runner: its SIGKILL reaches only
+the process group of `ansible-playbook`, while ansible-core (2.15+) runs each task in a
+worker that calls setsid(), so the task and its children survived as orphans. We send
+SIGTERM to every process of the run (ansible's own handler then stops its workers'
+groups), and SIGKILL whatever is left after a grace period.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import ansible_runner
+import psutil
+
+from app.errors import ExecutorError
+from app.executors.base import StepInput, StepResult, StepStatus, tail
+from app.runbooks.models import AnsibleStep
+from app.runbooks.paths import inside
+
+RUN_MARKER = "REMEDIATOR_ANSIBLE_RUN"
+_STATUS: dict[str, StepStatus] = {
+    "successful": "succeeded",
+    "failed": "failed",
+    "timeout": "timed_out",
+    "canceled": "cancelled",
+}
+
+
+def _tool_path() -> str:
+    """PATH with this interpreter's bin directory first, so the ansible-core installed
+    beside remediator is the one that runs even when its venv is not activated."""
+    return os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+
+
+class AnsibleExecutor:
+    kind = "ansible"
+
+    def __init__(self, playbooks_dir: Path) -> None:
+        self.playbooks_dir = playbooks_dir.resolve()
+        self.path = _tool_path()
+        if shutil.which("ansible-playbook", path=self.path) is None:
+            raise ExecutorError("ansible-playbook is not installed (pip install ansible-core)")
+
+    def run(self, step: StepInput, *, cancelled: Callable[[], bool]) -> StepResult:
+        deadline = time.monotonic() + step.timeout_s
+        stopped: list[StepStatus] = []
+        spec = AnsibleStep.model_validate(step.spec)
+        started = datetime.now(UTC)
+        playbook = inside(self.playbooks_dir, spec.playbook)
+        inventory = inside(self.playbooks_dir, spec.inventory) if spec.inventory else None
+        if playbook is None or (spec.inventory and inventory is None):
+            return StepResult(
+                "failed", None, "", started, datetime.now(UTC),
+                error="playbook or inventory path leaves the playbooks directory",
+            )  # fmt: skip
+        with tempfile.TemporaryDirectory(prefix="remediator-ansible-") as private_dir:
+
+            def should_stop() -> bool:
+                if not stopped and (cancelled() or time.monotonic() > deadline):
+                    stopped.append("cancelled" if cancelled() else "timed_out")
+                    terminate_run(private_dir)
+                return bool(stopped)
+
+            try:
+                runner = ansible_runner.run(
+                    private_data_dir=private_dir,
+                    project_dir=str(self.playbooks_dir),
+                    playbook=str(playbook),
+                    inventory=str(inventory) if inventory else None,
+                    limit=spec.limit or None,
+                    extravars=spec.extra_vars,
+                    cancel_callback=should_stop,
+                    quiet=True,
+                    envvars={
+                        "PATH": self.path,
+                        RUN_MARKER: private_dir,
+                        "ANSIBLE_NOCOLOR": "1",
+                        "ANSIBLE_RETRY_FILES_ENABLED": "0",
+                        "ANSIBLE_LOCALHOST_WARNING": "0",
+                        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+                    },
+                    # How often the runner looks at the clock and the cancel flag.
+                    settings={"pexpect_timeout": 0.5, "suppress_ansible_output": True},
+                )
+                output = _read(Path(private_dir) / "artifacts" / runner.config.ident / "stdout")
+            except Exception as exc:  # ansible-runner raises many unrelated types
+                raise ExecutorError(f"ansible-runner could not run the playbook: {exc}") from exc
+        status = stopped[0] if stopped else _STATUS.get(runner.status, "failed")
+        error = None
+        if status == "timed_out":
+            error = f"playbook did not finish within {step.timeout_s:g}s and was stopped"
+        elif status == "cancelled":
+            error = "cancelled while running"
+        elif status == "failed":
+            error = f"ansible-playbook exited with {runner.rc}"
+        return StepResult(status, runner.rc, tail(output), started, datetime.now(UTC), error=error)
+
+
+def terminate_run(marker: str, grace_s: float = 5.0) -> None:
+    """Stop every process of one run: all that inherited its RUN_MARKER environment value
+    (ansible-playbook, its setsid workers, their modules' children), and their children."""
+    own = [
+        proc
+        for proc in psutil.process_iter(["environ"])
+        if (proc.info["environ"] or {}).get(RUN_MARKER) == marker
+    ]
+    family: dict[int, psutil.Process] = {}
+    for proc in own:
+        family[proc.pid] = proc
+        try:
+            family.update((child.pid, child) for child in proc.children(recursive=True))
+        except psutil.Error:
+            continue
+    procs = list(family.values())
+    for proc in procs:
+        try:
+            proc.send_signal(signal.SIGTERM)
+        except psutil.Error:
+            continue
+    # Poll rather than psutil.wait_procs: waiting would reap ansible-runner's own child
+    # and break its pexpect loop.
+    end = time.monotonic() + grace_s
+    alive = procs
+    while alive and time.monotonic() < end:
+        time.sleep(0.1)
+        alive = [proc for proc in alive if _running(proc)]
+    for proc in alive:
+        try:
+            proc.kill()
+        except psutil.Error:
+            continue
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return bool(proc.status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
+        return False
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""

@@ -1,0 +1,377 @@
+"""The journey of an alert, in one place:
+
+receive_webhook:   verify → normalise → match → plan → persist (event, incidents,
+                   executions, in one transaction) → answer 202 with execution ids
+run_execution:     (a worker claimed it) each step with retries → final status →
+                   escalations owed, written with that status
+deliver_escalation: (a worker claimed it) notify the target → delivered, retried
+                   later with backoff, or given up
+recover_expired:   work whose worker died: requeued if no step started, else
+                   interrupted and escalated
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy.exc import IntegrityError
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_result,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random_exponential,
+)
+
+from app.config import Settings
+from app.errors import EscalationError, ExecutorError, UnknownSource, UnsupportedPayload
+from app.escalation.base import EscalationMessage, Notifier
+from app.executors.base import Executor, StepInput, StepResult
+from app.incident import Incident
+from app.runbooks.matcher import Matcher
+from app.runbooks.models import Retry
+from app.runbooks.plan import Plan, plan
+from app.sources.base import WebhookRequest
+from app.sources.registry import get_source
+from app.store.db import Database
+from app.store.models import EscalationRow, Event, Execution, StepRow
+from app.store.queue import claim_next_escalation, expired_executions, step_started
+from app.store.records import (
+    add_execution,
+    add_incident,
+    find_event,
+    finish_execution,
+    record_attempt,
+)
+from app.store.views import ExecutionView, execution_view
+
+log = logging.getLogger("remediator.flows")
+
+
+@dataclass
+class Services:
+    """What the flows need, built once at start-up. `matcher` is swapped whole on reload."""
+
+    settings: Settings
+    db: Database
+    matcher: Matcher
+    executors: Mapping[str, Executor]
+    notifiers: Mapping[str, Notifier]
+    stopping: threading.Event = field(default_factory=threading.Event)
+    work_ready: threading.Event = field(default_factory=threading.Event)
+
+    def escalate_to(self, runbook_targets: list[str]) -> list[str]:
+        return list(runbook_targets or self.settings.default_escalate)
+
+
+@dataclass(frozen=True)
+class Accepted:
+    event_id: str
+    duplicate: bool
+    executions: list[str]
+    incidents: int
+
+
+# ---------------------------------------------------------------- ingest
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as exc:
+        raise UnsupportedPayload(f"the body is not JSON: {exc}") from exc
+
+
+def read_delivery(
+    services: Services, source_name: str, headers: Mapping[str, str], body: bytes, now: float
+) -> tuple[str, list[Incident], str]:
+    """Verify and normalise one call; answers (delivery id, incidents, event type)."""
+    config = services.settings.sources.get(source_name)
+    if config is None:
+        raise UnknownSource(f"source {source_name!r} is not configured on this service")
+    source = get_source(source_name)
+    request = WebhookRequest(
+        source=source_name,
+        headers=headers,
+        body=body,
+        received_at=datetime.fromtimestamp(now, UTC),
+        now=now,
+        replay_window_s=config.replay_window_s or services.settings.replay_window_s,
+    )
+    if config.secret is not None or config.token is not None or not config.insecure:
+        source.verify(request, config)
+    delivery = source.normalise(parse_json(body), request)
+    return delivery.delivery_id, delivery.incidents, delivery.event_type
+
+
+def receive_webhook(
+    services: Services, source_name: str, headers: Mapping[str, str], body: bytes, now: float
+) -> Accepted:
+    delivery_id, incidents, event_type = read_delivery(services, source_name, headers, body, now)
+    matcher = services.matcher
+    plans = [
+        (incident, [plan(m.runbook, incident) for m in matcher.match(incident)])
+        for incident in incidents
+    ]
+    try:
+        accepted = _persist(services, source_name, delivery_id, event_type, plans, now)
+    except IntegrityError:
+        # Another request stored the same delivery between our check and our insert.
+        with services.db.read() as session:
+            existing = find_event(session=session, source=source_name, delivery_id=delivery_id)
+            if existing is None:
+                raise
+            return Accepted(existing.id, True, [], 0)
+    if accepted.executions:
+        services.work_ready.set()
+    return accepted
+
+
+def _persist(
+    services: Services,
+    source_name: str,
+    delivery_id: str,
+    event_type: str,
+    plans: list[tuple[Incident, list[Plan]]],
+    now: float,
+) -> Accepted:
+    moment = datetime.fromtimestamp(now, UTC)
+    with services.db.write() as session:
+        existing = find_event(session=session, source=source_name, delivery_id=delivery_id)
+        if existing is not None:
+            return Accepted(existing.id, True, [], 0)
+        event = Event(
+            source=source_name,
+            delivery_id=delivery_id,
+            event_type=event_type,
+            received_at=moment,
+            incident_count=len(plans),
+        )
+        session.add(event)
+        session.flush()
+        executions = []
+        for incident, incident_plans in plans:
+            row = add_incident(session=session, event_id=event.id, incident=incident)
+            for item in incident_plans:
+                executions.append(
+                    add_execution(
+                        session=session,
+                        plan=item,
+                        incident_row=row,
+                        escalate_to=services.escalate_to(item.runbook.escalate),
+                        now=moment,
+                    )
+                )
+        session.flush()
+        return Accepted(event.id, False, [e.id for e in executions], len(plans))
+
+
+# ---------------------------------------------------------------- run
+
+
+def run_step(
+    executor: Executor,
+    step: StepInput,
+    policy: Retry,
+    *,
+    cancelled: Callable[[], bool],
+    sleep: Callable[[float], Any],
+    on_attempt: Callable[[int, StepResult], None],
+) -> StepResult:
+    """Run one step, retried with exponential backoff while it fails or times out."""
+    attempt = 0
+
+    def once() -> StepResult:
+        nonlocal attempt
+        attempt += 1
+        started = datetime.now(UTC)
+        try:
+            result = executor.run(
+                StepInput(step.execution_id, step.position, attempt, step.spec, step.timeout_s),
+                cancelled=cancelled,
+            )
+        except ExecutorError as exc:
+            result = StepResult("failed", None, "", started, datetime.now(UTC), error=str(exc))
+        on_attempt(attempt, result)
+        return result
+
+    retrying = Retrying(
+        stop=stop_after_attempt(policy.attempts),
+        wait=wait_exponential(multiplier=policy.backoff, max=policy.max_backoff),
+        retry=retry_if_result(lambda r: r.status in ("failed", "timed_out") and not cancelled()),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        sleep=sleep,
+    )
+    result: StepResult = retrying(once)
+    return result
+
+
+def run_execution(services: Services, execution_id: str, *, cancelled: Callable[[], bool]) -> str:
+    """Run a claimed execution to its final status; answers that status."""
+    with services.db.read() as session:
+        execution = session.get_one(Execution, execution_id)
+        policy = Retry.model_validate(execution.runbook_spec.get("retry", {}))
+        steps = [
+            (s.id, s.position, s.kind, s.spec) for s in execution.steps if s.status == "pending"
+        ]
+    for step_id, position, kind, spec in steps:
+        with services.db.write() as session:
+            row = session.get_one(StepRow, step_id)
+            row.status, row.started_at = "running", datetime.now(UTC)
+        executor = services.executors.get(kind)
+
+        def record(number: int, result: StepResult, step_id: int = step_id) -> None:
+            with services.db.write() as session:
+                record_attempt(session=session, step_id=step_id, number=number, result=result)
+
+        if executor is None:
+            result = StepResult("failed", None, "", datetime.now(UTC), datetime.now(UTC),
+                                error=f"no executor for step kind {kind!r}")  # fmt: skip
+            record(1, result)
+        else:
+            result = run_step(
+                executor,
+                StepInput(execution_id, position, 1, spec, float(spec.get("timeout", 300))),
+                policy,
+                cancelled=cancelled,
+                sleep=services.stopping.wait,
+                on_attempt=record,
+            )
+        final = "interrupted" if result.status == "cancelled" else result.status
+        with services.db.write() as session:
+            row = session.get_one(StepRow, step_id)
+            row.status, row.finished_at = final, datetime.now(UTC)
+            if final != "succeeded":
+                execution = session.get_one(Execution, execution_id)
+                error = f"step {position + 1} ({kind}): {result.error or final}"
+                finish_execution(
+                    execution=execution, status=final, error=error,
+                    now=datetime.now(UTC),
+                )  # fmt: skip
+                return final
+    with services.db.write() as session:
+        execution = session.get_one(Execution, execution_id)
+        finish_execution(
+                    execution=execution, status="succeeded", error=None,
+            now=datetime.now(UTC),
+        )  # fmt: skip
+    return "succeeded"
+
+
+def recover_expired(services: Services) -> list[str]:
+    """Executions whose worker died: requeue those with no step started; the rest are not
+    safe to repeat, so they are interrupted and escalated."""
+    now = datetime.now(UTC)
+    touched = []
+    with services.db.write() as session:
+        for execution in expired_executions(session=session, now=now):
+            touched.append(execution.id)
+            if not step_started(execution):
+                execution.status, execution.claimed_by = "queued", None
+                execution.lease_expires_at = None
+                continue
+            for step in execution.steps:
+                if step.status == "running":
+                    step.status, step.finished_at = "interrupted", now
+            finish_execution(
+                    execution=execution, status="interrupted", now=now,
+                error=f"the worker running it ({execution.claimed_by}) stopped mid-step",
+            )  # fmt: skip
+    if touched:
+        log.warning("recovered %d execution(s) from dead workers: %s", len(touched), touched)
+        services.work_ready.set()
+    return touched
+
+
+# ---------------------------------------------------------------- escalate
+
+
+def redact(text: str, secrets: Iterable[str]) -> str:
+    for secret in secrets:
+        text = text.replace(secret, "***")
+    return text
+
+
+def escalation_message(
+    services: Services, row: EscalationRow, execution: Execution
+) -> EscalationMessage:
+    view = execution_view(execution)
+    clean = ExecutionView.model_validate_json(
+        redact(view.model_dump_json(), services.settings.secret_values())
+    )
+    return EscalationMessage(
+        escalation_id=row.id,
+        reason=row.reason,
+        execution=clean,
+        runbook_description=str(execution.runbook_spec.get("description", "")),
+        execution_url=f"{services.settings.public_url.rstrip('/')}/api/executions/{execution.id}",
+    )
+
+
+def backoff_s(attempt: int, cap_s: float) -> float:
+    """Exponential with full jitter, capped: 1st retry within 2s, then 4s, 8s..."""
+    state = RetryCallState(retry_object=Retrying(), fn=None, args=(), kwargs={})
+    state.attempt_number = attempt
+    return float(wait_random_exponential(multiplier=1, max=cap_s)(state))
+
+
+def deliver_escalation(services: Services, client: httpx.Client) -> bool:
+    """Deliver one due escalation; answers whether there was one."""
+    settings = services.settings
+    with services.db.write() as session:
+        row = claim_next_escalation(session=session, now=datetime.now(UTC), lease_s=120)
+        if row is None:
+            return False
+        message = escalation_message(services, row, session.get_one(Execution, row.execution_id))
+        escalation_id, target, created_at = row.id, row.target, row.created_at
+    notifier = services.notifiers.get(target)
+    error: EscalationError | None = None
+    try:
+        if notifier is None:
+            raise EscalationError(f"target {target!r} is not configured", retryable=False)
+        notifier.deliver(message, client=client)
+    except EscalationError as exc:
+        error = exc
+    now = datetime.now(UTC)
+    with services.db.write() as session:
+        row = session.get_one(EscalationRow, escalation_id)
+        row.attempts += 1
+        if error is None:
+            row.status, row.delivered_at, row.last_error = "delivered", now, None
+            log.info("escalation %s delivered to %s", escalation_id, target)
+            return True
+        row.last_error = redact(str(error), settings.secret_values())
+        expired = now - created_at > timedelta(seconds=settings.escalation_give_up_after_s)
+        if not error.retryable or expired:
+            row.status = "gave_up"
+            log.error(
+                "ESCALATION GIVEN UP: %s to %s for execution %s after %d attempt(s): %s",
+                escalation_id, target, row.execution_id, row.attempts, row.last_error,
+            )  # fmt: skip
+        else:
+            delay = max(
+                error.retry_after_s or 0.0,
+                backoff_s(row.attempts, settings.escalation_max_backoff_s),
+            )
+            row.next_attempt_at = now + timedelta(seconds=delay)
+            log.warning(
+                "escalation %s to %s failed (%s); retry in %.1fs",
+                escalation_id,
+                target,
+                row.last_error,
+                delay,
+            )
+    return True
+
+
+def now_s() -> float:
+    return time.time()

@@ -1,0 +1,1 @@
+"""Runbooks: the SRE's YAML, validated, matched against incidents and rendered."""

@@ -1,0 +1,232 @@
+"""Read runbook files: one runbook, a list of them, or several YAML documents per file.
+
+Every problem is collected (not just the first) and located by file, line and key path,
+so `remediator lint` can show an author all of them at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from app.errors import RunbookError, RunbookProblem
+from app.runbooks.models import Runbook, RunbookFile
+from app.runbooks.paths import inside
+
+YAML_SUFFIXES = (".yml", ".yaml")
+
+
+def runbook_files(paths: Iterable[Path]) -> list[Path]:
+    """The YAML files at or below each path, in a stable order."""
+    found: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            found.extend(sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES))
+        else:
+            found.append(path)
+    return found
+
+
+def load_runbooks(
+    paths: Sequence[Path],
+    *,
+    playbooks_dir: Path | None = None,
+    known_targets: Iterable[str] | None = None,
+) -> list[RunbookFile]:
+    """Every runbook under `paths`, or RunbookError with every problem found."""
+    problems: list[RunbookProblem] = []
+    loaded: list[RunbookFile] = []
+    for file in runbook_files(paths):
+        loaded.extend(_load_file(file, problems))
+    _check_names(loaded, problems)
+    if playbooks_dir is not None:
+        _check_playbooks(loaded, playbooks_dir, problems)
+    if known_targets is not None:
+        _check_targets(loaded, set(known_targets), problems)
+    if problems:
+        raise RunbookError(problems)
+    return loaded
+
+
+def _load_file(file: Path, problems: list[RunbookProblem]) -> list[RunbookFile]:
+    name = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        values = list(yaml.safe_load_all(text))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(RunbookProblem(name, None, "", f"cannot read: {exc}"))
+        return []
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problems.append(RunbookProblem(name, line, "", f"not valid YAML: {exc}"))
+        return []
+    loaded: list[RunbookFile] = []
+    for node, value in zip(documents, values, strict=True):
+        if node is None:
+            continue
+        problems.extend(_duplicate_keys(name, node))
+        items: list[tuple[yaml.Node, Any, str]]
+        if isinstance(value, list) and isinstance(node, yaml.SequenceNode):
+            items = [
+                (n, v, f"[{i}]") for i, (n, v) in enumerate(zip(node.value, value, strict=True))
+            ]
+        else:
+            items = [(node, value, "")]
+        for item_node, item, prefix in items:
+            runbook = _validate(name, item_node, item, prefix, problems)
+            if runbook is not None:
+                loaded.append(
+                    RunbookFile(runbook=runbook, file=name, line=item_node.start_mark.line + 1)
+                )
+    return loaded
+
+
+def _validate(
+    file: str, node: yaml.Node, value: Any, prefix: str, problems: list[RunbookProblem]
+) -> Runbook | None:
+    if not isinstance(value, dict):
+        problems.append(
+            RunbookProblem(file, node.start_mark.line + 1, prefix, "a runbook must be a mapping")
+        )
+        return None
+    try:
+        return Runbook.model_validate(value)
+    except ValidationError as exc:
+        for error in exc.errors():
+            loc = tuple(error["loc"])
+            problems.append(
+                RunbookProblem(
+                    file,
+                    _line_of(node, loc),
+                    prefix + _dotted(loc),
+                    _message(error["type"], error["msg"]),
+                )
+            )
+        return None
+
+
+def _message(kind: str, text: str) -> str:
+    if kind == "extra_forbidden":
+        return "unknown key"
+    return text.removeprefix("Value error, ")
+
+
+def _dotted(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
+    """The line of the deepest node on `loc` that exists in the document."""
+    current = node
+    for part in loc:
+        child: yaml.Node | None = None
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                    # An unknown key is best shown at the key itself.
+                    child = value if part != loc[-1] else key
+                    break
+        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
+            if 0 <= part < len(current.value):
+                child = current.value[part]
+        if child is None:
+            break
+        current = child
+    return int(current.start_mark.line) + 1
+
+
+def _duplicate_keys(file: str, node: yaml.Node) -> list[RunbookProblem]:
+    problems: list[RunbookProblem] = []
+    stack = [node]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, yaml.MappingNode):
+            seen: set[str] = set()
+            for key, value in current.value:
+                if isinstance(key, yaml.ScalarNode):
+                    if key.value in seen:
+                        problems.append(
+                            RunbookProblem(
+                                file, key.start_mark.line + 1, key.value, "duplicate key"
+                            )
+                        )
+                    seen.add(key.value)
+                stack.append(value)
+        elif isinstance(current, yaml.SequenceNode):
+            stack.extend(current.value)
+    return problems
+
+
+def _check_names(loaded: list[RunbookFile], problems: list[RunbookProblem]) -> None:
+    first: dict[str, RunbookFile] = {}
+    for item in loaded:
+        name = item.runbook.name
+        if name in first:
+            other = first[name]
+            problems.append(
+                RunbookProblem(
+                    item.file,
+                    item.line,
+                    "name",
+                    f"runbook name {name!r} is already used at {other.file}:{other.line}",
+                )
+            )
+        else:
+            first[name] = item
+
+
+def _check_playbooks(
+    loaded: list[RunbookFile], playbooks_dir: Path, problems: list[RunbookProblem]
+) -> None:
+    for item in loaded:
+        for index, step in enumerate(item.runbook.steps):
+            for key, relative in (
+                ("playbook", step.ansible.playbook),
+                ("inventory", step.ansible.inventory),
+            ):
+                if relative is None:
+                    continue
+                where = f"steps[{index}].ansible.{key}"
+                target = inside(playbooks_dir, relative)
+                if target is None:
+                    problems.append(
+                        RunbookProblem(
+                            item.file, item.line, where,
+                            f"{relative!r} leaves the playbooks directory",
+                        )
+                    )  # fmt: skip
+                elif not target.exists():
+                    problems.append(
+                        RunbookProblem(
+                            item.file,
+                            item.line,
+                            where,
+                            f"{relative!r} not found in {playbooks_dir}",
+                        )
+                    )
+
+
+def _check_targets(
+    loaded: list[RunbookFile], known: set[str], problems: list[RunbookProblem]
+) -> None:
+    for item in loaded:
+        for target in item.runbook.escalate:
+            if target not in known:
+                problems.append(
+                    RunbookProblem(
+                        item.file,
+                        item.line,
+                        "escalate",
+                        f"escalation target {target!r} is not configured "
+                        f"(configured: {', '.join(sorted(known)) or 'none'})",
+                    )
+                )

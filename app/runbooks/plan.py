@@ -1,0 +1,57 @@
+"""A runbook rendered for one incident: the concurrency key and the exact steps to run.
+
+Rendering happens when the incident arrives, so what is stored is what will run (a later
+runbook reload does not change queued work) and a template error is known at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.errors import TemplateError
+from app.incident import Incident
+from app.runbooks.models import Runbook, Step
+from app.runbooks.templating import render_text, render_value
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    kind: str
+    spec: dict[str, Any]
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    runbook: Runbook
+    concurrency_key: str | None
+    guard_key: str
+    steps: list[PlannedStep] = field(default_factory=list)
+    error: str | None = None
+
+
+def template_context(runbook: Runbook, incident: Incident) -> dict[str, Any]:
+    return {
+        "incident": incident.template_context(),
+        "runbook": {"name": runbook.name, "description": runbook.description},
+    }
+
+
+def _render_step(step: Step, context: dict[str, Any]) -> PlannedStep:
+    ansible = step.ansible
+    spec = ansible.model_dump(mode="json")
+    spec["limit"] = render_text(ansible.limit, context) if ansible.limit else None
+    spec["extra_vars"] = render_value(ansible.extra_vars, context)
+    return PlannedStep(kind=step.kind, spec=spec, timeout_s=ansible.timeout)
+
+
+def plan(runbook: Runbook, incident: Incident) -> Plan:
+    context = template_context(runbook, incident)
+    try:
+        key = render_text(runbook.concurrency, context) if runbook.concurrency else None
+        steps = [_render_step(step, context) for step in runbook.steps]
+    except TemplateError as exc:
+        return Plan(runbook, None, f"fingerprint:{incident.fingerprint}", error=f"template: {exc}")
+    guard = f"key:{key}" if key else f"fingerprint:{incident.fingerprint}"
+    return Plan(runbook, key, guard, steps)

@@ -1,0 +1,1 @@
+"""Incident platforms in: one module per platform behind the `Source` protocol."""

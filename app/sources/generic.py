@@ -1,0 +1,119 @@
+"""Any JSON sender, signed with Standard Webhooks headers.
+
+Verification: `webhook-id`, `webhook-timestamp`, `webhook-signature` (HMAC-SHA256 over
+`id.timestamp.body`, key from the `whsec_` secret), timestamp within the replay window.
+A source configured with `token` instead takes `Authorization: Bearer <token>`.
+
+Body: one incident, or `{"incidents": [...]}`. Fields map one to one onto the Incident:
+`title` (required), `status` (firing|resolved, default firing), `severity` (any common
+word: critical/high/error/warning/p1..p5..., default medium), `service`, `labels`,
+`annotations`, `url`, `fingerprint` (default: a hash of title, service and labels),
+`event_type` (default `incident.<status>`). The whole object is `raw`.
+Delivery id: the `webhook-id` header (a hash of the body when unsigned).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+
+from app.config import SourceConfig
+from app.errors import Unauthenticated, UnsupportedPayload
+from app.incident import Incident
+from app.signing import secret_key, verify
+from app.sources.base import (
+    Delivery,
+    WebhookRequest,
+    body_digest,
+    severity_from,
+    stable_fingerprint,
+    string_map,
+    verify_bearer,
+)
+
+
+class GenericIncident(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    title: str
+    status: Literal["firing", "resolved"] = "firing"
+    severity: str = "medium"
+    service: str | None = None
+    labels: dict[str, Any] = {}
+    annotations: dict[str, Any] = {}
+    url: str | None = None
+    fingerprint: str | None = None
+    event_type: str | None = None
+
+    @field_validator("title")
+    @classmethod
+    def _title_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("title may not be blank")
+        return value
+
+
+class GenericSource:
+    name = "generic"
+
+    def check_config(self, config: SourceConfig) -> None:
+        if config.secret is not None:
+            secret_key(config.secret.get_secret_value())
+
+    def verify(self, request: WebhookRequest, config: SourceConfig) -> None:
+        if config.secret is not None:
+            verify(
+                secret_key(config.secret.get_secret_value()),
+                headers=request.headers,
+                body=request.body,
+                now=request.now,
+                window_s=request.replay_window_s,
+            )
+        elif config.token is not None:
+            verify_bearer(request, config)
+        else:
+            raise Unauthenticated("this source has neither secret nor token configured")
+
+    def normalise(self, payload: Any, request: WebhookRequest) -> Delivery:
+        if isinstance(payload, dict) and "incidents" in payload:
+            items = payload["incidents"]
+            if not isinstance(items, list) or not items:
+                raise UnsupportedPayload("`incidents` must be a non-empty list of objects")
+        else:
+            items = [payload]
+        delivery_id = request.headers.get("webhook-id") or "sha256:" + body_digest(request.body)
+        incidents = [
+            self._incident(item, index, delivery_id, request) for index, item in enumerate(items)
+        ]
+        return Delivery(delivery_id=delivery_id, event_type="incident", incidents=incidents)
+
+    def _incident(
+        self, item: Any, index: int, delivery_id: str, request: WebhookRequest
+    ) -> Incident:
+        if not isinstance(item, dict):
+            raise UnsupportedPayload(f"incident {index} must be a JSON object")
+        try:
+            parsed = GenericIncident.model_validate(item)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+            )
+            raise UnsupportedPayload(f"incident {index}: {problems}") from exc
+        labels = string_map(parsed.labels)
+        return Incident(
+            source=self.name,
+            delivery_id=delivery_id,
+            event_type=parsed.event_type or f"incident.{parsed.status}",
+            status=parsed.status,
+            title=parsed.title,
+            severity=severity_from(parsed.severity),
+            service=parsed.service,
+            labels=labels,
+            annotations=string_map(parsed.annotations),
+            url=parsed.url,
+            fingerprint=parsed.fingerprint
+            or stable_fingerprint(parsed.title, parsed.service, labels),
+            received_at=request.received_at,
+            raw=item,
+        )

@@ -1,0 +1,41 @@
+"""The platforms this service understands. Adding one: a module and one line here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from app.config import Settings
+from app.errors import ConfigError, UnknownSource
+from app.sources.alertmanager import AlertmanagerSource
+from app.sources.base import Source
+from app.sources.generic import GenericSource
+
+SOURCES: Mapping[str, Source] = {
+    "generic": GenericSource(),
+    "alertmanager": AlertmanagerSource(),
+}
+
+
+def get_source(name: str) -> Source:
+    try:
+        return SOURCES[name]
+    except KeyError:
+        raise UnknownSource(f"unknown source {name!r}") from None
+
+
+def check_sources(settings: Settings) -> list[str]:
+    """Refuse a configuration that would accept unauthenticated calls by accident.
+    Answers the warnings to log at every start (insecure sources)."""
+    warnings: list[str] = []
+    for name, config in settings.sources.items():
+        if name not in SOURCES:
+            raise ConfigError(f"sources.{name}: unknown source (known: {', '.join(SOURCES)})")
+        SOURCES[name].check_config(config)
+        if config.secret is None and config.token is None:
+            if not config.insecure:
+                raise ConfigError(
+                    f"sources.{name}: needs a `secret` or a `token` "
+                    "(or `insecure: true` for a local trial)"
+                )
+            warnings.append(f"source {name!r} is INSECURE: it accepts unauthenticated calls")
+    return warnings

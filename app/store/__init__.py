@@ -1,0 +1,1 @@
+"""Durable state: events, incidents, executions, steps, attempts, escalations."""

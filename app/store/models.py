@@ -1,0 +1,158 @@
+"""Database tables. Times are stored as naive UTC and read back as aware UTC."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+from typing_extensions import override
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    impl = DateTime
+    cache_ok = True
+
+    @override
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are ambiguous; pass an aware one")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    @override
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return value.replace(tzinfo=UTC) if value is not None else None
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Event(Base):
+    """One accepted webhook call."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("source", "delivery_id", name="uq_events_delivery"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    source: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[str] = mapped_column(String(255))
+    event_type: Mapped[str] = mapped_column(String(128))
+    received_at: Mapped[datetime]
+    incident_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class IncidentRow(Base):
+    __tablename__ = "incidents"
+    __table_args__ = (Index("ix_incidents_fingerprint", "source", "fingerprint"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
+    source: Mapped[str] = mapped_column(String(32))
+    fingerprint: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    received_at: Mapped[datetime]
+    data: Mapped[dict[str, Any]]
+
+
+class Execution(Base):
+    """One runbook run for one incident."""
+
+    __tablename__ = "executions"
+    __table_args__ = (
+        Index("ix_executions_status_created", "status", "created_at"),
+        Index("ix_executions_guard", "runbook", "guard_key", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    runbook: Mapped[str] = mapped_column(String(100), index=True)
+    runbook_spec: Mapped[dict[str, Any]]
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
+    trigger: Mapped[str] = mapped_column(String(16), default="webhook")
+    status: Mapped[str] = mapped_column(String(20))
+    concurrency_key: Mapped[str | None] = mapped_column(String(255), index=True)
+    # What cooldown counts runs by: the concurrency key, else the incident's fingerprint.
+    guard_key: Mapped[str] = mapped_column(String(255))
+    escalate_to: Mapped[list[Any]]
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(100))
+    lease_expires_at: Mapped[datetime | None]
+
+    incident: Mapped[IncidentRow] = relationship(lazy="joined")
+    steps: Mapped[list[StepRow]] = relationship(
+        order_by="StepRow.position", cascade="all, delete-orphan", lazy="selectin"
+    )
+    escalations: Mapped[list[EscalationRow]] = relationship(
+        order_by="EscalationRow.created_at", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class StepRow(Base):
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("execution_id", "position", name="uq_steps_position"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"), index=True)
+    position: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(16))
+    spec: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(20), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    rc: Mapped[int | None]
+    output_tail: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+
+    attempt_rows: Mapped[list[AttemptRow]] = relationship(
+        order_by="AttemptRow.number", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class AttemptRow(Base):
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("steps.id"), index=True)
+    number: Mapped[int]
+    status: Mapped[str] = mapped_column(String(20))
+    rc: Mapped[int | None]
+    output_tail: Mapped[str] = mapped_column(Text, default="")
+    error: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime]
+
+
+class EscalationRow(Base):
+    """A notification owed to a target; retried until delivered or given up."""
+
+    __tablename__ = "escalations"
+    __table_args__ = (Index("ix_escalations_due", "status", "next_attempt_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"), index=True)
+    target: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    delivered_at: Mapped[datetime | None]

@@ -1,0 +1,100 @@
+"""Claiming work from the database: executions to run, escalations to deliver.
+
+A claim is a lease: `claimed_by` + `lease_expires_at`, renewed by a heartbeat while the
+work runs. A lease that expires means its worker died; `recover_expired` then decides
+what is safe. On SQLite the `BEGIN IMMEDIATE` of every write transaction serialises
+claims; on PostgreSQL `FOR UPDATE SKIP LOCKED` lets claimers pass each other.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import and_, exists, select, update
+from sqlalchemy.orm import Session, aliased
+
+from app.store.models import EscalationRow, Execution, StepRow
+
+ACTIVE = ("running", "verifying")
+FINAL = ("succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected")
+
+
+def claim_next_execution(
+    *, session: Session, worker_id: str, now: datetime, lease_s: float
+) -> Execution | None:
+    """The oldest queued execution whose concurrency key is free, now `running` and ours."""
+    other = aliased(Execution)
+    key_busy = exists().where(
+        and_(
+            other.concurrency_key == Execution.concurrency_key,
+            other.status.in_(ACTIVE),
+        )
+    )
+    candidate = session.scalars(
+        select(Execution)
+        .where(Execution.status == "queued")
+        .where(~(Execution.concurrency_key.is_not(None) & key_busy))
+        .order_by(Execution.created_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if candidate is None:
+        return None
+    candidate.status = "running"
+    candidate.claimed_by = worker_id
+    candidate.started_at = candidate.started_at or now
+    candidate.lease_expires_at = now + timedelta(seconds=lease_s)
+    return candidate
+
+
+def renew_leases(
+    *, session: Session, worker_id: str, execution_ids: list[str], now: datetime, lease_s: float
+) -> None:
+    if execution_ids:
+        session.execute(
+            update(Execution)
+            .where(Execution.id.in_(execution_ids), Execution.claimed_by == worker_id)
+            .values(lease_expires_at=now + timedelta(seconds=lease_s))
+        )
+
+
+def expired_executions(*, session: Session, now: datetime) -> list[Execution]:
+    """Executions whose worker stopped renewing its lease (it died)."""
+    return list(
+        session.scalars(
+            select(Execution)
+            .where(Execution.status.in_(ACTIVE), Execution.lease_expires_at < now)
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
+def step_started(execution: Execution) -> bool:
+    return any(step.status != "pending" for step in execution.steps)
+
+
+def claim_next_escalation(
+    *, session: Session, now: datetime, lease_s: float
+) -> EscalationRow | None:
+    """A pending escalation that is due; pushed into the future while it is delivered so
+    no other worker takes it meanwhile."""
+    row = session.scalars(
+        select(EscalationRow)
+        .where(EscalationRow.status == "pending", EscalationRow.next_attempt_at <= now)
+        .order_by(EscalationRow.next_attempt_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if row is not None:
+        row.next_attempt_at = now + timedelta(seconds=lease_s)
+    return row
+
+
+def pending_steps(*, session: Session, execution_id: str) -> list[StepRow]:
+    return list(
+        session.scalars(
+            select(StepRow)
+            .where(StepRow.execution_id == execution_id, StepRow.status == "pending")
+            .order_by(StepRow.position)
+        )
+    )

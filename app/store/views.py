@@ -1,0 +1,139 @@
+"""An execution as the API and escalations show it (DESIGN.md's JSON shape)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+
+from app.store.models import Execution, StepRow
+
+
+class AttemptView(BaseModel):
+    number: int
+    status: str
+    rc: int | None
+    output_tail: str
+    error: str | None
+    started_at: datetime
+    finished_at: datetime
+    duration_s: float
+
+
+class StepView(BaseModel):
+    kind: str
+    status: str
+    attempts: int
+    rc: int | None
+    output_tail: str
+    started_at: datetime | None
+    finished_at: datetime | None
+    error: str | None
+    spec: dict[str, Any]
+    attempt_log: list[AttemptView]
+
+
+class EscalationView(BaseModel):
+    id: str
+    target: str
+    reason: str
+    status: str
+    attempts: int
+    last_error: str | None
+    delivered_at: datetime | None
+
+
+class ExecutionView(BaseModel):
+    id: str
+    runbook: str
+    status: str
+    trigger: str
+    incident: dict[str, Any]
+    concurrency_key: str | None
+    error: str | None
+    steps: list[StepView]
+    escalations: list[EscalationView]
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class ExecutionSummary(BaseModel):
+    id: str
+    runbook: str
+    status: str
+    fingerprint: str
+    title: str
+    error: str | None
+    created_at: datetime
+    finished_at: datetime | None
+
+
+def _step_view(step: StepRow) -> StepView:
+    return StepView(
+        kind=step.kind,
+        status=step.status,
+        attempts=step.attempts,
+        rc=step.rc,
+        output_tail=step.output_tail,
+        started_at=step.started_at,
+        finished_at=step.finished_at,
+        error=step.error,
+        spec=step.spec,
+        attempt_log=[
+            AttemptView(
+                number=a.number,
+                status=a.status,
+                rc=a.rc,
+                output_tail=a.output_tail,
+                error=a.error,
+                started_at=a.started_at,
+                finished_at=a.finished_at,
+                duration_s=round((a.finished_at - a.started_at).total_seconds(), 3),
+            )
+            for a in step.attempt_rows
+        ],
+    )
+
+
+def execution_view(execution: Execution) -> ExecutionView:
+    return ExecutionView(
+        id=execution.id,
+        runbook=execution.runbook,
+        status=execution.status,
+        trigger=execution.trigger,
+        incident=execution.incident.data,
+        concurrency_key=execution.concurrency_key,
+        error=execution.error,
+        steps=[_step_view(step) for step in execution.steps],
+        escalations=[
+            EscalationView(
+                id=e.id,
+                target=e.target,
+                reason=e.reason,
+                status=e.status,
+                attempts=e.attempts,
+                last_error=e.last_error,
+                delivered_at=e.delivered_at,
+            )
+            for e in execution.escalations
+        ],
+        created_at=execution.created_at,
+        started_at=execution.started_at,
+        finished_at=execution.finished_at,
+    )
+
+
+def execution_summary(execution: Execution) -> ExecutionSummary:
+    data = execution.incident.data
+    return ExecutionSummary(
+        id=execution.id,
+        runbook=execution.runbook,
+        status=execution.status,
+        fingerprint=str(data.get("fingerprint", "")),
+        title=str(data.get("title", "")),
+        error=execution.error,
+        created_at=execution.created_at,
+        finished_at=execution.finished_at,
+    )

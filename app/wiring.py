@@ -1,0 +1,47 @@
+"""Assembling the service from its configuration (used by `serve` and the CLI)."""
+
+from __future__ import annotations
+
+import logging
+
+from app.config import Settings
+from app.errors import ConfigError
+from app.escalation.registry import build_notifiers
+from app.executors.registry import build_executors
+from app.flows import Services
+from app.runbooks.loader import load_runbooks
+from app.runbooks.matcher import Matcher
+from app.sources.registry import check_sources
+from app.store.db import Database
+
+log = logging.getLogger("remediator")
+
+
+def load_matcher(settings: Settings) -> Matcher:
+    """The runbooks under `runbooks_dir`, checked against this configuration."""
+    if not settings.runbooks_dir.is_dir():
+        raise ConfigError(f"runbooks_dir {settings.runbooks_dir} is not a directory")
+    known = set(settings.escalation.configured())
+    return Matcher(
+        load_runbooks(
+            [settings.runbooks_dir], playbooks_dir=settings.playbooks_dir, known_targets=known
+        )
+    )
+
+
+def build_services(settings: Settings) -> Services:
+    for warning in check_sources(settings):
+        log.warning(warning)
+    unknown = set(settings.default_escalate) - set(settings.escalation.configured())
+    if unknown:
+        raise ConfigError(f"default_escalate names unconfigured target(s): {sorted(unknown)}")
+    matcher = load_matcher(settings)
+    db = Database(settings.database_url)
+    db.upgrade()
+    return Services(
+        settings=settings,
+        db=db,
+        matcher=matcher,
+        executors=build_executors(settings),
+        notifiers=build_notifiers(settings),
+    )

@@ -1,0 +1,129 @@
+"""In-process workers: threads that claim executions and escalations from the database.
+
+Threads (not asyncio) because each step blocks on a child process; the database is the
+queue, so a worker that dies loses nothing: its lease expires and `recover_expired`
+takes the work back.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import httpx
+
+from app.flows import Services, deliver_escalation, recover_expired, run_execution
+from app.store.queue import claim_next_execution, renew_leases
+
+log = logging.getLogger("remediator.worker")
+
+
+class WorkerPool:
+    def __init__(self, services: Services, *, http: httpx.Client | None = None) -> None:
+        self.services = services
+        self.http = http or httpx.Client(follow_redirects=False)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
+        self.threads: list[threading.Thread] = []
+        self.running: dict[str, str] = {}  # execution id → worker id
+        self.lock = threading.Lock()
+        self.cancel_all = threading.Event()
+
+    def start(self) -> None:
+        settings = self.services.settings
+        for index in range(settings.workers):
+            self._spawn(self._execution_loop, f"executor-{index}")
+        self._spawn(self._escalation_loop, "escalator")
+        self._spawn(self._housekeeping_loop, "housekeeper")
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=f"remediator-{name}", daemon=True)
+        thread.start()
+        self.threads.append(thread)
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.threads) and all(t.is_alive() for t in self.threads)
+
+    def stop(self) -> None:
+        """Stop claiming; let running steps finish within the grace period, then stop them
+        (their executions end `interrupted` and are escalated)."""
+        services = self.services
+        services.stopping.set()
+        services.work_ready.set()
+        grace = services.settings.shutdown_grace_s
+        deadline = threading.Event()
+        timer = threading.Timer(grace, deadline.set)
+        timer.start()
+        for thread in self.threads:
+            while thread.is_alive() and not deadline.is_set():
+                thread.join(timeout=0.2)
+        timer.cancel()
+        if any(t.is_alive() for t in self.threads):
+            log.warning("grace period over: stopping running steps")
+            self.cancel_all.set()
+            for thread in self.threads:
+                thread.join(timeout=15)
+        self.http.close()
+
+    def _execution_loop(self) -> None:
+        services = self.services
+        worker_id = f"{self.name}:{threading.current_thread().name}"
+        settings = services.settings
+        while not services.stopping.is_set():
+            try:
+                with services.db.write() as session:
+                    claimed = claim_next_execution(
+                        session=session, worker_id=worker_id, now=datetime.now(UTC),
+                        lease_s=settings.lease_s,
+                    )  # fmt: skip
+                    execution_id = claimed.id if claimed else None
+                if execution_id is None:
+                    services.work_ready.wait(settings.poll_interval_s)
+                    services.work_ready.clear()
+                    continue
+                with self.lock:
+                    self.running[execution_id] = worker_id
+                try:
+                    status = run_execution(services, execution_id, cancelled=self.cancel_all.is_set)
+                    log.info("execution %s ended %s", execution_id, status)
+                finally:
+                    with self.lock:
+                        self.running.pop(execution_id, None)
+                services.work_ready.set()  # an escalation or a key may be free now
+            except Exception:
+                log.exception("execution worker error; retrying")
+                services.stopping.wait(settings.poll_interval_s)
+
+    def _escalation_loop(self) -> None:
+        services = self.services
+        while not services.stopping.is_set():
+            try:
+                if not deliver_escalation(services, self.http):
+                    services.stopping.wait(min(services.settings.poll_interval_s, 1.0))
+            except Exception:
+                log.exception("escalation worker error; retrying")
+                services.stopping.wait(services.settings.poll_interval_s)
+
+    def _housekeeping_loop(self) -> None:
+        services = self.services
+        settings = services.settings
+        interval = max(0.2, settings.lease_s / 3)
+        while not services.stopping.wait(interval):
+            try:
+                with self.lock:
+                    by_worker: dict[str, list[str]] = {}
+                    for execution_id, worker_id in self.running.items():
+                        by_worker.setdefault(worker_id, []).append(execution_id)
+                with services.db.write() as session:
+                    for worker_id, ids in by_worker.items():
+                        renew_leases(
+                            session=session, worker_id=worker_id, execution_ids=ids,
+                            now=datetime.now(UTC), lease_s=settings.lease_s,
+                        )  # fmt: skip
+                recover_expired(services)
+            except Exception:
+                log.exception("housekeeping error; retrying")

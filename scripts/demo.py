@@ -1,0 +1,194 @@
+"""The README demo: run the service on its defaults and show remediations happen.
+
+1. starts a local receiver standing in for the on-call's webhook (it prints escalations),
+2. starts `remediator serve` with ./remediator.yaml (SQLite, the example runbooks),
+3. fills /tmp/remediator-demo/cache and sends a signed Alertmanager alert: the
+   clear-cache runbook empties it (a real ansible-playbook run),
+4. sends a signed generic webhook whose runbook fails on purpose: it is escalated,
+5. keeps serving (Ctrl-C stops) unless --once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from app.signing import secret_key, signed_headers
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DIR = Path("/tmp/remediator-demo")
+DEFAULTS = {
+    "REMEDIATOR_API_TOKEN": "demo-api-token",
+    "ALERTMANAGER_TOKEN": "demo-alertmanager-token",
+    "GENERIC_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"demo-generic-secret").decode(),
+    "ESCALATION_SECRET": "whsec_" + base64.b64encode(b"demo-escalation-secret").decode(),
+}
+
+
+def say(text: str) -> None:
+    print(f"\n\033[1m==> {text}\033[0m", flush=True)
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    received: list[dict[str, Any]] = []
+
+    def do_POST(self) -> None:  # noqa: N802 (the stdlib's name)
+        body = self.rfile.read(int(self.headers.get("content-length", 0)))
+        message = json.loads(body)
+        Receiver.received.append(message)
+        execution = message["execution"]
+        say(f"ESCALATION received by the on-call webhook: {message['summary']}")
+        for step in execution["steps"]:
+            for attempt in step["attempt_log"]:
+                print(
+                    f"    attempt {attempt['number']}: {attempt['status']} (exit {attempt['rc']})"
+                )
+        print(f"    error: {execution['error']}\n    link:  {message['execution_url']}", flush=True)
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def wait_ready(client: httpx.Client, server: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        if server.poll() is not None:
+            sys.exit(f"remediator serve exited with {server.returncode}")
+        try:
+            if client.get("/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    sys.exit("remediator serve did not become ready")
+
+
+def wait_done(client: httpx.Client, execution_id: str) -> dict[str, Any]:
+    for _ in range(600):
+        execution: dict[str, Any] = client.get(f"/api/executions/{execution_id}").json()
+        if execution["status"] not in ("queued", "running", "verifying"):
+            return execution
+        time.sleep(0.2)
+    sys.exit(f"execution {execution_id} did not finish")
+
+
+def show(execution: dict[str, Any]) -> None:
+    print(
+        f"    execution {execution['id']}: runbook {execution['runbook']} → {execution['status']}"
+    )
+    for step in execution["steps"]:
+        print(f"    step {step['kind']} {step['spec'].get('playbook')}: {step['status']}, "
+              f"{step['attempts']} attempt(s)")  # fmt: skip
+        tail = [line for line in step["output_tail"].splitlines() if line.strip()][-6:]
+        print("      | " + "\n      | ".join(tail))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=8080)
+    parser.add_argument("--receiver-port", type=int, default=8099)
+    parser.add_argument("--once", action="store_true", help="stop after the demo")
+    args = parser.parse_args()
+    for name, value in DEFAULTS.items():
+        os.environ.setdefault(name, value)
+    os.environ.setdefault("ESCALATION_WEBHOOK_URL", f"http://127.0.0.1:{args.receiver_port}/")
+    os.environ.setdefault("REMEDIATOR_PUBLIC_URL", f"http://127.0.0.1:{args.port}")
+
+    receiver = http.server.ThreadingHTTPServer(("127.0.0.1", args.receiver_port), Receiver)
+    threading.Thread(target=receiver.serve_forever, daemon=True).start()
+    say(f"starting remediator serve on 127.0.0.1:{args.port} (config {ROOT / 'remediator.yaml'})")
+    server = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "--config", str(ROOT / "remediator.yaml"), "serve",
+         "--port", str(args.port), "--log-level", "warning"],
+        cwd=ROOT,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{args.port}"
+    token = os.environ["REMEDIATOR_API_TOKEN"]
+    try:
+        with httpx.Client(base_url=base, headers={"authorization": f"Bearer {token}"}) as client:
+            wait_ready(client, server)
+            run_demo(client, args.receiver_port)
+            if not args.once:
+                say("remediator keeps running. Send your own alert, for example:")
+                print(
+                    f"  curl -s -H 'Authorization: Bearer {os.environ['ALERTMANAGER_TOKEN']}' "
+                    f"-H 'Content-Type: application/json' \\\n"
+                    f"    -d @tests/fixtures/payloads/alertmanager/cache-full.json "
+                    f"{base}/webhooks/alertmanager\n"
+                    f"  curl -s -H 'Authorization: Bearer {token}' {base}/api/executions\n"
+                    "Ctrl-C stops it."
+                )
+                server.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=60)
+        receiver.shutdown()
+    return 0
+
+
+def run_demo(client: httpx.Client, receiver_port: int) -> None:
+    cache = DEMO_DIR / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    for index in range(5):
+        (cache / f"chunk-{index}.bin").write_bytes(os.urandom(200_000))
+    say(f"{cache} holds {len(list(cache.iterdir()))} files; Alertmanager says CacheDirFull")
+    alert = json.loads((ROOT / "tests/fixtures/payloads/alertmanager/cache-full.json").read_text())
+    # A fresh startsAt makes this a new notification rather than a redelivery.
+    alert["alerts"][0]["startsAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    answer = client.post(
+        "/webhooks/alertmanager",
+        json=alert,
+        headers={"authorization": f"Bearer {os.environ['ALERTMANAGER_TOKEN']}"},
+    )
+    print(f"    POST /webhooks/alertmanager → {answer.status_code} {answer.json()}")
+    for execution_id in answer.json().get("executions", []):
+        show(wait_done(client, execution_id))
+    print(f"    {cache} now holds {len(list(cache.iterdir()))} files")
+
+    say("a generic webhook says ReplicationLagHigh: its runbook fails on purpose")
+    body = json.dumps(
+        {
+            "title": "Replication lag high on orders-db",
+            "severity": "critical",
+            "service": "orders-db",
+            "labels": {"alertname": "ReplicationLagHigh", "cluster": "orders"},
+            "annotations": {"lag_seconds": "212"},
+            "url": "https://grafana.example/d/db",
+        }
+    ).encode()
+    key = secret_key(os.environ["GENERIC_WEBHOOK_SECRET"])
+    headers = signed_headers(key, msg_id=str(uuid.uuid4()), timestamp=int(time.time()), body=body)
+    answer = client.post(
+        "/webhooks/generic", content=body, headers={**headers, "content-type": "application/json"}
+    )
+    print(f"    POST /webhooks/generic → {answer.status_code} {answer.json()}")
+    failed = answer.json().get("executions", [])
+    for execution_id in failed:
+        show(wait_done(client, execution_id))
+    for _ in range(100):
+        if any(m["execution"]["id"] in failed for m in Receiver.received):
+            break
+        time.sleep(0.1)
+    else:
+        sys.exit(f"no escalation reached the receiver on port {receiver_port}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
