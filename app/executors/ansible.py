@@ -1,7 +1,9 @@
 """Ansible steps through ansible-runner, the real `ansible-playbook`.
 
 Each attempt gets a private data dir, removed afterwards. Rendered values go in as
-extra-vars *data* (a file ansible-runner writes), never through a shell.
+extra-vars *data*, never through a shell. Ansible templates extra-vars itself (with an
+unsandboxed Jinja), so every string is written tagged `!unsafe`: a payload value such as
+`{{ lookup('pipe', 'id') }}` arrives as that text, never evaluated.
 
 Timeouts and cancels are enforced here, not by ansible-runner: its SIGKILL reaches only
 the process group of `ansible-playbook`, while ansible-core (2.15+) runs each task in a
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import shlex
 import signal
 import sys
 import tempfile
@@ -21,9 +24,11 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import ansible_runner
 import psutil
+import yaml
 
 from app.errors import ExecutorError
 from app.executors.base import StepInput, StepResult, StepStatus, tail
@@ -74,6 +79,8 @@ class AnsibleExecutor:
                     terminate_run(private_dir)
                 return bool(stopped)
 
+            extravars = Path(private_dir) / "extravars.yml"
+            extravars.write_text(unsafe_yaml(spec.extra_vars), encoding="utf-8")
             try:
                 runner = ansible_runner.run(
                     private_data_dir=private_dir,
@@ -81,7 +88,7 @@ class AnsibleExecutor:
                     playbook=str(playbook),
                     inventory=str(inventory) if inventory else None,
                     limit=spec.limit or None,
-                    extravars=spec.extra_vars,
+                    cmdline=shlex.join(["--extra-vars", f"@{extravars}"]),
                     cancel_callback=should_stop,
                     quiet=True,
                     envvars={
@@ -96,17 +103,42 @@ class AnsibleExecutor:
                     settings={"pexpect_timeout": 0.5, "suppress_ansible_output": True},
                 )
                 output = _read(Path(private_dir) / "artifacts" / runner.config.ident / "stdout")
+                hosts = len((runner.stats or {}).get("processed", {}))
             except Exception as exc:  # ansible-runner raises many unrelated types
                 raise ExecutorError(f"ansible-runner could not run the playbook: {exc}") from exc
         status = stopped[0] if stopped else _STATUS.get(runner.status, "failed")
-        error = None
-        if status == "timed_out":
-            error = f"playbook did not finish within {step.timeout_s:g}s and was stopped"
-        elif status == "cancelled":
-            error = "cancelled while running"
-        elif status == "failed":
-            error = f"ansible-playbook exited with {runner.rc}"
+        errors: dict[StepStatus, str] = {
+            "timed_out": f"playbook did not finish within {step.timeout_s:g}s and was stopped",
+            "cancelled": "cancelled while running",
+            "failed": f"ansible-playbook exited with {runner.rc}",
+        }
+        if status == "succeeded" and hosts == 0:
+            # A remediation that touched no host has not remediated anything.
+            status = "failed"
+            errors["failed"] = "the playbook matched no hosts (check inventory and limit)"
+        error = errors.get(status)
         return StepResult(status, runner.rc, tail(output), started, datetime.now(UTC), error=error)
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    """Dumps every string value as `!unsafe`, keys as plain names."""
+
+
+def _unsafe_str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    return dumper.represent_scalar("!unsafe", value)
+
+
+def _plain_keys(dumper: yaml.SafeDumper, value: dict[Any, Any]) -> yaml.Node:
+    pairs = [(dumper.represent_str(str(k)), dumper.represent_data(v)) for k, v in value.items()]
+    return yaml.MappingNode("tag:yaml.org,2002:map", pairs)
+
+
+_UnsafeDumper.add_representer(str, _unsafe_str)
+_UnsafeDumper.add_representer(dict, _plain_keys)
+
+
+def unsafe_yaml(extra_vars: dict[str, Any]) -> str:
+    return yaml.dump(extra_vars, Dumper=_UnsafeDumper, allow_unicode=True)
 
 
 def terminate_run(marker: str, grace_s: float = 5.0) -> None:

@@ -1,0 +1,233 @@
+"""Shared test fixtures: real settings, a real app on a real SQLite file, and local HTTP
+servers standing in for escalation targets."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import json
+import socket
+import threading
+import time
+from datetime import UTC, datetime
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from app.config import Settings, load_settings
+from app.main import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOKS = ROOT / "playbooks"
+FIXTURES = Path(__file__).parent / "fixtures"
+GENERIC_SECRET = "whsec_" + base64.b64encode(b"test-generic-secret").decode()
+ESCALATION_SECRET = "whsec_" + base64.b64encode(b"test-escalation-secret").decode()
+AM_TOKEN = "test-alertmanager-token"
+API_TOKEN = "test-api-token"
+FINAL = {"succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected"}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Recorder:
+    """A local HTTP server that records POSTs and answers from a script of replies:
+    each reply is a status code, or "hang" to wait longer than any client timeout."""
+
+    url: str
+    requests: list[Recorded] = field(default_factory=list)
+    replies: list[int | str] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=dict)
+
+    def wait_for(self, count: int, timeout: float = 20.0) -> list[Recorded]:
+        deadline = time.monotonic() + timeout
+        while len(self.requests) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.requests) >= count, f"expected {count} request(s), got {len(self.requests)}"
+        return self.requests
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    box: dict[str, Recorder] = {}
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = self.rfile.read(int(self.headers.get("content-length", 0)))
+            rec = box["rec"]
+            reply = rec.replies.pop(0) if rec.replies else 200
+            if reply == "hang":
+                time.sleep(3)
+                return
+            rec.requests.append(
+                Recorded(self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+            )
+            self.send_response(int(reply))
+            for name, value in rec.headers.items():
+                self.send_header(name, value)
+            self.send_header("content-length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    box["rec"] = Recorder(url=f"http://127.0.0.1:{server.server_address[1]}/hook")
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield box["rec"]
+    server.shutdown()
+    server.server_close()
+
+
+def write_config(directory: Path, runbooks: list[dict[str, Any]], **overrides: Any) -> Path:
+    """A config file in `directory` with the given runbooks and the repo's playbooks."""
+    runbooks_dir = directory / "runbooks"
+    runbooks_dir.mkdir(exist_ok=True)
+    (runbooks_dir / "test.yml").write_text(yaml.safe_dump(runbooks, sort_keys=False))
+    config: dict[str, Any] = {
+        "runbooks_dir": "runbooks",
+        "playbooks_dir": str(TEST_PLAYBOOKS),
+        "database_url": "sqlite:///remediator.db",
+        "public_url": "http://remediator.test",
+        "api_tokens": [API_TOKEN],
+        "poll_interval_s": 0.1,
+        "lease_s": 5,
+        "shutdown_grace_s": 5,
+        "sources": {
+            "alertmanager": {"token": AM_TOKEN},
+            "generic": {"secret": GENERIC_SECRET},
+        },
+    }
+    config.update(overrides)
+    path = directory / "remediator.yaml"
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+TEST_PLAYBOOKS = FIXTURES / "playbooks"
+
+
+def ansible_step(
+    playbook: str, timeout: str = "60s", inventory: str | None = None, **extra_vars: Any
+) -> dict[str, Any]:
+    """A step; with no inventory, Ansible's implicit localhost (local connection)."""
+    step: dict[str, Any] = {"playbook": playbook, "extra_vars": extra_vars, "timeout": timeout}
+    if inventory:
+        step["inventory"] = inventory
+    return {"ansible": step}
+
+
+class Api:
+    """The running app, driven over HTTP by the test."""
+
+    def __init__(self, client: TestClient, settings: Settings) -> None:
+        self.client = client
+        self.settings = settings
+        self.auth = {"authorization": f"Bearer {API_TOKEN}"}
+
+    def alertmanager(self, payload: dict[str, Any], token: str = AM_TOKEN) -> httpx.Response:
+        return self.client.post(
+            "/webhooks/alertmanager", json=payload, headers={"authorization": f"Bearer {token}"}
+        )
+
+    def generic(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return self.client.post(
+            "/webhooks/generic",
+            content=body,
+            headers={**headers, "content-type": "application/json"},
+        )
+
+    def execution(self, execution_id: str) -> dict[str, Any]:
+        answer = self.client.get(f"/api/executions/{execution_id}", headers=self.auth)
+        assert answer.status_code == 200, answer.text
+        result: dict[str, Any] = answer.json()
+        return result
+
+    def executions(self, **params: str) -> list[dict[str, Any]]:
+        answer = self.client.get("/api/executions", params=params, headers=self.auth)
+        assert answer.status_code == 200, answer.text
+        result: list[dict[str, Any]] = answer.json()
+        return result
+
+    def wait(
+        self,
+        execution_id: str,
+        timeout: float = 90.0,
+        until: Callable[[dict[str, Any]], bool] | None = None,
+    ) -> dict[str, Any]:
+        done = until or (lambda e: e["status"] in FINAL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            execution = self.execution(execution_id)
+            if done(execution):
+                return execution
+            time.sleep(0.1)
+        raise AssertionError(f"execution {execution_id} not done: {self.execution(execution_id)}")
+
+
+@pytest.fixture
+def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
+    """Start the real app (workers included) on a config with the given runbooks."""
+    clients: list[TestClient] = []
+
+    def start(runbooks: list[dict[str, Any]], **overrides: Any) -> Api:
+        settings = load_settings(write_config(tmp_path, runbooks, **overrides))
+        client = TestClient(create_app(settings))
+        client.__enter__()
+        clients.append(client)
+        return Api(client, settings)
+
+    yield start
+    for client in clients:
+        client.__exit__(None, None, None)
+
+
+def alert(
+    name: str, *, status: str = "firing", fingerprint: str = "fp-1", **labels: str
+) -> dict[str, Any]:
+    """An Alertmanager v4 notification with one alert."""
+    all_labels = {"alertname": name, "severity": "critical", **labels}
+    return {
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{name}"}}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "remediator",
+        "groupLabels": {"alertname": name},
+        "commonLabels": all_labels,
+        "commonAnnotations": {"summary": f"{name} on {labels.get('instance', 'host')}"},
+        "externalURL": "http://alertmanager.test:9093",
+        "alerts": [
+            {
+                "status": status,
+                "labels": all_labels,
+                "annotations": {"summary": f"{name} on {labels.get('instance', 'host')}"},
+                "startsAt": datetime.now(UTC).isoformat(),
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus.test:9090/graph",
+                "fingerprint": fingerprint,
+            }
+        ],
+    }
