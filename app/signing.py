@@ -20,9 +20,9 @@ SECRET_PREFIX = "whsec_"
 
 def secret_key(secret: str) -> bytes:
     """The HMAC key of a `whsec_<base64>` secret (the prefix is optional, as upstream)."""
-    encoded = secret.removeprefix(SECRET_PREFIX)
+    encoded = secret.removeprefix(SECRET_PREFIX).rstrip("=")
     try:
-        key = base64.b64decode(encoded + "==", validate=False)
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ConfigError("a Standard Webhooks secret must be base64 (whsec_...)") from exc
     if not key:

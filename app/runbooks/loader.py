@@ -104,7 +104,7 @@ def _validate(
                 RunbookProblem(
                     file,
                     _line_of(node, loc),
-                    prefix + _dotted(loc),
+                    _dotted(loc, prefix),
                     _message(error["type"], error["msg"]),
                 )
             )
@@ -117,8 +117,8 @@ def _message(kind: str, text: str) -> str:
     return text.removeprefix("Value error, ")
 
 
-def _dotted(loc: tuple[Any, ...]) -> str:
-    out = ""
+def _dotted(loc: tuple[Any, ...], prefix: str = "") -> str:
+    out = prefix
     for part in loc:
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out

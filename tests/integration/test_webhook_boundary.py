@@ -1,0 +1,153 @@
+"""What the webhook endpoint refuses, and that a refusal stores and starts nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+
+import pytest
+
+from app.signing import secret_key, signed_headers
+from tests.conftest import GENERIC_SECRET, alert, ansible_step
+
+RUNBOOKS = [
+    {
+        "name": "any-alert",
+        "match": {"all": [{"field": "labels.alertname", "exists": True}]},
+        "steps": [ansible_step("write.yml", message="m", host="h", dest="/dev/null")],
+    }
+]
+
+
+@pytest.fixture
+def api(make_api):
+    return make_api(RUNBOOKS, max_body_bytes=4096)
+
+
+def sign(body: bytes, **kw: object) -> dict[str, str]:
+    return signed_headers(
+        secret_key(GENERIC_SECRET),
+        msg_id=str(kw.get("msg_id", uuid.uuid4())),
+        timestamp=int(kw.get("timestamp", time.time())),  # type: ignore[call-overload]
+        body=body,
+    )
+
+
+def nothing_stored(api) -> None:
+    assert api.executions() == []
+
+
+def test_wrong_or_missing_bearer_token(api) -> None:
+    assert api.alertmanager(alert("X"), token="wrong").status_code == 401
+    answer = api.client.post("/webhooks/alertmanager", json=alert("X"))
+    assert answer.status_code == 401
+    assert answer.json() == {"error": "unauthenticated", "detail": "missing Authorization header"}
+    nothing_stored(api)
+
+
+def test_generic_signature_refusals(api) -> None:
+    body = json.dumps({"title": "t", "labels": {"alertname": "X"}}).encode()
+    tampered = body.replace(b'"t"', b'"T"')
+    answer = api.generic(tampered, sign(body))
+    assert answer.status_code == 401 and answer.json()["error"] == "invalid_signature"
+
+    stale = api.generic(body, sign(body, timestamp=time.time() - 301))
+    assert stale.status_code == 401 and stale.json()["error"] == "stale_timestamp"
+    future = api.generic(body, sign(body, timestamp=time.time() + 400))
+    assert future.status_code == 401 and "replay window" in future.json()["detail"]
+
+    headers = sign(body)
+    del headers["webhook-signature"]
+    missing = api.generic(body, headers)
+    assert missing.status_code == 401 and "webhook-signature" in missing.json()["detail"]
+
+    garbage = {**sign(body), "webhook-signature": "v1,not base64 at all ,,, v2"}
+    assert api.generic(body, garbage).status_code == 401
+    wrong_key = signed_headers(b"another key", msg_id="m", timestamp=int(time.time()), body=body)
+    assert api.generic(body, wrong_key).status_code == 401
+    nothing_stored(api)
+
+
+def test_body_too_large(api) -> None:
+    big = json.dumps({"title": "x" * 5000}).encode()
+    answer = api.generic(big, sign(big))
+    assert answer.status_code == 413 and answer.json()["error"] == "payload_too_large"
+
+    def chunks():  # no Content-Length: the limit holds while streaming
+        for _ in range(10):
+            yield b"x" * 1000
+
+    streamed = api.client.post(
+        "/webhooks/alertmanager", content=chunks(), headers={"authorization": "Bearer x"}
+    )
+    assert streamed.status_code == 413
+    nothing_stored(api)
+
+
+@pytest.mark.parametrize(
+    ("body", "says"),
+    [
+        (b"not json", "not JSON"),
+        (b"[" * 2000 + b"]" * 2000, "not JSON"),
+        (b'{"version": "3", "alerts": []}', "version"),
+        (b'{"version": "4", "alerts": "no"}', "alerts"),
+        (b'{"version": "4", "alerts": [{"status": "weird", "labels": {}}]}', "alerts[0].status"),
+        (b'{"version": "4", "alerts": [7]}', "alerts[0]"),
+        (b"\xff\xfe", "not JSON"),
+    ],
+)
+def test_malformed_alertmanager_bodies(api, body: bytes, says: str) -> None:
+    from tests.conftest import AM_TOKEN
+
+    answer = api.client.post(
+        "/webhooks/alertmanager", content=body, headers={"authorization": f"Bearer {AM_TOKEN}"}
+    )
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["error"] == "unsupported_payload" and says in answer.json()["detail"]
+    nothing_stored(api)
+
+
+def test_generic_shape_errors_name_the_field(api) -> None:
+    for payload, says in [
+        ({"severity": "high"}, "title: Field required"),
+        ({"title": "x", "status": "maybe"}, "status"),
+        ({"incidents": []}, "non-empty"),
+        ({"incidents": [{"title": "ok"}, 5]}, "incident 1"),
+    ]:
+        body = json.dumps(payload).encode()
+        answer = api.generic(body, sign(body))
+        assert answer.status_code == 422, answer.text
+        assert says in answer.json()["detail"]
+    nothing_stored(api)
+
+
+def test_unknown_and_unconfigured_sources(api) -> None:
+    assert api.client.post("/webhooks/nagios", json={}).status_code == 404
+    answer = api.client.post("/webhooks/generic-x", json={})
+    assert answer.json()["error"] == "unknown_source"
+
+
+def test_api_requires_a_valid_token(api) -> None:
+    assert api.client.get("/api/executions").status_code == 401
+    bad = api.client.get("/api/executions", headers={"authorization": "Bearer nope"})
+    assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
+    missing = api.client.get("/api/executions/does-not-exist", headers=api.auth)
+    assert missing.status_code == 404
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    ready = api.client.get("/readyz").json()
+    assert ready["ready"] is True and ready["checks"]["runbooks"] == "1 loaded"
+
+
+def test_generic_batch_makes_one_execution_per_incident(api) -> None:
+    body = json.dumps(
+        {
+            "incidents": [
+                {"title": "a", "labels": {"alertname": "A"}},
+                {"title": "b", "labels": {"alertname": "B"}},
+            ]
+        }
+    ).encode()
+    answer = api.generic(body, sign(body))
+    assert answer.status_code == 202
+    assert answer.json()["incidents"] == 2 and len(answer.json()["executions"]) == 2

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import load_settings
+from app.errors import ConfigError
+from app.sources.registry import check_sources
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "conf" / "remediator.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_a_file(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.chdir(tmp_path)
+    settings = load_settings(None)
+    assert settings.runbooks_dir == tmp_path / "runbooks"
+    assert settings.database_url == f"sqlite:///{tmp_path}/remediator.db"
+    assert settings.sources == {} and settings.max_body_bytes == 1048576
+
+
+def test_paths_are_relative_to_the_file_and_env_secrets(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("AM_TOKEN_X", "s3cret-token")
+    path = write(tmp_path, "runbooks_dir: rb\nsources:\n  alertmanager: {token: env:AM_TOKEN_X}\n")
+    settings = load_settings(path)
+    assert settings.runbooks_dir == tmp_path / "conf" / "rb"
+    assert settings.sources["alertmanager"].token.get_secret_value() == "s3cret-token"
+    assert "s3cret-token" in settings.secret_values()
+    assert "s3cret-token" not in repr(settings)
+
+
+def test_missing_env_variable_is_a_clear_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "api_tokens: [env:SURELY_NOT_SET_ANYWHERE]\n")
+    with pytest.raises(ConfigError, match="SURELY_NOT_SET_ANYWHERE is not set"):
+        load_settings(path)
+
+
+def test_environment_overrides_the_file(monkeypatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("REMEDIATOR_MAX_BODY_BYTES", "2048")
+    monkeypatch.setenv("REMEDIATOR_SOURCES__GENERIC__TOKEN", "from-env")
+    path = write(tmp_path, "max_body_bytes: 100\nsources:\n  generic: {insecure: true}\n")
+    settings = load_settings(path)
+    assert settings.max_body_bytes == 2048
+    assert settings.sources["generic"].token.get_secret_value() == "from-env"
+    assert settings.sources["generic"].insecure is True
+
+
+def test_unknown_keys_are_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="max_body_byte"):
+        load_settings(write(tmp_path, "max_body_byte: 5\n"))
+    with pytest.raises(ConfigError, match="sources.generic.secrt"):
+        load_settings(write(tmp_path, "sources:\n  generic: {secrt: x}\n"))
+
+
+def test_source_without_secret_or_token_is_refused_unless_insecure(tmp_path: Path) -> None:
+    settings = load_settings(write(tmp_path, "sources:\n  alertmanager: {}\n"))
+    with pytest.raises(ConfigError, match="needs a `secret` or a `token`"):
+        check_sources(settings)
+    settings = load_settings(write(tmp_path, "sources:\n  alertmanager: {insecure: true}\n"))
+    assert "INSECURE" in check_sources(settings)[0]
+
+
+def test_source_config_is_checked_by_its_platform(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="token"):
+        check_sources(load_settings(write(tmp_path, "sources:\n  alertmanager: {secret: abc}\n")))
+    with pytest.raises(ConfigError, match="base64"):
+        check_sources(load_settings(write(tmp_path, "sources:\n  generic: {secret: 'whsec_!!'}\n")))
+    with pytest.raises(ConfigError, match="unknown source"):
+        check_sources(load_settings(write(tmp_path, "sources:\n  nagios: {token: t}\n")))

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.errors import RunbookError
+from app.runbooks.loader import load_runbooks
+
+ROOT = Path(__file__).resolve().parents[2]
+GOOD = """\
+- name: one
+  match: {all: [{field: labels.a, equals: x}]}
+  steps: [{ansible: {playbook: clear-cache.yml}}]
+- name: two
+  steps: [{ansible: {playbook: clear-cache.yml, timeout: 1m30s}}]
+  retry: {attempts: 3, backoff: 2s}
+"""
+
+
+def problems(tmp_path: Path, text: str, **kw) -> list[str]:
+    (tmp_path / "rb.yml").write_text(text)
+    with pytest.raises(RunbookError) as info:
+        load_runbooks([tmp_path], **kw)
+    return [str(p) for p in info.value.problems]
+
+
+def test_a_file_may_hold_a_list(tmp_path: Path) -> None:
+    (tmp_path / "rb.yml").write_text(GOOD)
+    loaded = load_runbooks([tmp_path], playbooks_dir=ROOT / "playbooks")
+    assert [(r.runbook.name, r.line) for r in loaded] == [("one", 1), ("two", 4)]
+    assert loaded[1].runbook.steps[0].ansible.timeout == 90
+    assert loaded[1].runbook.retry.backoff == 2
+
+
+def test_the_repository_examples_load(tmp_path: Path) -> None:
+    loaded = load_runbooks(
+        [ROOT / "runbooks"], playbooks_dir=ROOT / "playbooks", known_targets={"webhook"}
+    )
+    assert len(loaded) >= 4
+
+
+def test_unknown_key_names_file_line_and_path(tmp_path: Path) -> None:
+    text = "name: x\nsteps:\n  - ansible:\n      playbook: p.yml\n      timeot: 5s\n"
+    [problem] = problems(tmp_path, text)
+    assert problem == f"{tmp_path / 'rb.yml'}:5: at steps[0].ansible.timeot unknown key"
+
+
+def test_every_problem_is_reported(tmp_path: Path) -> None:
+    text = (
+        "- name: Bad Name\n  steps: []\n"
+        "- name: ok\n  steps: [{ansible: {playbook: p.yml, timeout: soon}}]\n"
+        "  match: {all: [{field: f, equals: 1, in: [1]}], any: [{field: f, matches: '('}]}\n"
+    )
+    found = "\n".join(problems(tmp_path, text))
+    assert "rb.yml:1: at [0].name" in found
+    assert "rb.yml:2: at [0].steps" in found
+    assert "'soon' is not a duration" in found
+    assert "exactly one of" in found
+    assert "not a valid regular expression" in found
+
+
+def test_duplicate_names_and_keys(tmp_path: Path) -> None:
+    (tmp_path / "a.yml").write_text("name: same\nsteps: [{ansible: {playbook: p}}]\n")
+    found = problems(tmp_path, "name: same\nname: same\nsteps: [{ansible: {playbook: p}}]\n")
+    assert any("rb.yml:2: at name duplicate key" in p for p in found)
+    assert any("already used at" in p and "a.yml:1" in p for p in found)
+
+
+def test_playbook_paths_cannot_leave_their_directory(tmp_path: Path) -> None:
+    for path in ("../../etc/passwd", "/etc/passwd", "missing.yml"):
+        found = problems(
+            tmp_path, f"name: x\nsteps: [{{ansible: {{playbook: '{path}'}}}}]\n",
+            playbooks_dir=ROOT / "playbooks",
+        )  # fmt: skip
+        assert "leaves the playbooks directory" in found[0] or "not found" in found[0]
+
+
+def test_escalation_targets_must_be_configured(tmp_path: Path) -> None:
+    found = problems(
+        tmp_path,
+        "name: x\nsteps: [{ansible: {playbook: p}}]\nescalate: [pagerduty]\n",
+        known_targets={"slack"},
+    )
+    assert "escalation target 'pagerduty' is not configured (configured: slack)" in found[0]
+
+
+@pytest.mark.parametrize("text", ["[", "42", "- 1\n- 2\n", "name: x\nsteps: {}\n", "\t"])
+def test_nonsense_is_an_error_not_a_crash(tmp_path: Path, text: str) -> None:
+    assert problems(tmp_path, text)
