@@ -15,8 +15,8 @@ groups), and SIGKILL whatever is left after a grace period.
 from __future__ import annotations
 
 import os
-import shutil
 import shlex
+import shutil
 import signal
 import sys
 import tempfile

@@ -1,0 +1,105 @@
+"""Against a real `remediator serve` process on a loopback port, as a user would run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from app.signing import secret_key, signed_headers
+from tests.conftest import API_TOKEN, GENERIC_SECRET, ROOT, ansible_step, free_port, write_config
+
+pytestmark = [pytest.mark.server, pytest.mark.ansible]
+
+
+def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
+    for _ in range(300):
+        assert proc.poll() is None, f"serve exited with {proc.returncode}"
+        try:
+            if httpx.get(f"{base}/readyz").status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise AssertionError("not ready")
+
+
+def test_signed_webhook_through_a_running_server(tmp_path: Path) -> None:
+    dest = tmp_path / "out.json"
+    config = write_config(
+        tmp_path,
+        [{"name": "write", "match": {"source": "generic"},
+          "steps": [ansible_step("write.yml", message="{{ incident.title }}", host="{{ incident.labels.host }}", dest=str(dest))]}],
+    )  # fmt: skip
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "serve", "--config", str(config), "--port", str(port)],
+        cwd=tmp_path, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+    )  # fmt: skip
+    try:
+        wait_ready(base, proc)
+        body = json.dumps({"title": "disk full", "labels": {"host": "db-7"}}).encode()
+        headers = signed_headers(
+            secret_key(GENERIC_SECRET),
+            msg_id=str(uuid.uuid4()),
+            timestamp=int(time.time()),
+            body=body,
+        )
+        answer = httpx.post(f"{base}/webhooks/generic", content=body, headers=headers)
+        assert answer.status_code == 202, answer.text
+        execution_id = answer.json()["executions"][0]
+        auth = {"authorization": f"Bearer {API_TOKEN}"}
+        for _ in range(300):
+            execution = httpx.get(f"{base}/api/executions/{execution_id}", headers=auth).json()
+            if execution["status"] not in ("queued", "running"):
+                break
+            time.sleep(0.1)
+        assert execution["status"] == "succeeded", execution
+        assert json.loads(dest.read_text()) == {"message": "disk full", "host": "db-7"}
+        assert (
+            httpx.post(f"{base}/webhooks/generic", content=body, headers=headers).json()[
+                "duplicate"
+            ]
+            is True
+        )
+        assert (tmp_path / "remediator.db").exists()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        # uvicorn re-raises SIGTERM after its graceful shutdown.
+        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+
+
+def test_lint_and_simulate_commands(tmp_path: Path) -> None:
+    env = {**os.environ, "REMEDIATOR_API_TOKEN": "x", "ALERTMANAGER_TOKEN": "y", "GENERIC_WEBHOOK_SECRET": GENERIC_SECRET,
+           "ESCALATION_WEBHOOK_URL": "http://127.0.0.1:9/", "ESCALATION_SECRET": GENERIC_SECRET}  # fmt: skip
+    cli = [sys.executable, "-m", "app.cli", "--config", str(ROOT / "remediator.yaml")]
+    lint = subprocess.run([*cli, "lint"], capture_output=True, text=True, env=env, check=False)
+    assert lint.returncode == 0 and "clear-cache-when-full" in lint.stdout
+    bad = tmp_path / "bad.yml"
+    bad.write_text("name: x\nsteps:\n  - ansible: {playbook: p.yml, timout: 1}\n")
+    failed = subprocess.run(
+        [*cli, "lint", str(bad)], capture_output=True, text=True, env=env, check=False
+    )
+    assert (
+        failed.returncode == 1
+        and f"{bad}:3: at steps[0].ansible.timout unknown key" in failed.stderr
+    )
+    sim = subprocess.run(
+        [*cli, "simulate", str(ROOT / "tests/fixtures/payloads/alertmanager/cache-full.json"), "--source", "alertmanager"],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    report = json.loads(sim.stdout)["incidents"][0]
+    assert [m["runbook"] for m in report["matched"]] == ["clear-cache-when-full"]
+    assert report["matched"][0]["concurrency_key"] == "cache-web-1"
+    assert {s["runbook"] for s in report["not_matched"]} >= {"database-failover"}
+    schema = subprocess.run([*cli, "schema"], capture_output=True, text=True, env=env, check=True)
+    assert "AnsibleStep" in json.loads(schema.stdout)["$defs"]
