@@ -208,26 +208,24 @@ def test_timeout_stops_the_playbook_and_escalates(make_api, recorder) -> None:
     assert recorder.wait_for(1)[0].json()["reason"] == "timed_out"
 
 
+def failing_runbooks() -> list[dict]:
+    """The example runbook that fails on purpose, escalating to the webhook target."""
+    step = {
+        "ansible": {
+            "playbook": "database-failover.yml",
+            "extra_vars": {"cluster": "c", "lag_seconds": "1"},
+        }
+    }
+    return [runbook("fails", "Fail", step, escalate=["webhook"])]
+
+
+def failing_config(recorder) -> dict:
+    return {"playbooks_dir": str(PLAYBOOKS), "escalation": {"webhook": {"url": recorder.url}}}
+
+
 def test_escalation_survives_a_target_that_is_down(make_api, recorder) -> None:
     recorder.replies = [500, 503]
-    api = make_api(
-        [
-            runbook(
-                "fails",
-                "Fail",
-                {
-                    "ansible": {
-                        "playbook": "database-failover.yml",
-                        "extra_vars": {"cluster": "c", "lag_seconds": "1"},
-                    }
-                },
-                escalate=["webhook"],
-            )
-        ],
-        playbooks_dir=str(PLAYBOOKS),
-        escalation={"webhook": {"url": recorder.url}},
-        escalation_max_backoff_s=0.5,
-    )
+    api = make_api(failing_runbooks(), **failing_config(recorder), escalation_max_backoff_s=0.5)
     execution_id = api.alertmanager(alert("Fail")).json()["executions"][0]
     final = api.wait(
         execution_id,
@@ -243,23 +241,7 @@ def test_escalation_survives_a_target_that_is_down(make_api, recorder) -> None:
 
 def test_client_error_from_target_gives_up_loudly(make_api, recorder, caplog) -> None:
     recorder.replies = [400]
-    api = make_api(
-        [
-            runbook(
-                "fails",
-                "Fail",
-                {
-                    "ansible": {
-                        "playbook": "database-failover.yml",
-                        "extra_vars": {"cluster": "c", "lag_seconds": "1"},
-                    }
-                },
-                escalate=["webhook"],
-            )
-        ],
-        playbooks_dir=str(PLAYBOOKS),
-        escalation={"webhook": {"url": recorder.url}},
-    )
+    api = make_api(failing_runbooks(), **failing_config(recorder))
     execution_id = api.alertmanager(alert("Fail")).json()["executions"][0]
     final = api.wait(
         execution_id,
