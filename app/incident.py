@@ -9,7 +9,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Status = Literal["firing", "resolved"]
 Severity = Literal["critical", "high", "medium", "low", "info"]
-SEVERITIES: tuple[Severity, ...] = ("critical", "high", "medium", "low", "info")
 
 
 class Incident(BaseModel):

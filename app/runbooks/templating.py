@@ -23,14 +23,6 @@ def _compiled(source: str) -> jinja2.Template:
     return _ENV.from_string(source)
 
 
-def check_template(source: str) -> None:
-    """Raise TemplateError when `source` is not valid template syntax."""
-    try:
-        _compiled(source)
-    except jinja2.TemplateSyntaxError as exc:
-        raise TemplateError(f"template syntax error in {source!r}: {exc.message}") from exc
-
-
 def render_text(source: str, context: dict[str, Any]) -> str:
     if "{" not in source:
         return source

@@ -13,10 +13,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app.store.models import EscalationRow, Execution, StepRow
+from app.store.models import EscalationRow, Execution
 
 ACTIVE = ("running", "verifying")
-FINAL = ("succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected")
 
 
 def claim_next_execution(
@@ -88,13 +87,3 @@ def claim_next_escalation(
     if row is not None:
         row.next_attempt_at = now + timedelta(seconds=lease_s)
     return row
-
-
-def pending_steps(*, session: Session, execution_id: str) -> list[StepRow]:
-    return list(
-        session.scalars(
-            select(StepRow)
-            .where(StepRow.execution_id == execution_id, StepRow.status == "pending")
-            .order_by(StepRow.position)
-        )
-    )
