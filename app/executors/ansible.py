@@ -107,16 +107,14 @@ class AnsibleExecutor:
             except Exception as exc:  # ansible-runner raises many unrelated types
                 raise ExecutorError(f"ansible-runner could not run the playbook: {exc}") from exc
         status = stopped[0] if stopped else _STATUS.get(runner.status, "failed")
-        errors: dict[StepStatus, str] = {
+        error = {
             "timed_out": f"playbook did not finish within {step.timeout_s:g}s and was stopped",
             "cancelled": "cancelled while running",
             "failed": f"ansible-playbook exited with {runner.rc}",
-        }
+        }.get(status)
         if status == "succeeded" and hosts == 0:
             # A remediation that touched no host has not remediated anything.
-            status = "failed"
-            errors["failed"] = "the playbook matched no hosts (check inventory and limit)"
-        error = errors.get(status)
+            status, error = "failed", "the playbook matched no hosts (check inventory and limit)"
         return StepResult(status, runner.rc, tail(output), started, datetime.now(UTC), error=error)
 
 
