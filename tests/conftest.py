@@ -9,6 +9,7 @@ import json
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -22,6 +23,7 @@ from fastapi.testclient import TestClient
 
 from app.config import Settings, load_settings
 from app.main import create_app
+from app.signing import secret_key, signed_headers
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS = ROOT / "playbooks"
@@ -127,6 +129,16 @@ def write_config(directory: Path, runbooks: list[dict[str, Any]], **overrides: A
 
 
 TEST_PLAYBOOKS = FIXTURES / "playbooks"
+
+
+def sign_generic(body: bytes, *, timestamp: float | None = None) -> dict[str, str]:
+    """Standard Webhooks headers for `body`, signed with the test generic secret."""
+    return signed_headers(
+        secret_key(GENERIC_SECRET),
+        msg_id=str(uuid.uuid4()),
+        timestamp=int(time.time() if timestamp is None else timestamp),
+        body=body,
+    )
 
 
 def ansible_step(

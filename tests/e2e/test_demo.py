@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -17,7 +18,7 @@ def test_demo_shows_a_remediation_and_an_escalation(tmp_path) -> None:
     result = subprocess.run(
         [sys.executable, "scripts/demo.py", "--once", "--port", str(free_port()), "--receiver-port", str(free_port())],
         cwd=ROOT, capture_output=True, text=True, timeout=240, check=False,
-        env={**__import__("os").environ, "REMEDIATOR_DATABASE_URL": env_db},
+        env={**os.environ, "REMEDIATOR_DATABASE_URL": env_db},
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "clear-cache-when-full → succeeded" in result.stdout

@@ -8,14 +8,20 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-from app.signing import secret_key, signed_headers
-from tests.conftest import API_TOKEN, GENERIC_SECRET, ROOT, ansible_step, free_port, write_config
+from tests.conftest import (
+    API_TOKEN,
+    GENERIC_SECRET,
+    ROOT,
+    ansible_step,
+    free_port,
+    sign_generic,
+    write_config,
+)
 
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
 
@@ -48,12 +54,7 @@ def test_signed_webhook_through_a_running_server(tmp_path: Path) -> None:
     try:
         wait_ready(base, proc)
         body = json.dumps({"title": "disk full", "labels": {"host": "db-7"}}).encode()
-        headers = signed_headers(
-            secret_key(GENERIC_SECRET),
-            msg_id=str(uuid.uuid4()),
-            timestamp=int(time.time()),
-            body=body,
-        )
+        headers = sign_generic(body)
         answer = httpx.post(f"{base}/webhooks/generic", content=body, headers=headers)
         assert answer.status_code == 202, answer.text
         execution_id = answer.json()["executions"][0]

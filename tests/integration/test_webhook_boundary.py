@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 
 import pytest
 
-from app.signing import secret_key, signed_headers
-from tests.conftest import GENERIC_SECRET, alert, ansible_step
+from app.signing import signed_headers
+from tests.conftest import alert, ansible_step, sign_generic
 
 RUNBOOKS = [
     {
@@ -23,15 +22,6 @@ RUNBOOKS = [
 @pytest.fixture
 def api(make_api):
     return make_api(RUNBOOKS, max_body_bytes=4096)
-
-
-def sign(body: bytes, **kw: object) -> dict[str, str]:
-    return signed_headers(
-        secret_key(GENERIC_SECRET),
-        msg_id=str(kw.get("msg_id", uuid.uuid4())),
-        timestamp=int(kw.get("timestamp", time.time())),  # type: ignore[call-overload]
-        body=body,
-    )
 
 
 def nothing_stored(api) -> None:
@@ -49,20 +39,20 @@ def test_wrong_or_missing_bearer_token(api) -> None:
 def test_generic_signature_refusals(api) -> None:
     body = json.dumps({"title": "t", "labels": {"alertname": "X"}}).encode()
     tampered = body.replace(b'"t"', b'"T"')
-    answer = api.generic(tampered, sign(body))
+    answer = api.generic(tampered, sign_generic(body))
     assert answer.status_code == 401 and answer.json()["error"] == "invalid_signature"
 
-    stale = api.generic(body, sign(body, timestamp=time.time() - 301))
+    stale = api.generic(body, sign_generic(body, timestamp=time.time() - 301))
     assert stale.status_code == 401 and stale.json()["error"] == "stale_timestamp"
-    future = api.generic(body, sign(body, timestamp=time.time() + 400))
+    future = api.generic(body, sign_generic(body, timestamp=time.time() + 400))
     assert future.status_code == 401 and "replay window" in future.json()["detail"]
 
-    headers = sign(body)
+    headers = sign_generic(body)
     del headers["webhook-signature"]
     missing = api.generic(body, headers)
     assert missing.status_code == 401 and "webhook-signature" in missing.json()["detail"]
 
-    garbage = {**sign(body), "webhook-signature": "v1,not base64 at all ,,, v2"}
+    garbage = {**sign_generic(body), "webhook-signature": "v1,not base64 at all ,,, v2"}
     assert api.generic(body, garbage).status_code == 401
     wrong_key = signed_headers(b"another key", msg_id="m", timestamp=int(time.time()), body=body)
     assert api.generic(body, wrong_key).status_code == 401
@@ -71,7 +61,7 @@ def test_generic_signature_refusals(api) -> None:
 
 def test_body_too_large(api) -> None:
     big = json.dumps({"title": "x" * 5000}).encode()
-    answer = api.generic(big, sign(big))
+    answer = api.generic(big, sign_generic(big))
     assert answer.status_code == 413 and answer.json()["error"] == "payload_too_large"
 
     def chunks():  # no Content-Length: the limit holds while streaming
@@ -116,7 +106,7 @@ def test_generic_shape_errors_name_the_field(api) -> None:
         ({"incidents": [{"title": "ok"}, 5]}, "incident 1"),
     ]:
         body = json.dumps(payload).encode()
-        answer = api.generic(body, sign(body))
+        answer = api.generic(body, sign_generic(body))
         assert answer.status_code == 422, answer.text
         assert says in answer.json()["detail"]
     nothing_stored(api)
@@ -148,6 +138,6 @@ def test_generic_batch_makes_one_execution_per_incident(api) -> None:
             ]
         }
     ).encode()
-    answer = api.generic(body, sign(body))
+    answer = api.generic(body, sign_generic(body))
     assert answer.status_code == 202
     assert answer.json()["incidents"] == 2 and len(answer.json()["executions"]) == 2

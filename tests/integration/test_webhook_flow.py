@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from app.signing import secret_key, signed_headers
 from tests.conftest import (
     ESCALATION_SECRET,
-    GENERIC_SECRET,
     PLAYBOOKS,
     alert,
     ansible_step,
+    sign_generic,
 )
 
 pytestmark = pytest.mark.ansible
@@ -31,16 +29,9 @@ def runbook(name: str, alertname: str, step: dict, **extra: object) -> dict:
     }
 
 
-def signed(
-    body: dict, *, timestamp: int | None = None, msg_id: str | None = None
-) -> tuple[bytes, dict[str, str]]:
-    raw = json.dumps(body).encode()
-    return raw, signed_headers(
-        secret_key(GENERIC_SECRET),
-        msg_id=msg_id or str(uuid.uuid4()),
-        timestamp=int(time.time()) if timestamp is None else timestamp,
-        body=raw,
-    )
+def writes_to(dest: Path) -> list[dict]:
+    """One runbook, for alertname Write, whose playbook writes fixed values to `dest`."""
+    return [runbook("w", "Write", ansible_step("write.yml", message="m", host="h", dest=str(dest)))]
 
 
 def test_alert_runs_playbook_with_templated_vars(make_api, tmp_path: Path) -> None:
@@ -81,15 +72,7 @@ def test_alert_runs_playbook_with_templated_vars(make_api, tmp_path: Path) -> No
 
 
 def test_redelivery_is_a_duplicate_and_starts_nothing(make_api, tmp_path: Path) -> None:
-    api = make_api(
-        [
-            runbook(
-                "w",
-                "Write",
-                ansible_step("write.yml", message="m", host="h", dest=str(tmp_path / "x")),
-            )
-        ]
-    )
+    api = make_api(writes_to(tmp_path / "x"))
     payload = alert("Write")
     first = api.alertmanager(payload)
     second = api.alertmanager(payload)
@@ -103,7 +86,8 @@ def test_redelivery_is_a_duplicate_and_starts_nothing(make_api, tmp_path: Path) 
     api.wait(first.json()["executions"][0])
     assert len(api.executions()) == 1
 
-    body, headers = signed({"title": "x", "labels": {"alertname": "Nothing"}})
+    body = json.dumps({"title": "x", "labels": {"alertname": "Nothing"}}).encode()
+    headers = sign_generic(body)
     assert api.generic(body, headers).status_code == 202
     again = api.generic(body, headers)
     assert again.status_code == 200 and again.json()["duplicate"] is True
@@ -281,15 +265,7 @@ def test_cooldown_refuses_and_escalates_once(make_api, recorder, tmp_path: Path)
 
 
 def test_resolved_alert_is_stored_and_matches_nothing_firing(make_api, tmp_path: Path) -> None:
-    api = make_api(
-        [
-            runbook(
-                "w",
-                "Write",
-                ansible_step("write.yml", message="m", host="h", dest=str(tmp_path / "x")),
-            )
-        ]
-    )
+    api = make_api(writes_to(tmp_path / "x"))
     answer = api.alertmanager(alert("Write", status="resolved"))
     assert answer.status_code == 202
     assert answer.json()["executions"] == [] and answer.json()["incidents"] == 1
