@@ -14,7 +14,8 @@ RemediatorError
 ├── ExecutorError               the machinery that runs a step broke (not: the step failed)
 ├── EscalationError             a notification was not delivered (retryable unless said)
 ├── NotFound                    (404)
-└── Unauthorized                missing or wrong API token (401)
+├── Unauthorized                missing or wrong API token (401)
+└── Conflict                    an action the execution's state does not allow (409)
 """
 
 from __future__ import annotations
@@ -102,3 +103,7 @@ class NotFound(RemediatorError):
 
 class Unauthorized(RemediatorError):
     pass
+
+
+class Conflict(RemediatorError):
+    """The action does not fit the execution's state (approve one that is not waiting)."""

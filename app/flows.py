@@ -42,15 +42,17 @@ from app.runbooks.models import Retry
 from app.runbooks.plan import Plan, plan
 from app.sources.base import WebhookRequest
 from app.sources.registry import get_source
-from app.store.db import Database
+from app.store.db import Database, lock_names
 from app.store.models import EscalationRow, Event, Execution, StepRow
-from app.store.queue import claim_next_escalation, expired_executions, step_started
+from app.store.queue import claim_next_escalation, expired_executions
 from app.store.records import (
     add_execution,
     add_incident,
     find_event,
     finish_execution,
+    note_resolution,
     record_attempt,
+    start_verification,
 )
 from app.store.views import ExecutionView, execution_view
 
@@ -79,6 +81,8 @@ class Accepted:
     duplicate: bool
     executions: list[str]
     incidents: int
+    # Open executions that this delivery's incidents were folded into (no new run).
+    attached: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- ingest
@@ -122,15 +126,20 @@ def receive_webhook(
         (incident, [plan(m.runbook, incident) for m in matcher.match(incident)])
         for incident in incidents
     ]
-    try:
-        accepted = _persist(services, source_name, delivery_id, event_type, plans, now)
-    except IntegrityError:
-        # Another request stored the same delivery between our check and our insert.
-        with services.db.read() as session:
-            existing = find_event(session=session, source=source_name, delivery_id=delivery_id)
-            if existing is None:
-                raise
-            return Accepted(existing.id, True, [], 0)
+    for _ in range(3):
+        try:
+            accepted = _persist(services, source_name, delivery_id, event_type, plans, now)
+            break
+        except IntegrityError:
+            # Another replica stored the same delivery between our check and our insert
+            # (a duplicate), or a database invariant caught a race (try again: the next
+            # attempt sees the other side's rows).
+            with services.db.read() as session:
+                existing = find_event(session=session, source=source_name, delivery_id=delivery_id)
+                if existing is not None:
+                    return Accepted(existing.id, True, [], 0)
+    else:
+        raise RuntimeError(f"could not store delivery {delivery_id} after 3 attempts")
     if accepted.executions:
         services.work_ready.set()
     return accepted
@@ -146,6 +155,7 @@ def _persist(
 ) -> Accepted:
     moment = datetime.fromtimestamp(now, UTC)
     with services.db.write() as session:
+        lock_names(session, (p.runbook.name for _, runbook_plans in plans for p in runbook_plans))
         existing = find_event(session=session, source=source_name, delivery_id=delivery_id)
         if existing is not None:
             return Accepted(existing.id, True, [], 0)
@@ -158,24 +168,41 @@ def _persist(
         )
         session.add(event)
         session.flush()
-        executions = []
+        created: list[Execution] = []
+        attached: list[Execution] = []
         for incident, incident_plans in plans:
             row = add_incident(session=session, event_id=event.id, incident=incident)
+            if incident.status == "resolved":
+                key = f"{incident.source}:{incident.fingerprint}"
+                note_resolution(session=session, incident_key=key, now=moment)
             for item in incident_plans:
-                executions.append(
-                    add_execution(
-                        session=session,
-                        plan=item,
-                        incident_row=row,
-                        escalate_to=services.escalate_to(item.runbook.escalate),
-                        now=moment,
-                    )
+                execution, joined = add_execution(
+                    session=session,
+                    plan=item,
+                    incident_row=row,
+                    escalate_to=services.escalate_to(item.runbook.escalate),
+                    now=moment,
                 )
+                (attached if joined else created).append(execution)
         session.flush()
-        return Accepted(event.id, False, [e.id for e in executions], len(plans))
+        return Accepted(
+            event.id, False, [e.id for e in created], len(plans), [e.id for e in attached]
+        )
 
 
 # ---------------------------------------------------------------- run
+
+
+@dataclass
+class Stop:
+    """Why a running execution should stop: a human cancelled it, or the service is
+    shutting down and its grace period is over."""
+
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    shutdown: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self) -> bool:
+        return self.cancelled.is_set() or self.shutdown.is_set()
 
 
 def run_step(
@@ -183,31 +210,40 @@ def run_step(
     step: StepInput,
     policy: Retry,
     *,
-    cancelled: Callable[[], bool],
+    stop: Callable[[], bool],
+    keep_trying: Callable[[], bool],
     sleep: Callable[[float], Any],
     on_attempt: Callable[[int, StepResult], None],
 ) -> StepResult:
-    """Run one step, retried with exponential backoff while it fails or times out."""
-    attempt = 0
+    """Run one step, retried with exponential backoff while it fails or times out, from
+    attempt `step.attempt` (a resumed step keeps its count) up to `policy.attempts`.
+    `stop()` ends an attempt; no new attempt starts once `keep_trying()` is false."""
+    attempt = step.attempt - 1
+    last: StepResult | None = None
 
     def once() -> StepResult:
-        nonlocal attempt
+        nonlocal attempt, last
+        if last is not None and not keep_trying():
+            return last  # stopped during the backoff: the retry is left to whoever resumes it
         attempt += 1
         started = datetime.now(UTC)
         try:
             result = executor.run(
                 StepInput(step.execution_id, step.position, attempt, step.spec, step.timeout_s),
-                cancelled=cancelled,
+                cancelled=stop,
             )
         except ExecutorError as exc:
             result = StepResult("failed", None, "", started, datetime.now(UTC), error=str(exc))
         on_attempt(attempt, result)
+        last = result
         return result
 
     retrying = Retrying(
-        stop=stop_after_attempt(policy.attempts),
+        stop=stop_after_attempt(max(1, policy.attempts - step.attempt + 1)),
         wait=wait_exponential(multiplier=policy.backoff, max=policy.max_backoff),
-        retry=retry_if_result(lambda r: r.status in ("failed", "timed_out") and not cancelled()),
+        retry=retry_if_result(
+            lambda r: r.status in ("failed", "timed_out") and not stop() and keep_trying()
+        ),
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         sleep=sleep,
     )
@@ -215,77 +251,147 @@ def run_step(
     return result
 
 
-def run_execution(services: Services, execution_id: str, *, cancelled: Callable[[], bool]) -> str:
-    """Run a claimed execution to its final status; answers that status."""
+def run_execution(services: Services, execution_id: str, stop: Stop) -> str:
+    """Run a claimed execution's pending steps; answers the status it is left in: final,
+    `verifying`, or `queued` when shutdown released it for another worker."""
     with services.db.read() as session:
         execution = session.get_one(Execution, execution_id)
         policy = Retry.model_validate(execution.runbook_spec.get("retry", {}))
         steps = [
-            (s.id, s.position, s.kind, s.spec) for s in execution.steps if s.status == "pending"
+            (s.id, s.position, s.kind, s.spec, s.idempotent, s.attempts)
+            for s in execution.steps
+            if s.status == "pending"
         ]
-    for step_id, position, kind, spec in steps:
+    for step_id, position, kind, spec, idempotent, done in steps:
+        if stop.cancelled.is_set() or services.stopping.is_set():
+            # Between steps nothing is half-done: hand the rest back, or end it as asked.
+            return _stop_between_steps(services, execution_id, stop)
         with services.db.write() as session:
             row = session.get_one(StepRow, step_id)
-            row.status, row.started_at = "running", datetime.now(UTC)
-        executor = services.executors.get(kind)
-
-        def record(number: int, result: StepResult, step_id: int = step_id) -> None:
-            with services.db.write() as session:
-                record_attempt(session=session, step_id=step_id, number=number, result=result)
-
-        if executor is None:
-            result = StepResult("failed", None, "", datetime.now(UTC), datetime.now(UTC),
-                                error=f"no executor for step kind {kind!r}")  # fmt: skip
-            record(1, result)
-        else:
-            result = run_step(
-                executor,
-                StepInput(execution_id, position, 1, spec, float(spec.get("timeout", 300))),
-                policy,
-                cancelled=cancelled,
-                sleep=services.stopping.wait,
-                on_attempt=record,
-            )
-        final = "interrupted" if result.status == "cancelled" else result.status
+            row.status, row.started_at = "running", row.started_at or datetime.now(UTC)
+        result = _run_one(services, execution_id, step_id, position, kind, spec, done, policy, stop)
         with services.db.write() as session:
             row = session.get_one(StepRow, step_id)
-            row.status, row.finished_at = final, datetime.now(UTC)
-            if final != "succeeded":
-                execution = session.get_one(Execution, execution_id)
-                error = f"step {position + 1} ({kind}): {result.error or final}"
-                finish_execution(
-                    execution=execution, status=final, error=error,
-                    now=datetime.now(UTC),
-                )  # fmt: skip
-                return final
+            execution = session.get_one(Execution, execution_id)
+            now = datetime.now(UTC)
+            retries_left = row.attempts < policy.attempts
+            if result.status == "succeeded":
+                row.status, row.finished_at = "succeeded", now
+                continue
+            if stop.cancelled.is_set():
+                final, error = "cancelled", cancel_note(execution)
+            elif services.stopping.is_set() and (
+                result.status == "cancelled"
+                and idempotent
+                or result.status in ("failed", "timed_out")
+                and retries_left
+            ):
+                # Shutdown, and this step is safe to run again: idempotent, or it was
+                # going to be retried anyway.
+                row.status = "pending"
+                release(execution)
+                return "queued"
+            elif result.status == "cancelled":
+                final, error = "interrupted", "the service stopped mid-step"
+            else:
+                final, error = result.status, result.error or result.status
+            row.status, row.finished_at = final, now
+            finish_execution(
+                execution=execution, status=final, now=now,
+                error=f"step {position + 1} ({kind}): {error}",
+                escalate=final != "cancelled",
+            )  # fmt: skip
+            return final
     with services.db.write() as session:
         execution = session.get_one(Execution, execution_id)
-        finish_execution(
-                    execution=execution, status="succeeded", error=None,
-            now=datetime.now(UTC),
-        )  # fmt: skip
-    return "succeeded"
+        return start_verification(execution, datetime.now(UTC))
+
+
+def _run_one(
+    services: Services,
+    execution_id: str,
+    step_id: int,
+    position: int,
+    kind: str,
+    spec: dict[str, Any],
+    done: int,
+    policy: Retry,
+    stop: Stop,
+) -> StepResult:
+    def record(number: int, result: StepResult) -> None:
+        with services.db.write() as session:
+            record_attempt(session=session, step_id=step_id, number=number, result=result)
+
+    executor = services.executors.get(kind)
+    if executor is None:
+        now = datetime.now(UTC)
+        result = StepResult("failed", None, "", now, now, error=f"no executor for {kind!r}")
+        record(done + 1, result)
+        return result
+    return run_step(
+        executor,
+        StepInput(execution_id, position, done + 1, spec, float(spec.get("timeout", 300))),
+        policy,
+        stop=stop,
+        keep_trying=lambda: not services.stopping.is_set(),
+        sleep=services.stopping.wait,
+        on_attempt=record,
+    )
+
+
+def _stop_between_steps(services: Services, execution_id: str, stop: Stop) -> str:
+    with services.db.write() as session:
+        execution = session.get_one(Execution, execution_id)
+        if stop.cancelled.is_set():
+            finish_execution(
+                execution=execution, status="cancelled", error=cancel_note(execution),
+                now=datetime.now(UTC), escalate=False,
+            )  # fmt: skip
+            return "cancelled"
+        release(execution)
+        return "queued"
+
+
+def cancel_note(execution: Execution) -> str:
+    asked = [a for a in execution.actions if a.action == "cancel"]
+    if not asked:
+        return "cancelled"
+    return f"cancelled by {asked[-1].by}" + (f": {asked[-1].reason}" if asked[-1].reason else "")
+
+
+def release(execution: Execution) -> None:
+    """Back to the queue for any worker: nothing of it is running now."""
+    execution.status, execution.claimed_by, execution.lease_expires_at = "queued", None, None
+
+
+MAX_RECOVERIES = 3
 
 
 def recover_expired(services: Services) -> list[str]:
-    """Executions whose worker died: requeue those with no step started; the rest are not
-    safe to repeat, so they are interrupted and escalated."""
+    """Executions whose worker died. Requeued when nothing was mid-way (no step running)
+    or the step that was is idempotent; otherwise interrupted and escalated. An execution
+    that has already taken down its worker MAX_RECOVERIES times is not tried again."""
     now = datetime.now(UTC)
     touched = []
     with services.db.write() as session:
         for execution in expired_executions(session=session, now=now):
             touched.append(execution.id)
-            if not step_started(execution):
-                execution.status, execution.claimed_by = "queued", None
-                execution.lease_expires_at = None
+            worker = execution.claimed_by
+            running = [step for step in execution.steps if step.status == "running"]
+            execution.recoveries += 1
+            if all(step.idempotent for step in running) and execution.recoveries <= MAX_RECOVERIES:
+                for step in running:
+                    step.status = "pending"
+                release(execution)
                 continue
-            for step in execution.steps:
-                if step.status == "running":
-                    step.status, step.finished_at = "interrupted", now
-            finish_execution(
-                    execution=execution, status="interrupted", now=now,
-                error=f"the worker running it ({execution.claimed_by}) stopped mid-step",
-            )  # fmt: skip
+            for step in running:
+                step.status, step.finished_at = "interrupted", now
+            why = (
+                f"its worker ({worker}) stopped mid-step"
+                if running
+                else f"it took down its worker {execution.recoveries} times"
+            )
+            finish_execution(execution=execution, status="interrupted", now=now, error=why)
     if touched:
         log.warning("recovered %d execution(s) from dead workers: %s", len(touched), touched)
         services.work_ready.set()

@@ -11,13 +11,16 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import httpx
+from sqlalchemy.exc import IntegrityError
 
-from app.flows import Services, deliver_escalation, recover_expired, run_execution
-from app.store.queue import claim_next_execution, renew_leases
+from app.flows import Services, Stop, deliver_escalation, recover_expired, release, run_execution
+from app.store.queue import cancel_requested, claim_next_execution, renew_leases
+from app.verification import expire_deadlines, run_http_checks
 
 log = logging.getLogger("remediator.worker")
 
@@ -28,9 +31,9 @@ class WorkerPool:
         self.http = http or httpx.Client(follow_redirects=False)
         self.name = f"{socket.gethostname()}:{os.getpid()}"
         self.threads: list[threading.Thread] = []
-        self.running: dict[str, str] = {}  # execution id → worker id
+        self.running: dict[str, tuple[str, Stop]] = {}  # execution id → (worker id, stop)
         self.lock = threading.Lock()
-        self.cancel_all = threading.Event()
+        self.shutdown = threading.Event()  # the grace period is over: stop every step
 
     def start(self) -> None:
         settings = self.services.settings
@@ -38,6 +41,7 @@ class WorkerPool:
             self._spawn(self._execution_loop, f"executor-{index}")
         self._spawn(self._escalation_loop, "escalator")
         self._spawn(self._housekeeping_loop, "housekeeper")
+        self._spawn(self._verification_loop, "verifier")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=f"remediator-{name}", daemon=True)
@@ -49,8 +53,9 @@ class WorkerPool:
         return bool(self.threads) and all(t.is_alive() for t in self.threads)
 
     def stop(self) -> None:
-        """Stop claiming; let running steps finish within the grace period, then stop them
-        (their executions end `interrupted` and are escalated)."""
+        """Stop claiming; let running steps finish within the grace period, then stop them:
+        an idempotent step goes back to the queue for another replica, any other ends
+        `interrupted` and is escalated."""
         services = self.services
         services.stopping.set()
         services.work_ready.set()
@@ -64,7 +69,7 @@ class WorkerPool:
         timer.cancel()
         if any(t.is_alive() for t in self.threads):
             log.warning("grace period over: stopping running steps")
-            self.cancel_all.set()
+            self.shutdown.set()
             for thread in self.threads:
                 thread.join(timeout=15)
         self.http.close()
@@ -75,21 +80,17 @@ class WorkerPool:
         settings = services.settings
         while not services.stopping.is_set():
             try:
-                with services.db.write() as session:
-                    claimed = claim_next_execution(
-                        session=session, worker_id=worker_id, now=datetime.now(UTC),
-                        lease_s=settings.lease_s,
-                    )  # fmt: skip
-                    execution_id = claimed.id if claimed else None
+                execution_id = self._claim(worker_id)
                 if execution_id is None:
                     services.work_ready.wait(settings.poll_interval_s)
                     services.work_ready.clear()
                     continue
+                stop = Stop(shutdown=self.shutdown)
                 with self.lock:
-                    self.running[execution_id] = worker_id
+                    self.running[execution_id] = (worker_id, stop)
                 try:
-                    status = run_execution(services, execution_id, cancelled=self.cancel_all.is_set)
-                    log.info("execution %s ended %s", execution_id, status)
+                    status = run_execution(services, execution_id, stop)
+                    log.info("execution %s: %s", execution_id, status)
                 finally:
                     with self.lock:
                         self.running.pop(execution_id, None)
@@ -97,6 +98,25 @@ class WorkerPool:
             except Exception:
                 log.exception("execution worker error; retrying")
                 services.stopping.wait(settings.poll_interval_s)
+
+    def _claim(self, worker_id: str) -> str | None:
+        services = self.services
+        for _ in range(5):
+            try:
+                with services.db.write() as session:
+                    claimed = claim_next_execution(
+                        session=session, worker_id=worker_id, now=datetime.now(UTC),
+                        lease_s=services.settings.lease_s,
+                    )  # fmt: skip
+                    if claimed is not None and services.stopping.is_set():
+                        release(claimed)  # shutdown began while we claimed it
+                        return None
+                    return claimed.id if claimed else None
+            except IntegrityError:
+                # Another replica took an execution with the same concurrency key at the
+                # same moment; the database kept only one. Look again.
+                continue
+        return None
 
     def _escalation_loop(self) -> None:
         services = self.services
@@ -109,15 +129,26 @@ class WorkerPool:
                 services.stopping.wait(services.settings.poll_interval_s)
 
     def _housekeeping_loop(self) -> None:
+        """Cancels asked for on any replica reach our steps within a poll interval; leases
+        are renewed, and dead workers' claims recovered, every third of a lease."""
         services = self.services
         settings = services.settings
-        interval = max(0.2, settings.lease_s / 3)
-        while not services.stopping.wait(interval):
+        renew_every = max(0.2, settings.lease_s / 3)
+        renewed = 0.0
+        while not services.stopping.wait(min(settings.poll_interval_s, renew_every)):
             try:
                 with self.lock:
-                    by_worker: dict[str, list[str]] = {}
-                    for execution_id, worker_id in self.running.items():
-                        by_worker.setdefault(worker_id, []).append(execution_id)
+                    running = dict(self.running)
+                with services.db.read() as session:
+                    for execution_id in cancel_requested(session=session,
+                                                         execution_ids=list(running)):  # fmt: skip
+                        running[execution_id][1].cancelled.set()
+                if time.monotonic() - renewed < renew_every:
+                    continue
+                renewed = time.monotonic()
+                by_worker: dict[str, list[str]] = {}
+                for execution_id, (worker_id, _) in running.items():
+                    by_worker.setdefault(worker_id, []).append(execution_id)
                 with services.db.write() as session:
                     for worker_id, ids in by_worker.items():
                         renew_leases(
@@ -127,3 +158,12 @@ class WorkerPool:
                 recover_expired(services)
             except Exception:
                 log.exception("housekeeping error; retrying")
+
+    def _verification_loop(self) -> None:
+        services = self.services
+        while not services.stopping.wait(services.settings.poll_interval_s):
+            try:
+                expire_deadlines(services)
+                run_http_checks(services, self.http)
+            except Exception:
+                log.exception("verification error; retrying")

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import (
+    Conflict,
     InvalidSignature,
     NotFound,
     PayloadTooLarge,
@@ -29,6 +30,7 @@ STATUS: list[tuple[type[RemediatorError], int, str]] = [
     (UnsupportedPayload, 422, "unsupported_payload"),
     (UnknownSource, 404, "unknown_source"),
     (NotFound, 404, "not_found"),
+    (Conflict, 409, "conflict"),
 ]
 
 

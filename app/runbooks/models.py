@@ -80,6 +80,11 @@ class Step(Strict):
     """One step: exactly one kind key (`ansible`)."""
 
     ansible: AnsibleStep
+    idempotent: bool = Field(
+        default=False,
+        description="Safe to repeat: re-run automatically when the worker running it died "
+        "or the service was stopped mid-step, instead of ending `interrupted`.",
+    )
 
     @property
     def kind(self) -> str:
@@ -90,6 +95,34 @@ class Retry(Strict):
     attempts: int = Field(default=1, ge=1, le=20, description="Tries per step, the first included.")
     backoff: Duration = 10.0
     max_backoff: Duration = 300.0
+
+
+class MaxRuns(Strict):
+    count: int = Field(ge=1)
+    per: Duration
+
+
+class HttpCheck(Strict):
+    url: str = Field(pattern=r"^https?://", description="Template, rendered per incident.")
+    expect_status: int = Field(default=200, ge=100, le=599)
+    within: Duration = 300.0
+    interval: Duration = 10.0
+    timeout: Duration = 5.0
+
+
+class Verify(Strict):
+    """How to tell that the remediation worked; exactly one of the two."""
+
+    resolved_within: Duration | None = Field(
+        default=None, description="Succeeded only when the incident resolves within this."
+    )
+    http: HttpCheck | None = None
+
+    @model_validator(mode="after")
+    def _one_check(self) -> Verify:
+        if (self.resolved_within is None) == (self.http is None):
+            raise ValueError("give exactly one of resolved_within, http")
+        return self
 
 
 class Runbook(Strict):
@@ -103,6 +136,14 @@ class Runbook(Strict):
     )
     cooldown: Duration | None = Field(
         default=None, description="A second run for the same key within this is refused."
+    )
+    max_runs: MaxRuns | None = Field(
+        default=None, description="At most `count` runs of this runbook (all keys) per `per`."
+    )
+    verify: Verify | None = None
+    approval: bool = Field(default=False, description="Wait for a human to approve each run.")
+    approval_timeout: Duration = Field(
+        default=3600.0, description="Unapproved this long: timed_out and escalated."
     )
     escalate: list[str] = Field(default_factory=list)
 

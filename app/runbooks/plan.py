@@ -20,6 +20,7 @@ class PlannedStep:
     kind: str
     spec: dict[str, Any]
     timeout_s: float
+    idempotent: bool = False
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,9 @@ class Plan:
     runbook: Runbook
     concurrency_key: str | None
     guard_key: str
+    incident_key: str
     steps: list[PlannedStep] = field(default_factory=list)
+    verify: dict[str, Any] | None = None
     error: str | None = None
 
 
@@ -43,15 +46,29 @@ def _render_step(step: Step, context: dict[str, Any]) -> PlannedStep:
     spec = ansible.model_dump(mode="json")
     spec["limit"] = render_text(ansible.limit, context) if ansible.limit else None
     spec["extra_vars"] = render_value(ansible.extra_vars, context)
-    return PlannedStep(kind=step.kind, spec=spec, timeout_s=ansible.timeout)
+    return PlannedStep(
+        kind=step.kind, spec=spec, timeout_s=ansible.timeout, idempotent=step.idempotent
+    )
+
+
+def _render_verify(runbook: Runbook, context: dict[str, Any]) -> dict[str, Any] | None:
+    if runbook.verify is None:
+        return None
+    spec = runbook.verify.model_dump(mode="json", exclude_none=True)
+    if runbook.verify.http is not None:
+        spec["http"]["url"] = render_text(runbook.verify.http.url, context)
+    return spec
 
 
 def plan(runbook: Runbook, incident: Incident) -> Plan:
     context = template_context(runbook, incident)
+    incident_key = f"{incident.source}:{incident.fingerprint}"
     try:
         key = render_text(runbook.concurrency, context) if runbook.concurrency else None
         steps = [_render_step(step, context) for step in runbook.steps]
+        verify = _render_verify(runbook, context)
     except TemplateError as exc:
-        return Plan(runbook, None, f"fingerprint:{incident.fingerprint}", error=f"template: {exc}")
+        guard = f"fingerprint:{incident.fingerprint}"
+        return Plan(runbook, None, guard, incident_key, error=f"template: {exc}")
     guard = f"key:{key}" if key else f"fingerprint:{incident.fingerprint}"
-    return Plan(runbook, key, guard, steps)
+    return Plan(runbook, key, guard, incident_key, steps, verify)

@@ -8,7 +8,8 @@ of failing half-way with SQLITE_BUSY when a read turns into a write.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,18 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def lock_names(session: Session, names: Iterable[str]) -> None:
+    """Hold a lock on each name until the transaction ends, so guards that read before
+    they write (cooldown, rate limit, attach) see every replica's runs. PostgreSQL: a
+    transaction-scoped advisory lock per name, taken in sorted order so two transactions
+    cannot deadlock. SQLite needs nothing: `BEGIN IMMEDIATE` already serialises writers."""
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    for name in sorted(set(names)):
+        key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 class Database:

@@ -6,7 +6,18 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
@@ -69,6 +80,15 @@ class IncidentRow(Base):
     data: Mapped[dict[str, Any]]
 
 
+# Statuses in which an execution still holds its concurrency key / is open for its incident.
+HOLDS_KEY = ("running", "verifying")
+OPEN = ("queued", "waiting_approval", "running", "verifying")
+
+
+def _status_in(statuses: tuple[str, ...]) -> Any:
+    return text("status IN (" + ", ".join(f"'{s}'" for s in statuses) + ")")
+
+
 class Execution(Base):
     """One runbook run for one incident."""
 
@@ -76,6 +96,24 @@ class Execution(Base):
     __table_args__ = (
         Index("ix_executions_status_created", "status", "created_at"),
         Index("ix_executions_guard", "runbook", "guard_key", "created_at"),
+        # The database itself refuses a second running execution for one concurrency key
+        # and a second open execution of a runbook for one incident, whatever races
+        # between replicas the code above it might have missed.
+        Index(
+            "uq_executions_key_held",
+            "concurrency_key",
+            unique=True,
+            sqlite_where=_status_in(HOLDS_KEY),
+            postgresql_where=_status_in(HOLDS_KEY),
+        ),
+        Index(
+            "uq_executions_open_per_incident",
+            "runbook",
+            "incident_key",
+            unique=True,
+            sqlite_where=_status_in(OPEN),
+            postgresql_where=_status_in(OPEN),
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -87,7 +125,20 @@ class Execution(Base):
     concurrency_key: Mapped[str | None] = mapped_column(String(255), index=True)
     # What cooldown counts runs by: the concurrency key, else the incident's fingerprint.
     guard_key: Mapped[str] = mapped_column(String(255))
+    # `source:fingerprint`: later webhooks of the same incident attach to an open execution,
+    # and its resolution ends verification.
+    incident_key: Mapped[str] = mapped_column(String(300), default="")
+    # Which guard refused it: cooldown | rate_limit (| max_destroy for terraform).
+    guard: Mapped[str | None] = mapped_column(String(32))
     escalate_to: Mapped[list[Any]]
+    verify: Mapped[dict[str, Any] | None]
+    # Approval deadline while waiting_approval; verification deadline while verifying.
+    deadline_at: Mapped[datetime | None]
+    next_check_at: Mapped[datetime | None]
+    resolved_at: Mapped[datetime | None]
+    cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)
+    # How often a dead worker's claim on it was taken back (a cap stops a crash loop).
+    recoveries: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
@@ -102,6 +153,12 @@ class Execution(Base):
     escalations: Mapped[list[EscalationRow]] = relationship(
         order_by="EscalationRow.created_at", cascade="all, delete-orphan", lazy="selectin"
     )
+    actions: Mapped[list[ActionRow]] = relationship(
+        order_by="ActionRow.at", cascade="all, delete-orphan", lazy="selectin"
+    )
+    attachments: Mapped[list[Attachment]] = relationship(
+        order_by="Attachment.attached_at", cascade="all, delete-orphan", lazy="selectin"
+    )
 
 
 class StepRow(Base):
@@ -113,6 +170,7 @@ class StepRow(Base):
     position: Mapped[int]
     kind: Mapped[str] = mapped_column(String(16))
     spec: Mapped[dict[str, Any]]
+    idempotent: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     rc: Mapped[int | None]
@@ -156,3 +214,30 @@ class EscalationRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+
+
+class ActionRow(Base):
+    """What a human did to an execution: approve, reject or cancel, who and why."""
+
+    __tablename__ = "actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"), index=True)
+    action: Mapped[str] = mapped_column(String(16))
+    by: Mapped[str] = mapped_column(String(200))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Attachment(Base):
+    """A later incident (same fingerprint) folded into an open execution instead of
+    starting another one: an alert storm makes one remediation."""
+
+    __tablename__ = "attachments"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"), index=True)
+    incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"))
+    attached_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    incident: Mapped[IncidentRow] = relationship(lazy="joined")

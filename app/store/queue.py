@@ -13,9 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
-from app.store.models import EscalationRow, Execution
-
-ACTIVE = ("running", "verifying")
+from app.store.models import HOLDS_KEY, EscalationRow, Execution
 
 
 def claim_next_execution(
@@ -26,7 +24,7 @@ def claim_next_execution(
     key_busy = exists().where(
         and_(
             other.concurrency_key == Execution.concurrency_key,
-            other.status.in_(ACTIVE),
+            other.status.in_(HOLDS_KEY),
         )
     )
     candidate = session.scalars(
@@ -62,14 +60,55 @@ def expired_executions(*, session: Session, now: datetime) -> list[Execution]:
     return list(
         session.scalars(
             select(Execution)
-            .where(Execution.status.in_(ACTIVE), Execution.lease_expires_at < now)
+            .where(Execution.status == "running", Execution.lease_expires_at < now)
             .with_for_update(skip_locked=True)
         )
     )
 
 
-def step_started(execution: Execution) -> bool:
-    return any(step.status != "pending" for step in execution.steps)
+def cancel_requested(*, session: Session, execution_ids: list[str]) -> list[str]:
+    if not execution_ids:
+        return []
+    return list(
+        session.scalars(
+            select(Execution.id).where(
+                Execution.id.in_(execution_ids), Execution.cancel_requested.is_(True)
+            )
+        )
+    )
+
+
+def past_deadline(*, session: Session, now: datetime) -> list[Execution]:
+    """Waiting for approval or verifying, and out of time."""
+    return list(
+        session.scalars(
+            select(Execution)
+            .where(
+                Execution.status.in_(("waiting_approval", "verifying")),
+                Execution.deadline_at < now,
+            )
+            .with_for_update(skip_locked=True)
+        )
+    )
+
+
+def claim_due_checks(
+    *, session: Session, now: datetime, hold_s: float, limit: int = 20
+) -> list[Execution]:
+    """Verifying executions whose next HTTP check is due; pushed `hold_s` into the future
+    so no other replica checks them meanwhile."""
+    rows = list(
+        session.scalars(
+            select(Execution)
+            .where(Execution.status == "verifying", Execution.next_check_at <= now)
+            .order_by(Execution.next_check_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    )
+    for row in rows:
+        row.next_check_at = now + timedelta(seconds=hold_s)
+    return rows
 
 
 def claim_next_escalation(

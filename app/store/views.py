@@ -44,6 +44,21 @@ class EscalationView(BaseModel):
     delivered_at: datetime | None
 
 
+class ActionView(BaseModel):
+    action: str
+    by: str
+    reason: str
+    at: datetime
+
+
+class AttachedView(BaseModel):
+    """A later webhook for the same incident, folded into this execution."""
+
+    incident_id: str
+    status: str
+    attached_at: datetime
+
+
 class ExecutionView(BaseModel):
     id: str
     runbook: str
@@ -51,9 +66,16 @@ class ExecutionView(BaseModel):
     trigger: str
     incident: dict[str, Any]
     concurrency_key: str | None
+    guard: str | None
     error: str | None
+    verify: dict[str, Any] | None
+    deadline_at: datetime | None
+    resolved_at: datetime | None
+    cancel_requested: bool
     steps: list[StepView]
     escalations: list[EscalationView]
+    actions: list[ActionView]
+    attached: list[AttachedView]
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -65,6 +87,8 @@ class ExecutionSummary(BaseModel):
     status: str
     fingerprint: str
     title: str
+    guard: str | None
+    attached: int
     error: str | None
     created_at: datetime
     finished_at: datetime | None
@@ -105,7 +129,12 @@ def execution_view(execution: Execution) -> ExecutionView:
         trigger=execution.trigger,
         incident=execution.incident.data,
         concurrency_key=execution.concurrency_key,
+        guard=execution.guard,
         error=execution.error,
+        verify=execution.verify,
+        deadline_at=execution.deadline_at,
+        resolved_at=execution.resolved_at,
+        cancel_requested=execution.cancel_requested,
         steps=[_step_view(step) for step in execution.steps],
         escalations=[
             EscalationView(
@@ -118,6 +147,16 @@ def execution_view(execution: Execution) -> ExecutionView:
                 delivered_at=e.delivered_at,
             )
             for e in execution.escalations
+        ],
+        actions=[
+            ActionView(action=a.action, by=a.by, reason=a.reason, at=a.at)
+            for a in execution.actions
+        ],  # fmt: skip
+        attached=[
+            AttachedView(
+                incident_id=a.incident_id, status=a.incident.status, attached_at=a.attached_at
+            )  # fmt: skip
+            for a in execution.attachments
         ],
         created_at=execution.created_at,
         started_at=execution.started_at,
@@ -133,6 +172,8 @@ def execution_summary(execution: Execution) -> ExecutionSummary:
         status=execution.status,
         fingerprint=str(data.get("fingerprint", "")),
         title=str(data.get("title", "")),
+        guard=execution.guard,
+        attached=len(execution.attachments),
         error=execution.error,
         created_at=execution.created_at,
         finished_at=execution.finished_at,

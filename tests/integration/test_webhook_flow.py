@@ -81,6 +81,7 @@ def test_redelivery_is_a_duplicate_and_starts_nothing(make_api, tmp_path: Path) 
     assert second.json() == {
         "event_id": first.json()["event_id"],
         "executions": [],
+        "attached": [],
         "duplicate": True,
     }
     api.wait(first.json()["executions"][0])
@@ -252,12 +253,12 @@ def test_cooldown_refuses_and_escalates_once(make_api, recorder, tmp_path: Path)
         escalation={"webhook": {"url": recorder.url}},
     )
     first = api.alertmanager(alert("Cool", instance="a")).json()["executions"][0]
+    other_key = api.alertmanager(alert("Cool", instance="b", fingerprint="fp-2"))
+    assert api.wait(first)["status"] == "succeeded"
+    assert api.wait(other_key.json()["executions"][0])["status"] == "succeeded"
     refused = [
         api.alertmanager(alert("Cool", instance="a")).json()["executions"][0] for _ in range(3)
     ]
-    other_key = api.alertmanager(alert("Cool", instance="b")).json()["executions"][0]
-    assert api.wait(first)["status"] == "succeeded"
-    assert api.wait(other_key)["status"] == "succeeded"
     states = [api.wait(r) for r in refused]
     assert all(s["status"] == "refused" and s["error"].startswith("cooldown:") for s in states)
     assert sum(len(s["escalations"]) for s in states) == 1

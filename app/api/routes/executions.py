@@ -6,8 +6,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
 from sqlalchemy import select
 
+from app.actions import Action, act
 from app.api.deps import ServicesDep, require_token
 from app.errors import NotFound
 from app.store.models import Execution
@@ -42,3 +44,36 @@ def get_execution(execution_id: str, services: ServicesDep) -> ExecutionView:
         if execution is None:
             raise NotFound(f"no execution {execution_id}")
         return execution_view(execution)
+
+
+class ActionRequest(BaseModel):
+    """Who acts, and why: kept with the execution and shown in its escalations."""
+
+    by: str = Field(min_length=1, max_length=200, examples=["alice@example.com"])
+    reason: str = Field(default="", max_length=2000, examples=["checked the dashboards"])
+
+
+ACTION_ANSWERS: dict[int | str, dict[str, str]] = {
+    404: {"description": "No such execution."},
+    409: {"description": "The execution's status does not allow this action."},
+}
+
+
+def _action_route(action: Action, summary: str) -> None:
+    @router.post(
+        f"/executions/{{execution_id}}/{action}",
+        summary=summary,
+        responses=ACTION_ANSWERS,
+        name=f"{action}_execution",
+    )
+    def handle(execution_id: str, body: ActionRequest, services: ServicesDep) -> ExecutionView:
+        return act(services, execution_id, action, by=body.by, reason=body.reason)
+
+
+_action_route("approve", "Approve an execution that waits for approval: it is queued to run.")
+_action_route("reject", "Reject an execution that waits for approval: it ends rejected.")
+_action_route(
+    "cancel",
+    "Cancel an execution: a queued or waiting one ends at once, a running step is stopped "
+    "(its process tree ended), a verifying one stops waiting.",
+)

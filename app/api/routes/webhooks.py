@@ -47,7 +47,11 @@ async def receive(source: str, request: Request, services: ServicesDep) -> JSONR
     body = await read_body(request, services.settings.max_body_bytes)
     headers = {k.lower(): v for k, v in request.headers.items()}
     accepted = await run_in_threadpool(receive_webhook, services, source, headers, body, received)
-    content: dict[str, Any] = {"event_id": accepted.event_id, "executions": accepted.executions}
+    content: dict[str, Any] = {
+        "event_id": accepted.event_id,
+        "executions": accepted.executions,
+        "attached": accepted.attached,
+    }
     if accepted.duplicate:
         return JSONResponse({**content, "duplicate": True}, status_code=200)
     return JSONResponse(

@@ -1,0 +1,53 @@
+"""What a human may do to an execution through the API: approve, reject, cancel. Each is
+recorded with who and why, in the same transaction as the state it changes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Literal
+
+from app.errors import Conflict, NotFound
+from app.flows import Services
+from app.store.models import ActionRow, Execution
+from app.store.records import finish_execution
+from app.store.views import ExecutionView, execution_view
+
+Action = Literal["approve", "reject", "cancel"]
+
+ALLOWED: dict[Action, tuple[str, ...]] = {
+    "approve": ("waiting_approval",),
+    "reject": ("waiting_approval",),
+    "cancel": ("queued", "waiting_approval", "running", "verifying"),
+}
+
+
+def act(
+    services: Services, execution_id: str, action: Action, *, by: str, reason: str
+) -> ExecutionView:
+    now = datetime.now(UTC)
+    with services.db.write() as session:
+        execution = session.get(Execution, execution_id, with_for_update=True)
+        if execution is None:
+            raise NotFound(f"no execution {execution_id}")
+        if execution.status not in ALLOWED[action]:
+            raise Conflict(
+                f"cannot {action} execution {execution_id}: it is {execution.status}; "
+                f"{action} applies to {' or '.join(ALLOWED[action])}"
+            )
+        execution.actions.append(ActionRow(action=action, by=by, reason=reason, at=now))
+        said = f"{by}" + (f": {reason}" if reason else "")
+        if action == "approve":
+            execution.status, execution.deadline_at = "queued", None
+        elif action == "reject":
+            finish_execution(execution=execution, status="rejected", error=f"rejected by {said}",
+                             now=now)  # fmt: skip
+        elif execution.status == "running":
+            # The worker running it (on whichever replica) sees this and stops the step.
+            execution.cancel_requested = True
+        else:
+            finish_execution(execution=execution, status="cancelled",
+                             error=f"cancelled by {said}", now=now, escalate=False)  # fmt: skip
+        session.flush()
+        view = execution_view(execution)
+    services.work_ready.set()
+    return view
