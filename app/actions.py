@@ -26,7 +26,7 @@ def act(
 ) -> ExecutionView:
     now = datetime.now(UTC)
     with services.db.write() as session:
-        execution = session.get(Execution, execution_id, with_for_update=True)
+        execution = session.get(Execution, execution_id, with_for_update={"of": Execution})
         if execution is None:
             raise NotFound(f"no execution {execution_id}")
         if execution.status not in ALLOWED[action]:

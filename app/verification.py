@@ -70,7 +70,7 @@ def run_http_checks(services: Services, client: httpx.Client) -> int:
         outcome = _check(client, http)
         now = datetime.now(UTC)
         with services.db.write() as session:
-            execution = session.get(Execution, execution_id, with_for_update=True)
+            execution = session.get(Execution, execution_id, with_for_update={"of": Execution})
             if execution is None or execution.status != "verifying":
                 continue  # cancelled or resolved meanwhile
             if outcome is None:

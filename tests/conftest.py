@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import http.server
 import json
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import uuid
@@ -24,6 +26,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings, load_settings
 from app.main import create_app
 from app.signing import secret_key, signed_headers
+from tests.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS = ROOT / "playbooks"
@@ -91,6 +94,8 @@ def recorder() -> Iterator[Recorder]:
             self.end_headers()
             self.wfile.write(b"ok")
 
+        do_GET = do_POST  # noqa: N815  (the same script answers HTTP checks)
+
         def log_message(self, *args: object) -> None:
             pass
 
@@ -151,6 +156,16 @@ def ansible_step(
     return {"ansible": step}
 
 
+def runbook(name: str, alertname: str, step: dict[str, Any], **extra: Any) -> dict[str, Any]:
+    """A runbook with one step, for alerts named `alertname`."""
+    return {
+        "name": name,
+        "match": {"all": [{"field": "labels.alertname", "equals": alertname}]},
+        "steps": [step],
+        **extra,
+    }
+
+
 class Api:
     """The running app, driven over HTTP by the test."""
 
@@ -183,6 +198,15 @@ class Api:
         result: list[dict[str, Any]] = answer.json()
         return result
 
+    def act(
+        self, execution_id: str, action: str, by: str = "alice", reason: str = ""
+    ) -> httpx.Response:
+        return self.client.post(
+            f"/api/executions/{execution_id}/{action}",
+            json={"by": by, "reason": reason},
+            headers=self.auth,
+        )
+
     def wait(
         self,
         execution_id: str,
@@ -197,6 +221,30 @@ class Api:
                 return execution
             time.sleep(0.1)
         raise AssertionError(f"execution {execution_id} not done: {self.execution(execution_id)}")
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One PostgreSQL server for the session; each test takes a fresh database."""
+    # Not under pytest's tmp dir: that is private to root, and PostgreSQL runs as postgres.
+    directory = Path(tempfile.mkdtemp(prefix="remediator-pg-"))
+    try:
+        server = PostgresServer(directory)
+    except FileNotFoundError as exc:
+        pytest.skip(f"PostgreSQL is not installed: {exc}")
+    server.start()
+    yield server
+    server.stop()
+    shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest) -> str:
+    """The same test on SQLite (a file next to the config) and on a real PostgreSQL."""
+    if request.param == "sqlite":
+        return "sqlite:///remediator.db"
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database()
 
 
 @pytest.fixture

@@ -3,7 +3,8 @@
 A claim is a lease: `claimed_by` + `lease_expires_at`, renewed by a heartbeat while the
 work runs. A lease that expires means its worker died; `recover_expired` then decides
 what is safe. On SQLite the `BEGIN IMMEDIATE` of every write transaction serialises
-claims; on PostgreSQL `FOR UPDATE SKIP LOCKED` lets claimers pass each other.
+claims; on PostgreSQL `FOR UPDATE SKIP LOCKED` lets claimers pass each other (`OF
+executions`: the incident is joined in, and only the execution row is ours to lock).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def claim_next_execution(
         .where(~(Execution.concurrency_key.is_not(None) & key_busy))
         .order_by(Execution.created_at)
         .limit(1)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, of=Execution)
     ).first()
     if candidate is None:
         return None
@@ -61,7 +62,7 @@ def expired_executions(*, session: Session, now: datetime) -> list[Execution]:
         session.scalars(
             select(Execution)
             .where(Execution.status == "running", Execution.lease_expires_at < now)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=Execution)
         )
     )
 
@@ -87,7 +88,7 @@ def past_deadline(*, session: Session, now: datetime) -> list[Execution]:
                 Execution.status.in_(("waiting_approval", "verifying")),
                 Execution.deadline_at < now,
             )
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=Execution)
         )
     )
 
@@ -103,7 +104,7 @@ def claim_due_checks(
             .where(Execution.status == "verifying", Execution.next_check_at <= now)
             .order_by(Execution.next_check_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, of=Execution)
         )
     )
     for row in rows:

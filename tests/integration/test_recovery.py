@@ -1,42 +1,109 @@
-"""Work whose worker died: requeued when no step had started, else interrupted + escalated."""
+"""Work whose worker died or whose service stopped: resumed where that is safe (no step
+mid-way, or the step is idempotent), else interrupted and escalated. On SQLite and on
+PostgreSQL."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
-from app.flows import recover_expired
+import pytest
+
+from app.flows import MAX_RECOVERIES, recover_expired
 from app.store.models import Execution
-from tests.conftest import alert, ansible_step
+from tests.conftest import alert, ansible_step, runbook
+
+pytestmark = pytest.mark.ansible
 
 
-def test_expired_leases_are_recovered(make_api, recorder, tmp_path) -> None:
-    rb = {
-        "name": "w",
-        "match": {"all": [{"field": "labels.alertname", "equals": "W"}]},
-        "steps": [ansible_step("write.yml", message="m", host="h", dest=str(tmp_path / "o"))],
-        "escalate": ["webhook"],
+def appender(dest: Path, pause: float = 0, idempotent: bool = False) -> dict:
+    return {
+        **ansible_step("append.yml", dest=str(dest), pause=str(pause)),
+        "idempotent": idempotent,
     }
-    api = make_api([rb], workers=1, escalation={"webhook": {"url": recorder.url}})
-    services = api.client.app.state.services
-    done = api.wait(api.alertmanager(alert("W", fingerprint="a")).json()["executions"][0])
-    assert done["status"] == "succeeded"
-    # Simulate two executions claimed by a worker that then died: one before its first
-    # step started, one in the middle of a step.
-    services.stopping.set()  # keep the live workers out of the way
-    past = datetime.now(UTC) - timedelta(minutes=5)
-    ids = [api.alertmanager(alert("W", fingerprint=f)).json()["executions"][0] for f in ("b", "c")]
+
+
+def claimed_by_dead_worker(services, execution_id: str, step_status: str) -> None:
+    """As if a worker claimed it and died (kill -9) with its first step `step_status`."""
     with services.db.write() as session:
-        for execution_id, step_status in zip(ids, ("pending", "running"), strict=True):
-            execution = session.get_one(Execution, execution_id)
-            execution.status, execution.claimed_by, execution.lease_expires_at = (
-                "running",
-                "dead:1",
-                past,
-            )
-            execution.steps[0].status = step_status
-    assert sorted(recover_expired(services)) == sorted(ids)
-    requeued, interrupted = api.execution(ids[0]), api.execution(ids[1])
-    assert requeued["status"] == "queued"
+        execution = session.get_one(Execution, execution_id)
+        execution.status, execution.claimed_by = "running", "dead:1"
+        execution.lease_expires_at = datetime.now(UTC) - timedelta(minutes=5)
+        execution.steps[0].status = step_status
+
+
+def test_expired_leases_are_recovered(make_api, recorder, tmp_path, database_url) -> None:
+    rbs = [
+        runbook("plain", "Plain", appender(tmp_path / "plain"), escalate=["webhook"]),
+        runbook("safe", "Safe", appender(tmp_path / "safe", idempotent=True)),
+    ]
+    api = make_api(rbs, database_url=database_url, workers=1,
+                   escalation={"webhook": {"url": recorder.url}})  # fmt: skip
+    services = api.client.app.state.services
+    services.stopping.set()  # keep the live workers out of the way
+    not_started, mid_step, idempotent = (
+        api.alertmanager(alert(name, fingerprint=fp)).json()["executions"][0]
+        for name, fp in (("Plain", "a"), ("Plain", "b"), ("Safe", "c"))
+    )
+    claimed_by_dead_worker(services, not_started, "pending")
+    claimed_by_dead_worker(services, mid_step, "running")
+    claimed_by_dead_worker(services, idempotent, "running")
+    assert sorted(recover_expired(services)) == sorted([not_started, mid_step, idempotent])
+    assert api.execution(not_started)["status"] == "queued"
+    resumed = api.execution(idempotent)
+    assert resumed["status"] == "queued" and resumed["steps"][0]["status"] == "pending"
+    interrupted = api.execution(mid_step)
     assert interrupted["status"] == "interrupted" and "dead:1" in interrupted["error"]
     assert interrupted["steps"][0]["status"] == "interrupted"
     assert [e["reason"] for e in interrupted["escalations"]] == ["interrupted"]
+
+
+def test_a_step_that_keeps_killing_its_worker_is_given_up(make_api, tmp_path, database_url) -> None:
+    api = make_api([runbook("safe", "Safe", appender(tmp_path / "s", idempotent=True))],
+                   database_url=database_url)  # fmt: skip
+    services = api.client.app.state.services
+    services.stopping.set()
+    execution_id = api.alertmanager(alert("Safe")).json()["executions"][0]
+    for _ in range(MAX_RECOVERIES):
+        claimed_by_dead_worker(services, execution_id, "running")
+        recover_expired(services)
+        assert api.execution(execution_id)["status"] == "queued"
+    claimed_by_dead_worker(services, execution_id, "running")
+    recover_expired(services)
+    final = api.execution(execution_id)
+    assert final["status"] == "interrupted"
+
+
+@pytest.mark.parametrize("idempotent", [True, False])
+def test_shutdown_past_the_grace_period(make_api, recorder, tmp_path, idempotent: bool) -> None:
+    """SIGTERM semantics (the app's lifespan end): a step still running when the grace
+    period is over goes back to the queue when idempotent, else ends interrupted."""
+    dest = tmp_path / "runs"
+    api = make_api(
+        [
+            runbook(
+                "slow", "Slow", appender(dest, pause=6, idempotent=idempotent), escalate=["webhook"]
+            )
+        ],  # fmt: skip
+        shutdown_grace_s=1,
+        escalation={"webhook": {"url": recorder.url}},
+    )
+    execution_id = api.alertmanager(alert("Slow")).json()["executions"][0]
+    api.wait(execution_id, until=lambda e: e["steps"][0]["status"] == "running")
+    api.client.__exit__(None, None, None)  # the lifespan ends: what SIGTERM does to serve
+    restarted = make_api(
+        [
+            runbook(
+                "slow", "Slow", appender(dest, pause=0, idempotent=idempotent), escalate=["webhook"]
+            )
+        ],  # fmt: skip
+        escalation={"webhook": {"url": recorder.url}},
+    )
+    final = restarted.wait(execution_id)
+    if idempotent:
+        assert final["status"] == "succeeded" and final["escalations"] == []
+        assert [a["status"] for a in final["steps"][0]["attempt_log"]] == ["cancelled", "succeeded"]
+    else:
+        assert final["status"] == "interrupted" and "stopped mid-step" in final["error"]
+        assert [e["reason"] for e in final["escalations"]] == ["interrupted"]
+    assert (dest.read_text() if dest.exists() else "").count("run") == (1 if idempotent else 0)

@@ -14,19 +14,11 @@ from tests.conftest import (
     PLAYBOOKS,
     alert,
     ansible_step,
+    runbook,
     sign_generic,
 )
 
 pytestmark = pytest.mark.ansible
-
-
-def runbook(name: str, alertname: str, step: dict, **extra: object) -> dict:
-    return {
-        "name": name,
-        "match": {"all": [{"field": "labels.alertname", "equals": alertname}]},
-        "steps": [step],
-        **extra,
-    }
 
 
 def writes_to(dest: Path) -> list[dict]:

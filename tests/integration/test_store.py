@@ -1,0 +1,28 @@
+"""The database schema: the Alembic migrations build exactly the models' tables, on
+SQLite and on PostgreSQL, so neither database drifts from the other."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from app.store.db import Database
+from app.store.models import Base
+
+
+def test_migrations_build_the_models_schema(database_url: str, tmp_path: Path) -> None:
+    url = database_url.replace("sqlite:///", f"sqlite:///{tmp_path}/")
+    db = Database(url)
+    try:
+        db.upgrade()
+        db.upgrade()  # a second start changes nothing
+        with db.engine.connect() as connection:
+            diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+            indexes = {i["name"] for i in inspect(connection).get_indexes("executions")}
+        assert diff == []
+        assert {"uq_executions_key_held", "uq_executions_open_per_incident"} <= indexes
+    finally:
+        db.close()

@@ -1,0 +1,75 @@
+"""A real PostgreSQL for the tests: the Debian binaries (`initdb`, `pg_ctl`) run on a
+temporary directory and a loopback port, as an unprivileged user when the tests run as
+root (PostgreSQL refuses to run as root)."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+
+import psycopg
+
+
+def find_bin(name: str) -> str | None:
+    found = shutil.which(name)
+    if found:
+        return found
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else None
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class PostgresServer:
+    def __init__(self, directory: Path) -> None:
+        initdb, pg_ctl = find_bin("initdb"), find_bin("pg_ctl")
+        if initdb is None or pg_ctl is None:
+            raise FileNotFoundError("initdb/pg_ctl not found (Debian package: postgresql)")
+        self.initdb, self.pg_ctl = initdb, pg_ctl
+        self.directory = directory
+        self.data = directory / "data"
+        self.port = _free_port()
+        self.user = "postgres" if os.geteuid() == 0 else None
+
+    def _run(self, argv: Sequence[str]) -> None:
+        if self.user is not None:
+            argv = ["runuser", "-u", self.user, "--", *argv]
+        subprocess.run(argv, check=True, capture_output=True, timeout=120)
+
+    def start(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        if self.user is not None:
+            entry = pwd.getpwnam(self.user)
+            os.chown(self.directory, entry.pw_uid, entry.pw_gid)
+        self._run([self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust",
+                   "--encoding=UTF8", "--no-instructions"])  # fmt: skip
+        options = (
+            f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
+            "-c max_connections=200"
+        )
+        self._run([self.pg_ctl, "-D", str(self.data), "-o", options, "-w", "-t", "60",
+                   "-l", str(self.directory / "log"), "start"])  # fmt: skip
+
+    def stop(self) -> None:
+        self._run([self.pg_ctl, "-D", str(self.data), "-m", "immediate", "stop"])
+
+    def url(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    def new_database(self) -> str:
+        """A fresh, empty database; answers its URL."""
+        name = "t_" + uuid.uuid4().hex[:12]
+        with psycopg.connect(self.url(), autocommit=True) as connection:
+            connection.execute(f'CREATE DATABASE "{name}"')
+        return self.url(name)
