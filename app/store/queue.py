@@ -9,7 +9,7 @@ executions`: the incident is joined in, and only the execution row is ours to lo
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, exists, select, update
 from sqlalchemy.orm import Session, aliased
@@ -40,7 +40,9 @@ def claim_next_execution(
         return None
     candidate.status = "running"
     candidate.claimed_by = worker_id
-    candidate.started_at = candidate.started_at or now
+    # Read the clock after the query, which waited for the previous holder of the key to
+    # commit: `now` was taken before the wait.
+    candidate.started_at = candidate.started_at or max(now, datetime.now(UTC))
     candidate.lease_expires_at = now + timedelta(seconds=lease_s)
     return candidate
 

@@ -72,6 +72,7 @@ class ExecutionView(BaseModel):
     deadline_at: datetime | None
     resolved_at: datetime | None
     cancel_requested: bool
+    worker: str | None  # host:pid:thread of the worker running it now
     steps: list[StepView]
     escalations: list[EscalationView]
     actions: list[ActionView]
@@ -135,6 +136,7 @@ def execution_view(execution: Execution) -> ExecutionView:
         deadline_at=execution.deadline_at,
         resolved_at=execution.resolved_at,
         cancel_requested=execution.cancel_requested,
+        worker=execution.claimed_by,
         steps=[_step_view(step) for step in execution.steps],
         escalations=[
             EscalationView(

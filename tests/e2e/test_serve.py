@@ -18,24 +18,12 @@ from tests.conftest import (
     GENERIC_SECRET,
     ROOT,
     ansible_step,
-    free_port,
     sign_generic,
     write_config,
 )
+from tests.servers import start_server
 
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
-
-
-def wait_ready(base: str, proc: subprocess.Popen[bytes]) -> None:
-    for _ in range(300):
-        assert proc.poll() is None, f"serve exited with {proc.returncode}"
-        try:
-            if httpx.get(f"{base}/readyz").status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise AssertionError("not ready")
 
 
 def test_signed_webhook_through_a_running_server(tmp_path: Path) -> None:
@@ -45,14 +33,9 @@ def test_signed_webhook_through_a_running_server(tmp_path: Path) -> None:
         [{"name": "write", "match": {"source": "generic"},
           "steps": [ansible_step("write.yml", message="{{ incident.title }}", host="{{ incident.labels.host }}", dest=str(dest))]}],
     )  # fmt: skip
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "serve", "--config", str(config), "--port", str(port)],
-        cwd=tmp_path, env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
-    )  # fmt: skip
+    server = start_server(config)
+    base = server.base
     try:
-        wait_ready(base, proc)
         body = json.dumps({"title": "disk full", "labels": {"host": "db-7"}}).encode()
         headers = sign_generic(body)
         answer = httpx.post(f"{base}/webhooks/generic", content=body, headers=headers)
@@ -74,9 +57,8 @@ def test_signed_webhook_through_a_running_server(tmp_path: Path) -> None:
         )
         assert (tmp_path / "remediator.db").exists()
     finally:
-        proc.send_signal(signal.SIGTERM)
         # uvicorn re-raises SIGTERM after its graceful shutdown.
-        assert proc.wait(timeout=60) in (0, -signal.SIGTERM)
+        assert server.terminate() in (0, -signal.SIGTERM)
 
 
 def test_lint_and_simulate_commands(tmp_path: Path) -> None:
