@@ -155,7 +155,10 @@ def _persist(
 ) -> Accepted:
     moment = datetime.fromtimestamp(now, UTC)
     with services.db.write() as session:
-        lock_names(session, (p.runbook.name for _, runbook_plans in plans for p in runbook_plans))
+        lock_names(
+            session.connection(),
+            (p.runbook.name for _, runbook_plans in plans for p in runbook_plans),
+        )
         existing = find_event(session=session, source=source_name, delivery_id=delivery_id)
         if existing is not None:
             return Accepted(existing.id, True, [], 0)

@@ -17,7 +17,7 @@ from typing import Any
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -58,16 +58,16 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def lock_names(session: Session, names: Iterable[str]) -> None:
+def lock_names(connection: Connection, names: Iterable[str]) -> None:
     """Hold a lock on each name until the transaction ends, so guards that read before
     they write (cooldown, rate limit, attach) see every replica's runs. PostgreSQL: a
     transaction-scoped advisory lock per name, taken in sorted order so two transactions
     cannot deadlock. SQLite needs nothing: `BEGIN IMMEDIATE` already serialises writers."""
-    if session.get_bind().dialect.name != "postgresql":
+    if connection.dialect.name != "postgresql":
         return
     for name in sorted(set(names)):
         key = int.from_bytes(hashlib.blake2b(name.encode(), digest_size=8).digest(), signed=True)
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
 class Database:
@@ -95,10 +95,12 @@ class Database:
             connection.execute(text("SELECT 1"))
 
     def upgrade(self) -> None:
-        """Bring the schema to the newest migration (run at every start)."""
+        """Bring the schema to the newest migration (run at every start). Replicas that
+        start together take turns: the first migrates, the others find it done."""
         config = Config()
         config.set_main_option("script_location", str(MIGRATIONS))
         with self.engine.begin() as connection:
+            lock_names(connection, ["remediator:migrations"])
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 

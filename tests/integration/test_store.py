@@ -3,6 +3,7 @@ SQLite and on PostgreSQL, so neither database drifts from the other."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -26,3 +27,16 @@ def test_migrations_build_the_models_schema(database_url: str, tmp_path: Path) -
         assert {"uq_executions_key_held", "uq_executions_open_per_incident"} <= indexes
     finally:
         db.close()
+
+
+def test_replicas_starting_together_migrate_once(database_url: str, tmp_path: Path) -> None:
+    url = database_url.replace("sqlite:///", f"sqlite:///{tmp_path}/")
+    databases = [Database(url) for _ in range(4)]
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            list(pool.map(lambda db: db.upgrade(), databases))
+        with databases[0].engine.connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
+    finally:
+        for db in databases:
+            db.close()
