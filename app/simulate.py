@@ -36,7 +36,12 @@ def simulate(matcher: Matcher, source_name: str, body: bytes) -> dict[str, Any]:
                     "file": f"{item.file}:{item.line}",
                     "concurrency_key": planned.concurrency_key,
                     "error": planned.error,
-                    "steps": [{"kind": s.kind, **s.spec} for s in planned.steps],
+                    "steps": [
+                        {"kind": s.kind, "idempotent": s.idempotent, **s.spec}
+                        for s in planned.steps
+                    ],
+                    "verify": planned.verify,
+                    "approval": item.runbook.approval,
                 }
             )
         context.pop("raw", None)

@@ -15,6 +15,11 @@ REASONS = {
     "timed_out": "remediation timed out",
     "refused": "remediation was refused by a guard",
     "interrupted": "remediation was interrupted (the service stopped mid-step)",
+    "rejected": "remediation was rejected by a human",
+    "verify_failed": "remediation ran but did not fix it",
+    "approval_timeout": "nobody approved the remediation in time",
+    # A notice, not a failure: someone has to say yes before it runs.
+    "waiting_approval": "remediation waits for approval",
 }
 
 
