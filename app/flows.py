@@ -260,6 +260,8 @@ def run_execution(services: Services, execution_id: str, stop: Stop) -> str:
     with services.db.read() as session:
         execution = session.get_one(Execution, execution_id)
         policy = Retry.model_validate(execution.runbook_spec.get("retry", {}))
+        if execution.cancel_requested:  # asked while it went back to the queue
+            stop.cancelled.set()
         steps = [
             (s.id, s.position, s.kind, s.spec, s.idempotent, s.attempts)
             for s in execution.steps
@@ -382,6 +384,12 @@ def recover_expired(services: Services) -> list[str]:
             worker = execution.claimed_by
             running = [step for step in execution.steps if step.status == "running"]
             execution.recoveries += 1
+            if execution.cancel_requested:
+                for step in running:
+                    step.status, step.finished_at = "cancelled", now
+                finish_execution(execution=execution, status="cancelled", now=now,
+                                 error=cancel_note(execution), escalate=False)  # fmt: skip
+                continue
             if all(step.idempotent for step in running) and execution.recoveries <= MAX_RECOVERIES:
                 for step in running:
                     step.status = "pending"

@@ -58,6 +58,20 @@ def test_expired_leases_are_recovered(make_api, recorder, tmp_path, database_url
     assert [e["reason"] for e in interrupted["escalations"]] == ["interrupted"]
 
 
+def test_a_cancel_asked_of_a_dead_worker_is_honoured(make_api, tmp_path, database_url) -> None:
+    api = make_api([runbook("safe", "Safe", appender(tmp_path / "s", idempotent=True))],
+                   database_url=database_url)  # fmt: skip
+    services = api.client.app.state.services
+    services.stopping.set()
+    execution_id = api.alertmanager(alert("Safe")).json()["executions"][0]
+    claimed_by_dead_worker(services, execution_id, "running")
+    assert api.act(execution_id, "cancel", by="dave").status_code == 200
+    recover_expired(services)
+    final = api.execution(execution_id)
+    assert final["status"] == "cancelled" and final["error"] == "cancelled by dave"
+    assert final["steps"][0]["status"] == "cancelled" and final["escalations"] == []
+
+
 def test_a_step_that_keeps_killing_its_worker_is_given_up(make_api, tmp_path, database_url) -> None:
     api = make_api([runbook("safe", "Safe", appender(tmp_path / "s", idempotent=True))],
                    database_url=database_url)  # fmt: skip
