@@ -27,12 +27,18 @@ class Strict(BaseModel):
 
 
 class SourceConfig(Strict):
-    """How one incident platform proves its calls: an HMAC `secret` or a bearer `token`."""
+    """How one incident platform proves its calls: an HMAC `secret` or a bearer `token`.
+    Which options a platform takes is checked by its source module at start-up."""
 
     secret: SecretStr | None = None
     token: SecretStr | None = None
     insecure: bool = False
     replay_window_s: int | None = Field(default=None, gt=0)
+    # Platforms whose signature or token header is configurable on their side (Grafana's
+    # HMAC option; a custom header on an Opsgenie or Datadog webhook).
+    signature_header: str | None = Field(default=None, min_length=1)
+    timestamp_header: str | None = Field(default=None, min_length=1)
+    token_header: str | None = Field(default=None, min_length=1)
 
 
 class WebhookTarget(Strict):

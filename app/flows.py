@@ -40,7 +40,7 @@ from app.incident import Incident
 from app.runbooks.matcher import Matcher
 from app.runbooks.models import Retry
 from app.runbooks.plan import Plan, plan
-from app.sources.base import WebhookRequest
+from app.sources.base import Delivery, WebhookRequest
 from app.sources.registry import get_source
 from app.store.db import Database, lock_names
 from app.store.models import EscalationRow, Event, Execution, StepRow
@@ -83,6 +83,8 @@ class Accepted:
     incidents: int
     # Open executions that this delivery's incidents were folded into (no new run).
     attached: list[str] = field(default_factory=list)
+    # Why a call of the platform carried no incident (stored, answered 202, nothing run).
+    ignored: str | None = None
 
 
 # ---------------------------------------------------------------- ingest
@@ -97,8 +99,8 @@ def parse_json(body: bytes) -> Any:
 
 def read_delivery(
     services: Services, source_name: str, headers: Mapping[str, str], body: bytes, now: float
-) -> tuple[str, list[Incident], str]:
-    """Verify and normalise one call; answers (delivery id, incidents, event type)."""
+) -> Delivery:
+    """Verify and normalise one call."""
     config = services.settings.sources.get(source_name)
     if config is None:
         raise UnknownSource(f"source {source_name!r} is not configured on this service")
@@ -109,37 +111,40 @@ def read_delivery(
         body=body,
         received_at=datetime.fromtimestamp(now, UTC),
         now=now,
-        replay_window_s=config.replay_window_s or services.settings.replay_window_s,
+        replay_window_s=config.replay_window_s
+        or source.default_replay_window_s
+        or services.settings.replay_window_s,
     )
     if config.secret is not None or config.token is not None or not config.insecure:
         source.verify(request, config)
-    delivery = source.normalise(parse_json(body), request)
-    return delivery.delivery_id, delivery.incidents, delivery.event_type
+    return source.normalise(parse_json(body), request)
 
 
 def receive_webhook(
     services: Services, source_name: str, headers: Mapping[str, str], body: bytes, now: float
 ) -> Accepted:
-    delivery_id, incidents, event_type = read_delivery(services, source_name, headers, body, now)
+    delivery = read_delivery(services, source_name, headers, body, now)
     matcher = services.matcher
     plans = [
         (incident, [plan(m.runbook, incident) for m in matcher.match(incident)])
-        for incident in incidents
+        for incident in delivery.incidents
     ]
     for _ in range(3):
         try:
-            accepted = _persist(services, source_name, delivery_id, event_type, plans, now)
+            accepted = _persist(services, source_name, delivery, plans, now)
             break
         except IntegrityError:
             # Another replica stored the same delivery between our check and our insert
             # (a duplicate), or a database invariant caught a race (try again: the next
             # attempt sees the other side's rows).
             with services.db.read() as session:
-                existing = find_event(session=session, source=source_name, delivery_id=delivery_id)
+                existing = find_event(
+                    session=session, source=source_name, delivery_id=delivery.delivery_id
+                )
                 if existing is not None:
                     return Accepted(existing.id, True, [], 0)
     else:
-        raise RuntimeError(f"could not store delivery {delivery_id} after 3 attempts")
+        raise RuntimeError(f"could not store delivery {delivery.delivery_id} after 3 attempts")
     if accepted.executions:
         services.work_ready.set()
     return accepted
@@ -148,8 +153,7 @@ def receive_webhook(
 def _persist(
     services: Services,
     source_name: str,
-    delivery_id: str,
-    event_type: str,
+    delivery: Delivery,
     plans: list[tuple[Incident, list[Plan]]],
     now: float,
 ) -> Accepted:
@@ -159,13 +163,13 @@ def _persist(
             session.connection(),
             (p.runbook.name for _, runbook_plans in plans for p in runbook_plans),
         )
-        existing = find_event(session=session, source=source_name, delivery_id=delivery_id)
+        existing = find_event(session=session, source=source_name, delivery_id=delivery.delivery_id)
         if existing is not None:
             return Accepted(existing.id, True, [], 0)
         event = Event(
             source=source_name,
-            delivery_id=delivery_id,
-            event_type=event_type,
+            delivery_id=delivery.delivery_id,
+            event_type=delivery.event_type,
             received_at=moment,
             incident_count=len(plans),
         )
@@ -189,7 +193,12 @@ def _persist(
                 (attached if joined else created).append(execution)
         session.flush()
         return Accepted(
-            event.id, False, [e.id for e in created], len(plans), [e.id for e in attached]
+            event.id,
+            False,
+            [e.id for e in created],
+            len(plans),
+            [e.id for e in attached],
+            delivery.ignored,
         )
 
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -29,15 +30,20 @@ class WebhookRequest:
 
 @dataclass(frozen=True)
 class Delivery:
-    """What one call carries: its id (for dedup), its kind, and zero or more incidents."""
+    """What one call carries: its id (for dedup), its kind, and zero or more incidents.
+    `ignored` says why a well-formed call of the platform carries no incident (an event
+    type that is not about an incident starting or ending): answered 202, never an error."""
 
     delivery_id: str
     event_type: str
     incidents: list[Incident] = field(default_factory=list)
+    ignored: str | None = None
 
 
 class Source(Protocol):
     name: str
+    # The replay window when the source's configuration gives none (None: the service's).
+    default_replay_window_s: int | None
 
     def check_config(self, config: SourceConfig) -> None:
         """Raise `ConfigError` when the configuration cannot authenticate this platform."""
@@ -50,19 +56,70 @@ class Source(Protocol):
         the platform's shape."""
 
 
-def require_token(name: str, config: SourceConfig) -> None:
+OPTIONS = ("signature_header", "timestamp_header", "token_header")
+
+
+def allow_options(name: str, config: SourceConfig, *allowed: str) -> None:
+    """Refuse options that this platform does not use, rather than silently ignore them."""
+    for option in OPTIONS:
+        if option not in allowed and getattr(config, option) is not None:
+            raise ConfigError(f"sources.{name}: `{option}` does not apply to this source")
+
+
+def require_token(name: str, config: SourceConfig, *allowed: str) -> None:
     if config.secret is not None:
         raise ConfigError(f"sources.{name}: authenticates with a `token`, not a `secret`")
+    allow_options(name, config, *allowed)
 
 
 def verify_bearer(request: WebhookRequest, config: SourceConfig) -> None:
-    """The check for platforms that send a static token in `Authorization: Bearer`."""
+    """The check for platforms that send a static token: `Authorization: Bearer <token>`,
+    or the raw value of the header named by `token_header`."""
     if config.token is None:
         raise Unauthenticated("this source has no token configured")
+    token = config.token.get_secret_value()
+    if config.token_header is not None:
+        given = request.headers.get(config.token_header.lower())
+        if given is None:
+            raise Unauthenticated(f"missing {config.token_header} header")
+        if not hmac.compare_digest(given.strip().encode(), token.encode()):
+            raise Unauthenticated(f"the {config.token_header} token does not match")
+        return
     if "authorization" not in request.headers:
         raise Unauthenticated("missing Authorization header")
-    if not bearer_matches(request.headers, config.token.get_secret_value()):
+    if not bearer_matches(request.headers, token):
         raise Unauthenticated("the bearer token does not match")
+
+
+def hmac_hex(key: bytes, message: bytes) -> str:
+    return hmac.new(key, message, hashlib.sha256).hexdigest()
+
+
+def any_matches(expected: str, candidates: Iterable[str]) -> bool:
+    """Constant-time comparison of one expected signature against each one offered."""
+    wanted = expected.encode()
+    # A list, not a generator: every candidate is compared, so the time taken does not
+    # say which one matched.
+    results = [hmac.compare_digest(wanted, c.strip().lower().encode()) for c in candidates]
+    return any(results)
+
+
+def text(value: Any) -> str | None:
+    """A non-blank string from the payload, else None."""
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def tag_labels(tags: Any) -> dict[str, str]:
+    """Platform tags as labels: `key:value` becomes key → value, a bare `tag` → "true"."""
+    if not isinstance(tags, list):
+        return {}
+    labels: dict[str, str] = {}
+    for tag in tags:
+        if not isinstance(tag, str) or not tag.strip():
+            continue
+        key, sep, value = tag.partition(":")
+        labels[key.strip()] = value.strip() if sep else "true"
+    return labels
 
 
 def body_digest(body: bytes) -> str:

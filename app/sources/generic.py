@@ -2,7 +2,8 @@
 
 Verification: `webhook-id`, `webhook-timestamp`, `webhook-signature` (HMAC-SHA256 over
 `id.timestamp.body`, key from the `whsec_` secret), timestamp within the replay window.
-A source configured with `token` instead takes `Authorization: Bearer <token>`.
+A source configured with `token` instead takes `Authorization: Bearer <token>` (or the
+raw token in the header named by `token_header`).
 
 Body: one incident, or `{"incidents": [...]}`. Fields map one to one onto the Incident:
 `title` (required), `status` (firing|resolved, default firing), `severity` (any common
@@ -25,6 +26,7 @@ from app.signing import secret_key, verify
 from app.sources.base import (
     Delivery,
     WebhookRequest,
+    allow_options,
     body_digest,
     severity_from,
     stable_fingerprint,
@@ -56,8 +58,10 @@ class GenericIncident(BaseModel):
 
 class GenericSource:
     name = "generic"
+    default_replay_window_s: int | None = None
 
     def check_config(self, config: SourceConfig) -> None:
+        allow_options(self.name, config, "token_header")
         if config.secret is not None:
             secret_key(config.secret.get_secret_value())
 

@@ -8,11 +8,21 @@ from app.config import Settings
 from app.errors import ConfigError, UnknownSource
 from app.sources.alertmanager import AlertmanagerSource
 from app.sources.base import Source
+from app.sources.datadog import DatadogSource
 from app.sources.generic import GenericSource
+from app.sources.grafana import GrafanaSource
+from app.sources.opsgenie import OpsgenieSource
+from app.sources.pagerduty import PagerDutySource
+from app.sources.rootly import RootlySource
 
 SOURCES: Mapping[str, Source] = {
     "generic": GenericSource(),
     "alertmanager": AlertmanagerSource(),
+    "rootly": RootlySource(),
+    "pagerduty": PagerDutySource(),
+    "grafana": GrafanaSource(),
+    "opsgenie": OpsgenieSource(),
+    "datadog": DatadogSource(),
 }
 
 

@@ -35,7 +35,10 @@ async def read_body(request: Request, limit: int) -> bytes:
     status_code=202,
     responses={
         200: {"description": "A delivery already seen: nothing new is started."},
-        202: {"description": "Stored durably; the executions it caused are listed."},
+        202: {
+            "description": "Stored durably; the executions it caused are listed. A call of "
+            "the platform that is not about an incident is stored too and says why in `ignored`."
+        },
         401: {"description": "Missing or wrong signature or token, or a stale timestamp."},
         404: {"description": "Unknown or unconfigured source."},
         413: {"description": "Body larger than max_body_bytes."},
@@ -54,6 +57,7 @@ async def receive(source: str, request: Request, services: ServicesDep) -> JSONR
     }
     if accepted.duplicate:
         return JSONResponse({**content, "duplicate": True}, status_code=200)
-    return JSONResponse(
-        {**content, "duplicate": False, "incidents": accepted.incidents}, status_code=202
-    )
+    content |= {"duplicate": False, "incidents": accepted.incidents}
+    if accepted.ignored is not None:
+        content["ignored"] = accepted.ignored
+    return JSONResponse(content, status_code=202)

@@ -1,0 +1,140 @@
+"""Each incident platform as the tests play it: its configuration here, and its calls
+signed the way the platform's own documentation says it signs them (written from those
+docs, not from the service's verifiers, so a shared misreading cannot pass unnoticed)."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import AM_TOKEN, FIXTURES, sign_generic
+
+ROOTLY_SECRET = "rootly-webhook-secret"
+PAGERDUTY_SECRET = "pagerduty-subscription-secret"
+GRAFANA_SECRET = "grafana-hmac-secret"
+OPSGENIE_TOKEN = "opsgenie-custom-header-token"
+DATADOG_TOKEN = "datadog-custom-header-token"
+PAYLOADS = FIXTURES / "payloads"
+
+SOURCES: dict[str, dict[str, Any]] = {
+    "alertmanager": {"token": AM_TOKEN},
+    "rootly": {"secret": ROOTLY_SECRET},
+    "pagerduty": {"secret": PAGERDUTY_SECRET},
+    "grafana": {"secret": GRAFANA_SECRET, "timestamp_header": "X-Grafana-Alerting-Timestamp"},
+    "opsgenie": {"token": OPSGENIE_TOKEN, "token_header": "X-Remediator-Token"},
+    "datadog": {"token": DATADOG_TOKEN},
+}
+
+
+def _hex(key: str, message: bytes) -> str:
+    return hmac.new(key.encode(), message, hashlib.sha256).hexdigest()
+
+
+def sign_rootly(
+    body: bytes, *, at: float | None = None, secret: str = ROOTLY_SECRET
+) -> dict[str, str]:
+    """Rootly: `X-Rootly-Signature: t=<ts>,v1=<hex HMAC-SHA256 of ts + body>`."""
+    stamp = str(int(time.time() if at is None else at))
+    return {"X-Rootly-Signature": f"t={stamp},v1={_hex(secret, stamp.encode() + body)}"}
+
+
+def sign_pagerduty(
+    body: bytes, *, secrets: tuple[str, ...] = (PAGERDUTY_SECRET,)
+) -> dict[str, str]:
+    """PagerDuty v3: `X-PagerDuty-Signature: v1=<hex>[,v1=<hex>]`, one per active secret."""
+    signatures = ",".join(f"v1={_hex(s, body)}" for s in secrets)
+    return {
+        "X-PagerDuty-Signature": signatures,
+        "X-Webhook-Id": "9d3f6b1e-delivery",
+        "X-Webhook-Subscription": "PXXXXXX",
+        "User-Agent": "PagerDuty-Webhook/V3.0",
+    }
+
+
+def sign_grafana(
+    body: bytes, *, at: float | None = None, secret: str = GRAFANA_SECRET
+) -> dict[str, str]:
+    """Grafana's HMAC option with a timestamp header: hex HMAC-SHA256 of `ts:body`."""
+    stamp = str(int(time.time() if at is None else at))
+    return {
+        "X-Grafana-Alerting-Signature": _hex(secret, stamp.encode() + b":" + body),
+        "X-Grafana-Alerting-Timestamp": stamp,
+    }
+
+
+def sign_opsgenie(body: bytes, *, token: str = OPSGENIE_TOKEN) -> dict[str, str]:
+    return {"X-Remediator-Token": token}
+
+
+def sign_datadog(body: bytes, *, token: str = DATADOG_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def sign_alertmanager(body: bytes, *, token: str = AM_TOKEN) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+SIGNERS: dict[str, Callable[[bytes], dict[str, str]]] = {
+    "generic": sign_generic,
+    "alertmanager": sign_alertmanager,
+    "rootly": sign_rootly,
+    "pagerduty": sign_pagerduty,
+    "grafana": sign_grafana,
+    "opsgenie": sign_opsgenie,
+    "datadog": sign_datadog,
+}
+
+
+def load(name: str) -> dict[str, Any]:
+    payload: dict[str, Any] = json.loads((PAYLOADS / name).read_text())
+    return payload
+
+
+def live(payload: dict[str, Any]) -> dict[str, Any]:
+    """A PagerDuty sample as it arrives today: `occurred_at` is the event's own time, so a
+    live delivery carries a recent one (the documented samples are from 2020)."""
+    event = {**payload["event"], "occurred_at": datetime.now(UTC).isoformat()}
+    return {**payload, "event": event}
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One documented payload of one platform, and what it must become."""
+
+    source: str
+    file: str
+    status: str
+    title: str
+
+    def body(self) -> bytes:
+        payload = load(f"{self.source}/{self.file}")
+        if self.source == "pagerduty":
+            payload = live(payload)
+        return json.dumps(payload).encode()
+
+    @property
+    def path(self) -> Path:
+        return PAYLOADS / self.source / self.file
+
+
+FIRING = [
+    Sample("rootly", "incident-created.json", "firing", "Sparkling Frost"),
+    Sample("pagerduty", "incident-triggered.json", "firing", "A little bump in the road"),
+    Sample("grafana", "docs-sample.json", "firing", "This alert was triggered for zone us-1"),
+    Sample("opsgenie", "create.json", "firing", "Disk usage above 90% on db-7"),
+    Sample("datadog", "custom-triggered.json", "firing", "High CPU on web hosts"),
+]
+RESOLVED = [
+    Sample("rootly", "incident-resolved.json", "resolved", "Sparkling Frost"),
+    Sample("pagerduty", "incident-resolved.json", "resolved", "A little bump in the road"),
+    Sample("grafana", "resolved.json", "resolved", "This alert was triggered for zone us-1"),
+    Sample("opsgenie", "close.json", "resolved", "Disk usage above 90% on db-7"),
+    Sample("datadog", "custom-recovered.json", "resolved", "High CPU on web hosts"),
+]
