@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -90,11 +91,35 @@ class Accepted:
 # ---------------------------------------------------------------- ingest
 
 
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+# Escapes that decode to text no database can store: NUL (PostgreSQL text refuses it) and
+# lone UTF-16 surrogates (not encodable as UTF-8 at all).
+_UNSTORABLE_ESCAPE = re.compile(rb"\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})")
+
+
+def _storable(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8").replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    if isinstance(value, dict):
+        return {_storable(k): _storable(v) for k, v in value.items()}
+    return value
+
+
 def parse_json(body: bytes) -> Any:
+    """Strict JSON: Python's parser also takes NaN and Infinity, which no platform sends
+    and PostgreSQL's JSON columns refuse at commit time. Text that cannot be stored
+    (`\\u0000`, lone surrogates) becomes U+FFFD / `?` rather than failing the call; the
+    signature was checked over the raw bytes before this."""
     try:
-        return json.loads(body)
+        parsed = json.loads(body, parse_constant=_refuse_constant)
     except (ValueError, RecursionError) as exc:
         raise UnsupportedPayload(f"the body is not JSON: {exc}") from exc
+    return _storable(parsed) if _UNSTORABLE_ESCAPE.search(body) else parsed
 
 
 def read_delivery(

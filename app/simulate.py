@@ -46,4 +46,11 @@ def simulate(matcher: Matcher, source_name: str, body: bytes) -> dict[str, Any]:
             )
         context.pop("raw", None)
         report.append({"incident": context, "matched": matched, "not_matched": skipped})
-    return {"source": source_name, "delivery_id": delivery.delivery_id, "incidents": report}
+    result: dict[str, Any] = {
+        "source": source_name,
+        "delivery_id": delivery.delivery_id,
+        "incidents": report,
+    }
+    if delivery.ignored is not None:
+        result["ignored"] = delivery.ignored
+    return result

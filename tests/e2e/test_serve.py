@@ -84,5 +84,10 @@ def test_lint_and_simulate_commands(tmp_path: Path) -> None:
     assert [m["runbook"] for m in report["matched"]] == ["clear-cache-when-full"]
     assert report["matched"][0]["concurrency_key"] == "cache-web-1"
     assert {s["runbook"] for s in report["not_matched"]} >= {"database-failover"}
+    ignored = subprocess.run(
+        [*cli, "simulate", str(ROOT / "tests/fixtures/payloads/rootly/postmortem-created.json"), "--source", "rootly"],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    assert "incident_post_mortem.created" in json.loads(ignored.stdout)["ignored"]
     schema = subprocess.run([*cli, "schema"], capture_output=True, text=True, env=env, check=True)
     assert "AnsibleStep" in json.loads(schema.stdout)["$defs"]

@@ -85,6 +85,8 @@ def test_body_too_large(api) -> None:
         (b'{"version": "4", "alerts": [{"status": "weird", "labels": {}}]}', "alerts[0].status"),
         (b'{"version": "4", "alerts": [7]}', "alerts[0]"),
         (b"\xff\xfe", "not JSON"),
+        (b'{"version": "4", "alerts": [], "x": NaN}', "NaN is not a JSON value"),
+        (b'{"version": "4", "alerts": [], "x": -Infinity}', "-Infinity is not a JSON value"),
     ],
 )
 def test_malformed_alertmanager_bodies(api, body: bytes, says: str) -> None:
