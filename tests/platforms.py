@@ -138,3 +138,34 @@ RESOLVED = [
     Sample("opsgenie", "close.json", "resolved", "Disk usage above 90% on db-7"),
     Sample("datadog", "custom-recovered.json", "resolved", "High CPU on web hosts"),
 ]
+
+
+def _nested(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
+    copy = json.loads(json.dumps(payload))
+    *parents, last = path.split(".")
+    node = copy
+    for key in parents:
+        node = node[int(key)] if isinstance(node, list) else node[key]
+    node[last] = value
+    return copy
+
+
+# A later event of the same incident, as each platform sends it: a new delivery that
+# must be recognised as the incident already being handled.
+FOLLOW_UPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    "rootly": lambda p: _nested(
+        _nested(p, "event.id", "0b3e5a7c-9d1f-4e2a-8b6c-4d0f2a9e7c15"),
+        "event.type",
+        "incident.updated",
+    ),
+    "pagerduty": lambda p: _nested(
+        _nested(p, "event.id", "01DRB6ZQ0AACKNOWLEDGED00001"),
+        "event.event_type",
+        "incident.acknowledged",
+    ),
+    "grafana": lambda p: _nested(p, "title", "[FIRING:2]  (blue) repeated"),
+    "opsgenie": lambda p: _nested(p, "alert.updatedAt", 1542112011999000000),
+    "datadog": lambda p: _nested(
+        _nested(p, "id", "7465389723455134600"), "alert_transition", "Renotify"
+    ),
+}

@@ -18,6 +18,7 @@ import pytest
 from tests.conftest import ansible_step, write_config
 from tests.platforms import (
     FIRING,
+    FOLLOW_UPS,
     RESOLVED,
     SIGNERS,
     SOURCES,
@@ -109,6 +110,11 @@ def test_documented_sample_runs_its_runbook_and_its_resolve_ends_it(
 
     again = post(server, firing.source, body, headers)  # the platform retries a delivery
     assert again.status_code == 200 and again.json()["duplicate"] is True
+
+    later = json.dumps(FOLLOW_UPS[firing.source](json.loads(body))).encode()
+    answer = post(server, firing.source, later, SIGNERS[firing.source](later))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["executions"] == [] and answer.json()["attached"] == [execution_id]
 
     resolve_body = resolved.body()
     answer = post(server, resolved.source, resolve_body, SIGNERS[resolved.source](resolve_body))
