@@ -52,9 +52,28 @@ class SlackTarget(Strict):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
+class PagerDutyTarget(Strict):
+    """Events API v2 for the page; the REST API (with `api_token` and `from_email`, the
+    user the note is written as) for a note on an incident that came from PagerDuty."""
+
+    routing_key: SecretStr
+    api_token: SecretStr | None = None
+    from_email: str | None = None
+    events_url: str = "https://events.pagerduty.com"
+    api_url: str = "https://api.pagerduty.com"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _note_needs_a_user(self) -> PagerDutyTarget:
+        if self.api_token is not None and not self.from_email:
+            raise ValueError("`api_token` needs `from_email`: PagerDuty writes notes as a user")
+        return self
+
+
 class EscalationTargets(Strict):
     webhook: WebhookTarget | None = None
     slack: SlackTarget | None = None
+    pagerduty: PagerDutyTarget | None = None
 
     def configured(self) -> dict[str, BaseModel]:
         return {

@@ -9,7 +9,6 @@ import json
 import shutil
 import socket
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from fastapi.testclient import TestClient
 from app.config import Settings, load_settings
 from app.main import create_app
 from app.signing import secret_key, signed_headers
+from tests.loopback import serving
 from tests.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,13 +99,9 @@ def recorder() -> Iterator[Recorder]:
         def log_message(self, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box["rec"] = Recorder(url=f"http://127.0.0.1:{server.server_address[1]}/hook")
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield box["rec"]
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as base:
+        box["rec"] = Recorder(url=f"{base}/hook")
+        yield box["rec"]
 
 
 def write_config(directory: Path, runbooks: list[dict[str, Any]], **overrides: Any) -> Path:

@@ -7,12 +7,14 @@ from typing import Any
 
 from app.config import Settings
 from app.escalation.base import Notifier
+from app.escalation.pagerduty import PagerDutyNotifier
 from app.escalation.slack import SlackNotifier
 from app.escalation.webhook import WebhookNotifier
 
 NOTIFIERS: Mapping[str, Callable[[Any], Notifier]] = {
     "webhook": WebhookNotifier,
     "slack": SlackNotifier,
+    "pagerduty": PagerDutyNotifier,
 }
 
 

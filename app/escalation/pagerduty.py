@@ -1,0 +1,166 @@
+"""PagerDuty: a page through the Events API v2, and a note on the incident when it came
+from PagerDuty.
+
+Endpoints (PagerDuty's published contracts):
+- `POST {events_url}/v2/enqueue` (Events API v2), `event_action: trigger`. The
+  `dedup_key` is tied to the incident (`remediator/<source>/<fingerprint>`), so a retried
+  delivery, or a second escalation for the same incident, groups into the one alert
+  instead of paging twice. `payload.custom_details` carries the runbook, each step and
+  attempt (exit status, duration, output tail) and the execution; `links` and
+  `client_url` point at the execution. Severity: critical → critical, high → error,
+  medium → warning, low/info → info; the approval notice is always `info`.
+- `POST {api_url}/incidents/{id}/notes` (REST API v2, `Authorization: Token token=...`,
+  `From: <from_email>`), only when the incident came from the `pagerduty` source and
+  `api_token` is configured: the responders see on their own incident what automation
+  tried. The page is sent first; if the note then fails, the retry re-sends the page
+  under the same dedup key, which PagerDuty folds into the existing alert.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import httpx
+
+from app.config import PagerDutyTarget
+from app.escalation.base import EscalationMessage, post_json
+
+SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
+_MAX_TAIL = 2000  # custom_details is capped with the whole event at 512 KB
+
+
+def dedup_key(message: EscalationMessage) -> str:
+    incident = message.execution.incident
+    key = f"remediator/{incident.get('source')}/{incident.get('fingerprint')}"
+    if len(key) <= 255:
+        return key
+    return "remediator/" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def steps_detail(message: EscalationMessage) -> list[dict[str, Any]]:
+    return [
+        {
+            "step": index + 1,
+            "kind": step.kind,
+            "status": step.status,
+            "attempts": [
+                {
+                    "attempt": attempt.number,
+                    "status": attempt.status,
+                    "exit_status": attempt.rc,
+                    "duration_s": round(attempt.duration_s, 3),
+                    "output_tail": attempt.output_tail[-_MAX_TAIL:],
+                    "error": attempt.error,
+                }
+                for attempt in step.attempt_log
+            ],
+        }
+        for index, step in enumerate(message.execution.steps)
+    ]
+
+
+def event_body(message: EscalationMessage, routing_key: str) -> dict[str, Any]:
+    execution = message.execution
+    incident = execution.incident
+    severity = (
+        "info"
+        if message.reason == "waiting_approval"
+        else SEVERITY.get(str(incident.get("severity")), "info")
+    )
+    links = [{"href": message.execution_url, "text": "remediator execution"}]
+    if incident.get("url"):
+        links.append({"href": incident["url"], "text": f"incident in {incident.get('source')}"})
+    return {
+        "routing_key": routing_key,
+        "event_action": "trigger",
+        "dedup_key": dedup_key(message),
+        "client": "remediator",
+        "client_url": message.execution_url,
+        "links": links,
+        # PagerDuty's schema has no nulls: optional fields are left out instead.
+        "payload": {
+            k: v
+            for k, v in {
+                "summary": message.headline[:1024],
+                "source": incident.get("service") or str(incident.get("source")),
+                "severity": severity,
+                "component": incident.get("service"),
+                "group": execution.runbook,
+                "class": message.reason,
+                "custom_details": {
+                    "reason": message.reason,
+                    "runbook": {
+                        "name": execution.runbook,
+                        "description": message.runbook_description,
+                    },
+                    "status": execution.status,
+                    "error": execution.error,
+                    "guard": execution.guard,
+                    "incident": {
+                        k: incident.get(k)
+                        for k in (
+                            "source",
+                            "title",
+                            "severity",
+                            "service",
+                            "url",
+                            "fingerprint",
+                            "labels",
+                        )
+                    },
+                    "steps": steps_detail(message),
+                    "execution_url": message.execution_url,
+                },
+            }.items()
+            if v is not None
+        },
+    }
+
+
+def note_text(message: EscalationMessage) -> str:
+    lines = [message.headline, f"Execution: {message.execution_url}"]
+    for step in steps_detail(message):
+        for attempt in step["attempts"]:
+            lines.append(
+                f"Step {step['step']} ({step['kind']}) attempt {attempt['attempt']}: "
+                f"{attempt['status']}, exit {attempt['exit_status']}, {attempt['duration_s']}s"
+            )
+    if message.execution.error:
+        lines.append(f"Error: {message.execution.error}")
+    return "\n".join(lines)[:25000]
+
+
+class PagerDutyNotifier:
+    name = "pagerduty"
+
+    def __init__(self, config: PagerDutyTarget) -> None:
+        self.config = config
+
+    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
+        body = event_body(message, self.config.routing_key.get_secret_value())
+        post_json(
+            client, self.name, f"{self.config.events_url.rstrip('/')}/v2/enqueue",
+            content=json.dumps(body).encode(), headers={}, timeout_s=self.config.timeout_s,
+        )  # fmt: skip
+        incident = message.execution.incident
+        pagerduty_id = (incident.get("labels") or {}).get("pagerduty_incident_id")
+        if (
+            self.config.api_token is None
+            or incident.get("source") != "pagerduty"
+            or not pagerduty_id
+        ):
+            return
+        note = {"note": {"content": note_text(message)}}
+        post_json(
+            client, f"{self.name} (incident note)",
+            f"{self.config.api_url.rstrip('/')}/incidents/{pagerduty_id}/notes",
+            content=json.dumps(note).encode(),
+            headers={
+                "authorization": f"Token token={self.config.api_token.get_secret_value()}",
+                "accept": "application/vnd.pagerduty+json;version=2",
+                "from": self.config.from_email or "",
+            },
+            timeout_s=self.config.timeout_s,
+        )  # fmt: skip

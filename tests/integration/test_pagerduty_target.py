@@ -1,0 +1,129 @@
+"""Escalation to PagerDuty: a page through the Events API v2 in its published shape, a
+note on the originating PagerDuty incident, retries through 429 and 5xx, one alert."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import PLAYBOOKS, Api, alert, runbook
+from tests.pagerduty_server import PagerDuty, pagerduty_server
+from tests.platforms import SIGNERS, SOURCES, live, load
+
+ROUTING_KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY12"
+API_TOKEN = "pd-rest-api-token-u+1"
+FAILING_STEP = {
+    "ansible": {
+        "playbook": "database-failover.yml",
+        "inventory": "inventories/local.ini",
+        "extra_vars": {"cluster": "orders", "lag_seconds": "99"},
+    }
+}
+
+
+@pytest.fixture
+def pagerduty() -> Iterator[PagerDuty]:
+    with pagerduty_server(API_TOKEN) as server:
+        yield server
+
+
+def start(make_api: Any, pagerduty: PagerDuty, runbooks: list[dict[str, Any]]) -> Api:
+    target = {"routing_key": ROUTING_KEY, "api_token": API_TOKEN, "from_email": "remediator@example.com",
+              "events_url": pagerduty.url, "api_url": pagerduty.url}  # fmt: skip
+    api: Api = make_api(
+        runbooks,
+        playbooks_dir=str(PLAYBOOKS),
+        escalation={"pagerduty": target},
+        sources={**SOURCES, "generic": {"secret": "whsec_dGVzdA=="}},
+        escalation_max_backoff_s=0.5,
+    )
+    return api
+
+
+def delivered(api: Api, execution_id: str) -> dict[str, Any]:
+    return api.wait(
+        execution_id,
+        until=lambda e: bool(e["escalations"]) and e["escalations"][0]["status"] != "pending",
+    )
+
+
+def test_failed_remediation_pages_with_the_whole_story(make_api: Any, pagerduty: PagerDuty) -> None:
+    api = start(
+        make_api, pagerduty, [runbook("fails", "Fail", FAILING_STEP, escalate=["pagerduty"])]
+    )
+    answer = api.alertmanager(alert("Fail", fingerprint="fp-db"))
+    final = delivered(api, answer.json()["executions"][0])
+    assert final["status"] == "failed" and final["escalations"][0]["status"] == "delivered"
+    assert pagerduty.problems == []
+    [event] = pagerduty.events
+    body = event.body
+    assert body["routing_key"] == ROUTING_KEY and body["event_action"] == "trigger"
+    assert body["dedup_key"] == "remediator/alertmanager/fp-db"
+    assert body["payload"]["severity"] == "critical" and "fails" in body["payload"]["summary"]
+    assert body["links"][0]["href"] == f"http://remediator.test/api/executions/{final['id']}"
+    [step] = body["payload"]["custom_details"]["steps"]
+    attempt = step["attempts"][0]
+    assert attempt["exit_status"] == 2 and attempt["status"] == "failed"
+    assert "promoting it would lose writes" in attempt["output_tail"]
+    assert pagerduty.notes == []  # the incident did not come from PagerDuty
+    assert ROUTING_KEY not in json.dumps(body["payload"])
+
+
+def test_pagerduty_incident_gets_a_note_on_its_own_timeline(
+    make_api: Any, pagerduty: PagerDuty
+) -> None:
+    runbooks = [{"name": "fails", "match": {"source": "pagerduty"}, "steps": [FAILING_STEP],
+                 "escalate": ["pagerduty"]}]  # fmt: skip
+    api = start(make_api, pagerduty, runbooks)
+    body = json.dumps(live(load("pagerduty/incident-triggered.json"))).encode()
+    answer = api.client.post(
+        "/webhooks/pagerduty", content=body, headers=SIGNERS["pagerduty"](body)
+    )
+    assert answer.status_code == 202, answer.text
+    final = delivered(api, answer.json()["executions"][0])
+    assert final["escalations"][0]["status"] == "delivered", final["escalations"]
+    assert pagerduty.problems == []
+    [note] = pagerduty.notes
+    assert note.path == "/incidents/PGR0VU2/notes"
+    assert note.headers["from"] == "remediator@example.com"
+    assert note.headers["accept"] == "application/vnd.pagerduty+json;version=2"
+    assert "fails" in note.body["note"]["content"] and final["id"] in note.body["note"]["content"]
+    assert pagerduty.events[0].body["dedup_key"] == "remediator/pagerduty/PGR0VU2"
+
+
+def test_rate_limit_and_outage_are_retried_into_one_alert(
+    make_api: Any, pagerduty: PagerDuty
+) -> None:
+    pagerduty.script = [
+        (429, {"retry-after": "1"}, {"status": "throttle event", "message": "Requests for this service are arriving too quickly."}),
+        (500, {}, {"status": "error", "message": "Internal Server Error"}),
+    ]  # fmt: skip
+    api = start(
+        make_api, pagerduty, [runbook("fails", "Fail", FAILING_STEP, escalate=["pagerduty"])]
+    )
+    final = delivered(api, api.alertmanager(alert("Fail")).json()["executions"][0])
+    [escalation] = final["escalations"]
+    assert (escalation["status"], escalation["attempts"]) == ("delivered", 3)
+    assert len(pagerduty.events) == 1 and pagerduty.script == []
+
+
+def test_a_refused_event_is_given_up_not_retried_forever(
+    make_api: Any, pagerduty: PagerDuty
+) -> None:
+    pagerduty.script = [
+        (
+            400,
+            {},
+            {"status": "invalid event", "message": "Event object is invalid", "errors": ["x"]},
+        )
+    ]
+    api = start(
+        make_api, pagerduty, [runbook("fails", "Fail", FAILING_STEP, escalate=["pagerduty"])]
+    )
+    final = delivered(api, api.alertmanager(alert("Fail")).json()["executions"][0])
+    [escalation] = final["escalations"]
+    assert escalation["status"] == "gave_up" and "400" in escalation["last_error"]
+    assert ROUTING_KEY not in escalation["last_error"]
