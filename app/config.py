@@ -70,10 +70,20 @@ class PagerDutyTarget(Strict):
         return self
 
 
+class OpsgenieTarget(Strict):
+    """Opsgenie's Alert API (`base_url` https://api.eu.opsgenie.com for EU accounts)."""
+
+    api_key: SecretStr
+    base_url: str = "https://api.opsgenie.com"
+    responders: list[dict[str, str]] = Field(default_factory=list)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
 class EscalationTargets(Strict):
     webhook: WebhookTarget | None = None
     slack: SlackTarget | None = None
     pagerduty: PagerDutyTarget | None = None
+    opsgenie: OpsgenieTarget | None = None
 
     def configured(self) -> dict[str, BaseModel]:
         return {

@@ -162,6 +162,16 @@ def runbook(name: str, alertname: str, step: dict[str, Any], **extra: Any) -> di
     }
 
 
+# Fails on purpose (the example database-failover playbook refuses to promote).
+FAILING_STEP = {
+    "ansible": {
+        "playbook": "database-failover.yml",
+        "inventory": "inventories/local.ini",
+        "extra_vars": {"cluster": "orders", "lag_seconds": "99"},
+    }
+}
+
+
 class Api:
     """The running app, driven over HTTP by the test."""
 
@@ -287,3 +297,11 @@ def alert(
             }
         ],
     }
+
+
+def delivered(api: Api, execution_id: str) -> dict[str, Any]:
+    """The execution once its first escalation was delivered or given up."""
+    return api.wait(
+        execution_id,
+        until=lambda e: bool(e["escalations"]) and e["escalations"][0]["status"] != "pending",
+    )

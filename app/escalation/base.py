@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -49,6 +50,53 @@ class EscalationMessage:
             "runbook": {"name": self.execution.runbook, "description": self.runbook_description},
             "execution": self.execution.model_dump(mode="json"),
         }
+
+
+_MAX_TAIL = 2000  # per attempt: platforms cap a whole event at a few hundred KB
+
+
+def dedup_key(message: EscalationMessage) -> str:
+    """One key per incident, for platforms that fold repeats into one alert."""
+    incident = message.execution.incident
+    key = f"remediator/{incident.get('source')}/{incident.get('fingerprint')}"
+    if len(key) <= 255:
+        return key
+    return "remediator/" + hashlib.sha256(key.encode()).hexdigest()
+
+
+def steps_detail(message: EscalationMessage) -> list[dict[str, Any]]:
+    return [
+        {
+            "step": index + 1,
+            "kind": step.kind,
+            "status": step.status,
+            "attempts": [
+                {
+                    "attempt": attempt.number,
+                    "status": attempt.status,
+                    "exit_status": attempt.rc,
+                    "duration_s": round(attempt.duration_s, 3),
+                    "output_tail": attempt.output_tail[-_MAX_TAIL:],
+                    "error": attempt.error,
+                }
+                for attempt in step.attempt_log
+            ],
+        }
+        for index, step in enumerate(message.execution.steps)
+    ]
+
+
+def note_text(message: EscalationMessage) -> str:
+    lines = [message.headline, f"Execution: {message.execution_url}"]
+    for step in steps_detail(message):
+        for attempt in step["attempts"]:
+            lines.append(
+                f"Step {step['step']} ({step['kind']}) attempt {attempt['attempt']}: "
+                f"{attempt['status']}, exit {attempt['exit_status']}, {attempt['duration_s']}s"
+            )
+    if message.execution.error:
+        lines.append(f"Error: {message.execution.error}")
+    return "\n".join(lines)[:25000]
 
 
 class Notifier(Protocol):

@@ -18,47 +18,15 @@ Endpoints (PagerDuty's published contracts):
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 
 import httpx
 
 from app.config import PagerDutyTarget
-from app.escalation.base import EscalationMessage, post_json
+from app.escalation.base import EscalationMessage, dedup_key, note_text, post_json, steps_detail
 
 SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
-_MAX_TAIL = 2000  # custom_details is capped with the whole event at 512 KB
-
-
-def dedup_key(message: EscalationMessage) -> str:
-    incident = message.execution.incident
-    key = f"remediator/{incident.get('source')}/{incident.get('fingerprint')}"
-    if len(key) <= 255:
-        return key
-    return "remediator/" + hashlib.sha256(key.encode()).hexdigest()
-
-
-def steps_detail(message: EscalationMessage) -> list[dict[str, Any]]:
-    return [
-        {
-            "step": index + 1,
-            "kind": step.kind,
-            "status": step.status,
-            "attempts": [
-                {
-                    "attempt": attempt.number,
-                    "status": attempt.status,
-                    "exit_status": attempt.rc,
-                    "duration_s": round(attempt.duration_s, 3),
-                    "output_tail": attempt.output_tail[-_MAX_TAIL:],
-                    "error": attempt.error,
-                }
-                for attempt in step.attempt_log
-            ],
-        }
-        for index, step in enumerate(message.execution.steps)
-    ]
 
 
 def event_body(message: EscalationMessage, routing_key: str) -> dict[str, Any]:
@@ -117,19 +85,6 @@ def event_body(message: EscalationMessage, routing_key: str) -> dict[str, Any]:
             if v is not None
         },
     }
-
-
-def note_text(message: EscalationMessage) -> str:
-    lines = [message.headline, f"Execution: {message.execution_url}"]
-    for step in steps_detail(message):
-        for attempt in step["attempts"]:
-            lines.append(
-                f"Step {step['step']} ({step['kind']}) attempt {attempt['attempt']}: "
-                f"{attempt['status']}, exit {attempt['exit_status']}, {attempt['duration_s']}s"
-            )
-    if message.execution.error:
-        lines.append(f"Error: {message.execution.error}")
-    return "\n".join(lines)[:25000]
 
 
 class PagerDutyNotifier:

@@ -7,6 +7,7 @@ from typing import Any
 
 from app.config import Settings
 from app.escalation.base import Notifier
+from app.escalation.opsgenie import OpsgenieNotifier
 from app.escalation.pagerduty import PagerDutyNotifier
 from app.escalation.slack import SlackNotifier
 from app.escalation.webhook import WebhookNotifier
@@ -15,6 +16,7 @@ NOTIFIERS: Mapping[str, Callable[[Any], Notifier]] = {
     "webhook": WebhookNotifier,
     "slack": SlackNotifier,
     "pagerduty": PagerDutyNotifier,
+    "opsgenie": OpsgenieNotifier,
 }
 
 

@@ -9,19 +9,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PLAYBOOKS, Api, alert, runbook
+from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
 from tests.pagerduty_server import PagerDuty, pagerduty_server
 from tests.platforms import SIGNERS, SOURCES, live, load
 
 ROUTING_KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY12"
 API_TOKEN = "pd-rest-api-token-u+1"
-FAILING_STEP = {
-    "ansible": {
-        "playbook": "database-failover.yml",
-        "inventory": "inventories/local.ini",
-        "extra_vars": {"cluster": "orders", "lag_seconds": "99"},
-    }
-}
 
 
 @pytest.fixture
@@ -41,13 +34,6 @@ def start(make_api: Any, pagerduty: PagerDuty, runbooks: list[dict[str, Any]]) -
         escalation_max_backoff_s=0.5,
     )
     return api
-
-
-def delivered(api: Api, execution_id: str) -> dict[str, Any]:
-    return api.wait(
-        execution_id,
-        until=lambda e: bool(e["escalations"]) and e["escalations"][0]["status"] != "pending",
-    )
 
 
 def test_failed_remediation_pages_with_the_whole_story(make_api: Any, pagerduty: PagerDuty) -> None:

@@ -1,0 +1,165 @@
+"""Escalation to Opsgenie: an alert through the Alert API in its documented shape, or a
+note on the alert the incident came from; a rate limit is waited out into one alert."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+
+from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
+from tests.loopback import serving
+from tests.platforms import SIGNERS, SOURCES, load
+
+API_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
+NOTES = re.compile(r"^/v2/alerts/([^/]+)/notes$")
+RESPONDER_TYPES = {"team", "user", "escalation", "schedule"}
+
+
+@dataclass
+class Opsgenie:
+    url: str = ""
+    alerts: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    script: list[int] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def alert_problems(body: dict[str, Any]) -> list[str]:
+    """The Alert API's documented limits for `POST /v2/alerts`."""
+    problems = []
+    if not isinstance(body.get("message"), str) or not 0 < len(body["message"]) <= 130:
+        problems.append("message: required, at most 130 characters")
+    for name, limit in (("alias", 512), ("description", 15000), ("entity", 512), ("source", 100)):
+        if name in body and (not isinstance(body[name], str) or len(body[name]) > limit):
+            problems.append(f"{name}: a string of at most {limit} characters")
+    if "tags" in body and not all(isinstance(t, str) and len(t) <= 50 for t in body["tags"]):
+        problems.append("tags: strings of at most 50 characters")
+    if "details" in body and not all(isinstance(v, str) for v in body["details"].values()):
+        problems.append("details: a map of strings")
+    if body.get("priority", "P3") not in {"P1", "P2", "P3", "P4", "P5"}:
+        problems.append("priority: P1..P5")
+    for responder in body.get("responders", []):
+        if responder.get("type") not in RESPONDER_TYPES or not (
+            responder.get("id") or responder.get("name") or responder.get("username")
+        ):
+            problems.append(f"responders: {responder}")
+    return problems
+
+
+@pytest.fixture
+def opsgenie() -> Iterator[Opsgenie]:
+    state = Opsgenie()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+            if self.headers.get("authorization") != f"GenieKey {API_KEY}":
+                return self.answer(
+                    401, {"message": "Could not authenticate", "took": 0.0, "requestId": "r"}
+                )
+            if state.script:
+                return self.answer(
+                    state.script.pop(0),
+                    {"message": "Too many requests", "took": 0.0, "requestId": "r"},
+                )
+            parts = urlsplit(self.path)
+            if parts.path == "/v2/alerts":
+                problems = alert_problems(body)
+                state.problems.extend(problems)
+                if problems:
+                    return self.answer(
+                        422, {"message": "; ".join(problems), "took": 0.0, "requestId": "r"}
+                    )
+                state.alerts.append(body)
+            elif match := NOTES.match(parts.path):
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                if not isinstance(body.get("note"), str) or len(body["note"]) > 25000:
+                    state.problems.append("note: required, at most 25000 characters")
+                    return self.answer(422, {"message": "note", "took": 0.0, "requestId": "r"})
+                state.notes.append((match.group(1), query, body))
+            else:
+                return self.answer(404, {"message": "Not found", "took": 0.0, "requestId": "r"})
+            self.answer(
+                202, {"result": "Request will be processed", "took": 0.107, "requestId": "43a29c5c"}
+            )
+
+        def answer(self, status: int, body: dict[str, Any]) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(Handler) as base:
+        state.url = base
+        yield state
+
+
+def start(make_api: Any, opsgenie: Opsgenie, runbooks: list[dict[str, Any]]) -> Api:
+    target = {
+        "api_key": API_KEY,
+        "base_url": opsgenie.url,
+        "responders": [{"type": "team", "name": "dba"}],
+    }
+    api: Api = make_api(runbooks, playbooks_dir=str(PLAYBOOKS), escalation={"opsgenie": target},
+                        sources=SOURCES, escalation_max_backoff_s=0.5)  # fmt: skip
+    return api
+
+
+def test_failed_remediation_opens_an_alert_with_the_story(
+    make_api: Any, opsgenie: Opsgenie
+) -> None:
+    api = start(make_api, opsgenie, [runbook("fails", "Fail", FAILING_STEP, escalate=["opsgenie"])])
+    final = delivered(
+        api, api.alertmanager(alert("Fail", fingerprint="fp-og")).json()["executions"][0]
+    )
+    assert final["escalations"][0]["status"] == "delivered" and opsgenie.problems == []
+    [body] = opsgenie.alerts
+    assert body["alias"] == "remediator/alertmanager/fp-og" and body["priority"] == "P1"
+    assert body["responders"] == [{"type": "team", "name": "dba"}]
+    assert body["details"]["execution_url"].endswith(final["id"])
+    assert "attempt 1: failed, exit 2" in body["description"]
+    assert API_KEY not in json.dumps(body)
+
+
+def test_opsgenie_alert_gets_a_note_instead_of_a_second_alert(
+    make_api: Any, opsgenie: Opsgenie
+) -> None:
+    runbooks = [
+        {
+            "name": "fails",
+            "match": {"source": "opsgenie"},
+            "steps": [FAILING_STEP],
+            "escalate": ["opsgenie"],
+        }
+    ]
+    api = start(make_api, opsgenie, runbooks)
+    body = json.dumps(load("opsgenie/create.json")).encode()
+    answer = api.client.post("/webhooks/opsgenie", content=body, headers=SIGNERS["opsgenie"](body))
+    assert answer.status_code == 202, answer.text
+    final = delivered(api, answer.json()["executions"][0])
+    assert final["escalations"][0]["status"] == "delivered" and opsgenie.problems == []
+    assert opsgenie.alerts == []
+    [(alert_id, query, note)] = opsgenie.notes
+    assert alert_id == "44f717bf-44bd-11c9-44c7-2d0cf1d07b23-1542112011032"
+    assert query == {"identifierType": "id"} and final["id"] in note["note"]
+
+
+def test_rate_limit_is_waited_out_into_one_alert(make_api: Any, opsgenie: Opsgenie) -> None:
+    opsgenie.script = [429, 503]
+    api = start(make_api, opsgenie, [runbook("fails", "Fail", FAILING_STEP, escalate=["opsgenie"])])
+    final = delivered(api, api.alertmanager(alert("Fail")).json()["executions"][0])
+    [escalation] = final["escalations"]
+    assert (escalation["status"], escalation["attempts"]) == ("delivered", 3)
+    assert len(opsgenie.alerts) == 1
