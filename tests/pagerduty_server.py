@@ -17,7 +17,7 @@ from typing import Any
 
 import jsonschema
 
-from tests.loopback import serving
+from tests.loopback import answer_json, serving
 
 CONTRACTS = Path(__file__).resolve().parents[2] / "shared" / "contracts"
 NOTES_PATH = re.compile(r"^/incidents/([A-Z0-9]+)/notes$")
@@ -151,13 +151,7 @@ def pagerduty_server(api_token: str) -> Iterator[PagerDuty]:
             return self._answer(404, {}, {"error": {"message": "Not Found", "code": 2100}})
 
         def _answer(self, status: int, headers: dict[str, str], body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            for name, value in {"content-type": "application/json", **headers}.items():
-                self.send_header(name, value)
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            answer_json(self, status, body, headers)
 
         def log_message(self, *args: object) -> None:
             pass

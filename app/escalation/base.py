@@ -55,6 +55,14 @@ class EscalationMessage:
 _MAX_TAIL = 2000  # per attempt: platforms cap a whole event at a few hundred KB
 
 
+def level(message: EscalationMessage, table: dict[str, str], *, notice: str, default: str) -> str:
+    """The platform's word for the incident's severity; the approval notice (not a
+    failure) always gets the platform's lowest, `notice`."""
+    if message.reason == "waiting_approval":
+        return notice
+    return table.get(str(message.execution.incident.get("severity")), default)
+
+
 def dedup_key(message: EscalationMessage) -> str:
     """One key per incident, for platforms that fold repeats into one alert."""
     incident = message.execution.incident

@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from app.config import OpsgenieTarget
-from app.escalation.base import EscalationMessage, dedup_key, note_text, post_json
+from app.escalation.base import EscalationMessage, dedup_key, level, note_text, post_json
 
 PRIORITY = {"critical": "P1", "high": "P2", "medium": "P3", "low": "P4", "info": "P5"}
 
@@ -30,11 +30,6 @@ PRIORITY = {"critical": "P1", "high": "P2", "medium": "P3", "low": "P4", "info":
 def alert_body(message: EscalationMessage, responders: list[dict[str, str]]) -> dict[str, Any]:
     execution = message.execution
     incident = execution.incident
-    priority = (
-        "P5"
-        if message.reason == "waiting_approval"
-        else PRIORITY.get(str(incident.get("severity")), "P3")
-    )
     details = {
         "runbook": execution.runbook,
         "reason": message.reason,
@@ -50,7 +45,7 @@ def alert_body(message: EscalationMessage, responders: list[dict[str, str]]) -> 
         "details": {k: v for k, v in details.items() if v},
         "tags": ["remediator", message.reason],
         "source": "remediator",
-        "priority": priority,
+        "priority": level(message, PRIORITY, notice="P5", default="P3"),
     }
     if incident.get("service"):
         body["entity"] = str(incident["service"])[:512]

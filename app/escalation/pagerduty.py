@@ -24,7 +24,14 @@ from typing import Any
 import httpx
 
 from app.config import PagerDutyTarget
-from app.escalation.base import EscalationMessage, dedup_key, note_text, post_json, steps_detail
+from app.escalation.base import (
+    EscalationMessage,
+    dedup_key,
+    level,
+    note_text,
+    post_json,
+    steps_detail,
+)
 
 SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 
@@ -32,11 +39,6 @@ SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low":
 def event_body(message: EscalationMessage, routing_key: str) -> dict[str, Any]:
     execution = message.execution
     incident = execution.incident
-    severity = (
-        "info"
-        if message.reason == "waiting_approval"
-        else SEVERITY.get(str(incident.get("severity")), "info")
-    )
     links = [{"href": message.execution_url, "text": "remediator execution"}]
     if incident.get("url"):
         links.append({"href": incident["url"], "text": f"incident in {incident.get('source')}"})
@@ -53,7 +55,7 @@ def event_body(message: EscalationMessage, routing_key: str) -> dict[str, Any]:
             for k, v in {
                 "summary": message.headline[:1024],
                 "source": incident.get("service") or str(incident.get("source")),
-                "severity": severity,
+                "severity": level(message, SEVERITY, notice="info", default="info"),
                 "component": incident.get("service"),
                 "group": execution.runbook,
                 "class": message.reason,

@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
-from tests.loopback import serving
+from tests.loopback import answer_json, serving
 from tests.platforms import SIGNERS, SOURCES, load
 
 API_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
@@ -91,12 +91,7 @@ def opsgenie() -> Iterator[Opsgenie]:
             )
 
         def answer(self, status: int, body: dict[str, Any]) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            answer_json(self, status, body)
 
         def log_message(self, *args: object) -> None:
             pass
