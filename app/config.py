@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -79,11 +79,29 @@ class OpsgenieTarget(Strict):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
+class RootlyTarget(Strict):
+    """Rootly's REST API. `notification_target_*` names who an alert pages (Rootly
+    On-Call): an escalation policy, a team (`Group`), a service or a user."""
+
+    api_token: SecretStr
+    base_url: str = "https://api.rootly.com"
+    notification_target_type: Literal["EscalationPolicy", "Group", "Service", "User"] | None = None
+    notification_target_id: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _target_whole(self) -> RootlyTarget:
+        if (self.notification_target_type is None) != (self.notification_target_id is None):
+            raise ValueError("set notification_target_type and notification_target_id together")
+        return self
+
+
 class EscalationTargets(Strict):
     webhook: WebhookTarget | None = None
     slack: SlackTarget | None = None
     pagerduty: PagerDutyTarget | None = None
     opsgenie: OpsgenieTarget | None = None
+    rootly: RootlyTarget | None = None
 
     def configured(self) -> dict[str, BaseModel]:
         return {

@@ -8,33 +8,16 @@ from __future__ import annotations
 import http.server
 import json
 import re
-import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import jsonschema
-
+from tests.contracts import problems as contract_problems
+from tests.contracts import request_schema
 from tests.loopback import answer_json, serving
 
-CONTRACTS = Path(__file__).resolve().parents[2] / "shared" / "contracts"
 NOTES_PATH = re.compile(r"^/incidents/([A-Z0-9]+)/notes$")
-
-
-def request_schema(file: str, path: str) -> dict[str, Any] | None:
-    """The JSON Schema of a POST body from a published OpenAPI file, refs resolvable."""
-    contract = CONTRACTS / file
-    if not contract.exists():
-        warnings.warn(f"{contract} not found: the contract check is skipped", stacklevel=2)
-        return None
-    document = json.loads(contract.read_text())
-    body = document["paths"][path]["post"]["requestBody"]["content"]["application/json"]
-    schema: dict[str, Any] = {**body["schema"], "components": document["components"]}
-    return schema
-
-
 EVENTS_SCHEMA = request_schema("pagerduty-events-v2-openapi.json", "/enqueue")
 NOTES_SCHEMA = request_schema("pagerduty-rest-openapi.json", "/incidents/{id}/notes")
 
@@ -54,13 +37,6 @@ class PagerDuty:
     # Answers to give before the normal one: (status, headers, body).
     script: list[tuple[int, dict[str, str], dict[str, Any]]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-
-
-def _problems(schema: dict[str, Any] | None, body: Any) -> list[str]:
-    if schema is None:
-        return []
-    validator = jsonschema.Draft202012Validator(schema)
-    return [f"{list(e.path)}: {e.message}" for e in validator.iter_errors(body)]
 
 
 @contextmanager
@@ -89,16 +65,16 @@ def pagerduty_server(api_token: str) -> Iterator[PagerDuty]:
             if state.script:
                 return self._answer(*state.script.pop(0))
             if self.path == "/v2/enqueue":
-                problems = _problems(EVENTS_SCHEMA, body)
-                if problems or not body.get("routing_key") or not body.get("payload"):
-                    state.problems.extend(problems)
+                found = contract_problems(EVENTS_SCHEMA, body)
+                if found or not body.get("routing_key") or not body.get("payload"):
+                    state.problems.extend(found)
                     return self._answer(
                         400,
                         {},
                         {
                             "status": "invalid event",
                             "message": "Event object is invalid",
-                            "errors": problems,
+                            "errors": found,
                         },
                     )
                 state.events.append(Received(self.path, headers, body))
@@ -128,9 +104,9 @@ def pagerduty_server(api_token: str) -> Iterator[PagerDuty]:
                             }
                         },
                     )
-                problems = _problems(NOTES_SCHEMA, body)
-                if problems:
-                    state.problems.extend(problems)
+                found = contract_problems(NOTES_SCHEMA, body)
+                if found:
+                    state.problems.extend(found)
                     return self._answer(
                         400,
                         {},
@@ -138,7 +114,7 @@ def pagerduty_server(api_token: str) -> Iterator[PagerDuty]:
                             "error": {
                                 "message": "Invalid Input Provided",
                                 "code": 2001,
-                                "errors": problems,
+                                "errors": found,
                             }
                         },
                     )

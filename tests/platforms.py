@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import AM_TOKEN, FIXTURES, sign_generic
+from tests.conftest import AM_TOKEN, FAILING_STEP, FIXTURES, Api, delivered, sign_generic
 
 ROOTLY_SECRET = "rootly-webhook-secret"
 PAGERDUTY_SECRET = "pagerduty-subscription-secret"
@@ -169,3 +169,25 @@ FOLLOW_UPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
         _nested(p, "id", "7465389723455134600"), "alert_transition", "Renotify"
     ),
 }
+
+
+def fails_on(source: str, target: str) -> list[dict[str, Any]]:
+    """A runbook for any incident from `source` that fails on purpose and escalates to
+    `target`."""
+    return [
+        {
+            "name": "fails",
+            "match": {"source": source},
+            "steps": [FAILING_STEP],
+            "escalate": [target],
+        }
+    ]
+
+
+def escalated_from(api: Api, source: str, file: str) -> dict[str, Any]:
+    """Send a documented sample of `source`, signed; the execution once escalated."""
+    payload = load(f"{source}/{file}")
+    body = json.dumps(live(payload) if source == "pagerduty" else payload).encode()
+    answer = api.client.post(f"/webhooks/{source}", content=body, headers=SIGNERS[source](body))
+    assert answer.status_code == 202, answer.text
+    return delivered(api, answer.json()["executions"][0])

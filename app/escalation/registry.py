@@ -9,6 +9,7 @@ from app.config import Settings
 from app.escalation.base import Notifier
 from app.escalation.opsgenie import OpsgenieNotifier
 from app.escalation.pagerduty import PagerDutyNotifier
+from app.escalation.rootly import RootlyNotifier
 from app.escalation.slack import SlackNotifier
 from app.escalation.webhook import WebhookNotifier
 
@@ -17,6 +18,7 @@ NOTIFIERS: Mapping[str, Callable[[Any], Notifier]] = {
     "slack": SlackNotifier,
     "pagerduty": PagerDutyNotifier,
     "opsgenie": OpsgenieNotifier,
+    "rootly": RootlyNotifier,
 }
 
 

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
 from tests.loopback import answer_json, serving
-from tests.platforms import SIGNERS, SOURCES, load
+from tests.platforms import SOURCES, escalated_from, fails_on
 
 API_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
 NOTES = re.compile(r"^/v2/alerts/([^/]+)/notes$")
@@ -131,19 +131,8 @@ def test_failed_remediation_opens_an_alert_with_the_story(
 def test_opsgenie_alert_gets_a_note_instead_of_a_second_alert(
     make_api: Any, opsgenie: Opsgenie
 ) -> None:
-    runbooks = [
-        {
-            "name": "fails",
-            "match": {"source": "opsgenie"},
-            "steps": [FAILING_STEP],
-            "escalate": ["opsgenie"],
-        }
-    ]
-    api = start(make_api, opsgenie, runbooks)
-    body = json.dumps(load("opsgenie/create.json")).encode()
-    answer = api.client.post("/webhooks/opsgenie", content=body, headers=SIGNERS["opsgenie"](body))
-    assert answer.status_code == 202, answer.text
-    final = delivered(api, answer.json()["executions"][0])
+    api = start(make_api, opsgenie, fails_on("opsgenie", "opsgenie"))
+    final = escalated_from(api, "opsgenie", "create.json")
     assert final["escalations"][0]["status"] == "delivered" and opsgenie.problems == []
     assert opsgenie.alerts == []
     [(alert_id, query, note)] = opsgenie.notes

@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
 from tests.pagerduty_server import PagerDuty, pagerduty_server
-from tests.platforms import SIGNERS, SOURCES, live, load
+from tests.platforms import SOURCES, escalated_from, fails_on
 
 ROUTING_KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY12"
 API_TOKEN = "pd-rest-api-token-u+1"
@@ -61,15 +61,8 @@ def test_failed_remediation_pages_with_the_whole_story(make_api: Any, pagerduty:
 def test_pagerduty_incident_gets_a_note_on_its_own_timeline(
     make_api: Any, pagerduty: PagerDuty
 ) -> None:
-    runbooks = [{"name": "fails", "match": {"source": "pagerduty"}, "steps": [FAILING_STEP],
-                 "escalate": ["pagerduty"]}]  # fmt: skip
-    api = start(make_api, pagerduty, runbooks)
-    body = json.dumps(live(load("pagerduty/incident-triggered.json"))).encode()
-    answer = api.client.post(
-        "/webhooks/pagerduty", content=body, headers=SIGNERS["pagerduty"](body)
-    )
-    assert answer.status_code == 202, answer.text
-    final = delivered(api, answer.json()["executions"][0])
+    api = start(make_api, pagerduty, fails_on("pagerduty", "pagerduty"))
+    final = escalated_from(api, "pagerduty", "incident-triggered.json")
     assert final["escalations"][0]["status"] == "delivered", final["escalations"]
     assert pagerduty.problems == []
     [note] = pagerduty.notes

@@ -1,0 +1,77 @@
+"""Rootly: the story on the incident's timeline when the incident came from Rootly, and
+an alert that pages (or, for an approval notice, only informs).
+
+Endpoints (Rootly's published API, base `https://api.rootly.com`, JSON:API bodies,
+`Authorization: Bearer`, `Content-Type: application/vnd.api+json`):
+- `POST /v1/incidents/{incident_id}/events` (`data.type: incident_events`, internal
+  visibility): what was attempted, each step and attempt, on the Rootly incident the
+  responders already have; only for incidents from the `rootly` source.
+- `POST /v1/alerts` (`data.type: alerts`, source `api`): the headline, the story as
+  description, the execution as `external_url`, the incident's labels, and
+  `notification_target_type`/`_id` from the configuration, so Rootly On-Call pages that
+  escalation policy, team, service or user directly; without a target, or for the
+  approval notice, the alert informs without paging. (`POST /v1/alerts/{id}/escalate`
+  is not needed: the notification target on creation already routes the page.)
+Rootly has no dedup key on alert creation: `external_id` carries the incident key
+(`remediator/<source>/<fingerprint>`) so repeats can be grouped by Rootly's alert rules.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import httpx
+
+from app.config import RootlyTarget
+from app.escalation.base import EscalationMessage, dedup_key, note_text, post_json
+
+JSON_API = "application/vnd.api+json"
+
+
+def alert_body(message: EscalationMessage, config: RootlyTarget) -> dict[str, Any]:
+    execution = message.execution
+    incident = execution.incident
+    labels = [
+        {"key": "runbook", "value": execution.runbook},
+        {"key": "reason", "value": message.reason},
+    ]
+    labels += [{"key": str(k), "value": str(v)} for k, v in (incident.get("labels") or {}).items()]
+    attributes: dict[str, Any] = {
+        "source": "api",
+        "summary": message.headline,
+        "description": note_text(message),
+        "external_id": dedup_key(message),
+        "external_url": message.execution_url,
+        "labels": labels[:50],
+        "data": {"execution": execution.model_dump(mode="json")},
+    }
+    if config.notification_target_type and message.reason != "waiting_approval":
+        attributes["notification_target_type"] = config.notification_target_type
+        attributes["notification_target_id"] = config.notification_target_id
+    return {"data": {"type": "alerts", "attributes": attributes}}
+
+
+class RootlyNotifier:
+    name = "rootly"
+
+    def __init__(self, config: RootlyTarget) -> None:
+        self.config = config
+
+    def _post(self, client: httpx.Client, what: str, path: str, body: dict[str, Any]) -> None:
+        post_json(
+            client, f"{self.name} ({what})", f"{self.config.base_url.rstrip('/')}{path}",
+            content=json.dumps(body).encode(),
+            headers={"authorization": f"Bearer {self.config.api_token.get_secret_value()}",
+                     "content-type": JSON_API, "accept": JSON_API},
+            timeout_s=self.config.timeout_s,
+        )  # fmt: skip
+
+    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
+        incident = message.execution.incident
+        incident_id = (incident.get("labels") or {}).get("rootly_incident_id")
+        if incident.get("source") == "rootly" and incident_id:
+            attributes = {"event": note_text(message), "visibility": "internal"}
+            event = {"data": {"type": "incident_events", "attributes": attributes}}
+            self._post(client, "timeline event", f"/v1/incidents/{incident_id}/events", event)
+        self._post(client, "alert", "/v1/alerts", alert_body(message, self.config))
