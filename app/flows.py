@@ -475,11 +475,23 @@ def backoff_s(attempt: int, cap_s: float) -> float:
     return float(wait_random_exponential(multiplier=1, max=cap_s)(state))
 
 
+def escalation_lease_s(settings: Settings) -> float:
+    """How long a claimed escalation is left to its worker: the slowest target's timeout
+    and a margin. A replica that dies mid-delivery delays the retry by no more."""
+    timeouts = [
+        float(getattr(target, "timeout_s", 10.0))
+        for target in settings.escalation.configured().values()
+    ]
+    return max(timeouts, default=10.0) + 30.0
+
+
 def deliver_escalation(services: Services, client: httpx.Client) -> bool:
     """Deliver one due escalation; answers whether there was one."""
     settings = services.settings
     with services.db.write() as session:
-        row = claim_next_escalation(session=session, now=datetime.now(UTC), lease_s=120)
+        row = claim_next_escalation(
+            session=session, now=datetime.now(UTC), lease_s=escalation_lease_s(settings)
+        )
         if row is None:
             return False
         message = escalation_message(services, row, session.get_one(Execution, row.execution_id))

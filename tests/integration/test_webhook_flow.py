@@ -262,3 +262,17 @@ def test_resolved_alert_is_stored_and_matches_nothing_firing(make_api, tmp_path:
     answer = api.alertmanager(alert("Write", status="resolved"))
     assert answer.status_code == 202
     assert answer.json()["executions"] == [] and answer.json()["incidents"] == 1
+
+
+def test_a_hanging_target_times_out_and_is_retried(make_api, recorder) -> None:
+    recorder.replies = ["hang"]
+    config = failing_config(recorder)
+    config["escalation"]["webhook"]["timeout_s"] = 0.5
+    api = make_api(failing_runbooks(), **config, escalation_max_backoff_s=0.5)
+    final = api.wait(
+        api.alertmanager(alert("Fail")).json()["executions"][0],
+        until=lambda e: bool(e["escalations"]) and e["escalations"][0]["status"] != "pending",
+    )
+    [escalation] = final["escalations"]
+    assert (escalation["status"], escalation["attempts"]) == ("delivered", 2)
+    assert len(recorder.requests) == 1  # the hung request never completed
