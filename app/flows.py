@@ -17,7 +17,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +38,7 @@ from app.errors import EscalationError, ExecutorError, UnknownSource, Unsupporte
 from app.escalation.base import EscalationMessage, Notifier
 from app.executors.base import Executor, StepInput, StepResult
 from app.incident import Incident
+from app.redaction import redact
 from app.runbooks.matcher import Matcher
 from app.runbooks.models import Retry
 from app.runbooks.plan import Plan, plan
@@ -444,12 +445,6 @@ def recover_expired(services: Services) -> list[str]:
 
 
 # ---------------------------------------------------------------- escalate
-
-
-def redact(text: str, secrets: Iterable[str]) -> str:
-    for secret in secrets:
-        text = text.replace(secret, "***")
-    return text
 
 
 def escalation_message(

@@ -146,6 +146,19 @@ class Runbook(Strict):
         default=3600.0, description="Unapproved this long: timed_out and escalated."
     )
     escalate: list[str] = Field(default_factory=list)
+    secret_vars: list[str] = Field(
+        default_factory=list,
+        description="extra_vars whose rendered values are secret: shown as *** in the API, "
+        "in output tails and in escalations (values of 4 characters or more).",
+    )
+
+    @model_validator(mode="after")
+    def _secret_vars_exist(self) -> Runbook:
+        known = {name for step in self.steps for name in step.ansible.extra_vars}
+        unknown = [name for name in self.secret_vars if name not in known]
+        if unknown:
+            raise ValueError(f"secret_vars {unknown} are not extra_vars of any step")
+        return self
 
 
 class RunbookFile(BaseModel):

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from app.redaction import redact
 from app.store.models import Execution, StepRow
 
 
@@ -122,7 +123,28 @@ def _step_view(step: StepRow) -> StepView:
     )
 
 
+def runbook_secrets(execution: Execution) -> list[str]:
+    """The rendered values of the runbook's `secret_vars`, longest first."""
+    names = set(execution.runbook_spec.get("secret_vars") or [])
+    values = {
+        str(value)
+        for step in execution.steps
+        for name, value in (step.spec.get("extra_vars") or {}).items()
+        if name in names and isinstance(value, str | int | float) and len(str(value)) >= 4
+    }
+    return sorted(values, key=len, reverse=True)
+
+
 def execution_view(execution: Execution) -> ExecutionView:
+    """The execution as people see it, with the runbook's secret values masked."""
+    view = _unmasked_view(execution)
+    secrets = runbook_secrets(execution)
+    if not secrets:
+        return view
+    return ExecutionView.model_validate_json(redact(view.model_dump_json(), secrets))
+
+
+def _unmasked_view(execution: Execution) -> ExecutionView:
     return ExecutionView(
         id=execution.id,
         runbook=execution.runbook,

@@ -276,3 +276,28 @@ def test_a_hanging_target_times_out_and_is_retried(make_api, recorder) -> None:
     [escalation] = final["escalations"]
     assert (escalation["status"], escalation["attempts"]) == ("delivered", 2)
     assert len(recorder.requests) == 1  # the hung request never completed
+
+
+def test_runbook_secret_vars_never_reach_the_api_or_an_escalation(make_api, recorder) -> None:
+    step = {"ansible": {"playbook": "database-failover.yml", "inventory": "inventories/local.ini",
+                        "extra_vars": {"cluster": "orders-hunter2-secret", "lag_seconds": "99"}}}  # fmt: skip
+    runbooks = [runbook("fails", "Fail", step, escalate=["webhook"], secret_vars=["cluster"])]
+    api = make_api(runbooks, **failing_config(recorder))
+    final = api.wait(
+        api.alertmanager(alert("Fail")).json()["executions"][0],
+        until=lambda e: bool(e["escalations"]) and e["escalations"][0]["status"] != "pending",
+    )
+    shown = json.dumps(final)
+    assert "hunter2" not in shown
+    assert "replica of *** is 99s behind" in final["steps"][0]["output_tail"]
+    assert final["steps"][0]["spec"]["extra_vars"]["cluster"] == "***"
+    [hook] = recorder.wait_for(1)
+    assert b"hunter2" not in hook.body and b"replica of *** is" in hook.body
+
+
+def test_secret_vars_must_name_extra_vars(make_api, recorder) -> None:
+    from app.errors import RunbookError
+
+    step = ansible_step("write.yml", message="m", host="h", dest="/dev/null")
+    with pytest.raises(RunbookError, match=r"secret_vars \['password'\]"):
+        make_api([runbook("r", "X", step, secret_vars=["password"])])
