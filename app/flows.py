@@ -470,6 +470,23 @@ def backoff_s(attempt: int, cap_s: float) -> float:
     return float(wait_random_exponential(multiplier=1, max=cap_s)(state))
 
 
+@dataclass
+class DurableProgress:
+    """The parts of one escalation already delivered, written as each one lands."""
+
+    db: Database
+    escalation_id: str
+    parts: set[str]
+
+    def done(self, part: str) -> bool:
+        return part in self.parts
+
+    def mark(self, part: str) -> None:
+        self.parts.add(part)
+        with self.db.write() as session:
+            session.get_one(EscalationRow, self.escalation_id).progress = sorted(self.parts)
+
+
 def escalation_lease_s(settings: Settings) -> float:
     """How long a claimed escalation is left to its worker: the slowest target's timeout
     and a margin. A replica that dies mid-delivery delays the retry by no more."""
@@ -491,12 +508,13 @@ def deliver_escalation(services: Services, client: httpx.Client) -> bool:
             return False
         message = escalation_message(services, row, session.get_one(Execution, row.execution_id))
         escalation_id, target, created_at = row.id, row.target, row.created_at
+        progress = DurableProgress(services.db, row.id, set(row.progress or []))
     notifier = services.notifiers.get(target)
     error: EscalationError | None = None
     try:
         if notifier is None:
             raise EscalationError(f"target {target!r} is not configured", retryable=False)
-        notifier.deliver(message, client=client)
+        notifier.deliver(message, client=client, progress=progress)
     except EscalationError as exc:
         error = exc
     now = datetime.now(UTC)

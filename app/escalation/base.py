@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -107,11 +108,29 @@ def note_text(message: EscalationMessage) -> str:
     return "\n".join(lines)[:25000]
 
 
+class Progress(Protocol):
+    """What of one escalation was already delivered, kept durably across retries."""
+
+    def done(self, part: str) -> bool: ...
+
+    def mark(self, part: str) -> None: ...
+
+
+def once(progress: Progress, part: str, send: Callable[[], None]) -> None:
+    """`send` unless an earlier attempt of this escalation already did it."""
+    if not progress.done(part):
+        send()
+        progress.mark(part)
+
+
 class Notifier(Protocol):
     name: str
 
-    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
-        """Deliver once; raise EscalationError (retryable or not) when it did not land."""
+    def deliver(
+        self, message: EscalationMessage, *, client: httpx.Client, progress: Progress
+    ) -> None:
+        """Deliver once; raise EscalationError (retryable or not) when it did not land.
+        A delivery of several calls records each with `once`, so a retry resumes."""
 
 
 def check_response(response: httpx.Response, target: str) -> None:

@@ -12,8 +12,8 @@ Endpoints (PagerDuty's published contracts):
 - `POST {api_url}/incidents/{id}/notes` (REST API v2, `Authorization: Token token=...`,
   `From: <from_email>`), only when the incident came from the `pagerduty` source and
   `api_token` is configured: the responders see on their own incident what automation
-  tried. The page is sent first; if the note then fails, the retry re-sends the page
-  under the same dedup key, which PagerDuty folds into the existing alert.
+  tried. The page is sent first and recorded as done, so a retry after the note
+  failed (or after a crash) sends only the note.
 """
 
 from __future__ import annotations
@@ -26,9 +26,11 @@ import httpx
 from app.config import PagerDutyTarget
 from app.escalation.base import (
     EscalationMessage,
+    Progress,
     dedup_key,
     level,
     note_text,
+    once,
     post_json,
     steps_detail,
 )
@@ -95,12 +97,14 @@ class PagerDutyNotifier:
     def __init__(self, config: PagerDutyTarget) -> None:
         self.config = config
 
-    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
+    def deliver(
+        self, message: EscalationMessage, *, client: httpx.Client, progress: Progress
+    ) -> None:
         body = event_body(message, self.config.routing_key.get_secret_value())
-        post_json(
+        once(progress, "page", lambda: post_json(
             client, self.name, f"{self.config.events_url.rstrip('/')}/v2/enqueue",
             content=json.dumps(body).encode(), headers={}, timeout_s=self.config.timeout_s,
-        )  # fmt: skip
+        ))  # fmt: skip
         incident = message.execution.incident
         pagerduty_id = (incident.get("labels") or {}).get("pagerduty_incident_id")
         if (

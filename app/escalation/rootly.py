@@ -14,6 +14,8 @@ Endpoints (Rootly's published API, base `https://api.rootly.com`, JSON:API bodie
   is not needed: the notification target on creation already routes the page.)
 Rootly has no dedup key on alert creation: `external_id` carries the incident key
 (`remediator/<source>/<fingerprint>`) so repeats can be grouped by Rootly's alert rules.
+The timeline event is recorded as done once posted, so a retry after the alert failed
+(or after a crash) does not post it twice.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import httpx
 
 from app.config import RootlyTarget
-from app.escalation.base import EscalationMessage, dedup_key, note_text, post_json
+from app.escalation.base import EscalationMessage, Progress, dedup_key, note_text, once, post_json
 
 JSON_API = "application/vnd.api+json"
 
@@ -67,11 +69,14 @@ class RootlyNotifier:
             timeout_s=self.config.timeout_s,
         )  # fmt: skip
 
-    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
+    def deliver(
+        self, message: EscalationMessage, *, client: httpx.Client, progress: Progress
+    ) -> None:
         incident = message.execution.incident
         incident_id = (incident.get("labels") or {}).get("rootly_incident_id")
         if incident.get("source") == "rootly" and incident_id:
             attributes = {"event": note_text(message), "visibility": "internal"}
             event = {"data": {"type": "incident_events", "attributes": attributes}}
-            self._post(client, "timeline event", f"/v1/incidents/{incident_id}/events", event)
+            path = f"/v1/incidents/{incident_id}/events"
+            once(progress, "timeline", lambda: self._post(client, "timeline event", path, event))
         self._post(client, "alert", "/v1/alerts", alert_body(message, self.config))

@@ -31,6 +31,7 @@ class Rootly:
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
     script: list[int] = field(default_factory=list)
+    alert_script: list[int] = field(default_factory=list)  # answers for /v1/alerts only
     problems: list[str] = field(default_factory=list)
 
 
@@ -55,6 +56,11 @@ def rootly() -> Iterator[Rootly]:
                 found = problems(EVENT_SCHEMA, body)
                 if not found:
                     state.events.append((match.group(1), body))
+            elif self.path == "/v1/alerts" and state.alert_script:
+                status = state.alert_script.pop(0)
+                return answer_json(
+                    self, status, {"errors": [{"title": "down", "status": str(status)}]}
+                )
             elif self.path == "/v1/alerts":
                 found = problems(ALERT_SCHEMA, body)
                 if not found:
@@ -124,3 +130,14 @@ def test_other_incidents_get_an_alert_with_the_context(make_api: Any, rootly: Ro
     assert {"key": "alertname", "value": "Fail"} in attributes["labels"]
     assert attributes["data"]["execution"]["steps"][0]["attempt_log"][0]["rc"] == 2
     assert API_TOKEN not in json.dumps(page)
+
+
+def test_a_retry_after_a_partial_delivery_does_not_repeat_the_timeline_event(
+    make_api: Any, rootly: Rootly
+) -> None:
+    rootly.alert_script = [503, 503]  # the timeline event lands, the alert fails twice
+    api = start(make_api, rootly, fails_on("rootly", "rootly"))
+    final = escalated_from(api, "rootly", "incident-created.json")
+    [escalation] = final["escalations"]
+    assert (escalation["status"], escalation["attempts"]) == ("delivered", 3)
+    assert len(rootly.events) == 1 and len(rootly.alerts) == 1
