@@ -460,6 +460,7 @@ def escalation_message(
         execution=clean,
         runbook_description=str(execution.runbook_spec.get("description", "")),
         execution_url=f"{services.settings.public_url.rstrip('/')}/api/executions/{execution.id}",
+        progress=DurableProgress(services.db, row.id, set(row.progress or [])),
     )
 
 
@@ -508,13 +509,12 @@ def deliver_escalation(services: Services, client: httpx.Client) -> bool:
             return False
         message = escalation_message(services, row, session.get_one(Execution, row.execution_id))
         escalation_id, target, created_at = row.id, row.target, row.created_at
-        progress = DurableProgress(services.db, row.id, set(row.progress or []))
     notifier = services.notifiers.get(target)
     error: EscalationError | None = None
     try:
         if notifier is None:
             raise EscalationError(f"target {target!r} is not configured", retryable=False)
-        notifier.deliver(message, client=client, progress=progress)
+        notifier.deliver(message, client=client)
     except EscalationError as exc:
         error = exc
     now = datetime.now(UTC)

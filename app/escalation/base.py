@@ -25,6 +25,14 @@ REASONS = {
 }
 
 
+class Progress(Protocol):
+    """What of one escalation was already delivered, kept durably across retries."""
+
+    def done(self, part: str) -> bool: ...
+
+    def mark(self, part: str) -> None: ...
+
+
 @dataclass(frozen=True)
 class EscalationMessage:
     """Everything a human needs: the runbook, the incident, each attempt, a link."""
@@ -34,6 +42,7 @@ class EscalationMessage:
     execution: ExecutionView
     runbook_description: str
     execution_url: str
+    progress: Progress
 
     @property
     def headline(self) -> str:
@@ -108,14 +117,6 @@ def note_text(message: EscalationMessage) -> str:
     return "\n".join(lines)[:25000]
 
 
-class Progress(Protocol):
-    """What of one escalation was already delivered, kept durably across retries."""
-
-    def done(self, part: str) -> bool: ...
-
-    def mark(self, part: str) -> None: ...
-
-
 def once(progress: Progress, part: str, send: Callable[[], None]) -> None:
     """`send` unless an earlier attempt of this escalation already did it."""
     if not progress.done(part):
@@ -126,11 +127,10 @@ def once(progress: Progress, part: str, send: Callable[[], None]) -> None:
 class Notifier(Protocol):
     name: str
 
-    def deliver(
-        self, message: EscalationMessage, *, client: httpx.Client, progress: Progress
-    ) -> None:
+    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
         """Deliver once; raise EscalationError (retryable or not) when it did not land.
-        A delivery of several calls records each with `once`, so a retry resumes."""
+        A delivery of several calls wraps each in `once(message.progress, ...)`, so a
+        retry resumes where the last attempt stopped."""
 
 
 def check_response(response: httpx.Response, target: str) -> None:

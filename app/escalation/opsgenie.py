@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from app.config import OpsgenieTarget
-from app.escalation.base import EscalationMessage, Progress, dedup_key, level, note_text, post_json
+from app.escalation.base import EscalationMessage, dedup_key, level, note_text, post_json
 
 PRIORITY = {"critical": "P1", "high": "P2", "medium": "P3", "low": "P4", "info": "P5"}
 
@@ -60,13 +60,7 @@ class OpsgenieNotifier:
     def __init__(self, config: OpsgenieTarget) -> None:
         self.config = config
 
-    def deliver(
-        self,
-        message: EscalationMessage,
-        *,
-        client: httpx.Client,
-        progress: Progress,  # noqa: ARG002  (one call: nothing to resume)
-    ) -> None:
+    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
         incident = message.execution.incident
         alert_id = (incident.get("labels") or {}).get("opsgenie_alert_id")
         base = self.config.base_url.rstrip("/")

@@ -26,7 +26,6 @@ import httpx
 from app.config import PagerDutyTarget
 from app.escalation.base import (
     EscalationMessage,
-    Progress,
     dedup_key,
     level,
     note_text,
@@ -97,11 +96,9 @@ class PagerDutyNotifier:
     def __init__(self, config: PagerDutyTarget) -> None:
         self.config = config
 
-    def deliver(
-        self, message: EscalationMessage, *, client: httpx.Client, progress: Progress
-    ) -> None:
+    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
         body = event_body(message, self.config.routing_key.get_secret_value())
-        once(progress, "page", lambda: post_json(
+        once(message.progress, "page", lambda: post_json(
             client, self.name, f"{self.config.events_url.rstrip('/')}/v2/enqueue",
             content=json.dumps(body).encode(), headers={}, timeout_s=self.config.timeout_s,
         ))  # fmt: skip

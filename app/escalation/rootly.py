@@ -26,7 +26,7 @@ from typing import Any
 import httpx
 
 from app.config import RootlyTarget
-from app.escalation.base import EscalationMessage, Progress, dedup_key, note_text, once, post_json
+from app.escalation.base import EscalationMessage, dedup_key, note_text, once, post_json
 
 JSON_API = "application/vnd.api+json"
 
@@ -69,14 +69,16 @@ class RootlyNotifier:
             timeout_s=self.config.timeout_s,
         )  # fmt: skip
 
-    def deliver(
-        self, message: EscalationMessage, *, client: httpx.Client, progress: Progress
-    ) -> None:
+    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
         incident = message.execution.incident
         incident_id = (incident.get("labels") or {}).get("rootly_incident_id")
         if incident.get("source") == "rootly" and incident_id:
             attributes = {"event": note_text(message), "visibility": "internal"}
             event = {"data": {"type": "incident_events", "attributes": attributes}}
             path = f"/v1/incidents/{incident_id}/events"
-            once(progress, "timeline", lambda: self._post(client, "timeline event", path, event))
+            once(
+                message.progress,
+                "timeline",
+                lambda: self._post(client, "timeline event", path, event),
+            )
         self._post(client, "alert", "/v1/alerts", alert_body(message, self.config))

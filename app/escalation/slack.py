@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from app.config import SlackTarget
-from app.escalation.base import EscalationMessage, Progress, post_json
+from app.escalation.base import EscalationMessage, post_json
 
 _MAX_TAIL = 1200  # Slack truncates a section's text at 3,000 characters
 
@@ -19,13 +19,7 @@ class SlackNotifier:
     def __init__(self, config: SlackTarget) -> None:
         self.config = config
 
-    def deliver(
-        self,
-        message: EscalationMessage,
-        *,
-        client: httpx.Client,
-        progress: Progress,  # noqa: ARG002  (one call: nothing to resume)
-    ) -> None:
+    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
         body = json.dumps(slack_body(message)).encode()
         post_json(
             client, self.name, self.config.webhook_url.get_secret_value(),

@@ -12,7 +12,7 @@ import time
 import httpx
 
 from app.config import WebhookTarget
-from app.escalation.base import EscalationMessage, Progress, post_json
+from app.escalation.base import EscalationMessage, post_json
 from app.signing import secret_key, signed_headers
 
 
@@ -23,13 +23,7 @@ class WebhookNotifier:
         self.config = config
         self.key = secret_key(config.secret.get_secret_value()) if config.secret else None
 
-    def deliver(
-        self,
-        message: EscalationMessage,
-        *,
-        client: httpx.Client,
-        progress: Progress,  # noqa: ARG002  (one call: nothing to resume)
-    ) -> None:
+    def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
         body = json.dumps(message.as_json(), separators=(",", ":")).encode()
         headers = {"webhook-id": message.escalation_id}
         if self.key is not None:
