@@ -12,7 +12,16 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from typing_extensions import override
 
@@ -146,10 +155,19 @@ class Settings(BaseSettings):
         # The file's contents arrive as init arguments; the environment must win over them.
         return env_settings, init_settings
 
-    @model_validator(mode="before")
+    # Values read through `env:`: secret by where they came from, whatever field holds
+    # them (a webhook URL with a token in it, say), so redacted like SecretStr fields.
+    _env_values: list[str] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
     @classmethod
-    def _read_env_references(cls, data: Any) -> Any:
-        return _resolve_env(data, "")
+    def _read_env_references(
+        cls, data: Any, handler: ModelWrapValidatorHandler[Settings]
+    ) -> Settings:
+        found: list[str] = []
+        settings = handler(_resolve_env(data, "", found))
+        settings._env_values = found
+        return settings
 
     @model_validator(mode="after")
     def _anchor_paths(self) -> Settings:
@@ -162,21 +180,26 @@ class Settings(BaseSettings):
 
     def secret_values(self) -> list[str]:
         """Every secret in the configuration, longest first, for redaction."""
-        found: list[str] = []
+        found: list[str] = list(self._env_values)
         _collect_secrets(self, found)
         return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
 
 
-def _resolve_env(value: Any, where: str) -> Any:
+def _resolve_env(value: Any, where: str, found: list[str]) -> Any:
+    """`value` with every `env:NAME` read from the environment; the values read are
+    added to `found`."""
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
         name = value[len(ENV_PREFIX) :]
         if name not in os.environ:
             raise ValueError(f"{where or 'value'}: environment variable {name} is not set")
+        found.append(os.environ[name])
         return os.environ[name]
     if isinstance(value, dict):
-        return {k: _resolve_env(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        return {
+            k: _resolve_env(v, f"{where}.{k}" if where else str(k), found) for k, v in value.items()
+        }
     if isinstance(value, list):
-        return [_resolve_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_resolve_env(v, f"{where}[{i}]", found) for i, v in enumerate(value)]
     return value
 
 

@@ -141,3 +141,14 @@ def test_a_retry_after_a_partial_delivery_does_not_repeat_the_timeline_event(
     [escalation] = final["escalations"]
     assert (escalation["status"], escalation["attempts"]) == ("delivered", 3)
     assert len(rootly.events) == 1 and len(rootly.alerts) == 1
+
+
+def test_a_wrong_token_gives_up_with_the_platforms_answer(make_api: Any, rootly: Rootly) -> None:
+    target = {"api_token": "rootly_wrong_token_value", "base_url": rootly.url}
+    api: Api = make_api([runbook("fails", "Fail", FAILING_STEP, escalate=["rootly"])],
+                        playbooks_dir=str(PLAYBOOKS), escalation={"rootly": target}, sources=SOURCES)  # fmt: skip
+    final = delivered(api, api.alertmanager(alert("Fail")).json()["executions"][0])
+    [escalation] = final["escalations"]
+    assert escalation["status"] == "gave_up" and "answered 401" in escalation["last_error"]
+    assert "rootly_wrong_token_value" not in escalation["last_error"]
+    assert rootly.alerts == []

@@ -72,3 +72,22 @@ def test_source_config_is_checked_by_its_platform(tmp_path: Path) -> None:
         check_sources(load_settings(write(tmp_path, "sources:\n  generic: {secret: 'whsec_!!'}\n")))
     with pytest.raises(ConfigError, match="unknown source"):
         check_sources(load_settings(write(tmp_path, "sources:\n  nagios: {token: t}\n")))
+
+
+def test_values_read_through_env_are_redacted_whatever_field_holds_them(
+    monkeypatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("HOOK_URL", "https://hooks.example/T0K3N-in-the-path")
+    path = write(tmp_path, "escalation:\n  webhook: {url: env:HOOK_URL}\n")
+    settings = load_settings(path)
+    assert settings.escalation.webhook is not None
+    assert settings.escalation.webhook.url == "https://hooks.example/T0K3N-in-the-path"
+    assert "https://hooks.example/T0K3N-in-the-path" in settings.secret_values()
+    assert (
+        "https://hooks.example/T0K3N-in-the-path"
+        not in load_settings(
+            write(
+                tmp_path, "escalation:\n  webhook: {url: https://hooks.example/T0K3N-in-the-path}\n"
+            )
+        ).secret_values()
+    )
