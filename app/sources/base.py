@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from app.config import SourceConfig
-from app.errors import ConfigError, Unauthenticated
+from app.errors import ConfigError, InvalidSignature, Unauthenticated
 from app.incident import Incident, Severity
 from app.signing import bearer_matches
 
@@ -70,6 +70,20 @@ def require_token(name: str, config: SourceConfig, *allowed: str) -> None:
     if config.secret is not None:
         raise ConfigError(f"sources.{name}: authenticates with a `token`, not a `secret`")
     allow_options(name, config, *allowed)
+
+
+def require_secret(name: str, platform: str, config: SourceConfig) -> None:
+    """For platforms that sign their webhooks: a `secret`, never a `token`."""
+    if config.token is not None:
+        raise ConfigError(f"sources.{name}: {platform} signs its webhooks: set `secret`")
+    allow_options(name, config)
+
+
+def signing_key(config: SourceConfig) -> bytes:
+    """The HMAC key of a signing platform; without one, every call is refused (401)."""
+    if config.secret is None:
+        raise InvalidSignature("this source has no secret configured")
+    return config.secret.get_secret_value().encode()
 
 
 def verify_bearer(request: WebhookRequest, config: SourceConfig) -> None:

@@ -31,6 +31,7 @@ from app.sources.base import (
     allow_options,
     any_matches,
     hmac_hex,
+    signing_key,
     verify_bearer,
 )
 from app.sources.grouped import group_delivery
@@ -83,7 +84,7 @@ class GrafanaSource:
                 seconds = seconds[:-3]
             parse_timestamp(seconds, now=request.now, window_s=request.replay_window_s)
             message = stamp.strip().encode() + b":" + request.body
-        expected = hmac_hex(config.secret.get_secret_value().encode(), message)
+        expected = hmac_hex(signing_key(config), message)
         if not any_matches(expected, [signature]):
             raise InvalidSignature(f"{header} does not match the body")
 

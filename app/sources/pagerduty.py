@@ -45,15 +45,16 @@ from datetime import datetime
 from typing import Any
 
 from app.config import SourceConfig
-from app.errors import ConfigError, InvalidSignature, StaleTimestamp, UnsupportedPayload
+from app.errors import InvalidSignature, StaleTimestamp, UnsupportedPayload
 from app.incident import Incident, Severity, Status
 from app.sources.base import (
     Delivery,
     WebhookRequest,
-    allow_options,
     any_matches,
     hmac_hex,
+    require_secret,
     severity_from,
+    signing_key,
     text,
 )
 
@@ -88,13 +89,10 @@ class PagerDutySource:
     default_replay_window_s: int | None = 3600
 
     def check_config(self, config: SourceConfig) -> None:
-        if config.token is not None:
-            raise ConfigError("sources.pagerduty: PagerDuty signs its webhooks: set `secret`")
-        allow_options(self.name, config)
+        require_secret(self.name, "PagerDuty", config)
 
     def verify(self, request: WebhookRequest, config: SourceConfig) -> None:
-        if config.secret is None:
-            raise InvalidSignature("this source has no secret configured")
+        key = signing_key(config)
         header = request.headers.get(HEADER)
         if not header:
             raise InvalidSignature("missing X-PagerDuty-Signature header")
@@ -105,7 +103,7 @@ class PagerDutySource:
         ]
         if not offered:
             raise InvalidSignature("X-PagerDuty-Signature carries no v1 signature")
-        expected = hmac_hex(config.secret.get_secret_value().encode(), request.body)
+        expected = hmac_hex(key, request.body)
         if not any_matches(expected, offered):
             raise InvalidSignature("X-PagerDuty-Signature does not match the body")
         self._check_age(request)

@@ -36,16 +36,17 @@ from __future__ import annotations
 from typing import Any
 
 from app.config import SourceConfig
-from app.errors import ConfigError, InvalidSignature, UnsupportedPayload
+from app.errors import InvalidSignature, UnsupportedPayload
 from app.incident import Incident, Severity, Status
 from app.signing import parse_timestamp
 from app.sources.base import (
     Delivery,
     WebhookRequest,
-    allow_options,
     any_matches,
     hmac_hex,
+    require_secret,
     severity_from,
+    signing_key,
     string_map,
     text,
 )
@@ -125,13 +126,10 @@ class RootlySource:
     default_replay_window_s: int | None = None
 
     def check_config(self, config: SourceConfig) -> None:
-        if config.token is not None:
-            raise ConfigError("sources.rootly: Rootly signs its webhooks: set `secret`")
-        allow_options(self.name, config)
+        require_secret(self.name, "Rootly", config)
 
     def verify(self, request: WebhookRequest, config: SourceConfig) -> None:
-        if config.secret is None:
-            raise InvalidSignature("this source has no secret configured")
+        key = signing_key(config)
         header = request.headers.get(HEADER)
         if not header:
             raise InvalidSignature("missing X-Rootly-Signature header")
@@ -139,9 +137,7 @@ class RootlySource:
         if not stamp or not signatures:
             raise InvalidSignature("X-Rootly-Signature must be t=<timestamp>,v1=<signature>")
         parse_timestamp(stamp, now=request.now, window_s=request.replay_window_s)
-        expected = hmac_hex(
-            config.secret.get_secret_value().encode(), stamp.encode() + request.body
-        )
+        expected = hmac_hex(key, stamp.encode() + request.body)
         if not any_matches(expected, signatures):
             raise InvalidSignature("X-Rootly-Signature does not match the body")
 
