@@ -11,9 +11,11 @@ from standardwebhooks.webhooks import Webhook
 
 from tests.conftest import (
     ESCALATION_SECRET,
+    FAILING_STEP,
     PLAYBOOKS,
     alert,
     ansible_step,
+    delivered,
     runbook,
     sign_generic,
 )
@@ -187,13 +189,7 @@ def test_timeout_stops_the_playbook_and_escalates(make_api, recorder) -> None:
 
 def failing_runbooks() -> list[dict]:
     """The example runbook that fails on purpose, escalating to the webhook target."""
-    step = {
-        "ansible": {
-            "playbook": "database-failover.yml",
-            "extra_vars": {"cluster": "c", "lag_seconds": "1"},
-        }
-    }
-    return [runbook("fails", "Fail", step, escalate=["webhook"])]
+    return [runbook("fails", "Fail", FAILING_STEP, escalate=["webhook"])]
 
 
 def failing_config(recorder) -> dict:
@@ -204,11 +200,7 @@ def test_escalation_survives_a_target_that_is_down(make_api, recorder) -> None:
     recorder.replies = [500, 503]
     api = make_api(failing_runbooks(), **failing_config(recorder), escalation_max_backoff_s=0.5)
     execution_id = api.alertmanager(alert("Fail")).json()["executions"][0]
-    final = api.wait(
-        execution_id,
-        timeout=60,
-        until=lambda e: bool(e["escalations"]) and e["escalations"][0]["status"] != "pending",
-    )
+    final = delivered(api, execution_id)
     escalation = final["escalations"][0]
     assert escalation["status"] == "delivered"
     assert escalation["attempts"] == 3 and escalation["last_error"] is None
@@ -220,10 +212,7 @@ def test_client_error_from_target_gives_up_loudly(make_api, recorder, caplog) ->
     recorder.replies = [400]
     api = make_api(failing_runbooks(), **failing_config(recorder))
     execution_id = api.alertmanager(alert("Fail")).json()["executions"][0]
-    final = api.wait(
-        execution_id,
-        until=lambda e: bool(e["escalations"]) and e["escalations"][0]["status"] != "pending",
-    )
+    final = delivered(api, execution_id)
     assert final["escalations"][0]["status"] == "gave_up"
     assert "answered 400" in final["escalations"][0]["last_error"]
     assert "ESCALATION GIVEN UP" in caplog.text
@@ -269,10 +258,7 @@ def test_a_hanging_target_times_out_and_is_retried(make_api, recorder) -> None:
     config = failing_config(recorder)
     config["escalation"]["webhook"]["timeout_s"] = 0.5
     api = make_api(failing_runbooks(), **config, escalation_max_backoff_s=0.5)
-    final = api.wait(
-        api.alertmanager(alert("Fail")).json()["executions"][0],
-        until=lambda e: bool(e["escalations"]) and e["escalations"][0]["status"] != "pending",
-    )
+    final = delivered(api, api.alertmanager(alert("Fail")).json()["executions"][0])
     [escalation] = final["escalations"]
     assert (escalation["status"], escalation["attempts"]) == ("delivered", 2)
     assert len(recorder.requests) == 1  # the hung request never completed
@@ -283,10 +269,7 @@ def test_runbook_secret_vars_never_reach_the_api_or_an_escalation(make_api, reco
                         "extra_vars": {"cluster": "orders-hunter2-secret", "lag_seconds": "99"}}}  # fmt: skip
     runbooks = [runbook("fails", "Fail", step, escalate=["webhook"], secret_vars=["cluster"])]
     api = make_api(runbooks, **failing_config(recorder))
-    final = api.wait(
-        api.alertmanager(alert("Fail")).json()["executions"][0],
-        until=lambda e: bool(e["escalations"]) and e["escalations"][0]["status"] != "pending",
-    )
+    final = delivered(api, api.alertmanager(alert("Fail")).json()["executions"][0])
     shown = json.dumps(final)
     assert "hunter2" not in shown
     assert "replica of *** is 99s behind" in final["steps"][0]["output_tail"]
