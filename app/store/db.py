@@ -9,6 +9,7 @@ of failing half-way with SQLITE_BUSY when a read turns into a write.
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,6 +20,7 @@ from alembic.config import Config
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
+from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_random
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -41,13 +43,9 @@ def make_engine(url: str) -> Engine:
         # Hand transaction control to the "begin" hook below instead of pysqlite.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=FULL",
-            "foreign_keys=ON",
-            "busy_timeout=30000",
-        ):
+        for pragma in ("busy_timeout=30000", "synchronous=FULL", "foreign_keys=ON"):
             cursor.execute(f"PRAGMA {pragma}")
+        _switch_to_wal(cursor)
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -56,6 +54,19 @@ def make_engine(url: str) -> Engine:
         connection.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
+
+
+@retry(
+    retry=retry_if_exception_type(sqlite3.OperationalError),
+    wait=wait_random(0.01, 0.1),
+    stop=stop_after_delay(30),
+    reraise=True,
+)
+def _switch_to_wal(cursor: sqlite3.Cursor) -> None:
+    """Connections that open a new database file together all try to switch it to WAL;
+    SQLite answers SQLITE_BUSY at once to all but one, without its busy handler (waiting
+    could deadlock), so the losers try again until the file is in WAL mode."""
+    cursor.execute("PRAGMA journal_mode=WAL")
 
 
 def lock_names(connection: Connection, names: Iterable[str]) -> None:
