@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from app.config import Settings, config_path_from, load_settings
 from app.errors import ConfigError, RemediatorError, RunbookError
+from app.executors.registry import build_executors
 from app.runbooks.loader import load_runbooks
 from app.runbooks.models import Runbook
 from app.simulate import simulate
@@ -62,7 +63,14 @@ def cmd_lint(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     body = Path(args.payload).read_bytes()
-    _print(simulate(load_matcher(_settings(args)), args.source, body))
+    settings = _settings(args)
+    db = Database(settings.database_url)
+    try:
+        db.upgrade()  # `last_good` versions are read from it
+        executors = build_executors(settings, db)
+        _print(simulate(load_matcher(settings), args.source, body, executors))
+    finally:
+        db.close()
     return 0
 
 

@@ -127,6 +127,8 @@ class Settings(BaseSettings):
     runbooks_dir: Path = Path("runbooks")
     playbooks_dir: Path = Path("playbooks")
     terraform_dir: Path = Path("terraform")
+    # `tofu` runs OpenTofu instead; found on PATH.
+    terraform_bin: str = "terraform"
     database_url: str = "sqlite:///remediator.db"
     public_url: str = "http://localhost:8080"
     api_tokens: list[SecretStr] = Field(default_factory=list)

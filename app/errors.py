@@ -12,6 +12,7 @@ RemediatorError
 ├── RunbookError                runbook files that do not load (each problem has file:line)
 │   └── TemplateError           a template that does not render for an incident
 ├── ExecutorError               the machinery that runs a step broke (not: the step failed)
+│   └── VersionError            a terraform version that `revert_to` names does not exist
 ├── EscalationError             a notification was not delivered (retryable unless said)
 ├── NotFound                    (404)
 ├── Unauthorized                missing or wrong API token (401)
@@ -85,6 +86,10 @@ class TemplateError(RemediatorError):
 
 
 class ExecutorError(RemediatorError):
+    pass
+
+
+class VersionError(ExecutorError):
     pass
 
 

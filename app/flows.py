@@ -335,6 +335,8 @@ def run_execution(services: Services, execution_id: str, stop: Stop) -> str:
                 final, error = "interrupted", "the service stopped mid-step"
             else:
                 final, error = result.status, result.error or result.status
+                # A step's own guard (terraform's max_destroy) is named like the others.
+                execution.guard = (result.detail or {}).get("guard", execution.guard)
             row.status, row.finished_at = final, now
             finish_execution(
                 execution=execution, status=final, now=now,

@@ -3,19 +3,29 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from app.executors.base import Executor
 from app.flows import parse_json
 from app.runbooks.matcher import Matcher, mismatch
-from app.runbooks.plan import plan
+from app.runbooks.plan import PlannedStep, plan
 from app.sources.base import WebhookRequest
 from app.sources.registry import get_source
 
 
-def simulate(matcher: Matcher, source_name: str, body: bytes) -> dict[str, Any]:
+def simulate(
+    matcher: Matcher,
+    source_name: str,
+    body: bytes,
+    executors: Mapping[str, Executor] | None = None,
+) -> dict[str, Any]:
     """Normalise `body` as `source_name` would (signature not checked) and report, per
-    incident, which runbooks match and what each would run, and why the others do not."""
+    incident, which runbooks match and what each would run, and why the others do not.
+    With `executors`, each step also says what it would act on (for a terraform step:
+    which version `revert_to` resolves to now)."""
+    executors = executors or {}
     source = get_source(source_name)
     now = time.time()
     request = WebhookRequest(source_name, {}, body, datetime.fromtimestamp(now, UTC), now, 300)
@@ -36,10 +46,7 @@ def simulate(matcher: Matcher, source_name: str, body: bytes) -> dict[str, Any]:
                     "file": f"{item.file}:{item.line}",
                     "concurrency_key": planned.concurrency_key,
                     "error": planned.error,
-                    "steps": [
-                        {"kind": s.kind, "idempotent": s.idempotent, **s.spec}
-                        for s in planned.steps
-                    ],
+                    "steps": [_step(step, executors.get(step.kind)) for step in planned.steps],
                     "verify": planned.verify,
                     "approval": item.runbook.approval,
                 }
@@ -54,3 +61,10 @@ def simulate(matcher: Matcher, source_name: str, body: bytes) -> dict[str, Any]:
     if delivery.ignored is not None:
         result["ignored"] = delivery.ignored
     return result
+
+
+def _step(step: PlannedStep, executor: Executor | None) -> dict[str, Any]:
+    shown = {"kind": step.kind, "idempotent": step.idempotent, **step.spec}
+    if executor is not None:
+        shown["would_act_on"] = executor.preview(step.spec)
+    return shown

@@ -24,7 +24,10 @@ def load_matcher(settings: Settings) -> Matcher:
     known = set(settings.escalation.configured())
     return Matcher(
         load_runbooks(
-            [settings.runbooks_dir], playbooks_dir=settings.playbooks_dir, known_targets=known
+            [settings.runbooks_dir],
+            playbooks_dir=settings.playbooks_dir,
+            terraform_dir=settings.terraform_dir,
+            known_targets=known,
         )
     )
 
@@ -42,6 +45,6 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         db=db,
         matcher=matcher,
-        executors=build_executors(settings),
+        executors=build_executors(settings, db),
         notifiers=build_notifiers(settings),
     )

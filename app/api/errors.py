@@ -19,6 +19,7 @@ from app.errors import (
     Unauthorized,
     UnknownSource,
     UnsupportedPayload,
+    VersionError,
 )
 
 STATUS: list[tuple[type[RemediatorError], int, str]] = [
@@ -28,6 +29,7 @@ STATUS: list[tuple[type[RemediatorError], int, str]] = [
     (Unauthorized, 401, "unauthorized"),
     (PayloadTooLarge, 413, "payload_too_large"),
     (UnsupportedPayload, 422, "unsupported_payload"),
+    (VersionError, 422, "unknown_version"),
     (UnknownSource, 404, "unknown_source"),
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),

@@ -94,6 +94,7 @@ def steps_detail(message: EscalationMessage) -> list[dict[str, Any]]:
                     "status": attempt.status,
                     "exit_status": attempt.rc,
                     "duration_s": round(attempt.duration_s, 3),
+                    "summary": attempt_summary(attempt.detail),
                     "output_tail": attempt.output_tail[-_MAX_TAIL:],
                     "error": attempt.error,
                 }
@@ -104,6 +105,12 @@ def steps_detail(message: EscalationMessage) -> list[dict[str, Any]]:
     ]
 
 
+def attempt_summary(detail: dict[str, Any] | None) -> str | None:
+    """What the executor found, in one line (terraform: the version and its plan)."""
+    summary = (detail or {}).get("summary")
+    return str(summary) if summary else None
+
+
 def note_text(message: EscalationMessage) -> str:
     lines = [message.headline, f"Execution: {message.execution_url}"]
     for step in steps_detail(message):
@@ -112,6 +119,8 @@ def note_text(message: EscalationMessage) -> str:
                 f"Step {step['step']} ({step['kind']}) attempt {attempt['attempt']}: "
                 f"{attempt['status']}, exit {attempt['exit_status']}, {attempt['duration_s']}s"
             )
+            if attempt["summary"]:
+                lines.append(f"  {attempt['summary']}")
     if message.execution.error:
         lines.append(f"Error: {message.execution.error}")
     return "\n".join(lines)[:25000]

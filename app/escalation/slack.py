@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 
 from app.config import SlackTarget
-from app.escalation.base import EscalationMessage, post_json
+from app.escalation.base import EscalationMessage, attempt_summary, post_json
 
 _MAX_TAIL = 1200  # Slack truncates a section's text at 3,000 characters
 
@@ -55,6 +55,7 @@ def slack_body(message: EscalationMessage) -> dict[str, Any]:
     for index, step in enumerate(execution.steps):
         for attempt in step.attempt_log:
             tail = attempt.output_tail[-_MAX_TAIL:] or "(no output)"
+            summary = attempt_summary(attempt.detail)
             blocks.append(
                 {
                     "type": "section",
@@ -62,7 +63,8 @@ def slack_body(message: EscalationMessage) -> dict[str, Any]:
                         "type": "mrkdwn",
                         "text": f"*Step {index + 1} ({step.kind}) attempt {attempt.number}:* "
                         f"{attempt.status}, exit {attempt.rc}, {attempt.duration_s:.1f}s\n"
-                        f"```{tail}```",
+                        + (f"{summary}\n" if summary else "")
+                        + f"```{tail}```",
                     },
                 }
             )

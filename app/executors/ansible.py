@@ -117,6 +117,10 @@ class AnsibleExecutor:
             status, error = "failed", "the playbook matched no hosts (check inventory and limit)"
         return StepResult(status, runner.rc, tail(output), started, datetime.now(UTC), error=error)
 
+    def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
+        playbook = inside(self.playbooks_dir, AnsibleStep.model_validate(spec).playbook)
+        return {"playbook_path": str(playbook) if playbook else None}
+
 
 class _UnsafeDumper(yaml.SafeDumper):
     """Dumps every string value as `!unsafe`, keys as plain names."""

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
-StepStatus = Literal["succeeded", "failed", "timed_out", "cancelled"]
+# `refused`: the step's own guard said no (a terraform plan that destroys too much).
+StepStatus = Literal["succeeded", "failed", "timed_out", "cancelled", "refused"]
 OUTPUT_TAIL_CHARS = 4000
 
 
@@ -29,6 +30,9 @@ class StepResult:
     started_at: datetime
     finished_at: datetime
     error: str | None = None
+    # What the executor found out, for people and escalations (terraform: the version
+    # and the plan summary); JSON-serialisable.
+    detail: dict[str, Any] | None = None
 
 
 class Executor(Protocol):
@@ -36,6 +40,9 @@ class Executor(Protocol):
 
     def run(self, step: StepInput, *, cancelled: Callable[[], bool]) -> StepResult:
         """Run the step to its end, its timeout, or until `cancelled()` turns true."""
+
+    def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """What the step would act on, for `simulate`, without changing anything."""
 
 
 def tail(text: str, limit: int = OUTPUT_TAIL_CHARS) -> str:

@@ -7,11 +7,17 @@ from collections.abc import Callable, Mapping
 from app.config import Settings
 from app.executors.ansible import AnsibleExecutor
 from app.executors.base import Executor
+from app.executors.terraform import TerraformExecutor
+from app.store.db import Database
+from app.store.versions import last_good_lookup
 
-EXECUTORS: Mapping[str, Callable[[Settings], Executor]] = {
-    "ansible": lambda settings: AnsibleExecutor(settings.playbooks_dir),
+EXECUTORS: Mapping[str, Callable[[Settings, Database], Executor]] = {
+    "ansible": lambda settings, _db: AnsibleExecutor(settings.playbooks_dir),
+    "terraform": lambda settings, db: TerraformExecutor(
+        settings.terraform_dir, last_good_lookup(db), binary=settings.terraform_bin
+    ),
 }
 
 
-def build_executors(settings: Settings) -> dict[str, Executor]:
-    return {kind: make(settings) for kind, make in EXECUTORS.items()}
+def build_executors(settings: Settings, db: Database) -> dict[str, Executor]:
+    return {kind: make(settings, db) for kind, make in EXECUTORS.items()}

@@ -6,7 +6,7 @@ so `remediator lint` can show an author all of them at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ import yaml
 from pydantic import ValidationError
 
 from app.errors import RunbookError, RunbookProblem
-from app.runbooks.models import Runbook, RunbookFile
+from app.runbooks.models import Runbook, RunbookFile, Step
 from app.runbooks.paths import inside
 
 YAML_SUFFIXES = (".yml", ".yaml")
@@ -35,6 +35,7 @@ def load_runbooks(
     paths: Sequence[Path],
     *,
     playbooks_dir: Path | None = None,
+    terraform_dir: Path | None = None,
     known_targets: Iterable[str] | None = None,
 ) -> list[RunbookFile]:
     """Every runbook under `paths`, or RunbookError with every problem found."""
@@ -43,8 +44,7 @@ def load_runbooks(
     for file in runbook_files(paths):
         loaded.extend(_load_file(file, problems))
     _check_names(loaded, problems)
-    if playbooks_dir is not None:
-        _check_playbooks(loaded, playbooks_dir, problems)
+    _check_paths(loaded, playbooks_dir, terraform_dir, problems)
     if known_targets is not None:
         _check_targets(loaded, set(known_targets), problems)
     if problems:
@@ -184,35 +184,35 @@ def _check_names(loaded: list[RunbookFile], problems: list[RunbookProblem]) -> N
             first[name] = item
 
 
-def _check_playbooks(
-    loaded: list[RunbookFile], playbooks_dir: Path, problems: list[RunbookProblem]
+def _step_paths(
+    step: Step, playbooks_dir: Path | None, terraform_dir: Path | None
+) -> Iterator[tuple[str, Path, str]]:
+    """(key, base directory, path relative to it) for each path the step names."""
+    if step.ansible is not None and playbooks_dir is not None:
+        yield "ansible.playbook", playbooks_dir, step.ansible.playbook
+        if step.ansible.inventory is not None:
+            yield "ansible.inventory", playbooks_dir, step.ansible.inventory
+    if step.terraform is not None and terraform_dir is not None:
+        yield "terraform.workdir", terraform_dir, step.terraform.workdir
+
+
+def _check_paths(
+    loaded: list[RunbookFile],
+    playbooks_dir: Path | None,
+    terraform_dir: Path | None,
+    problems: list[RunbookProblem],
 ) -> None:
     for item in loaded:
         for index, step in enumerate(item.runbook.steps):
-            for key, relative in (
-                ("playbook", step.ansible.playbook),
-                ("inventory", step.ansible.inventory),
-            ):
-                if relative is None:
-                    continue
-                where = f"steps[{index}].ansible.{key}"
-                target = inside(playbooks_dir, relative)
+            for key, base, relative in _step_paths(step, playbooks_dir, terraform_dir):
+                target = inside(base, relative)
                 if target is None:
-                    problems.append(
-                        RunbookProblem(
-                            item.file, item.line, where,
-                            f"{relative!r} leaves the playbooks directory",
-                        )
-                    )  # fmt: skip
+                    why = f"{relative!r} leaves its directory {base}"
                 elif not target.exists():
-                    problems.append(
-                        RunbookProblem(
-                            item.file,
-                            item.line,
-                            where,
-                            f"{relative!r} not found in {playbooks_dir}",
-                        )
-                    )
+                    why = f"{relative!r} not found in {base}"
+                else:
+                    continue
+                problems.append(RunbookProblem(item.file, item.line, f"steps[{index}].{key}", why))
 
 
 def _check_targets(

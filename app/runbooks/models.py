@@ -76,19 +76,67 @@ class AnsibleStep(Strict):
     timeout: Duration = 300.0
 
 
-class Step(Strict):
-    """One step: exactly one kind key (`ansible`)."""
+REVERT_TO = r"^(previous|last_good|git:[^\s\x00~^:?*\[\\]+)$"
 
-    ansible: AnsibleStep
+
+class TerraformStep(Strict):
+    workdir: str = Field(min_length=1, description="Relative to the terraform directory.")
+    revert_to: str = Field(
+        pattern=REVERT_TO,
+        description="previous (before the last commit that touched workdir) | last_good "
+        "(last recorded applied and healthy) | git:<branch, tag or commit>.",
+    )
+    max_destroy: int = Field(
+        default=0, ge=0, description="Refuse a plan that destroys or replaces more than this."
+    )
+    var: dict[str, Any] = Field(
+        default_factory=dict, description="Terraform variables; values are templates."
+    )
+    timeout: Duration = 600.0
+    lock_timeout: Duration = Field(
+        default=60.0, description="How long to wait for a state lock someone else holds."
+    )
+
+    @field_validator("var")
+    @classmethod
+    def _identifiers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [name for name in value if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name)]
+        if bad:
+            raise ValueError(f"not Terraform variable names: {bad}")
+        return value
+
+
+STEP_KINDS = ("ansible", "terraform")
+
+
+class Step(Strict):
+    """One step: exactly one kind key (`ansible` or `terraform`)."""
+
+    ansible: AnsibleStep | None = None
+    terraform: TerraformStep | None = None
     idempotent: bool = Field(
         default=False,
         description="Safe to repeat: re-run automatically when the worker running it died "
         "or the service was stopped mid-step, instead of ending `interrupted`.",
     )
 
+    @model_validator(mode="after")
+    def _one_kind(self) -> Step:
+        given = [kind for kind in STEP_KINDS if getattr(self, kind) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(STEP_KINDS)} (got {len(given)})")
+        return self
+
     @property
     def kind(self) -> str:
-        return "ansible"
+        return "ansible" if self.ansible is not None else "terraform"
+
+    @property
+    def variables(self) -> dict[str, Any]:
+        """The values the step passes on: Ansible's extra_vars, Terraform's var."""
+        if self.ansible is not None:
+            return self.ansible.extra_vars
+        return self.terraform.var if self.terraform is not None else {}
 
 
 class Retry(Strict):
@@ -148,16 +196,17 @@ class Runbook(Strict):
     escalate: list[str] = Field(default_factory=list)
     secret_vars: list[str] = Field(
         default_factory=list,
-        description="extra_vars whose rendered values are secret: shown as *** in the API, "
-        "in output tails and in escalations (values of 4 characters or more).",
+        description="extra_vars (or terraform var) whose rendered values are secret: shown "
+        "as *** in the API, in output tails and in escalations (values of 4 characters or "
+        "more).",
     )
 
     @model_validator(mode="after")
     def _secret_vars_exist(self) -> Runbook:
-        known = {name for step in self.steps for name in step.ansible.extra_vars}
+        known = {name for step in self.steps for name in step.variables}
         unknown = [name for name in self.secret_vars if name not in known]
         if unknown:
-            raise ValueError(f"secret_vars {unknown} are not extra_vars of any step")
+            raise ValueError(f"secret_vars {unknown} are not extra_vars or var of any step")
         return self
 
 

@@ -42,13 +42,19 @@ def template_context(runbook: Runbook, incident: Incident) -> dict[str, Any]:
 
 
 def _render_step(step: Step, context: dict[str, Any]) -> PlannedStep:
-    ansible = step.ansible
-    spec = ansible.model_dump(mode="json")
-    spec["limit"] = render_text(ansible.limit, context) if ansible.limit else None
-    spec["extra_vars"] = render_value(ansible.extra_vars, context)
-    return PlannedStep(
-        kind=step.kind, spec=spec, timeout_s=ansible.timeout, idempotent=step.idempotent
-    )
+    if step.terraform is not None:
+        terraform = step.terraform
+        spec = terraform.model_dump(mode="json")
+        spec["var"] = render_value(terraform.var, context)
+        timeout = terraform.timeout
+    else:
+        assert step.ansible is not None  # Step holds exactly one kind
+        ansible = step.ansible
+        spec = ansible.model_dump(mode="json")
+        spec["limit"] = render_text(ansible.limit, context) if ansible.limit else None
+        spec["extra_vars"] = render_value(ansible.extra_vars, context)
+        timeout = ansible.timeout
+    return PlannedStep(kind=step.kind, spec=spec, timeout_s=timeout, idempotent=step.idempotent)
 
 
 def _render_verify(runbook: Runbook, context: dict[str, Any]) -> dict[str, Any] | None:

@@ -176,6 +176,8 @@ class StepRow(Base):
     rc: Mapped[int | None]
     output_tail: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text)
+    # The last attempt's findings (terraform: version and plan summary).
+    detail: Mapped[dict[str, Any] | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 
@@ -194,6 +196,7 @@ class AttemptRow(Base):
     rc: Mapped[int | None]
     output_tail: Mapped[str] = mapped_column(Text, default="")
     error: Mapped[str | None] = mapped_column(Text)
+    detail: Mapped[dict[str, Any] | None]
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime]
 
@@ -244,3 +247,19 @@ class Attachment(Base):
     attached_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     incident: Mapped[IncidentRow] = relationship(lazy="joined")
+
+
+class GoodVersionRow(Base):
+    """A commit of a terraform workdir recorded as applied and healthy: by remediator
+    when an execution that applied it succeeds, or by CI through the API. `last_good`
+    reverts to the newest one."""
+
+    __tablename__ = "terraform_versions"
+    __table_args__ = (Index("ix_terraform_versions_workdir", "workdir", "recorded_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    workdir: Mapped[str] = mapped_column(String(255))
+    commit: Mapped[str] = mapped_column(String(64))
+    recorded_by: Mapped[str] = mapped_column(String(200))
+    execution_id: Mapped[str | None] = mapped_column(String(36))
+    recorded_at: Mapped[datetime] = mapped_column(default=utcnow)

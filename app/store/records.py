@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from app.executors.base import StepResult
 from app.incident import Incident
@@ -22,6 +22,7 @@ from app.store.models import (
     IncidentRow,
     StepRow,
 )
+from app.store.versions import record_applied_versions
 
 ESCALATE_ON = frozenset({"failed", "timed_out", "refused", "interrupted", "rejected"})
 
@@ -235,6 +236,9 @@ def finish_execution(
             step.status = "skipped"
     execution.deadline_at = None
     execution.next_check_at = None
+    session = object_session(execution)
+    if status == "succeeded" and session is not None:
+        record_applied_versions(session=session, execution=execution, now=now)
     if escalate and status in ESCALATE_ON:
         _owe_escalations(execution, reason or status, now)
 
@@ -267,6 +271,7 @@ def record_attempt(*, session: Session, step_id: int, number: int, result: StepR
     step.rc = result.rc
     step.output_tail = result.output_tail
     step.error = result.error
+    step.detail = result.detail
     session.add(
         AttemptRow(
             step_id=step_id,
@@ -275,6 +280,7 @@ def record_attempt(*, session: Session, step_id: int, number: int, result: StepR
             rc=result.rc,
             output_tail=result.output_tail,
             error=result.error,
+            detail=result.detail,
             started_at=result.started_at,
             finished_at=result.finished_at,
         )

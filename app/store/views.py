@@ -17,6 +17,7 @@ class AttemptView(BaseModel):
     rc: int | None
     output_tail: str
     error: str | None
+    detail: dict[str, Any] | None = None
     started_at: datetime
     finished_at: datetime
     duration_s: float
@@ -31,6 +32,8 @@ class StepView(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
     error: str | None
+    # What the last attempt found (terraform: the version and the plan summary).
+    detail: dict[str, Any] | None = None
     spec: dict[str, Any]
     attempt_log: list[AttemptView]
 
@@ -106,6 +109,7 @@ def _step_view(step: StepRow) -> StepView:
         started_at=step.started_at,
         finished_at=step.finished_at,
         error=step.error,
+        detail=step.detail,
         spec=step.spec,
         attempt_log=[
             AttemptView(
@@ -114,6 +118,7 @@ def _step_view(step: StepRow) -> StepView:
                 rc=a.rc,
                 output_tail=a.output_tail,
                 error=a.error,
+                detail=a.detail,
                 started_at=a.started_at,
                 finished_at=a.finished_at,
                 duration_s=round((a.finished_at - a.started_at).total_seconds(), 3),
@@ -129,7 +134,7 @@ def runbook_secrets(execution: Execution) -> list[str]:
     values = {
         str(value)
         for step in execution.steps
-        for name, value in (step.spec.get("extra_vars") or {}).items()
+        for name, value in (step.spec.get("extra_vars") or step.spec.get("var") or {}).items()
         if name in names and isinstance(value, str | int | float) and len(str(value)) >= 4
     }
     return sorted(values, key=len, reverse=True)

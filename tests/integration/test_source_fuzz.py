@@ -22,7 +22,7 @@ from tests.platforms import FIRING, SIGNERS, SOURCES, Sample
 NEVER = {
     "name": "never",
     "match": {"status": None, "all": [{"field": "labels.never", "equals": "never"}]},
-    "steps": [ansible_step("write.yml", message="m", host="h", dest="/dev/null")],
+    "steps": [ansible_step("write.yml", message="m", host="h", dest="/nonexistent/out.json")],
 }
 FUZZ = settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]

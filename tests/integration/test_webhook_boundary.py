@@ -10,18 +10,19 @@ import pytest
 from app.signing import signed_headers
 from tests.conftest import alert, ansible_step, sign_generic
 
-RUNBOOKS = [
-    {
-        "name": "any-alert",
-        "match": {"all": [{"field": "labels.alertname", "exists": True}]},
-        "steps": [ansible_step("write.yml", message="m", host="h", dest="/dev/null")],
-    }
-]
-
 
 @pytest.fixture
-def api(make_api):
-    return make_api(RUNBOOKS, max_body_bytes=4096)
+def api(make_api, tmp_path):
+    # Never /dev/null as dest: Ansible's copy replaces the file it writes, device or not.
+    step = ansible_step("write.yml", message="m", host="h", dest=str(tmp_path / "out.json"))
+    runbooks = [
+        {
+            "name": "any-alert",
+            "match": {"all": [{"field": "labels.alertname", "exists": True}]},
+            "steps": [step],
+        }
+    ]
+    return make_api(runbooks, max_body_bytes=4096)
 
 
 def nothing_stored(api) -> None:

@@ -281,6 +281,6 @@ def test_runbook_secret_vars_never_reach_the_api_or_an_escalation(make_api, reco
 def test_secret_vars_must_name_extra_vars(make_api, recorder) -> None:
     from app.errors import RunbookError
 
-    step = ansible_step("write.yml", message="m", host="h", dest="/dev/null")
+    step = ansible_step("write.yml", message="m", host="h", dest="/nonexistent/out.json")
     with pytest.raises(RunbookError, match=r"secret_vars \['password'\]"):
         make_api([runbook("r", "X", step, secret_vars=["password"])])

@@ -73,7 +73,7 @@ def test_playbook_paths_cannot_leave_their_directory(tmp_path: Path) -> None:
             tmp_path, f"name: x\nsteps: [{{ansible: {{playbook: '{path}'}}}}]\n",
             playbooks_dir=ROOT / "playbooks",
         )  # fmt: skip
-        assert "leaves the playbooks directory" in found[0] or "not found" in found[0]
+        assert "leaves its directory" in found[0] or "not found" in found[0]
 
 
 def test_escalation_targets_must_be_configured(tmp_path: Path) -> None:

@@ -1,0 +1,65 @@
+"""Terraform versions recorded as applied and healthy, which `revert_to: last_good` uses."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.executors.git_versions import GoodVersion, LastGoodLookup
+from app.store.db import Database
+from app.store.models import Execution, GoodVersionRow
+
+
+def record_good_version(
+    *,
+    session: Session,
+    workdir: str,
+    commit: str,
+    by: str,
+    now: datetime,
+    execution_id: str | None = None,
+) -> GoodVersionRow:
+    row = GoodVersionRow(
+        workdir=workdir, commit=commit, recorded_by=by, execution_id=execution_id, recorded_at=now
+    )
+    session.add(row)
+    return row
+
+
+def good_versions(*, session: Session, workdir: str, limit: int) -> list[GoodVersionRow]:
+    query = (
+        select(GoodVersionRow)
+        .where(GoodVersionRow.workdir == workdir)
+        .order_by(GoodVersionRow.recorded_at.desc(), GoodVersionRow.id.desc())
+        .limit(limit)
+    )
+    return list(session.scalars(query))
+
+
+def record_applied_versions(*, session: Session, execution: Execution, now: datetime) -> None:
+    """The execution succeeded, verification included: each terraform version its steps
+    applied (or found already in place) is now known good."""
+    for step in execution.steps:
+        detail = step.detail or {}
+        if step.kind == "terraform" and step.status == "succeeded" and "version" in detail:
+            record_good_version(
+                session=session,
+                workdir=str(detail["workdir"]),
+                commit=str(detail["version"]["commit"]),
+                by=f"remediator (execution {execution.id})",
+                now=now,
+                execution_id=execution.id,
+            )
+
+
+def last_good_lookup(db: Database) -> LastGoodLookup:
+    def lookup(workdir: str) -> GoodVersion | None:
+        with db.read() as session:
+            newest = good_versions(session=session, workdir=workdir, limit=1)
+        if not newest:
+            return None
+        return GoodVersion(newest[0].commit, newest[0].recorded_by, newest[0].recorded_at)
+
+    return lookup
