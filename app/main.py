@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import errors
-from app.api.routes import executions, health, webhooks
+from app.api.routes import executions, health, terraform, webhooks
 from app.config import Settings
 from app.flows import Services
 from app.wiring import build_services
@@ -41,5 +41,6 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     errors.install(app)
     app.include_router(webhooks.router)
     app.include_router(executions.router)
+    app.include_router(terraform.router)
     app.include_router(health.router)
     return app

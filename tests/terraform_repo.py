@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 TERRAFORM = shutil.which("terraform") or shutil.which("tofu")
@@ -115,3 +116,21 @@ def terraform_repo(directory: Path, *, bad_extra: str = "") -> TerraformRepo:
     repo.bad = repo.commit(web_tf("release-2-broken", bad_extra), "web: release 2")
     repo.apply_checkout()
     return repo
+
+
+def hanging_version(repo: TerraformRepo, seconds: int) -> None:
+    """A version tagged `hangs` whose apply takes `seconds`, then a newer one on top."""
+    repo.commit(web_tf("release-3", hang(seconds)), "web: release 3 (hangs)")
+    repo.git("tag", "hangs")
+    repo.commit(web_tf("release-4"), "web: release 4")
+
+
+def sleepers(seconds: int) -> list[psutil.Process]:
+    """The `sleep <seconds>` processes a hanging provisioner started and that still run."""
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if p.info["cmdline"]
+        and p.info["cmdline"][-1:] == [str(seconds)]
+        and p.info["cmdline"][0].endswith("sleep")
+    ]

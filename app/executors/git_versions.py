@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import VersionError
+from app.runbooks.paths import inside
 
 GIT_TIMEOUT_S = 60.0
 
@@ -51,6 +52,13 @@ class Version:
 class GitVersions:
     def __init__(self, terraform_dir: Path) -> None:
         self.terraform_dir = terraform_dir.resolve()
+
+    def workdir(self, name: str) -> Path:
+        """The live workdir `name` names, which must stay inside the terraform directory."""
+        workdir = inside(self.terraform_dir, name)
+        if workdir is None or not workdir.is_dir():
+            raise VersionError(f"workdir {name!r} is not a directory in terraform_dir")
+        return workdir
 
     def _git(self, *args: str, cwd: Path | None = None) -> bytes:
         try:

@@ -42,7 +42,6 @@ from app.executors.git_versions import GitVersions, LastGoodLookup, Version
 from app.executors.interruptible import Finished, run_interruptible
 from app.executors.terraform_plan import refusal, summarise
 from app.runbooks.models import TerraformStep
-from app.runbooks.paths import inside
 
 BACKEND_OVERRIDE = "zz_remediator_backend_override.tf.json"
 INTERRUPT_GRACE_S = 30.0
@@ -74,9 +73,7 @@ class TerraformExecutor:
         self.interrupt_grace_s = interrupt_grace_s
 
     def target(self, spec: TerraformStep) -> tuple[Path, Version]:
-        workdir = inside(self.terraform_dir, spec.workdir)
-        if workdir is None or not workdir.is_dir():
-            raise VersionError(f"workdir {spec.workdir!r} is not a directory in terraform_dir")
+        workdir = self.versions.workdir(spec.workdir)
         return workdir, self.versions.resolve(workdir, spec.revert_to, self.last_good)
 
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
 from app.executors.base import StepInput, StepResult
@@ -22,9 +21,10 @@ from tests.terraform_repo import (
     TERRAFORM,
     TerraformRepo,
     hang,
+    hanging_version,
     requires_terraform,
+    sleepers,
     terraform_repo,
-    web_tf,
 )
 
 pytestmark = requires_terraform
@@ -146,27 +146,11 @@ def test_a_lock_held_by_someone_else_is_waited_for_then_named(tmp_path: Path) ->
     assert not repo.locked()
 
 
-def _hanging_version(repo: TerraformRepo, seconds: int) -> None:
-    repo.commit(web_tf("release-3", hang(seconds)), "web: release 3 (hangs)")
-    repo.git("tag", "hangs")
-    repo.commit(web_tf("release-4"), "web: release 4")
-
-
-def _sleepers(seconds: int) -> list[psutil.Process]:
-    return [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if p.info["cmdline"]
-        and p.info["cmdline"][-1:] == [str(seconds)]
-        and p.info["cmdline"][0].endswith("sleep")
-    ]
-
-
 def test_a_hung_apply_times_out_interrupted_and_leaves_the_state_unlocked(
     tmp_path: Path,
 ) -> None:
     repo = terraform_repo(tmp_path)
-    _hanging_version(repo, 171)
+    hanging_version(repo, 171)
     started = time.monotonic()
     result = run(repo, revert_to="git:hangs", timeout=6)
     assert result.status == "timed_out", (result.error, result.output_tail)
@@ -176,13 +160,13 @@ def test_a_hung_apply_times_out_interrupted_and_leaves_the_state_unlocked(
     assert not repo.locked()
     # Terraform wrote state on its way out: what it finished is recorded.
     assert repo.state()["terraform_data.web"] == "release-3"
-    assert _sleepers(171) == []  # the provisioner's process went with it
+    assert sleepers(171) == []  # the provisioner's process went with it
     assert repo.terraform("plan", "-lock-timeout=0s", "-input=false").returncode == 0
 
 
 def test_cancel_interrupts_the_apply(tmp_path: Path) -> None:
     repo = terraform_repo(tmp_path)
-    _hanging_version(repo, 173)
+    hanging_version(repo, 173)
     flag = threading.Event()
     timer = threading.Timer(5, flag.set)
     timer.start()
@@ -193,7 +177,7 @@ def test_cancel_interrupts_the_apply(tmp_path: Path) -> None:
     assert result.status == "cancelled"
     assert result.error is not None and "cancelled during terraform apply" in result.error
     assert not repo.locked()
-    assert _sleepers(173) == []
+    assert sleepers(173) == []
 
 
 @pytest.mark.parametrize("workdir", ["../..", "/etc", "missing"])

@@ -88,3 +88,35 @@ def test_escalation_targets_must_be_configured(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text", ["[", "42", "- 1\n- 2\n", "name: x\nsteps: {}\n", "\t"])
 def test_nonsense_is_an_error_not_a_crash(tmp_path: Path, text: str) -> None:
     assert problems(tmp_path, text)
+
+
+def test_a_terraform_step_is_checked(tmp_path: Path) -> None:
+    terraform_dir = tmp_path / "terraform"
+    (terraform_dir / "web").mkdir(parents=True)
+    runbooks = tmp_path / "runbooks"
+    runbooks.mkdir()
+    (runbooks / "rb.yml").write_text(
+        "name: revert\nsteps:\n"
+        "  - terraform: {workdir: web, revert_to: 'git:v1.4.2', var: {release: '{{ incident.title }}'}}\n"
+    )
+    [loaded] = load_runbooks([runbooks], terraform_dir=terraform_dir)
+    step = loaded.runbook.steps[0]
+    assert step.kind == "terraform"
+    assert step.terraform is not None
+    assert (step.terraform.max_destroy, step.terraform.timeout, step.terraform.lock_timeout) == (
+        0, 600, 60,
+    )  # fmt: skip
+
+    def found(step_yaml: str) -> str:
+        return "\n".join(problems(tmp_path, f"name: x\nsteps:\n  - {step_yaml}\n",
+                                  terraform_dir=terraform_dir))  # fmt: skip
+
+    assert "revert_to" in found("terraform: {workdir: web, revert_to: yesterday}")
+    assert "revert_to" in found("terraform: {workdir: web}")
+    assert "max_destroy" in found("terraform: {workdir: web, revert_to: previous, max_destroy: -1}")
+    assert "exactly one of" in found(
+        "{ansible: {playbook: p.yml}, terraform: {workdir: web, revert_to: previous}}"
+    )
+    assert "var" in found("terraform: {workdir: web, revert_to: previous, var: {'a b': 1}}")
+    assert "leaves its directory" in found("terraform: {workdir: ../.., revert_to: previous}")
+    assert "not found in" in found("terraform: {workdir: db, revert_to: previous}")
