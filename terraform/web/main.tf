@@ -14,8 +14,8 @@ variable "change_reason" {
 
 resource "terraform_data" "release" {
   input = {
-    version         = "2.4.1"
-    max_connections = "200"
+    version         = "2.5.0"
+    max_connections = "5"
   }
 }
 
