@@ -8,7 +8,10 @@ RUN apt-get update \
  && curl -fsSL -o /tmp/tf.zip \
       "https://releases.hashicorp.com/terraform/${TERRAFORM_VERSION}/terraform_${TERRAFORM_VERSION}_linux_amd64.zip" \
  && unzip /tmp/tf.zip terraform -d /usr/local/bin && rm /tmp/tf.zip \
- && apt-get purge -y curl unzip && apt-get autoremove -y && rm -rf /var/lib/apt/lists/*
+ && apt-get purge -y curl unzip && apt-get autoremove -y && rm -rf /var/lib/apt/lists/* \
+ && git config --system --add safe.directory '*'
+# (The repository is mounted from the host and owned by another uid; git refuses to read
+# such a repository unless it is named safe, and it is only ever read here.)
 
 WORKDIR /srv
 COPY pyproject.toml README.md ./

@@ -4,8 +4,12 @@
 2. starts `remediator serve` with ./remediator.yaml (SQLite, the example runbooks),
 3. fills /tmp/remediator-demo/cache and sends a signed Alertmanager alert: the
    clear-cache runbook empties it (a real ansible-playbook run),
-4. sends a signed generic webhook whose runbook fails on purpose: it is escalated,
-5. keeps serving (Ctrl-C stops) unless --once.
+4. applies the bad release in terraform/web (as a deploy pipeline would, local state) and
+   sends the alert it causes: the revert-bad-web-release runbook plans, guards and
+   applies the previous release on that state (skipped, saying why, without terraform or
+   without this repository's git history),
+5. sends a signed generic webhook whose runbook fails on purpose: it is escalated,
+6. keeps serving (Ctrl-C stops) unless --once.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import base64
 import http.server
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -26,9 +31,12 @@ from typing import Any
 
 import httpx
 
+from app.errors import VersionError
+from app.executors.git_versions import GitVersions
 from app.signing import secret_key, signed_headers
 
 ROOT = Path(__file__).resolve().parent.parent
+WEB_WORKDIR = ROOT / "terraform" / "web"
 DEMO_DIR = Path("/tmp/remediator-demo")
 DEFAULTS = {
     "REMEDIATOR_API_TOKEN": "demo-api-token",
@@ -91,8 +99,10 @@ def show(execution: dict[str, Any]) -> None:
         f"    execution {execution['id']}: runbook {execution['runbook']} → {execution['status']}"
     )
     for step in execution["steps"]:
-        print(f"    step {step['kind']} {step['spec'].get('playbook')}: {step['status']}, "
-              f"{step['attempts']} attempt(s)")  # fmt: skip
+        what = step["spec"].get("playbook") or step["spec"].get("workdir")
+        print(f"    step {step['kind']} {what}: {step['status']}, {step['attempts']} attempt(s)")
+        if (step["detail"] or {}).get("summary"):
+            print(f"      {step['detail']['summary']}")
         tail = [line for line in step["output_tail"].splitlines() if line.strip()][-6:]
         print("      | " + "\n      | ".join(tail))
 
@@ -143,13 +153,9 @@ def main() -> int:
     return 0
 
 
-def run_demo(client: httpx.Client, receiver_port: int) -> None:
-    cache = DEMO_DIR / "cache"
-    cache.mkdir(parents=True, exist_ok=True)
-    for index in range(5):
-        (cache / f"chunk-{index}.bin").write_bytes(os.urandom(200_000))
-    say(f"{cache} holds {len(list(cache.iterdir()))} files; Alertmanager says CacheDirFull")
-    alert = json.loads((ROOT / "tests/fixtures/payloads/alertmanager/cache-full.json").read_text())
+def send_alert(client: httpx.Client, payload: str) -> None:
+    """Send an Alertmanager sample from tests/fixtures and show what it started."""
+    alert = json.loads((ROOT / "tests/fixtures/payloads/alertmanager" / payload).read_text())
     # A fresh startsAt makes this a new notification rather than a redelivery.
     alert["alerts"][0]["startsAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     answer = client.post(
@@ -160,7 +166,18 @@ def run_demo(client: httpx.Client, receiver_port: int) -> None:
     print(f"    POST /webhooks/alertmanager → {answer.status_code} {answer.json()}")
     for execution_id in answer.json().get("executions", []):
         show(wait_done(client, execution_id))
+
+
+def run_demo(client: httpx.Client, receiver_port: int) -> None:
+    cache = DEMO_DIR / "cache"
+    cache.mkdir(parents=True, exist_ok=True)
+    for index in range(5):
+        (cache / f"chunk-{index}.bin").write_bytes(os.urandom(200_000))
+    say(f"{cache} holds {len(list(cache.iterdir()))} files; Alertmanager says CacheDirFull")
+    send_alert(client, "cache-full.json")
     print(f"    {cache} now holds {len(list(cache.iterdir()))} files")
+
+    terraform_demo(client)
 
     say("a generic webhook says ReplicationLagHigh: its runbook fails on purpose")
     body = json.dumps(
@@ -188,6 +205,41 @@ def run_demo(client: httpx.Client, receiver_port: int) -> None:
         time.sleep(0.1)
     else:
         sys.exit(f"no escalation reached the receiver on port {receiver_port}")
+
+
+def terraform_demo(client: httpx.Client) -> None:
+    terraform = shutil.which("terraform")
+    if terraform is None:
+        say("skipping the terraform demo: no terraform on PATH (Terraform >= 1.4 runs it)")
+        return
+    try:
+        GitVersions(ROOT / "terraform").resolve(WEB_WORKDIR, "previous", lambda _: None)
+    except VersionError as exc:
+        say(f"skipping the terraform demo: {exc} (it reverts along this repository's history)")
+        return
+
+    say("the deploy pipeline applies terraform/web as committed: release 2.5.0, a bad one")
+    env = {**os.environ, "TF_IN_AUTOMATION": "1", "CHECKPOINT_DISABLE": "1"}
+    for args in (["init", "-input=false"], ["apply", "-input=false", "-auto-approve"]):
+        done = subprocess.run(
+            [terraform, f"-chdir={WEB_WORKDIR}", *args, "-no-color"],
+            check=False, env=env, capture_output=True, text=True,
+        )  # fmt: skip
+        if done.returncode != 0:
+            sys.exit(f"terraform {args[0]} in {WEB_WORKDIR} failed:\n{done.stderr}")
+    print(f"    state says: {released(terraform)}")
+    send_alert(client, "web-release-errors.json")
+    print(f"    state now says: {released(terraform)}")
+
+
+def released(terraform: str) -> str:
+    """The release the live state of terraform/web holds."""
+    done = subprocess.run(
+        [terraform, f"-chdir={WEB_WORKDIR}", "output", "-json", "release"],
+        check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    release = json.loads(done.stdout)
+    return f"release {release['version']}, max_connections {release['max_connections']}"
 
 
 if __name__ == "__main__":

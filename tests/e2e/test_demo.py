@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 
@@ -25,3 +26,20 @@ def test_demo_shows_a_remediation_and_an_escalation(tmp_path) -> None:
     assert "now holds 0 files" in result.stdout
     assert "database-failover → failed" in result.stdout
     assert "ESCALATION received" in result.stdout
+    # The demo runs `terraform` itself (the example config's terraform_bin).
+    if shutil.which("terraform") is None or not _has_history("terraform/web", commits=2):
+        assert "skipping the terraform demo" in result.stdout
+    else:
+        assert "state says: release 2.5.0" in result.stdout
+        assert "revert-bad-web-release → succeeded" in result.stdout
+        assert "state now says: release 2.4.1, max_connections 200" in result.stdout
+
+
+def _has_history(path: str, commits: int) -> bool:
+    """Whether this checkout holds `commits` commits touching `path` (a shallow clone or
+    an exported tree does not, and the demo's `previous` revert needs them)."""
+    done = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-list", "--count", "HEAD", "--", path],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    return done.returncode == 0 and int(done.stdout.strip() or 0) >= commits

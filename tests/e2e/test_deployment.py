@@ -65,6 +65,9 @@ def test_compose_volumes_are_the_configured_directories() -> None:
         assert (ROOT / config[key]).is_dir(), host
         assert mounts[host] == f"{WORKDIR}/{config[key]}"
     assert mounts["./remediator.yaml"] == f"{WORKDIR}/remediator.yaml"
+    # terraform_dir must be inside a git repository: the one it is mounted from.
+    assert mounts["./.git"] == f"{WORKDIR}/.git"
+    assert "safe.directory" in DOCKERFILE
 
 
 def test_compose_environment_names_real_settings_and_every_secret() -> None:

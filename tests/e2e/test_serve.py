@@ -84,6 +84,24 @@ def test_lint_and_simulate_commands(tmp_path: Path) -> None:
     assert [m["runbook"] for m in report["matched"]] == ["clear-cache-when-full"]
     assert report["matched"][0]["concurrency_key"] == "cache-web-1"
     assert {s["runbook"] for s in report["not_matched"]} >= {"database-failover"}
+    web = subprocess.run(
+        [*cli, "simulate", str(ROOT / "tests/fixtures/payloads/alertmanager/web-release-errors.json"), "--source", "alertmanager"],
+        capture_output=True, text=True, env=env, check=True,
+    )  # fmt: skip
+    [revert] = json.loads(web.stdout)["incidents"][0]["matched"]
+    [step] = revert["steps"]
+    assert revert["runbook"] == "revert-bad-web-release" and step["kind"] == "terraform"
+    assert step["var"] == {"change_reason": "remediator: web 5xx ratio 31% since release 2.5.0"}
+    # Which version a revert would apply, without applying it.
+    chosen = step["would_act_on"]
+    previous = subprocess.run(
+        ["git", "-C", str(ROOT), "log", "-2", "--format=%H", "--", "terraform/web"],
+        capture_output=True, text=True, check=False,
+    ).stdout.split()  # fmt: skip
+    if len(previous) == 2:
+        assert chosen["version"]["commit"] == previous[1]
+    else:  # an exported tree or a shallow clone has no history to revert along
+        assert "version_error" in chosen
     ignored = subprocess.run(
         [*cli, "simulate", str(ROOT / "tests/fixtures/payloads/rootly/postmortem-created.json"), "--source", "rootly"],
         capture_output=True, text=True, env=env, check=True,
