@@ -23,8 +23,8 @@ test: $(BIN)/remediator
 	$(BIN)/pytest
 
 lint: $(BIN)/remediator
-	$(BIN)/ruff check app tests scripts
-	$(BIN)/ruff format --check app tests scripts
+	$(BIN)/ruff check app tests scripts bench
+	$(BIN)/ruff format --check app tests scripts bench
 
 typecheck: $(BIN)/remediator
 	$(BIN)/mypy
