@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -17,6 +16,7 @@ from sqlalchemy import select
 from app.config import Settings, config_path_from, load_settings
 from app.errors import ConfigError, RemediatorError, RunbookError
 from app.executors.registry import build_executors
+from app.logs import configure_logging
 from app.runbooks.loader import load_runbooks
 from app.runbooks.models import Runbook
 from app.simulate import simulate
@@ -39,13 +39,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     from app.main import create_app
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
     settings = _settings(args)
+    configure_logging(args.log_level, settings.log_format, settings.secret_values())
     uvicorn.run(
         create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5, log_config=None,
     )  # fmt: skip
     return 0
 

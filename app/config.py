@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///remediator.db"
     public_url: str = "http://localhost:8080"
     api_tokens: list[SecretStr] = Field(default_factory=list)
+    # /metrics wants an API token like /api (Prometheus: `authorization` in the scrape
+    # config); false serves it to anyone who can reach the port.
+    metrics_require_token: bool = True
+    # json: one object a line, with the execution's context, for a log pipeline.
+    log_format: Literal["json", "text"] = "json"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     replay_window_s: int = Field(default=300, gt=0)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)

@@ -14,6 +14,7 @@ RemediatorError
 ├── ExecutorError               the machinery that runs a step broke (not: the step failed)
 │   └── VersionError            a terraform version that `revert_to` names does not exist
 ├── EscalationError             a notification was not delivered (retryable unless said)
+├── BadRequest                  a request parameter this API cannot use (400)
 ├── NotFound                    (404)
 ├── Unauthorized                missing or wrong API token (401)
 └── Conflict                    an action the execution's state does not allow (409)
@@ -100,6 +101,10 @@ class EscalationError(RemediatorError):
         super().__init__(message)
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+
+
+class BadRequest(RemediatorError):
+    pass
 
 
 class NotFound(RemediatorError):

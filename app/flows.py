@@ -17,7 +17,8 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +39,8 @@ from app.errors import EscalationError, ExecutorError, UnknownSource, Unsupporte
 from app.escalation.base import EscalationMessage, Notifier
 from app.executors.base import Executor, StepInput, StepResult
 from app.incident import Incident
+from app.logs import log_context
+from app.metrics import Metrics, source_label
 from app.redaction import redact
 from app.runbooks.matcher import Matcher
 from app.runbooks.models import Retry
@@ -45,7 +48,7 @@ from app.runbooks.plan import Plan, plan
 from app.sources.base import Delivery, WebhookRequest
 from app.sources.registry import get_source
 from app.store.db import Database, lock_names
-from app.store.models import EscalationRow, Event, Execution, StepRow
+from app.store.models import ActionRow, EscalationRow, Event, Execution, StepRow
 from app.store.queue import claim_next_escalation, expired_executions
 from app.store.records import (
     add_execution,
@@ -72,6 +75,7 @@ class Services:
     notifiers: Mapping[str, Notifier]
     stopping: threading.Event = field(default_factory=threading.Event)
     work_ready: threading.Event = field(default_factory=threading.Event)
+    metrics: Metrics = field(default_factory=Metrics)
 
     def escalate_to(self, runbook_targets: list[str]) -> list[str]:
         return list(runbook_targets or self.settings.default_escalate)
@@ -149,15 +153,51 @@ def read_delivery(
 def receive_webhook(
     services: Services, source_name: str, headers: Mapping[str, str], body: bytes, now: float
 ) -> Accepted:
+    with log_context(source=source_name):
+        accepted = _receive_webhook(services, source_name, headers, body, now)
+        with log_context(event_id=accepted.event_id):
+            log.info(
+                "webhook %s: %d incident(s), executions %s, attached to %s%s",
+                "duplicate" if accepted.duplicate else "accepted", accepted.incidents,
+                accepted.executions, accepted.attached,
+                f", ignored: {accepted.ignored}" if accepted.ignored else "",
+            )  # fmt: skip
+    return accepted
+
+
+def _receive_webhook(
+    services: Services, source_name: str, headers: Mapping[str, str], body: bytes, now: float
+) -> Accepted:
     delivery = read_delivery(services, source_name, headers, body, now)
     matcher = services.matcher
     plans = [
         (incident, [plan(m.runbook, incident) for m in matcher.match(incident)])
         for incident in delivery.incidents
     ]
+    accepted = store_delivery(services, Arrival(source_name, delivery, plans, now))
+    if not accepted.duplicate:
+        for incident in delivery.incidents:
+            services.metrics.incidents.labels(source_label(source_name), incident.status).inc()
+    return accepted
+
+
+@dataclass(frozen=True)
+class Arrival:
+    """A verified delivery and the plans its incidents lead to. `started_by`: a human's
+    manual run, recorded on the execution it starts."""
+
+    source: str
+    delivery: Delivery
+    plans: list[tuple[Incident, list[Plan]]]
+    now: float
+    started_by: ActionRow | None = None
+
+
+def store_delivery(services: Services, arrival: Arrival) -> Accepted:
+    """Persist a verified delivery and its plans; a delivery id seen before is a duplicate."""
     for _ in range(3):
         try:
-            accepted = _persist(services, source_name, delivery, plans, now)
+            accepted = _persist(services, arrival)
             break
         except IntegrityError:
             # Another replica stored the same delivery between our check and our insert
@@ -165,25 +205,26 @@ def receive_webhook(
             # attempt sees the other side's rows).
             with services.db.read() as session:
                 existing = find_event(
-                    session=session, source=source_name, delivery_id=delivery.delivery_id
+                    session=session, source=arrival.source, delivery_id=arrival.delivery.delivery_id
                 )
                 if existing is not None:
                     return Accepted(existing.id, True, [], 0)
     else:
-        raise RuntimeError(f"could not store delivery {delivery.delivery_id} after 3 attempts")
+        raise RuntimeError(
+            f"could not store delivery {arrival.delivery.delivery_id} after 3 attempts"
+        )
     if accepted.executions:
         services.work_ready.set()
     return accepted
 
 
-def _persist(
-    services: Services,
-    source_name: str,
-    delivery: Delivery,
-    plans: list[tuple[Incident, list[Plan]]],
-    now: float,
-) -> Accepted:
-    moment = datetime.fromtimestamp(now, UTC)
+def _persist(services: Services, arrival: Arrival) -> Accepted:
+    """Store the delivery, its incidents and the executions they lead to, in one
+    transaction."""
+    source_name, delivery, plans, started_by = (
+        arrival.source, arrival.delivery, arrival.plans, arrival.started_by
+    )  # fmt: skip
+    moment = datetime.fromtimestamp(arrival.now, UTC)
     with services.db.write() as session:
         lock_names(
             session.connection(),
@@ -215,8 +256,11 @@ def _persist(
                     incident_row=row,
                     escalate_to=services.escalate_to(item.runbook.escalate),
                     now=moment,
+                    trigger="webhook" if started_by is None else "manual",
                 )
                 (attached if joined else created).append(execution)
+                if started_by is not None and not joined:
+                    execution.actions.append(started_by)
         session.flush()
         return Accepted(
             event.id,
@@ -287,6 +331,16 @@ def run_step(
     )
     result: StepResult = retrying(once)
     return result
+
+
+@contextmanager
+def execution_logged(services: Services, execution_id: str) -> Iterator[None]:
+    """Every line logged inside names the execution, its runbook and its event."""
+    with services.db.read() as session:
+        execution = session.get_one(Execution, execution_id)
+        fields = {"runbook": execution.runbook, "event_id": execution.incident.event_id}
+    with log_context(execution_id=execution_id, **fields):
+        yield
 
 
 def run_execution(services: Services, execution_id: str, stop: Stop) -> str:
@@ -363,6 +417,12 @@ def _run_one(
     def record(number: int, result: StepResult) -> None:
         with services.db.write() as session:
             record_attempt(session=session, step_id=step_id, number=number, result=result)
+        took = (result.finished_at - result.started_at).total_seconds()
+        services.metrics.step_seconds.labels(kind, result.status).observe(took)
+        log.info(
+            "step %d (%s) attempt %d: %s, exit %s, %.1fs%s", position + 1, kind, number,
+            result.status, result.rc, took, f": {result.error}" if result.error else "",
+        )  # fmt: skip
 
     executor = services.executors.get(kind)
     if executor is None:
@@ -511,6 +571,21 @@ def deliver_escalation(services: Services, client: httpx.Client) -> bool:
             return False
         message = escalation_message(services, row, session.get_one(Execution, row.execution_id))
         escalation_id, target, created_at = row.id, row.target, row.created_at
+    execution = message.execution
+    with log_context(escalation_id=escalation_id, target=target, execution_id=execution.id,
+                     runbook=execution.runbook):  # fmt: skip
+        return _deliver(services, client, message, escalation_id, target, created_at)
+
+
+def _deliver(
+    services: Services,
+    client: httpx.Client,
+    message: EscalationMessage,
+    escalation_id: str,
+    target: str,
+    created_at: datetime,
+) -> bool:
+    settings = services.settings
     notifier = services.notifiers.get(target)
     error: EscalationError | None = None
     try:

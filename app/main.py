@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -9,11 +12,28 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import errors
-from app.api.routes import executions, health, terraform, webhooks
+from app.api.routes import executions, health, metrics, runbooks, terraform, webhooks
 from app.config import Settings
+from app.errors import RemediatorError
 from app.flows import Services
-from app.wiring import build_services
+from app.wiring import build_services, reload_runbooks
 from app.worker import WorkerPool
+
+
+def _reload_on_sighup(services: Services) -> bool:
+    """SIGHUP reloads the runbooks, off the event loop; answers whether it was installed
+    (only the main thread's loop can take signals: not so under a test client)."""
+    loop = asyncio.get_running_loop()
+
+    def reload_quietly() -> None:
+        with contextlib.suppress(RemediatorError):  # logged with every problem; old set kept
+            reload_runbooks(services)
+
+    try:
+        loop.add_signal_handler(signal.SIGHUP, loop.run_in_executor, None, reload_quietly)
+    except (NotImplementedError, RuntimeError, ValueError):
+        return False
+    return True
 
 
 def create_app(settings: Settings, *, services: Services | None = None) -> FastAPI:
@@ -25,9 +45,12 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         pool = WorkerPool(app.state.services)
         app.state.workers = pool
         pool.start()
+        hangup = _reload_on_sighup(app.state.services)
         try:
             yield
         finally:
+            if hangup:
+                asyncio.get_running_loop().remove_signal_handler(signal.SIGHUP)
             pool.stop()
             app.state.services.db.close()
 
@@ -41,6 +64,8 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     errors.install(app)
     app.include_router(webhooks.router)
     app.include_router(executions.router)
+    app.include_router(runbooks.router)
     app.include_router(terraform.router)
     app.include_router(health.router)
+    app.include_router(metrics.router)
     return app

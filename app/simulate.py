@@ -9,7 +9,7 @@ from typing import Any
 
 from app.executors.base import Executor
 from app.flows import parse_json
-from app.runbooks.matcher import Matcher, mismatch
+from app.runbooks.matcher import Matcher, explain, mismatch
 from app.runbooks.plan import PlannedStep, plan
 from app.sources.base import WebhookRequest
 from app.sources.registry import get_source
@@ -44,6 +44,7 @@ def simulate(
                 {
                     "runbook": item.runbook.name,
                     "file": f"{item.file}:{item.line}",
+                    "decided_by": explain(item.runbook.match, context),
                     "concurrency_key": planned.concurrency_key,
                     "error": planned.error,
                     "steps": [_step(step, executors.get(step.kind)) for step in planned.steps],

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import threading
 
 from app.config import Settings
-from app.errors import ConfigError
+from app.errors import ConfigError, RemediatorError
 from app.escalation.registry import build_notifiers
 from app.executors.registry import build_executors
 from app.flows import Services
@@ -15,6 +16,8 @@ from app.sources.registry import check_sources
 from app.store.db import Database
 
 log = logging.getLogger("remediator")
+# Two reloads at once (SIGHUP and the API) must not finish out of order.
+_reloading = threading.Lock()
 
 
 def load_matcher(settings: Settings) -> Matcher:
@@ -32,6 +35,24 @@ def load_matcher(settings: Settings) -> Matcher:
     )
 
 
+def reload_runbooks(services: Services) -> Matcher:
+    """Load the runbooks again and swap the whole set in one assignment, so a webhook is
+    matched against the old set or the new one, never half of each. A set that does not
+    load raises RunbookError with every problem, and the old set stays in use."""
+    with _reloading:
+        try:
+            matcher = load_matcher(services.settings)
+        except RemediatorError as exc:
+            services.metrics.reloads.labels("refused").inc()
+            log.error("runbook reload refused, keeping %d runbook(s):\n%s",
+                      len(services.matcher.runbooks), exc)  # fmt: skip
+            raise
+        services.matcher = matcher
+    services.metrics.reloads.labels("ok").inc()
+    log.info("runbooks reloaded: %d runbook(s)", len(matcher.runbooks))
+    return matcher
+
+
 def build_services(settings: Settings) -> Services:
     for warning in check_sources(settings):
         log.warning(warning)
@@ -41,10 +62,13 @@ def build_services(settings: Settings) -> Services:
     matcher = load_matcher(settings)
     db = Database(settings.database_url)
     db.upgrade()
-    return Services(
+    services = Services(
         settings=settings,
         db=db,
         matcher=matcher,
         executors=build_executors(settings, db),
         notifiers=build_notifiers(settings),
     )
+    services.metrics.watch_database(db)
+    services.metrics.runbooks.set_function(lambda: len(services.matcher.runbooks))
+    return services

@@ -18,7 +18,15 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy.exc import IntegrityError
 
-from app.flows import Services, Stop, deliver_escalation, recover_expired, release, run_execution
+from app.flows import (
+    Services,
+    Stop,
+    deliver_escalation,
+    execution_logged,
+    recover_expired,
+    release,
+    run_execution,
+)
 from app.store.queue import cancel_requested, claim_next_execution, renew_leases
 from app.verification import expire_deadlines, run_http_checks
 
@@ -89,8 +97,10 @@ class WorkerPool:
                 with self.lock:
                     self.running[execution_id] = (worker_id, stop)
                 try:
-                    status = run_execution(services, execution_id, stop)
-                    log.info("execution %s: %s", execution_id, status)
+                    with execution_logged(services, execution_id):
+                        log.info("execution claimed by %s", worker_id)
+                        status = run_execution(services, execution_id, stop)
+                        log.info("execution left %s", status)
                 finally:
                     with self.lock:
                         self.running.pop(execution_id, None)

@@ -11,7 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.errors import Unauthorized
 from app.flows import Services
 
-_bearer = HTTPBearer(auto_error=False, description="A token from `api_tokens`.")
+bearer = HTTPBearer(auto_error=False, description="A token from `api_tokens`.")
 
 
 def get_services(request: Request) -> Services:
@@ -24,7 +24,7 @@ ServicesDep = Annotated[Services, Depends(get_services)]
 
 def require_token(
     services: ServicesDep,
-    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> None:
     tokens = services.settings.api_tokens
     if not tokens:

@@ -9,11 +9,13 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import (
+    BadRequest,
     Conflict,
     InvalidSignature,
     NotFound,
     PayloadTooLarge,
     RemediatorError,
+    RunbookError,
     StaleTimestamp,
     Unauthenticated,
     Unauthorized,
@@ -30,7 +32,9 @@ STATUS: list[tuple[type[RemediatorError], int, str]] = [
     (PayloadTooLarge, 413, "payload_too_large"),
     (UnsupportedPayload, 422, "unsupported_payload"),
     (VersionError, 422, "unknown_version"),
+    (RunbookError, 422, "invalid_runbooks"),
     (UnknownSource, 404, "unknown_source"),
+    (BadRequest, 400, "bad_request"),
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
 ]
@@ -40,14 +44,20 @@ def error_body(kind: str, detail: object) -> dict[str, object]:
     return {"error": kind, "detail": detail}
 
 
+def answer_for(exc: RemediatorError) -> tuple[int, str]:
+    """The HTTP status and error kind this error is answered with."""
+    for kind, status, name in STATUS:
+        if isinstance(exc, kind):
+            return status, name
+    return 500, "internal"
+
+
 def install(app: FastAPI) -> None:
     @app.exception_handler(RemediatorError)
     async def _remediator_error(_: Request, exc: RemediatorError) -> JSONResponse:
-        for kind, status, name in STATUS:
-            if isinstance(exc, kind):
-                headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-                return JSONResponse(error_body(name, str(exc)), status_code=status, headers=headers)
-        return JSONResponse(error_body("internal", str(exc)), status_code=500)
+        status, name = answer_for(exc)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return JSONResponse(error_body(name, str(exc)), status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from app.incident import Incident
@@ -88,6 +89,25 @@ def mismatch(match: Match, incident: Incident, context: dict[str, Any]) -> str |
     return None
 
 
+def explain(match: Match, context: dict[str, Any]) -> list[str]:
+    """For an incident that matches: each filter and condition that decided it."""
+    reasons = [
+        f"{name} {context.get(name)!r} in {wanted}" if isinstance(wanted, list)
+        else f"{name} is {wanted}"
+        for name, wanted in (
+            ("status", match.status),
+            ("source", match.source),
+            ("severity", match.severity),
+            ("service", match.service),
+        )
+        if wanted is not None
+    ]  # fmt: skip
+    reasons += [f"all: {_describe(c)} holds" for c in match.all]
+    reasons += [f"any: {_describe(c)} holds" for c in match.any if holds(c, context)]
+    reasons += [f"none: {_describe(c)} does not hold" for c in match.none]
+    return reasons or ["the runbook matches every incident"]
+
+
 def _describe(condition: Condition) -> str:
     operator = condition.operator
     argument = condition.in_ if operator == "in" else getattr(condition, operator)
@@ -98,6 +118,7 @@ class Matcher:
     """An indexed runbook set, never changed after it is built; a reload builds a new one."""
 
     def __init__(self, runbooks: Sequence[RunbookFile]) -> None:
+        self.loaded_at = datetime.now(UTC)
         self.runbooks = tuple(runbooks)
         self._by_name = {item.runbook.name: item for item in self.runbooks}
         self._by_status: dict[str | None, list[RunbookFile]] = {}

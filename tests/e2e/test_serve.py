@@ -109,3 +109,60 @@ def test_lint_and_simulate_commands(tmp_path: Path) -> None:
     assert "incident_post_mortem.created" in json.loads(ignored.stdout)["ignored"]
     schema = subprocess.run([*cli, "schema"], capture_output=True, text=True, env=env, check=True)
     assert "AnsibleStep" in json.loads(schema.stdout)["$defs"]
+
+
+def test_sighup_reloads_runbooks_and_a_broken_set_is_refused(tmp_path: Path) -> None:
+    one = {"name": "one", "steps": [ansible_step("write.yml")]}
+    config = write_config(tmp_path, [one])
+    server = start_server(config)
+    runbooks = tmp_path / "runbooks" / "test.yml"
+
+    def names() -> list[str]:
+        return [r["runbook"]["name"] for r in server.api("/runbooks")["runbooks"]]
+
+    def hang_up_until(expected: list[str], log_line: str) -> None:
+        server.proc.send_signal(signal.SIGHUP)
+        for _ in range(100):
+            if log_line in server.log.read_text():
+                break
+            time.sleep(0.1)
+        assert log_line in server.log.read_text(), server.log.read_text()[-2000:]
+        assert names() == expected
+        assert server.proc.poll() is None
+
+    try:
+        assert names() == ["one"]
+        runbooks.write_text(json.dumps([one, {**one, "name": "two"}]))
+        hang_up_until(["one", "two"], "runbooks reloaded: 2 runbook(s)")
+        runbooks.write_text(json.dumps([{**one, "name": "Not Valid"}]))
+        hang_up_until(["one", "two"], "runbook reload refused, keeping 2 runbook(s)")
+    finally:
+        server.close()
+
+
+def test_logs_are_json_lines_naming_the_execution(tmp_path: Path) -> None:
+    dest = tmp_path / "out.json"
+    step = ansible_step("write.yml", message="{{ incident.title }}", host="h", dest=str(dest))
+    config = write_config(
+        tmp_path, [{"name": "write", "match": {"source": "generic"}, "steps": [step]}]
+    )
+    server = start_server(config)
+    try:
+        body = json.dumps({"title": "disk full"}).encode()
+        answer = httpx.post(
+            f"{server.base}/webhooks/generic", content=body, headers=sign_generic(body)
+        )
+        [execution_id] = answer.json()["executions"]
+        event_id = answer.json()["event_id"]
+        [execution] = server.wait_all_final([execution_id])
+        assert execution["status"] == "succeeded"
+    finally:
+        server.terminate()
+    lines = [json.loads(line) for line in server.log.read_text().splitlines() if line.strip()]
+    assert all({"time", "level", "logger", "message"} <= set(line) for line in lines)
+    mine = [line for line in lines if line.get("execution_id") == execution_id]
+    assert {line["runbook"] for line in mine} == {"write"}
+    assert {line["event_id"] for line in mine} == {event_id}
+    assert any("step 1 (ansible) attempt 1: succeeded" in line["message"] for line in mine)
+    assert any(line["message"].startswith("webhook accepted") and line.get("event_id") == event_id
+               for line in lines)  # fmt: skip

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import base64
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
-from sqlalchemy import select
+from sqlalchemy import select, tuple_
 
 from app.actions import Action, act
 from app.api.deps import ServicesDep, require_token
-from app.errors import NotFound
-from app.store.models import Execution
+from app.errors import BadRequest, NotFound
+from app.store.models import Execution, IncidentRow
 from app.store.views import ExecutionSummary, ExecutionView, execution_summary, execution_view
 
 router = APIRouter(prefix="/api", tags=["executions"], dependencies=[Depends(require_token)])
@@ -21,20 +22,65 @@ router = APIRouter(prefix="/api", tags=["executions"], dependencies=[Depends(req
 @router.get("/executions")
 def list_executions(
     services: ServicesDep,
-    status: str | None = None,
+    request: Request,
+    response: Response,
+    status: Annotated[list[str] | None, Query(description="One or more statuses.")] = None,
     runbook: str | None = None,
+    source: Annotated[str | None, Query(description="The incident's platform.")] = None,
+    trigger: Annotated[str | None, Query(pattern="^(webhook|manual)$")] = None,
     since: datetime | None = None,
+    until: datetime | None = None,
+    cursor: Annotated[
+        str | None, Query(description="From the previous page's `Link: rel=next`.")
+    ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[ExecutionSummary]:
-    query = select(Execution).order_by(Execution.created_at.desc()).limit(limit)
+    """Newest first. A full page carries `Link: <...>; rel="next"` (and `X-Next-Cursor`)
+    for the page after it: keyset pagination, so new executions never shift a page."""
+    query = (
+        select(Execution).order_by(Execution.created_at.desc(), Execution.id.desc()).limit(limit)
+    )
     if status:
-        query = query.where(Execution.status == status)
+        query = query.where(Execution.status.in_(status))
     if runbook:
         query = query.where(Execution.runbook == runbook)
+    if source:
+        query = query.where(Execution.incident.has(IncidentRow.source == source))
+    if trigger:
+        query = query.where(Execution.trigger == trigger)
     if since:
         query = query.where(Execution.created_at >= since)
+    if until:
+        query = query.where(Execution.created_at < until)
+    if cursor:
+        created_at, execution_id = _read_cursor(cursor)
+        query = query.where(
+            tuple_(Execution.created_at, Execution.id) < tuple_(created_at, execution_id)
+        )
     with services.db.read() as session:
-        return [execution_summary(e) for e in session.scalars(query)]
+        page = list(session.scalars(query))
+        summaries = [execution_summary(e) for e in page]
+    if len(page) == limit:
+        last = page[-1]
+        following = _cursor(last.created_at, last.id)
+        response.headers["X-Next-Cursor"] = following
+        url = request.url.include_query_params(cursor=following)
+        response.headers["Link"] = f'<{url}>; rel="next"'
+    return summaries
+
+
+def _cursor(created_at: datetime, execution_id: str) -> str:
+    raw = f"{created_at.isoformat()}|{execution_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _read_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        created_at, execution_id = raw.split("|", 1)
+        return datetime.fromisoformat(created_at), execution_id
+    except ValueError as exc:
+        raise BadRequest(f"cursor {cursor!r} is not one this API gave out") from exc
 
 
 @router.get("/executions/{execution_id}")

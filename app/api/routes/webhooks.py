@@ -9,8 +9,10 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ServicesDep
-from app.errors import PayloadTooLarge
+from app.api.errors import answer_for
+from app.errors import PayloadTooLarge, RemediatorError
 from app.flows import now_s, receive_webhook
+from app.metrics import source_label
 
 router = APIRouter(tags=["webhooks"])
 
@@ -46,6 +48,23 @@ async def read_body(request: Request, limit: int) -> bytes:
     },
 )
 async def receive(source: str, request: Request, services: ServicesDep) -> JSONResponse:
+    label = source_label(source)
+    try:
+        answer = await _receive(source, request, services)
+    except RemediatorError as exc:
+        status, kind = answer_for(exc)
+        services.metrics.webhooks.labels(label, str(status)).inc()
+        if status == 401:
+            services.metrics.auth_failures.labels(label, kind).inc()
+        raise
+    except Exception:
+        services.metrics.webhooks.labels(label, "500").inc()
+        raise
+    services.metrics.webhooks.labels(label, str(answer.status_code)).inc()
+    return answer
+
+
+async def _receive(source: str, request: Request, services: ServicesDep) -> JSONResponse:
     received = now_s()
     body = await read_body(request, services.settings.max_body_bytes)
     headers = {k.lower(): v for k, v in request.headers.items()}

@@ -1,0 +1,151 @@
+"""Runbooks: what is loaded and from where, reload, a manual run, and simulate (which
+runbooks a payload would start and why, with the rendered steps; nothing runs)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.deps import ServicesDep, require_token
+from app.errors import NotFound
+from app.manual import run_manually
+from app.runbooks.models import Runbook, RunbookFile
+from app.simulate import simulate
+from app.wiring import reload_runbooks
+
+router = APIRouter(prefix="/api", tags=["runbooks"], dependencies=[Depends(require_token)])
+
+
+class RunbookInfo(BaseModel):
+    file: str
+    line: int
+    runbook: Runbook
+
+
+class RunbookSet(BaseModel):
+    loaded_at: datetime
+    runbooks: list[RunbookInfo]
+
+
+def _info(item: RunbookFile) -> RunbookInfo:
+    return RunbookInfo(file=item.file, line=item.line, runbook=item.runbook)
+
+
+@router.get("/runbooks", response_model_exclude_none=True)
+def list_runbooks(services: ServicesDep) -> RunbookSet:
+    """Every loaded runbook, by name, with the file and line it came from."""
+    matcher = services.matcher
+    return RunbookSet(loaded_at=matcher.loaded_at, runbooks=[_info(i) for i in matcher.runbooks])
+
+
+@router.get(
+    "/runbooks/{name}",
+    response_model_exclude_none=True,
+    responses={404: {"description": "No such runbook loaded."}},
+)
+def get_runbook(name: str, services: ServicesDep) -> RunbookInfo:
+    item = services.matcher.get(name)
+    if item is None:
+        raise NotFound(f"no runbook {name!r} is loaded")
+    return _info(item)
+
+
+@router.post(
+    "/runbooks/reload",
+    response_model_exclude_none=True,
+    responses={422: {"description": "The files do not load: every problem, file:line; "
+                                    "the runbooks in use stay as they were."}},
+)  # fmt: skip
+def reload(services: ServicesDep) -> RunbookSet:
+    """Load `runbooks_dir` again and swap the whole set at once (SIGHUP does the same)."""
+    matcher = reload_runbooks(services)
+    return RunbookSet(loaded_at=matcher.loaded_at, runbooks=[_info(i) for i in matcher.runbooks])
+
+
+class ManualRun(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "by": "alice@example.com",
+                    "reason": "cache full again, alert is flapping",
+                    "incident": {
+                        "title": "Cache volume on web-1 is 97% full",
+                        "severity": "high",
+                        "service": "web",
+                        "labels": {"alertname": "CacheDirFull", "instance": "web-1"},
+                    },
+                }
+            ]
+        }
+    )
+
+    by: str = Field(min_length=1, max_length=200)
+    reason: str = Field(default="", max_length=2000)
+    incident: dict[str, Any] = Field(
+        description="A generic-source incident: `title` required; `severity`, `service`, "
+        "`labels`, `annotations`, `url`, `fingerprint`, and `source` to tie the run to a "
+        "platform's incident (default `manual`)."
+    )
+
+
+@router.post(
+    "/runbooks/{name}/run",
+    status_code=202,
+    responses={
+        200: {"description": "The same Idempotency-Key was used before: nothing new started."},
+        404: {"description": "No such runbook loaded."},
+        422: {"description": "The incident is not a generic-source incident."},
+    },
+)
+def run(
+    name: str,
+    body: ManualRun,
+    services: ServicesDep,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> JSONResponse:
+    """Run a runbook now for the incident given, whatever its `match` says. Guards and
+    approval apply as for a webhook; the answer lists the execution started, or the open
+    one for the same incident it was attached to."""
+    accepted = run_manually(
+        services, name, body.incident, by=body.by, reason=body.reason,
+        idempotency_key=idempotency_key,
+    )  # fmt: skip
+    content = {
+        "event_id": accepted.event_id,
+        "executions": accepted.executions,
+        "attached": accepted.attached,
+        "duplicate": accepted.duplicate,
+    }
+    return JSONResponse(content, status_code=200 if accepted.duplicate else 202)
+
+
+class SimulateRequest(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "source": "generic",
+                    "payload": {"title": "Disk full on db-1", "labels": {"alertname": "DiskFull"}},
+                }
+            ]
+        }
+    )
+
+    source: str = Field(description="The platform whose payload this is (`alertmanager`, ...).")
+    payload: Any = Field(description="The webhook body, as the platform would send it.")
+
+
+@router.post("/simulate", responses={404: {"description": "Unknown source."}})
+def simulate_payload(body: SimulateRequest, services: ServicesDep) -> dict[str, Any]:
+    """Normalise the payload as the source would (no signature needed) and report, per
+    incident, the runbooks that match with the conditions that decided it, the rendered
+    steps (and for terraform the version a revert would apply), and why each other
+    runbook does not match. Nothing is stored and nothing runs."""
+    raw = json.dumps(body.payload).encode()
+    return simulate(services.matcher, body.source, raw, services.executors)
