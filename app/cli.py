@@ -4,8 +4,10 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,16 +16,17 @@ from pydantic import TypeAdapter
 from sqlalchemy import select
 
 from app.config import Settings, config_path_from, load_settings
-from app.errors import ConfigError, RemediatorError, RunbookError
+from app.errors import ConfigError, RemediatorError, RunbookError, UnsupportedPayload
 from app.executors.registry import build_executors
 from app.logs import configure_logging
+from app.manual import run_manually
 from app.runbooks.loader import load_runbooks
 from app.runbooks.models import Runbook
 from app.simulate import simulate
 from app.store.db import Database
-from app.store.models import Execution
-from app.store.views import execution_summary
-from app.wiring import load_matcher
+from app.store.models import FINAL, Execution
+from app.store.views import execution_summary, execution_view
+from app.wiring import build_services, load_matcher
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -91,10 +94,43 @@ def cmd_executions(args: argparse.Namespace) -> int:
     db = Database(_settings(args).database_url)
     query = select(Execution).order_by(Execution.created_at.desc()).limit(args.limit)
     if args.status:
-        query = query.where(Execution.status == args.status)
+        query = query.where(Execution.status.in_(args.status))
+    if args.runbook:
+        query = query.where(Execution.runbook == args.runbook)
     with db.read() as session:
         _print([execution_summary(e).model_dump(mode="json") for e in session.scalars(query)])
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Queue a manual run; the service's workers (any replica) run it. With --wait, follow
+    it to its end: exit 0 when it succeeded, 1 otherwise."""
+    incident = json.loads(Path(args.incident).read_text(encoding="utf-8"))
+    if not isinstance(incident, dict):
+        raise UnsupportedPayload(f"{args.incident}: the incident must be a JSON object")
+    services = build_services(_settings(args))
+    try:
+        accepted = run_manually(
+            services, args.runbook, incident, by=args.by, reason=args.reason,
+            idempotency_key=args.idempotency_key,
+        )  # fmt: skip
+        ids = accepted.executions or accepted.attached
+        _print({"event_id": accepted.event_id, "executions": accepted.executions,
+                "attached": accepted.attached, "duplicate": accepted.duplicate})  # fmt: skip
+        if not args.wait or not ids:
+            return 0
+        deadline = time.monotonic() + args.wait
+        while time.monotonic() < deadline:
+            with services.db.read() as session:
+                execution = session.get_one(Execution, ids[0])
+                if execution.status in FINAL:
+                    _print(execution_view(execution).model_dump(mode="json"))
+                    return 0 if execution.status == "succeeded" else 1
+            time.sleep(0.5)
+        sys.stderr.write(f"execution {ids[0]} is not done after {args.wait:g}s\n")
+        return 1
+    finally:
+        services.db.close()
 
 
 def parser() -> argparse.ArgumentParser:
@@ -127,9 +163,17 @@ def parser() -> argparse.ArgumentParser:
     upgrade = db_commands.add_parser("upgrade", help="apply migrations")
     upgrade.add_argument("--config", default=argparse.SUPPRESS)
     upgrade.set_defaults(run=cmd_db_upgrade)
-    executions = add("executions", cmd_executions, "list recent executions")
-    executions.add_argument("--status")
+    executions = add("executions", cmd_executions, "list recent executions, newest first")
+    executions.add_argument("--status", action="append", help="repeat for several")
+    executions.add_argument("--runbook")
     executions.add_argument("--limit", type=int, default=50)
+    run = add("run", cmd_run, "run a runbook for an incident now (queued for the service)")
+    run.add_argument("runbook")
+    run.add_argument("--incident", required=True, help="JSON file: a generic-source incident")
+    run.add_argument("--by", default=getpass.getuser(), help="who runs it (default: you)")
+    run.add_argument("--reason", default="")
+    run.add_argument("--idempotency-key", help="a second run with the same key starts nothing")
+    run.add_argument("--wait", type=float, metavar="SECONDS", help="follow it to its end")
     return root
 
 

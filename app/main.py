@@ -12,7 +12,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import errors
-from app.api.routes import executions, health, metrics, runbooks, terraform, webhooks
+from app.api.routes import executions, health, metrics, runbooks, terraform, web, webhooks
 from app.config import Settings
 from app.errors import RemediatorError
 from app.flows import Services
@@ -68,4 +68,5 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(terraform.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
+    app.include_router(web.router)
     return app

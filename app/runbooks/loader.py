@@ -16,6 +16,8 @@ from pydantic import ValidationError
 from app.errors import RunbookError, RunbookProblem
 from app.runbooks.models import Runbook, RunbookFile, Step
 from app.runbooks.paths import inside
+from app.runbooks.template_check import problem as template_problem
+from app.runbooks.template_check import templates
 
 YAML_SUFFIXES = (".yml", ".yaml")
 
@@ -45,6 +47,7 @@ def load_runbooks(
         loaded.extend(_load_file(file, problems))
     _check_names(loaded, problems)
     _check_paths(loaded, playbooks_dir, terraform_dir, problems)
+    _check_templates(loaded, problems)
     if known_targets is not None:
         _check_targets(loaded, set(known_targets), problems)
     if problems:
@@ -213,6 +216,14 @@ def _check_paths(
                 else:
                     continue
                 problems.append(RunbookProblem(item.file, item.line, f"steps[{index}].{key}", why))
+
+
+def _check_templates(loaded: list[RunbookFile], problems: list[RunbookProblem]) -> None:
+    for item in loaded:
+        for where, source in templates(item.runbook):
+            why = template_problem(source)
+            if why is not None:
+                problems.append(RunbookProblem(item.file, item.line, where, why))
 
 
 def _check_targets(

@@ -18,6 +18,11 @@ from app.errors import TemplateError
 _ENV = SandboxedEnvironment(undefined=jinja2.StrictUndefined, autoescape=False)
 
 
+def environment() -> SandboxedEnvironment:
+    """The one environment every runbook template is rendered in (and checked against)."""
+    return _ENV
+
+
 @lru_cache(maxsize=4096)
 def _compiled(source: str) -> jinja2.Template:
     return _ENV.from_string(source)

@@ -83,6 +83,7 @@ class IncidentRow(Base):
 # Statuses in which an execution still holds its concurrency key / is open for its incident.
 HOLDS_KEY = ("running", "verifying")
 OPEN = ("queued", "waiting_approval", "running", "verifying")
+FINAL = ("succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected")
 
 
 def _status_in(statuses: tuple[str, ...]) -> Any:

@@ -90,8 +90,11 @@ class ExecutionSummary(BaseModel):
     id: str
     runbook: str
     status: str
+    trigger: str
+    source: str
     fingerprint: str
     title: str
+    severity: str | None
     guard: str | None
     attached: int
     error: str | None
@@ -199,8 +202,11 @@ def execution_summary(execution: Execution) -> ExecutionSummary:
         id=execution.id,
         runbook=execution.runbook,
         status=execution.status,
+        trigger=execution.trigger,
+        source=execution.incident.source,
         fingerprint=str(data.get("fingerprint", "")),
         title=str(data.get("title", "")),
+        severity=data.get("severity"),
         guard=execution.guard,
         attached=len(execution.attachments),
         error=execution.error,

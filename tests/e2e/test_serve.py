@@ -166,3 +166,60 @@ def test_logs_are_json_lines_naming_the_execution(tmp_path: Path) -> None:
     assert any("step 1 (ansible) attempt 1: succeeded" in line["message"] for line in mine)
     assert any(line["message"].startswith("webhook accepted") and line.get("event_id") == event_id
                for line in lines)  # fmt: skip
+
+
+def test_cli_run_queues_a_manual_run_that_the_service_runs(tmp_path: Path) -> None:
+    dest = tmp_path / "out.json"
+    step = ansible_step(
+        "write.yml", message="{{ incident.title }}", host="{{ incident.service }}", dest=str(dest)
+    )
+    config = write_config(
+        tmp_path, [{"name": "write", "match": {"source": "generic"}, "steps": [step]}]
+    )
+    server = start_server(config)
+    cli = [sys.executable, "-m", "app.cli", "--config", str(config)]
+    incident = tmp_path / "incident.json"
+    incident.write_text(json.dumps({"title": "by hand", "service": "web"}))
+    try:
+        ran = subprocess.run(
+            [*cli, "run", "write", "--incident", str(incident), "--by", "bob", "--reason", "drill",
+             "--idempotency-key", "drill-1", "--wait", "90"],
+            capture_output=True, text=True, timeout=120, check=False, cwd=tmp_path,
+        )  # fmt: skip
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        assert json.loads(dest.read_text()) == {"message": "by hand", "host": "web"}
+        assert '"status": "succeeded"' in ran.stdout and '"by": "bob"' in ran.stdout
+        again = subprocess.run(
+            [*cli, "run", "write", "--incident", str(incident), "--idempotency-key", "drill-1"],
+            capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert '"duplicate": true' in again.stdout
+        listed = subprocess.run(
+            [*cli, "executions", "--status", "succeeded", "--runbook", "write"],
+            capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,
+        )  # fmt: skip
+        assert len(json.loads(listed.stdout)) == 1
+        missing = subprocess.run([*cli, "run", "nope", "--incident", str(incident)],
+                                 capture_output=True, text=True, timeout=60, check=False, cwd=tmp_path)  # fmt: skip
+        assert missing.returncode == 1 and "no runbook 'nope'" in missing.stderr
+    finally:
+        server.close()
+
+
+def test_the_checked_in_schema_is_current_and_the_examples_follow_it() -> None:
+    import jsonschema
+    import yaml
+
+    printed = subprocess.run(
+        [sys.executable, "-m", "app.cli", "schema"], capture_output=True, text=True, check=True
+    ).stdout
+    checked_in = (ROOT / "schema" / "runbook.schema.json").read_text()
+    assert json.loads(printed) == json.loads(checked_in), (
+        "schema/runbook.schema.json is stale: run `remediator schema > schema/runbook.schema.json`"
+    )
+    validator = jsonschema.Draft202012Validator(json.loads(checked_in))
+    for example in sorted((ROOT / "runbooks").glob("*.yml")):
+        text = example.read_text()
+        assert text.startswith("# yaml-language-server: $schema=../schema/runbook.schema.json")
+        assert list(validator.iter_errors(yaml.safe_load(text))) == [], example
+    assert list(validator.iter_errors({"name": "x", "steps": [{"ansible": {"playbok": "p"}}]}))

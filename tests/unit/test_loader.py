@@ -120,3 +120,35 @@ def test_a_terraform_step_is_checked(tmp_path: Path) -> None:
     assert "var" in found("terraform: {workdir: web, revert_to: previous, var: {'a b': 1}}")
     assert "leaves its directory" in found("terraform: {workdir: ../.., revert_to: previous}")
     assert "not found in" in found("terraform: {workdir: db, revert_to: previous}")
+
+
+@pytest.mark.parametrize(
+    ("template", "why"),
+    [
+        ("{{ incident.titel }}", "incident.titel: not a field of incident"),
+        ("{{ incident['sevrity'] }}", "incident.sevrity: not a field of incident"),
+        ("{{ runbook.owner }}", "runbook.owner: not a field of runbook"),
+        ("{{ alert.title }}", "template names alert"),
+        ("{{ incident.title ", "template does not parse"),
+    ],
+)
+def test_templates_may_only_name_what_they_are_given(
+    tmp_path: Path, template: str, why: str
+) -> None:
+    text = (
+        "name: x\nconcurrency: '{{ incident.service }}'\n"
+        f"steps: [{{ansible: {{playbook: p.yml, extra_vars: {{a: {{b: [ok, {template!r}]}}}}}}}}]\n"
+    )
+    [found] = problems(tmp_path, text)
+    assert found.endswith(f"at steps[0].ansible.extra_vars.a.b[1] {why}") or why in found, found
+    assert "rb.yml:1:" in found
+
+
+def test_templates_that_name_known_fields_load(tmp_path: Path) -> None:
+    (tmp_path / "rb.yml").write_text(
+        "name: x\nconcurrency: '{{ incident.labels.instance | default(incident.service) }}'\n"
+        "steps: [{ansible: {playbook: p.yml, limit: '{{ incident.labels.host }}', extra_vars:"
+        " {a: '{% for k in incident.labels %}{{ k }}{% endfor %} {{ runbook.name }}',"
+        " b: '{{ incident.raw.alerts[0].status }} {{ range(3) | list }}'}}}]\n"
+    )
+    assert load_runbooks([tmp_path])

@@ -16,6 +16,7 @@ from app.errors import NotFound
 from app.manual import run_manually
 from app.runbooks.models import Runbook, RunbookFile
 from app.simulate import simulate
+from app.sources.registry import SOURCES
 from app.wiring import reload_runbooks
 
 router = APIRouter(prefix="/api", tags=["runbooks"], dependencies=[Depends(require_token)])
@@ -65,6 +66,17 @@ def reload(services: ServicesDep) -> RunbookSet:
     """Load `runbooks_dir` again and swap the whole set at once (SIGHUP does the same)."""
     matcher = reload_runbooks(services)
     return RunbookSet(loaded_at=matcher.loaded_at, runbooks=[_info(i) for i in matcher.runbooks])
+
+
+class Sources(BaseModel):
+    known: list[str] = Field(description="Every platform this build understands.")
+    configured: list[str] = Field(description="Those with a `sources` entry here.")
+
+
+@router.get("/sources")
+def list_sources(services: ServicesDep) -> Sources:
+    """The sources `simulate` can read, and which of them take webhooks here."""
+    return Sources(known=list(SOURCES), configured=sorted(services.settings.sources))
 
 
 class ManualRun(BaseModel):

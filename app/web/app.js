@@ -1,0 +1,333 @@
+// remediator's page: a client of the same /api, with the same bearer token. Every value
+// from the API is put in the page as text (textContent), never as HTML: incident titles
+// and output come from webhook payloads and playbooks, which an attacker may write.
+"use strict";
+
+const FINAL = ["succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected"];
+const ACTIONS = {
+  approve: ["waiting_approval"],
+  reject: ["waiting_approval"],
+  cancel: ["queued", "waiting_approval", "running", "verifying"],
+};
+const POLL_MS = 2000;
+let timer = null;
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "class") node.className = value;
+    else if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
+    else node.setAttribute(name, value);
+  }
+  for (const child of children) {
+    if (child === null || child === undefined) continue;
+    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+  }
+  return node;
+}
+
+function when(iso) {
+  return iso ? new Date(iso).toLocaleString() : "";
+}
+
+function showError(text) {
+  document.getElementById("error").textContent = text || "";
+}
+
+class Unauthorized extends Error {}
+
+async function api(path, options = {}) {
+  const token = sessionStorage.getItem("token");
+  const headers = { Authorization: `Bearer ${token}`, ...(options.headers || {}) };
+  if (options.body !== undefined) headers["Content-Type"] = "application/json";
+  const answer = await fetch(path, { ...options, headers });
+  if (answer.status === 401) {
+    signOut("The token was refused: sign in again.");
+    throw new Unauthorized();
+  }
+  const body = await answer.json().catch(() => null);
+  if (!answer.ok) {
+    const detail = body && body.detail ? body.detail : answer.statusText;
+    throw new Error(`${answer.status} ${body && body.error ? body.error : ""}: ${detail}`);
+  }
+  return { body, headers: answer.headers };
+}
+
+function signOut(why) {
+  sessionStorage.removeItem("token");
+  document.getElementById("sign-in").hidden = false;
+  document.getElementById("view").replaceChildren();
+  document.getElementById("sign-out").hidden = true;
+  document.getElementById("who").textContent = "";
+  document.getElementById("sign-in-error").textContent = why || "";
+  stopPolling();
+}
+
+function signedIn() {
+  document.getElementById("sign-in").hidden = true;
+  document.getElementById("sign-out").hidden = false;
+  document.getElementById("who").textContent = sessionStorage.getItem("name");
+}
+
+function stopPolling() {
+  if (timer !== null) clearTimeout(timer);
+  timer = null;
+}
+
+function poll(step) {
+  stopPolling();
+  const again = async () => {
+    try {
+      await step();
+      showError("");
+    } catch (error) {
+      if (error instanceof Unauthorized) return;
+      showError(error.message);
+    }
+    timer = setTimeout(again, POLL_MS);
+  };
+  again();
+}
+
+function mount(templateId) {
+  const view = document.getElementById("view");
+  view.replaceChildren(document.getElementById(templateId).content.cloneNode(true));
+  return view;
+}
+
+// ---------------------------------------------------------------- executions
+
+function executionRow(execution) {
+  return el("tr", { class: "link", "data-id": execution.id,
+                    onclick: () => { location.hash = `#/executions/${execution.id}`; } },
+    el("td", {}, when(execution.created_at)),
+    el("td", { class: `status ${execution.status}` }, execution.status,
+       execution.guard ? ` (${execution.guard})` : ""),
+    el("td", {}, execution.runbook),
+    el("td", {}, execution.title, execution.attached ? ` (+${execution.attached})` : ""),
+    el("td", {}, execution.trigger === "manual" ? `${execution.source} (manual)` : execution.source),
+    el("td", { class: "muted" }, execution.error || ""));
+}
+
+async function showExecutions() {
+  const view = mount("executions-view");
+  const form = view.querySelector("#filters");
+  const rows = view.querySelector("#executions tbody");
+  const more = view.querySelector("#more");
+  let older = null;
+  const query = (cursor) => {
+    const params = new URLSearchParams({ limit: "50" });
+    for (const [name, value] of new FormData(form)) if (value) params.set(name, value);
+    if (cursor) params.set("cursor", cursor);
+    return `/api/executions?${params}`;
+  };
+  const refresh = async () => {
+    const { body, headers } = await api(query(null));
+    rows.replaceChildren(...body.map(executionRow));
+    older = headers.get("X-Next-Cursor");
+    more.hidden = !older;
+  };
+  more.addEventListener("click", async () => {
+    stopPolling();  // a longer list stays as it is; filters or a reload go live again
+    const { body, headers } = await api(query(older));
+    rows.append(...body.map(executionRow));
+    older = headers.get("X-Next-Cursor");
+    more.hidden = !older;
+  });
+  form.addEventListener("change", () => poll(refresh));
+  form.addEventListener("submit", (event) => { event.preventDefault(); poll(refresh); });
+  api("/api/runbooks").then(({ body }) => {
+    view.querySelector("#runbook-names").replaceChildren(
+      ...body.runbooks.map((item) => el("option", { value: item.runbook.name })));
+  }).catch(() => {});
+  poll(refresh);
+}
+
+function facts(target, pairs) {
+  target.replaceChildren(...pairs.filter(([, value]) => value !== null && value !== undefined && value !== "")
+    .flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, value)]));
+}
+
+function renderExecution(view, execution) {
+  view.querySelector(".id").textContent = execution.id;
+  facts(view.querySelector(".facts"), [
+    ["Status", el("span", { class: `status ${execution.status}` }, execution.status)],
+    ["Runbook", execution.runbook],
+    ["Trigger", execution.trigger],
+    ["Guard", execution.guard],
+    ["Error", el("span", { class: "error" }, execution.error || "")],
+    ["Concurrency key", execution.concurrency_key],
+    ["Worker", execution.worker],
+    ["Created", when(execution.created_at)],
+    ["Finished", when(execution.finished_at)],
+  ]);
+  const incident = execution.incident;
+  facts(view.querySelector(".incident"), [
+    ["Title", incident.title],
+    ["Source", `${incident.source} (${incident.event_type})`],
+    ["Severity", incident.severity],
+    ["Service", incident.service],
+    ["Link", incident.url ? el("a", { href: incident.url, rel: "noreferrer noopener" }, incident.url) : null],
+    ["Fingerprint", incident.fingerprint],
+    ["Labels", Object.entries(incident.labels || {}).map(([k, v]) => `${k}=${v}`).join(", ")],
+  ]);
+  view.querySelector(".steps").replaceChildren(...execution.steps.map((step, index) =>
+    el("div", { class: "step" },
+      el("h4", {}, `Step ${index + 1}: ${step.kind} `,
+         step.spec.playbook || step.spec.workdir || "", " — ",
+         el("span", { class: `status ${step.status}` }, step.status)),
+      step.detail && step.detail.summary ? el("p", {}, step.detail.summary) : null,
+      ...step.attempt_log.map((attempt) => el("details", { open: "" },
+        el("summary", {}, `attempt ${attempt.number}: ${attempt.status}, exit ${attempt.rc}, `,
+           `${attempt.duration_s}s`, attempt.error ? ` — ${attempt.error}` : ""),
+        el("pre", { class: "output" }, attempt.output_tail))))));
+  view.querySelector(".escalations tbody").replaceChildren(...execution.escalations.map((e) =>
+    el("tr", {}, el("td", {}, e.target), el("td", {}, e.reason),
+       el("td", { class: `status ${e.status}` }, e.status),
+       el("td", {}, e.attempts), el("td", { class: "muted" }, e.last_error || ""))));
+  view.querySelector(".history").replaceChildren(...execution.actions.map((a) =>
+    el("li", {}, `${when(a.at)}: ${a.action} by ${a.by}`, a.reason ? ` — ${a.reason}` : "")));
+  for (const button of view.querySelectorAll(".actions button")) {
+    button.disabled = !ACTIONS[button.dataset.action].includes(execution.status);
+  }
+}
+
+async function showExecution(id) {
+  const view = mount("execution-view");
+  for (const button of view.querySelectorAll(".actions button")) {
+    button.addEventListener("click", async () => {
+      const action = button.dataset.action;
+      const reason = view.querySelector("#reason").value;
+      try {
+        const { body } = await api(`/api/executions/${encodeURIComponent(id)}/${action}`, {
+          method: "POST", body: JSON.stringify({ by: sessionStorage.getItem("name"), reason }),
+        });
+        renderExecution(view, body);
+        poll(refresh);
+      } catch (error) {
+        if (!(error instanceof Unauthorized)) showError(error.message);
+      }
+    });
+  }
+  const refresh = async () => {
+    const { body } = await api(`/api/executions/${encodeURIComponent(id)}`);
+    renderExecution(view, body);
+    if (FINAL.includes(body.status) && !body.escalations.some((e) => e.status === "pending")) {
+      stopPolling();
+    }
+  };
+  poll(refresh);
+}
+
+// ---------------------------------------------------------------- runbooks
+
+function renderRunbooks(view, set) {
+  view.querySelector(".loaded-at").textContent = when(set.loaded_at);
+  view.querySelector("#runbooks").replaceChildren(...set.runbooks.map(({ file, line, runbook }) =>
+    el("div", { class: "runbook", "data-name": runbook.name },
+      el("h3", {}, runbook.name),
+      runbook.description ? el("p", {}, runbook.description) : null,
+      el("p", { class: "muted" }, `${file}:${line}`),
+      el("h4", {}, "Matches"), el("pre", { class: "match" }, JSON.stringify(runbook.match, null, 2)),
+      el("h4", {}, "Steps"), el("pre", {}, JSON.stringify(runbook.steps, null, 2)),
+      el("p", { class: "muted" }, [
+        runbook.concurrency ? `concurrency ${runbook.concurrency}` : "",
+        runbook.cooldown ? `cooldown ${runbook.cooldown}s` : "",
+        runbook.approval ? "needs approval" : "",
+        runbook.escalate && runbook.escalate.length ? `escalates to ${runbook.escalate.join(", ")}` : "",
+      ].filter(Boolean).join(" · ")))));
+}
+
+async function showRunbooks() {
+  stopPolling();
+  const view = mount("runbooks-view");
+  view.querySelector("#reload").addEventListener("click", async () => {
+    try {
+      renderRunbooks(view, (await api("/api/runbooks/reload", { method: "POST" })).body);
+      showError("");
+    } catch (error) {
+      if (!(error instanceof Unauthorized)) showError(error.message);
+    }
+  });
+  renderRunbooks(view, (await api("/api/runbooks")).body);
+}
+
+// ---------------------------------------------------------------- simulate
+
+function renderSimulation(target, result) {
+  const parts = [];
+  if (result.ignored) parts.push(el("p", {}, `Ignored: ${result.ignored}`));
+  for (const item of result.incidents) {
+    const incident = item.incident;
+    parts.push(el("h3", {}, `${incident.status}: ${incident.title} (${incident.severity})`));
+    if (!item.matched.length) parts.push(el("p", { class: "muted" }, "No runbook matches."));
+    for (const match of item.matched) {
+      parts.push(el("div", { class: "match", "data-runbook": match.runbook },
+        el("h4", {}, `Would run ${match.runbook}`),
+        el("ul", {}, ...match.decided_by.map((reason) => el("li", {}, reason))),
+        match.error ? el("p", { class: "error" }, match.error) : null,
+        el("pre", {}, JSON.stringify(match.steps, null, 2))));
+    }
+    if (item.not_matched.length) {
+      parts.push(el("details", {}, el("summary", {}, `${item.not_matched.length} runbook(s) do not match`),
+        el("ul", {}, ...item.not_matched.map((skip) => el("li", {}, `${skip.runbook}: ${skip.why}`)))));
+    }
+  }
+  target.replaceChildren(...parts);
+}
+
+async function showSimulate() {
+  stopPolling();
+  const view = mount("simulate-view");
+  const form = view.querySelector("#simulate-form");
+  const { body } = await api("/api/sources");
+  view.querySelector("#sources").replaceChildren(...body.known.map((name) =>
+    el("option", body.configured.includes(name) ? {} : { class: "muted" }, name)));
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    let payload;
+    try {
+      payload = JSON.parse(data.get("payload"));
+    } catch (error) {
+      showError(`The payload is not JSON: ${error.message}`);
+      return;
+    }
+    try {
+      const { body: result } = await api("/api/simulate", {
+        method: "POST", body: JSON.stringify({ source: data.get("source"), payload }),
+      });
+      renderSimulation(view.querySelector("#simulation"), result);
+      showError("");
+    } catch (error) {
+      if (!(error instanceof Unauthorized)) showError(error.message);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- routing
+
+async function route() {
+  if (!sessionStorage.getItem("token")) return signOut();
+  signedIn();
+  showError("");
+  const [, page, id] = (location.hash || "#/executions").split("/");
+  try {
+    if (page === "executions" && id) await showExecution(decodeURIComponent(id));
+    else if (page === "runbooks") await showRunbooks();
+    else if (page === "simulate") await showSimulate();
+    else await showExecutions();
+  } catch (error) {
+    if (!(error instanceof Unauthorized)) showError(error.message);
+  }
+}
+
+document.getElementById("sign-in-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem("token", document.getElementById("token").value);
+  sessionStorage.setItem("name", document.getElementById("name").value);
+  route();
+});
+document.getElementById("sign-out").addEventListener("click", () => signOut());
+window.addEventListener("hashchange", route);
+route();
