@@ -146,6 +146,9 @@ class Settings(BaseSettings):
     poll_interval_s: float = Field(default=1.0, gt=0)
     lease_s: float = Field(default=60.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
+    # > 0: look at runbooks_dir this often and reload when a file changed (0: only on
+    # SIGHUP or POST /api/runbooks/reload, which suits a deploy that restarts anyway).
+    runbooks_watch_s: float = Field(default=0.0, ge=0)
     escalation_give_up_after_s: float = Field(default=86_400.0, gt=0)
     escalation_max_backoff_s: float = Field(default=300.0, gt=0)
 

@@ -59,6 +59,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         version=__version__,
         summary="Webhook-driven automated remediation with escalation when automation fails.",
         lifespan=lifespan,
+        responses=errors.ERROR_ANSWERS,
     )
     app.state.workers = None
     errors.install(app)

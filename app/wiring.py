@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 
@@ -10,7 +11,7 @@ from app.errors import ConfigError, RemediatorError
 from app.escalation.registry import build_notifiers
 from app.executors.registry import build_executors
 from app.flows import Services
-from app.runbooks.loader import load_runbooks
+from app.runbooks.loader import load_runbooks, runbook_files
 from app.runbooks.matcher import Matcher
 from app.sources.registry import check_sources
 from app.store.db import Database
@@ -51,6 +52,16 @@ def reload_runbooks(services: Services) -> Matcher:
     services.metrics.reloads.labels("ok").inc()
     log.info("runbooks reloaded: %d runbook(s)", len(matcher.runbooks))
     return matcher
+
+
+def runbooks_signature(settings: Settings) -> tuple[tuple[str, int, int], ...]:
+    """What changes when a runbook file is added, removed or written."""
+    signature = []
+    for path in runbook_files([settings.runbooks_dir]):
+        with contextlib.suppress(OSError):  # removed between listing and stat
+            stat = path.stat()
+            signature.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return tuple(signature)
 
 
 def build_services(settings: Settings) -> Services:

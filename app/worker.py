@@ -7,6 +7,7 @@ takes the work back.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -18,6 +19,7 @@ from datetime import UTC, datetime
 import httpx
 from sqlalchemy.exc import IntegrityError
 
+from app.errors import RemediatorError
 from app.flows import (
     Services,
     Stop,
@@ -29,6 +31,7 @@ from app.flows import (
 )
 from app.store.queue import cancel_requested, claim_next_execution, renew_leases
 from app.verification import expire_deadlines, run_http_checks
+from app.wiring import reload_runbooks, runbooks_signature
 
 log = logging.getLogger("remediator.worker")
 
@@ -50,6 +53,8 @@ class WorkerPool:
         self._spawn(self._escalation_loop, "escalator")
         self._spawn(self._housekeeping_loop, "housekeeper")
         self._spawn(self._verification_loop, "verifier")
+        if settings.runbooks_watch_s > 0:
+            self._spawn(self._runbook_watch_loop, "runbook-watcher")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=f"remediator-{name}", daemon=True)
@@ -177,3 +182,14 @@ class WorkerPool:
                 run_http_checks(services, self.http)
             except Exception:
                 log.exception("verification error; retrying")
+
+    def _runbook_watch_loop(self) -> None:
+        services = self.services
+        seen = runbooks_signature(services.settings)
+        while not services.stopping.wait(services.settings.runbooks_watch_s):
+            current = runbooks_signature(services.settings)
+            if current == seen:
+                continue
+            seen = current
+            with contextlib.suppress(RemediatorError):  # logged with every problem
+                reload_runbooks(services)

@@ -133,7 +133,10 @@ def main() -> int:
             wait_ready(client, server)
             run_demo(client, args.receiver_port)
             if not args.once:
-                say("remediator keeps running. Send your own alert, for example:")
+                say(
+                    f"remediator keeps running. Open {base}/ui/ (API token: {token}) to see "
+                    "what ran, or send your own alert:"
+                )
                 print(
                     f"  curl -s -H 'Authorization: Bearer {os.environ['ALERTMANAGER_TOKEN']}' "
                     f"-H 'Content-Type: application/json' \\\n"

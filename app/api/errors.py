@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import (
@@ -38,6 +41,30 @@ STATUS: list[tuple[type[RemediatorError], int, str]] = [
     (NotFound, 404, "not_found"),
     (Conflict, 409, "conflict"),
 ]
+
+
+class ErrorBody(BaseModel):
+    """Every error this service answers, whatever the route."""
+
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"error": "invalid_signature",
+                                         "detail": "no signature matches the body"}]}
+    )  # fmt: skip
+
+    error: str = Field(description="What kind of error: a stable word to branch on.")
+    detail: str = Field(description="What was wrong, for a human.")
+
+
+ERROR_ANSWERS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorBody, "description": description}
+    for status, description in [
+        (400, "A parameter this API cannot use."),
+        (401, "Missing or wrong token, signature or timestamp."),
+        (404, "No such thing."),
+        (422, "The body or a parameter is not what this call takes."),
+        (500, "A fault of the service (logged)."),
+    ]
+}
 
 
 def error_body(kind: str, detail: object) -> dict[str, object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -182,3 +183,40 @@ def test_executions_are_paged_newest_first_with_a_stable_cursor(make_api, tmp_pa
     assert len(both.json()) == 8
     assert json.loads(api.client.get("/api/executions", params={"source": "generic"},
                       headers=api.auth).text) == []  # fmt: skip
+
+
+def test_a_watched_directory_reloads_itself(make_api, tmp_path: Path) -> None:
+    api = make_api([runbook("first", "A", appender(tmp_path / "a"))], runbooks_watch_s=0.2)
+    runbooks_file = tmp_path / "runbooks" / "test.yml"
+
+    def names_become(expected: list[str]) -> None:
+        for _ in range(100):
+            listed = api.client.get("/api/runbooks", headers=api.auth).json()["runbooks"]
+            if [r["runbook"]["name"] for r in listed] == expected:
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"runbooks never became {expected}")
+
+    runbooks_file.write_text(yaml.safe_dump([runbook("second", "B", appender(tmp_path / "b"))]))
+    names_become(["second"])
+    runbooks_file.write_text("name: Broken Name\n")  # refused: the last good set stays
+    (tmp_path / "runbooks" / "more.yml").write_text(
+        yaml.safe_dump([runbook("third", "C", appender(tmp_path / "c"))])
+    )
+    time.sleep(1)
+    names_become(["second"])
+    runbooks_file.unlink()
+    names_become(["third"])
+
+
+def test_openapi_names_every_call_and_the_one_error_shape(make_api, tmp_path: Path) -> None:
+    api = make_api([runbook("a", "A", appender(tmp_path / "a"))])
+    document = api.client.get("/openapi.json").json()
+    assert {"/api/runbooks", "/api/simulate", "/api/runbooks/{name}/run", "/api/runbooks/reload",
+            "/api/executions", "/metrics"} <= set(document["paths"])  # fmt: skip
+    assert set(document["components"]["schemas"]["ErrorBody"]["properties"]) == {"error", "detail"}
+    listing = document["paths"]["/api/executions"]["get"]["responses"]
+    assert listing["401"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
+    run = document["paths"]["/api/runbooks/{name}/run"]["post"]
+    assert run["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("ManualRun")
+    assert document["components"]["schemas"]["ManualRun"]["examples"]
