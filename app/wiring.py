@@ -26,14 +26,15 @@ def load_matcher(settings: Settings) -> Matcher:
     if not settings.runbooks_dir.is_dir():
         raise ConfigError(f"runbooks_dir {settings.runbooks_dir} is not a directory")
     known = set(settings.escalation.configured())
-    return Matcher(
-        load_runbooks(
-            [settings.runbooks_dir],
-            playbooks_dir=settings.playbooks_dir,
-            terraform_dir=settings.terraform_dir,
-            known_targets=known,
-        )
+    # Taken before reading: a file written while it loads shows as a change next time.
+    signature = runbooks_signature(settings)
+    runbooks = load_runbooks(
+        [settings.runbooks_dir],
+        playbooks_dir=settings.playbooks_dir,
+        terraform_dir=settings.terraform_dir,
+        known_targets=known,
     )
+    return Matcher(runbooks, signature=signature)
 
 
 def reload_runbooks(services: Services) -> Matcher:

@@ -7,7 +7,6 @@ takes the work back.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import socket
@@ -184,12 +183,15 @@ class WorkerPool:
                 log.exception("verification error; retrying")
 
     def _runbook_watch_loop(self) -> None:
+        """Reload when the files differ from those the runbooks in use were read from. A
+        set that failed to load is not tried again until the files change again."""
         services = self.services
-        seen = runbooks_signature(services.settings)
+        refused = None
         while not services.stopping.wait(services.settings.runbooks_watch_s):
             current = runbooks_signature(services.settings)
-            if current == seen:
+            if current in (services.matcher.signature, refused):
                 continue
-            seen = current
-            with contextlib.suppress(RemediatorError):  # logged with every problem
+            try:
                 reload_runbooks(services)
+            except RemediatorError:  # logged with every problem; the old set stays
+                refused = current

@@ -1,14 +1,8 @@
-"""Which runbooks an incident matches.
-
-Runbooks are grouped by the status they match, and each keeps its source, severity and
-service filters as sets, so most runbooks are ruled out by a dictionary lookup before any
-condition is evaluated.
-"""
+"""Which runbooks an incident matches, and why (or why not)."""
 
 from __future__ import annotations
 
-import re
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -63,30 +57,56 @@ def holds(condition: Condition, context: dict[str, Any]) -> bool:
     if operator == "matches":
         return (
             isinstance(value, str | int | float)
-            and re.search(condition.matches or "", str(value)) is not None
+            and condition.pattern.search(str(value)) is not None
         )
     raise AssertionError(f"unhandled operator {operator}")
 
 
+def _failure(match: Match, incident: Incident, context: dict[str, Any]) -> str | None:
+    """Which test the incident fails first, as a word (the text is made only when asked:
+    matching skips it, and it is most of the cost of ruling a runbook out)."""
+    if match.status is not None and incident.status != match.status:
+        return "status"
+    if match.source is not None and incident.source not in match.source:
+        return "source"
+    if match.severity is not None and incident.severity not in match.severity:
+        return "severity"
+    if match.service is not None and incident.service not in match.service:
+        return "service"
+    for index, condition in enumerate(match.all):
+        if not holds(condition, context):
+            return f"all.{index}"
+    if match.any and not any(holds(c, context) for c in match.any):
+        return "any"
+    for index, condition in enumerate(match.none):
+        if holds(condition, context):
+            return f"none.{index}"
+    return None
+
+
+def matches(match: Match, incident: Incident, context: dict[str, Any]) -> bool:
+    return _failure(match, incident, context) is None
+
+
 def mismatch(match: Match, incident: Incident, context: dict[str, Any]) -> str | None:
     """Why the incident does not match, or None when it does."""
-    if match.status is not None and incident.status != match.status:
-        return f"status is {incident.status}, runbook wants {match.status}"
-    if match.source is not None and incident.source not in match.source:
-        return f"source {incident.source} not in {match.source}"
-    if match.severity is not None and incident.severity not in match.severity:
-        return f"severity {incident.severity} not in {match.severity}"
-    if match.service is not None and incident.service not in match.service:
-        return f"service {incident.service!r} not in {match.service}"
-    for condition in match.all:
-        if not holds(condition, context):
-            return f"all: {_describe(condition)} does not hold"
-    if match.any and not any(holds(c, context) for c in match.any):
+    failure = _failure(match, incident, context)
+    if failure is None:
+        return None
+    if failure in ("status", "source", "severity", "service"):
+        have, want = getattr(incident, failure), getattr(match, failure)
+        if failure == "status":
+            return f"status is {have}, runbook wants {want}"
+        return (
+            f"{failure} {have!r} not in {want}"
+            if failure == "service"
+            else (f"{failure} {have} not in {want}")
+        )
+    if failure == "any":
         return "any: none of the conditions holds"
-    for condition in match.none:
-        if holds(condition, context):
-            return f"none: {_describe(condition)} holds"
-    return None
+    group, index = failure.split(".")
+    condition = (match.all if group == "all" else match.none)[int(index)]
+    return f"{group}: {_describe(condition)} {'does not hold' if group == 'all' else 'holds'}"
 
 
 def explain(match: Match, context: dict[str, Any]) -> list[str]:
@@ -114,24 +134,82 @@ def _describe(condition: Condition) -> str:
     return f"{condition.field} {operator} {argument!r}"
 
 
-class Matcher:
-    """An indexed runbook set, never changed after it is built; a reload builds a new one."""
+_SCALAR = (str, int, float, bool)
+
+
+def _index_key(match: Match) -> tuple[str, frozenset[str]] | None:
+    """A field, and the values of it one of which the incident must have for this runbook
+    to match: an `all` condition `equals`/`in` text (most selective, often the alert
+    name), else the service, source or severity filter. None: no such field."""
+    for condition in match.all:
+        if condition.operator == "equals" and isinstance(condition.equals, str):
+            return condition.field, frozenset({condition.equals})
+        if condition.operator == "in" and all(isinstance(o, str) for o in condition.in_ or []):
+            return condition.field, frozenset(condition.in_ or [])
+    for name in ("service", "source", "severity"):
+        wanted = getattr(match, name)
+        if wanted is not None:
+            return name, frozenset(wanted)
+    return None
+
+
+class _Index:
+    """Runbooks by the value one of their fields must have. A text condition holds only
+    when the incident's value is a scalar whose text is the expected text (`_same`), so
+    looking up that text finds exactly the runbooks the condition lets through."""
 
     def __init__(self, runbooks: Sequence[RunbookFile]) -> None:
+        self.by_field: dict[str, dict[str, list[RunbookFile]]] = {}
+        self.rest: list[RunbookFile] = []
+        for item in runbooks:
+            key = _index_key(item.runbook.match)
+            if key is None:
+                self.rest.append(item)
+                continue
+            values = self.by_field.setdefault(key[0], {})
+            for value in key[1]:
+                values.setdefault(value, []).append(item)
+
+    def candidates(self, context: dict[str, Any]) -> list[RunbookFile]:
+        found = list(self.rest)
+        for field, values in self.by_field.items():
+            value = field_value(context, field)
+            if isinstance(value, _SCALAR):
+                found.extend(values.get(str(value), ()))
+        return found
+
+
+class Matcher:
+    """An indexed runbook set, never changed after it is built; a reload builds a new one.
+
+    Runbooks are grouped by the status they match, then indexed by one field they pin
+    (`_index_key`), so matching one incident costs a few dictionary lookups plus the full
+    conditions of the few runbooks that can match, however many runbooks are loaded."""
+
+    def __init__(self, runbooks: Sequence[RunbookFile], *, signature: Hashable = None) -> None:
         self.loaded_at = datetime.now(UTC)
+        # What the files looked like before they were read (see wiring.runbooks_signature).
+        self.signature = signature
         self.runbooks = tuple(runbooks)
         self._by_name = {item.runbook.name: item for item in self.runbooks}
-        self._by_status: dict[str | None, list[RunbookFile]] = {}
+        by_status: dict[str | None, list[RunbookFile]] = {}
         for item in self.runbooks:
-            self._by_status.setdefault(item.runbook.match.status, []).append(item)
+            by_status.setdefault(item.runbook.match.status, []).append(item)
+        self._by_status = {status: _Index(items) for status, items in by_status.items()}
 
     def get(self, name: str) -> RunbookFile | None:
         return self._by_name.get(name)
 
     def match(self, incident: Incident) -> list[RunbookFile]:
-        candidates = self._by_status.get(incident.status, []) + self._by_status.get(None, [])
-        if not candidates:
+        indexes = [self._by_status.get(incident.status), self._by_status.get(None)]
+        if not any(indexes):
             return []
         context = incident.template_context()
-        found = [c for c in candidates if mismatch(c.runbook.match, incident, context) is None]
+        found = [
+            item
+            for index in indexes
+            if index is not None
+            for item in index.candidates(context)
+            if matches(item.runbook.match, incident, context)
+        ]
         return sorted(found, key=lambda item: item.runbook.name)

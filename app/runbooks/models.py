@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from functools import cached_property
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -48,9 +49,15 @@ class Condition(Strict):
         aliased = {"in_": "in"}
         return {aliased.get(name, name) for name in self.model_fields_set if name != "field"}
 
-    @property
+    # Cached: matching asks for these on every incident, for every candidate runbook.
+    @cached_property
     def operator(self) -> str:
         return next(iter(self.operators_set()))
+
+    @cached_property
+    def pattern(self) -> re.Pattern[str]:
+        """The compiled `matches` expression."""
+        return re.compile(self.matches or "")
 
 
 class Match(Strict):

@@ -205,6 +205,11 @@ def test_a_watched_directory_reloads_itself(make_api, tmp_path: Path) -> None:
     )
     time.sleep(1)
     names_become(["second"])
+    # Refused once per change of the files, not once per look (every 0.2 s).
+    metrics = api.client.get("/metrics", headers=api.auth).text
+    [refused] = [line for line in metrics.splitlines()
+                 if line.startswith('remediator_runbook_reloads_total{outcome="refused"}')]  # fmt: skip
+    assert float(refused.split()[-1]) <= 2
     runbooks_file.unlink()
     names_become(["third"])
 
