@@ -138,6 +138,9 @@ class Settings(BaseSettings):
     # json: one object a line, with the execution's context, for a log pipeline.
     log_format: Literal["json", "text"] = "json"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # A webhook body that takes longer than this to arrive is refused (408): a sender that
+    # dribbles bytes (slow-loris) must not hold a connection, or a request slot, for ever.
+    body_timeout_s: float = Field(default=10.0, gt=0)
     replay_window_s: int = Field(default=300, gt=0)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     escalation: EscalationTargets = Field(default_factory=EscalationTargets)

@@ -8,6 +8,7 @@ RemediatorError
 │   │   ├── InvalidSignature
 │   │   └── StaleTimestamp      outside the replay window
 │   ├── PayloadTooLarge         (413)
+│   ├── BodyTimeout             the body did not arrive within body_timeout_s (408)
 │   └── UnsupportedPayload      not the platform's shape (422)
 ├── RunbookError                runbook files that do not load (each problem has file:line)
 │   └── TemplateError           a template that does not render for an incident
@@ -54,6 +55,10 @@ class StaleTimestamp(Unauthenticated):
 
 
 class PayloadTooLarge(SourceError):
+    pass
+
+
+class BodyTimeout(SourceError):
     pass
 
 

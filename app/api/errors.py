@@ -13,6 +13,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.errors import (
     BadRequest,
+    BodyTimeout,
     Conflict,
     InvalidSignature,
     NotFound,
@@ -33,6 +34,7 @@ STATUS: list[tuple[type[RemediatorError], int, str]] = [
     (Unauthenticated, 401, "unauthenticated"),
     (Unauthorized, 401, "unauthorized"),
     (PayloadTooLarge, 413, "payload_too_large"),
+    (BodyTimeout, 408, "body_timeout"),
     (UnsupportedPayload, 422, "unsupported_payload"),
     (VersionError, 422, "unknown_version"),
     (RunbookError, 422, "invalid_runbooks"),

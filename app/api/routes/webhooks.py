@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,25 +11,32 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import ServicesDep
 from app.api.errors import answer_for
-from app.errors import PayloadTooLarge, RemediatorError
+from app.errors import BodyTimeout, PayloadTooLarge, RemediatorError
 from app.flows import now_s, receive_webhook
 from app.metrics import source_label
 
 router = APIRouter(tags=["webhooks"])
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it is larger than `limit` (before reading it all)."""
+async def read_body(request: Request, limit: int, timeout_s: float) -> bytes:
+    """The body, refused as soon as it is larger than `limit` (before reading it all), or
+    when it has not all arrived within `timeout_s`."""
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
         raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise PayloadTooLarge(f"body is over the limit of {limit} bytes")
+                chunks.append(chunk)
+    except TimeoutError:
+        raise BodyTimeout(
+            f"the body did not arrive within {timeout_s:g}s ({size} bytes received)"
+        ) from None
     return b"".join(chunks)
 
 
@@ -43,6 +51,7 @@ async def read_body(request: Request, limit: int) -> bytes:
         },
         401: {"description": "Missing or wrong signature or token, or a stale timestamp."},
         404: {"description": "Unknown or unconfigured source."},
+        408: {"description": "The body did not arrive within body_timeout_s."},
         413: {"description": "Body larger than max_body_bytes."},
         422: {"description": "Not the platform's payload shape."},
     },
@@ -66,7 +75,8 @@ async def receive(source: str, request: Request, services: ServicesDep) -> JSONR
 
 async def _receive(source: str, request: Request, services: ServicesDep) -> JSONResponse:
     received = now_s()
-    body = await read_body(request, services.settings.max_body_bytes)
+    settings = services.settings
+    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
     headers = {k.lower(): v for k, v in request.headers.items()}
     accepted = await run_in_threadpool(receive_webhook, services, source, headers, body, received)
     content: dict[str, Any] = {
