@@ -46,12 +46,17 @@ CONNECTIONS = 32  # open keep-alive connections, as a busy platform's senders ke
 DRAIN_S = 20.0
 
 
-def signed_body(sequence: int) -> tuple[bytes, dict[str, str]]:
-    labels = {"alertname": "BenchNoRunbook", "seq": str(sequence)}
-    body = json.dumps({"title": f"bench {sequence}", "severity": "low", "labels": labels}).encode()
+def signed(incident: dict[str, object]) -> tuple[bytes, dict[str, str]]:
+    """A `generic` body and its Standard Webhooks headers, as a new delivery."""
+    body = json.dumps(incident).encode()
     headers = signed_headers(secret_key(GENERIC_SECRET), msg_id=str(uuid.uuid4()),
                              timestamp=int(time.time()), body=body)  # fmt: skip
     return body, {**headers, "content-type": "application/json"}
+
+
+def signed_body(sequence: int) -> tuple[bytes, dict[str, str]]:
+    labels = {"alertname": "BenchNoRunbook", "seq": str(sequence)}
+    return signed({"title": f"bench {sequence}", "severity": "low", "labels": labels})
 
 
 class Connection:
@@ -64,11 +69,10 @@ class Connection:
         self.reader: asyncio.StreamReader | None = None
         self.writer: asyncio.StreamWriter | None = None
 
-    async def post(self, sequence: int) -> int:
+    async def post(self, body: bytes, headers: dict[str, str]) -> int:
         if self.writer is None:
             self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
         assert self.reader is not None
-        body, headers = signed_body(sequence)
         head = "".join(f"{name}: {value}\r\n" for name, value in headers.items())
         self.writer.write(
             f"POST /webhooks/generic HTTP/1.1\r\nHost: {self.host}\r\n{head}"
@@ -112,7 +116,7 @@ async def _run(base: str, rate: float | None, seconds: float) -> list[tuple[int,
                 item = await due.get()
                 if item is None:
                     return
-            status = await connection.post(item[0])
+            status = await connection.post(*signed_body(item[0]))
             results.append((status, time.perf_counter() - item[1]))
 
     async def schedule() -> None:
