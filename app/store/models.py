@@ -157,8 +157,10 @@ class Execution(Base):
     actions: Mapped[list[ActionRow]] = relationship(
         order_by="ActionRow.at", cascade="all, delete-orphan", lazy="selectin"
     )
+    # Loaded only when read: a storm's execution gathers thousands, and loading them with
+    # every execution made each alert of the storm slower than the last.
     attachments: Mapped[list[Attachment]] = relationship(
-        order_by="Attachment.attached_at", cascade="all, delete-orphan", lazy="selectin"
+        order_by="Attachment.attached_at", cascade="all, delete-orphan", lazy="select"
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, object_session
@@ -50,7 +51,13 @@ def add_incident(*, session: Session, event_id: str, incident: Incident) -> Inci
 class Refusal:
     guard: str
     reason: str
-    escalate: bool
+    # The refusal already made in this guard's window, if any: later alerts fold into it
+    # (one row, one page per storm), and only a first refusal is escalated.
+    earlier: Execution | None = None
+
+    @property
+    def escalate(self) -> bool:
+        return self.earlier is None
 
 
 def open_execution(*, session: Session, runbook: str, incident_key: str) -> Execution | None:
@@ -73,9 +80,9 @@ def _runs(runbook: str, since: datetime) -> Select[Execution]:
     )
 
 
-def _refused(runbook: str, guard: str, since: datetime) -> Select[str]:
+def _refused(runbook: str, guard: str, since: datetime) -> Select[Any]:
     return (
-        select(Execution.id)
+        select(Execution)
         .where(
             Execution.runbook == runbook,
             Execution.guard == guard,
@@ -111,7 +118,7 @@ def _cooldown(*, session: Session, plan: Plan, now: datetime) -> Refusal | None:
         f"{previous.created_at.isoformat()} (execution {previous.id}); "
         f"cooldown is {runbook.cooldown:g}s"
     )
-    return Refusal("cooldown", reason, already is None)
+    return Refusal("cooldown", reason, already)
 
 
 def _rate_limit(*, session: Session, plan: Plan, now: datetime) -> Refusal | None:
@@ -131,7 +138,7 @@ def _rate_limit(*, session: Session, plan: Plan, now: datetime) -> Refusal | Non
         f"rate limit: {plan.runbook.name} ran {runs} time(s) in the last {limit.per:g}s; "
         f"max_runs is {limit.count} per {limit.per:g}s"
     )
-    return Refusal("rate_limit", reason, already is None)
+    return Refusal("rate_limit", reason, already)
 
 
 def add_execution(
@@ -144,7 +151,8 @@ def add_execution(
     trigger: str = "webhook",
 ) -> tuple[Execution, bool]:
     """The execution this plan leads to, and whether it is an existing one that the
-    incident was attached to (a repeat of an incident whose remediation is open).
+    incident was attached to: a repeat of an incident whose remediation is open, or an
+    alert that a guard already refused in this window (a storm makes one refusal).
 
     A new one is queued (or waiting_approval), or ends at once, with its escalations:
     refused by a guard, or failed when a template did not render. The caller holds
@@ -153,7 +161,7 @@ def add_execution(
     runbook = plan.runbook
     current = open_execution(session=session, runbook=runbook.name, incident_key=plan.incident_key)
     if current is not None:
-        current.attachments.append(Attachment(incident=incident_row, attached_at=now))
+        _attach(session, current, incident_row, now)
         return current, True
     # Before the new row exists: autoflush would otherwise count it as its own previous run.
     refusal = None
@@ -161,6 +169,9 @@ def add_execution(
         refusal = _cooldown(session=session, plan=plan, now=now) or _rate_limit(
             session=session, plan=plan, now=now
         )
+    if refusal is not None and refusal.earlier is not None:
+        _attach(session, refusal.earlier, incident_row, now)
+        return refusal.earlier, True
     execution = Execution(
         runbook=runbook.name,
         runbook_spec=runbook.model_dump(mode="json", by_alias=True),
@@ -195,6 +206,12 @@ def add_execution(
         execution.deadline_at = now + timedelta(seconds=runbook.approval_timeout)
         _owe_escalations(execution, "waiting_approval", now)
     return execution, False
+
+
+def _attach(session: Session, execution: Execution, incident: IncidentRow, now: datetime) -> None:
+    # Added by id, not through `execution.attachments`: appending to the collection loads
+    # every earlier attachment first, which made each alert of a storm slower than the last.
+    session.add(Attachment(execution_id=execution.id, incident=incident, attached_at=now))
 
 
 def note_resolution(*, session: Session, incident_key: str, now: datetime) -> list[str]:

@@ -237,12 +237,12 @@ def test_cooldown_refuses_and_escalates_once(make_api, recorder, tmp_path: Path)
     other_key = api.alertmanager(alert("Cool", instance="b", fingerprint="fp-2"))
     assert api.wait(first)["status"] == "succeeded"
     assert api.wait(other_key.json()["executions"][0])["status"] == "succeeded"
-    refused = [
-        api.alertmanager(alert("Cool", instance="a")).json()["executions"][0] for _ in range(3)
-    ]
-    states = [api.wait(r) for r in refused]
-    assert all(s["status"] == "refused" and s["error"].startswith("cooldown:") for s in states)
-    assert sum(len(s["escalations"]) for s in states) == 1
+    answers = [api.alertmanager(alert("Cool", instance="a")).json() for _ in range(3)]
+    [refused] = answers[0]["executions"]
+    assert all(a["attached"] == [refused] for a in answers[1:])
+    state = api.wait(refused)
+    assert state["status"] == "refused" and state["error"].startswith("cooldown:")
+    assert len(state["escalations"]) == 1
     assert recorder.wait_for(1)[0].json()["reason"] == "refused"
 
 
