@@ -12,7 +12,7 @@ import hashlib
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -100,11 +100,7 @@ class Database:
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back on error."""
-        if self._one_writer is None:
-            with self._writer.begin() as session:
-                yield session
-            return
-        with self._one_writer, self._writer.begin() as session:
+        with self._one_writer or nullcontext(), self._writer.begin() as session:
             yield session
 
     @contextmanager

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from app.api.deps import ServicesDep, require_token
 from app.errors import NotFound
 from app.manual import run_manually
+from app.runbooks.matcher import Matcher
 from app.runbooks.models import Runbook, RunbookFile
 from app.simulate import simulate
 from app.sources.registry import SOURCES
@@ -37,11 +38,15 @@ def _info(item: RunbookFile) -> RunbookInfo:
     return RunbookInfo(file=item.file, line=item.line, runbook=item.runbook)
 
 
+def _set(matcher: Matcher) -> RunbookSet:
+    return RunbookSet(loaded_at=matcher.loaded_at, runbooks=[_info(i) for i in matcher.runbooks])
+
+
 @router.get("/runbooks", response_model_exclude_none=True)
 def list_runbooks(services: ServicesDep) -> RunbookSet:
     """Every loaded runbook, by name, with the file and line it came from."""
     matcher = services.matcher
-    return RunbookSet(loaded_at=matcher.loaded_at, runbooks=[_info(i) for i in matcher.runbooks])
+    return _set(matcher)
 
 
 @router.get(
@@ -65,7 +70,7 @@ def get_runbook(name: str, services: ServicesDep) -> RunbookInfo:
 def reload(services: ServicesDep) -> RunbookSet:
     """Load `runbooks_dir` again and swap the whole set at once (SIGHUP does the same)."""
     matcher = reload_runbooks(services)
-    return RunbookSet(loaded_at=matcher.loaded_at, runbooks=[_info(i) for i in matcher.runbooks])
+    return _set(matcher)
 
 
 class Sources(BaseModel):
