@@ -1,7 +1,9 @@
 """The journey of an alert, in one place:
 
-receive_webhook:   verify → normalise → match → plan → persist (event, incidents,
-                   executions, in one transaction) → answer 202 with execution ids
+arrive, submit_delivery, delivered:
+                   verify → normalise → match → plan → persist (event, incidents,
+                   executions, in one transaction, committed with the deliveries that
+                   arrived at the same moment) → answer 202 with execution ids
 run_execution:     (a worker claimed it) each step with retries → final status →
                    escalations owed, written with that status
 deliver_escalation: (a worker claimed it) notify the target → delivered, retried
@@ -18,6 +20,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,6 +28,7 @@ from typing import Any
 
 import httpx
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -47,7 +51,7 @@ from app.runbooks.models import Retry
 from app.runbooks.plan import Plan, plan
 from app.sources.base import Delivery, WebhookRequest
 from app.sources.registry import get_source
-from app.store.db import Database, lock_names
+from app.store.db import Database
 from app.store.models import ActionRow, EscalationRow, Event, Execution, StepRow
 from app.store.queue import claim_next_escalation, expired_executions
 from app.store.records import (
@@ -150,35 +154,17 @@ def read_delivery(
     return source.normalise(parse_json(body), request)
 
 
-def receive_webhook(
+def arrive(
     services: Services, source_name: str, headers: Mapping[str, str], body: bytes, now: float
-) -> Accepted:
-    with log_context(source=source_name):
-        accepted = _receive_webhook(services, source_name, headers, body, now)
-        with log_context(event_id=accepted.event_id):
-            log.info(
-                "webhook %s: %d incident(s), executions %s, attached to %s%s",
-                "duplicate" if accepted.duplicate else "accepted", accepted.incidents,
-                accepted.executions, accepted.attached,
-                f", ignored: {accepted.ignored}" if accepted.ignored else "",
-            )  # fmt: skip
-    return accepted
-
-
-def _receive_webhook(
-    services: Services, source_name: str, headers: Mapping[str, str], body: bytes, now: float
-) -> Accepted:
+) -> Arrival:
+    """Verify and normalise one call, and plan what its incidents lead to (no database)."""
     delivery = read_delivery(services, source_name, headers, body, now)
     matcher = services.matcher
     plans = [
         (incident, [plan(m.runbook, incident) for m in matcher.match(incident)])
         for incident in delivery.incidents
     ]
-    accepted = store_delivery(services, Arrival(source_name, delivery, plans, now))
-    if not accepted.duplicate:
-        for incident in delivery.incidents:
-            services.metrics.incidents.labels(source_label(source_name), incident.status).inc()
-    return accepted
+    return Arrival(source_name, delivery, plans, now)
 
 
 @dataclass(frozen=True)
@@ -193,83 +179,96 @@ class Arrival:
     started_by: ActionRow | None = None
 
 
+def submit_delivery(services: Services, arrival: Arrival) -> Future[Accepted]:
+    """Queue a verified delivery and its plans for the next group commit; the future
+    resolves once they are durable. Finish with `delivered`."""
+    return services.db.write_together(
+        lambda session: _persist(session, services, arrival),
+        locks=(p.runbook.name for _, runbook_plans in arrival.plans for p in runbook_plans),
+    )
+
+
 def store_delivery(services: Services, arrival: Arrival) -> Accepted:
     """Persist a verified delivery and its plans; a delivery id seen before is a duplicate."""
-    for _ in range(3):
-        try:
-            accepted = _persist(services, arrival)
-            break
-        except IntegrityError:
-            # Another replica stored the same delivery between our check and our insert
-            # (a duplicate), or a database invariant caught a race (try again: the next
-            # attempt sees the other side's rows).
-            with services.db.read() as session:
-                existing = find_event(
-                    session=session, source=arrival.source, delivery_id=arrival.delivery.delivery_id
-                )
-                if existing is not None:
-                    return Accepted(existing.id, True, [], 0)
-    else:
-        raise RuntimeError(
-            f"could not store delivery {arrival.delivery.delivery_id} after 3 attempts"
-        )
+    return delivered(services, arrival, submit_delivery(services, arrival).result())
+
+
+def delivered(services: Services, arrival: Arrival, accepted: Accepted) -> Accepted:
+    """Once stored: wake the workers for new executions, count and log the delivery."""
     if accepted.executions:
         services.work_ready.set()
+    if not accepted.duplicate:
+        for incident in arrival.delivery.incidents:
+            services.metrics.incidents.labels(source_label(arrival.source), incident.status).inc()
+    with log_context(event_id=accepted.event_id):
+        log.info(
+            "delivery %s: %d incident(s), executions %s, attached to %s%s",
+            "duplicate" if accepted.duplicate else "accepted", accepted.incidents,
+            accepted.executions, accepted.attached,
+            f", ignored: {accepted.ignored}" if accepted.ignored else "",
+        )  # fmt: skip
     return accepted
 
 
-def _persist(services: Services, arrival: Arrival) -> Accepted:
-    """Store the delivery, its incidents and the executions they lead to, in one
-    transaction."""
+def _persist(session: Session, services: Services, arrival: Arrival) -> Accepted:
+    """The delivery's rows, each try in its own savepoint. The unique delivery id, not a
+    lookup first, tells a duplicate (one query fewer for every delivery that is not). Any
+    other invariant that fails caught a race with another replica (two runs with one
+    concurrency key): the next try sees the other side's rows."""
+    for _ in range(3):
+        try:
+            with session.begin_nested():
+                return _write_arrival(session, services, arrival)
+        except IntegrityError:
+            delivery_id = arrival.delivery.delivery_id
+            existing = find_event(session=session, source=arrival.source, delivery_id=delivery_id)
+            if existing is not None:
+                return Accepted(existing.id, True, [], 0)
+    raise RuntimeError(f"could not store delivery {arrival.delivery.delivery_id} after 3 tries")
+
+
+def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Accepted:
     source_name, delivery, plans, started_by = (
         arrival.source, arrival.delivery, arrival.plans, arrival.started_by
     )  # fmt: skip
     moment = datetime.fromtimestamp(arrival.now, UTC)
-    with services.db.write() as session:
-        lock_names(
-            session.connection(),
-            (p.runbook.name for _, runbook_plans in plans for p in runbook_plans),
-        )
-        existing = find_event(session=session, source=source_name, delivery_id=delivery.delivery_id)
-        if existing is not None:
-            return Accepted(existing.id, True, [], 0)
-        event = Event(
-            source=source_name,
-            delivery_id=delivery.delivery_id,
-            event_type=delivery.event_type,
-            received_at=moment,
-            incident_count=len(plans),
-        )
-        session.add(event)
-        session.flush()
-        created: list[Execution] = []
-        attached: list[Execution] = []
-        for incident, incident_plans in plans:
-            row = add_incident(session=session, event_id=event.id, incident=incident)
-            if incident.status == "resolved":
-                key = f"{incident.source}:{incident.fingerprint}"
-                note_resolution(session=session, incident_key=key, now=moment)
-            for item in incident_plans:
-                execution, joined = add_execution(
-                    session=session,
-                    plan=item,
-                    incident_row=row,
-                    escalate_to=services.escalate_to(item.runbook.escalate),
-                    now=moment,
-                    trigger="webhook" if started_by is None else "manual",
-                )
-                (attached if joined else created).append(execution)
-                if started_by is not None and not joined:
-                    execution.actions.append(started_by)
-        session.flush()
-        return Accepted(
-            event.id,
-            False,
-            [e.id for e in created],
-            len(plans),
-            [e.id for e in attached],
-            delivery.ignored,
-        )
+    event = Event(
+        source=source_name,
+        delivery_id=delivery.delivery_id,
+        event_type=delivery.event_type,
+        received_at=moment,
+        incident_count=len(plans),
+    )
+    session.add(event)
+    session.flush()
+    created: list[Execution] = []
+    attached: list[Execution] = []
+    for incident, incident_plans in plans:
+        row = add_incident(session=session, event_id=event.id, incident=incident)
+        if incident.status == "resolved":
+            key = f"{incident.source}:{incident.fingerprint}"
+            note_resolution(session=session, incident_key=key, now=moment)
+        for item in incident_plans:
+            execution, joined = add_execution(
+                session=session,
+                plan=item,
+                incident_row=row,
+                escalate_to=services.escalate_to(item.runbook.escalate),
+                now=moment,
+                trigger="webhook" if started_by is None else "manual",
+            )
+            (attached if joined else created).append(execution)
+            if started_by is not None and not joined:
+                execution.actions.append(started_by)
+    session.flush()
+    return Accepted(
+        event.id,
+        False,
+        [e.id for e in created],
+        len(plans),
+        [e.id for e in attached],
+        delivery.ignored,
+    )
 
 
 # ---------------------------------------------------------------- run

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from alembic import command
 from alembic.config import Config
@@ -22,6 +23,10 @@ from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_random
+
+from app.store.group_commit import GroupCommit
+
+T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -96,12 +101,18 @@ class Database:
         # cut ingest to ~90 requests/s. Other processes on the same file still meet
         # `busy_timeout`. PostgreSQL locks rows, so its writers run side by side.
         self._one_writer = threading.RLock() if self.engine.dialect.name == "sqlite" else None
+        self._group = GroupCommit(self.write, lambda s, names: lock_names(s.connection(), names))
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back on error."""
         with self._one_writer or nullcontext(), self._writer.begin() as session:
             yield session
+
+    def write_together(self, work: Callable[[Session], T], locks: Iterable[str] = ()) -> Future[T]:
+        """`work(session)` in a transaction shared with other callers' (group commit), holding
+        `locks`; the future resolves once it is committed. For many short writes at once."""
+        return self._group.submit(work, locks)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -123,4 +134,5 @@ class Database:
             command.upgrade(config, "head")
 
     def close(self) -> None:
+        self._group.close()
         self.engine.dispose()
