@@ -52,9 +52,10 @@ from app.runbooks.plan import Plan, plan
 from app.sources.base import Delivery, WebhookRequest
 from app.sources.registry import get_source
 from app.store.db import Database
-from app.store.models import ActionRow, EscalationRow, Event, Execution, StepRow
+from app.store.models import ActionRow, EscalationRow, Execution, StepRow
 from app.store.queue import claim_next_escalation, expired_executions
 from app.store.records import (
+    add_event,
     add_execution,
     add_incident,
     find_event,
@@ -200,8 +201,12 @@ def delivered(services: Services, arrival: Arrival, accepted: Accepted) -> Accep
     if not accepted.duplicate:
         for incident in arrival.delivery.incidents:
             services.metrics.incidents.labels(source_label(arrival.source), incident.status).inc()
+    # A delivery that started or joined nothing is routine (most alerts match no runbook):
+    # at INFO it would cost a log line per webhook at full rate; it is stored and counted.
+    level = logging.INFO if accepted.executions or accepted.attached else logging.DEBUG
     with log_context(event_id=accepted.event_id):
-        log.info(
+        log.log(
+            level,
             "delivery %s: %d incident(s), executions %s, attached to %s%s",
             "duplicate" if accepted.duplicate else "accepted", accepted.incidents,
             accepted.executions, accepted.attached,
@@ -232,19 +237,11 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
         arrival.source, arrival.delivery, arrival.plans, arrival.started_by
     )  # fmt: skip
     moment = datetime.fromtimestamp(arrival.now, UTC)
-    event = Event(
-        source=source_name,
-        delivery_id=delivery.delivery_id,
-        event_type=delivery.event_type,
-        received_at=moment,
-        incident_count=len(plans),
-    )
-    session.add(event)
-    session.flush()
+    event_id = add_event(session=session, source=source_name, delivery=delivery, received_at=moment)
     created: list[Execution] = []
     attached: list[Execution] = []
     for incident, incident_plans in plans:
-        row = add_incident(session=session, event_id=event.id, incident=incident)
+        incident_id = add_incident(session=session, event_id=event_id, incident=incident)
         if incident.status == "resolved":
             key = f"{incident.source}:{incident.fingerprint}"
             note_resolution(session=session, incident_key=key, now=moment)
@@ -252,7 +249,7 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
             execution, joined = add_execution(
                 session=session,
                 plan=item,
-                incident_row=row,
+                incident_id=incident_id,
                 escalate_to=services.escalate_to(item.runbook.escalate),
                 now=moment,
                 trigger="webhook" if started_by is None else "manual",
@@ -262,7 +259,7 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
                 execution.actions.append(started_by)
     session.flush()
     return Accepted(
-        event.id,
+        event_id,
         False,
         [e.id for e in created],
         len(plans),
