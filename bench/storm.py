@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.store.db import Database  # noqa: E402
 from app.store.models import Attachment, Event, Execution  # noqa: E402
-from bench.ingest import CONNECTIONS, Connection, signed  # noqa: E402
+from bench.loadgen import CONNECTIONS, Connection, signed  # noqa: E402
 from tests.conftest import ansible_step, runbook, write_config  # noqa: E402
 from tests.servers import start_server  # noqa: E402
 
@@ -49,7 +49,7 @@ async def send(base: str, count: int, seconds: float) -> list[int]:
 
     async def connection_loop() -> None:
         nonlocal next_index
-        connection = Connection(str(address.hostname), int(address.port or 80))
+        connection = Connection(str(address.hostname), int(address.port or 80), address.path)
         while next_index < count and time.perf_counter() - start < seconds + 30:
             index = next_index
             next_index += 1
@@ -86,7 +86,7 @@ def main() -> int:
     sampler.start()
     try:
         started = time.perf_counter()
-        statuses = asyncio.run(send(server.base, args.webhooks, args.seconds))
+        statuses = asyncio.run(send(f"{server.base}/webhooks/generic", args.webhooks, args.seconds))
         took = time.perf_counter() - started
         time.sleep(8)  # the one remediation finishes
     finally:
