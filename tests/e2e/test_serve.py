@@ -164,7 +164,7 @@ def test_logs_are_json_lines_naming_the_execution(tmp_path: Path) -> None:
     assert {line["runbook"] for line in mine} == {"write"}
     assert {line["event_id"] for line in mine} == {event_id}
     assert any("step 1 (ansible) attempt 1: succeeded" in line["message"] for line in mine)
-    assert any(line["message"].startswith("webhook accepted") and line.get("event_id") == event_id
+    assert any(line["message"].startswith("delivery accepted") and line.get("event_id") == event_id
                for line in lines)  # fmt: skip
 
 
