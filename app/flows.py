@@ -184,8 +184,9 @@ def submit_delivery(services: Services, arrival: Arrival) -> Future[Accepted]:
     """Queue a verified delivery and its plans for the next group commit; the future
     resolves once they are durable. Finish with `delivered`."""
     return services.db.write_together(
-        lambda session: _persist(session, services, arrival),
+        lambda session: _write_arrival(session, services, arrival),
         locks=(p.runbook.name for _, runbook_plans in arrival.plans for p in runbook_plans),
+        recover=lambda session, failure: _after_conflict(session, services, arrival, failure),
     )
 
 
@@ -215,20 +216,25 @@ def delivered(services: Services, arrival: Arrival, accepted: Accepted) -> Accep
     return accepted
 
 
-def _persist(session: Session, services: Services, arrival: Arrival) -> Accepted:
-    """The delivery's rows, each try in its own savepoint. The unique delivery id, not a
-    lookup first, tells a duplicate (one query fewer for every delivery that is not). Any
-    other invariant that fails caught a race with another replica (two runs with one
+def _after_conflict(
+    session: Session, services: Services, arrival: Arrival, failure: Exception
+) -> Accepted:
+    """The delivery's rows failed to insert. The unique delivery id, not a lookup first,
+    tells a duplicate (one query fewer for every delivery that is not). Any other
+    invariant that fails caught a race with another replica (two runs with one
     concurrency key): the next try sees the other side's rows."""
-    for _ in range(3):
+    for _ in range(2):
+        if not isinstance(failure, IntegrityError):
+            raise failure
+        delivery_id = arrival.delivery.delivery_id
+        existing = find_event(session=session, source=arrival.source, delivery_id=delivery_id)
+        if existing is not None:
+            return Accepted(existing.id, True, [], 0)
         try:
             with session.begin_nested():
                 return _write_arrival(session, services, arrival)
-        except IntegrityError:
-            delivery_id = arrival.delivery.delivery_id
-            existing = find_event(session=session, source=arrival.source, delivery_id=delivery_id)
-            if existing is not None:
-                return Accepted(existing.id, True, [], 0)
+        except IntegrityError as again:
+            failure = again
     raise RuntimeError(f"could not store delivery {arrival.delivery.delivery_id} after 3 tries")
 
 

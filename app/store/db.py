@@ -109,10 +109,16 @@ class Database:
         with self._one_writer or nullcontext(), self._writer.begin() as session:
             yield session
 
-    def write_together(self, work: Callable[[Session], T], locks: Iterable[str] = ()) -> Future[T]:
+    def write_together(
+        self,
+        work: Callable[[Session], T],
+        locks: Iterable[str] = (),
+        recover: Callable[[Session, Exception], T] | None = None,
+    ) -> Future[T]:
         """`work(session)` in a transaction shared with other callers' (group commit), holding
-        `locks`; the future resolves once it is committed. For many short writes at once."""
-        return self._group.submit(work, locks)
+        `locks`; the future resolves once it is committed. For many short writes at once.
+        See `GroupCommit` for `recover`."""
+        return self._group.submit(work, locks, recover)
 
     @contextmanager
     def read(self) -> Iterator[Session]:

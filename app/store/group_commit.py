@@ -32,13 +32,17 @@ MAX_BATCH = 64
 class _Job:
     work: Callable[[Session], Any]
     locks: tuple[str, ...]
+    recover: Callable[[Session, Exception], Any] | None
     future: Future[Any] = field(default_factory=Future)
 
 
 class GroupCommit:
     """`submit(work, locks)` runs `work(session)` inside the next shared transaction and
     answers (the future resolves) once that transaction is committed. `locks`: names the
-    transaction must hold (see `lock_names`), taken for the whole batch in sorted order."""
+    transaction must hold (see `lock_names`), taken for the whole batch in sorted order.
+    `recover(session, exc)`, if given, runs in a fresh savepoint when `work` failed, and
+    its outcome is the job's: a rare conflict is handled there rather than by a second
+    savepoint around every job."""
 
     def __init__(
         self,
@@ -55,9 +59,14 @@ class GroupCommit:
         self.batches = 0
         self.jobs = 0
 
-    def submit(self, work: Callable[[Session], T], locks: Iterable[str] = ()) -> Future[T]:
+    def submit(
+        self,
+        work: Callable[[Session], T],
+        locks: Iterable[str] = (),
+        recover: Callable[[Session, Exception], T] | None = None,
+    ) -> Future[T]:
         self._ensure_started()
-        job = _Job(work, tuple(locks))
+        job = _Job(work, tuple(locks), recover)
         self._jobs.put(job)
         return job.future
 
@@ -104,7 +113,10 @@ class GroupCommit:
             with self._begin() as session:
                 self._take_locks(session, (name for job in batch for name in job.locks))
                 for job in batch:
-                    outcomes.append(_in_savepoint(session, job.work))
+                    outcome = _in_savepoint(session, job.work)
+                    if not outcome[0] and job.recover is not None:
+                        outcome = _in_savepoint(session, _recovery(job.recover, outcome[1]))
+                    outcomes.append(outcome)
         except BaseException as exc:  # the commit failed: nothing in this batch is stored
             for job in batch:
                 job.future.set_exception(exc)
@@ -126,3 +138,9 @@ def _in_savepoint(session: Session, work: Callable[[Session], Any]) -> tuple[boo
             return True, work(session)
     except Exception as exc:
         return False, exc
+
+
+def _recovery(
+    recover: Callable[[Session, Exception], Any], failure: Exception
+) -> Callable[[Session], Any]:
+    return lambda session: recover(session, failure)

@@ -37,13 +37,18 @@ def find_event(*, session: Session, source: str, delivery_id: str) -> Event | No
     ).first()
 
 
+# Built once: a statement made per call costs a cache-key walk on every delivery.
+_INSERT_EVENT = insert(Base.metadata.tables[Event.__tablename__])
+_INSERT_INCIDENT = insert(Base.metadata.tables[IncidentRow.__tablename__])
+
+
 def add_event(*, session: Session, source: str, delivery: Delivery, received_at: datetime) -> str:
     """The event row for one delivery; its id. Written straight away (not at the next
     flush, and past the ORM: its unit of work was the larger part of ingest's cost), so a
     delivery id seen before fails here with IntegrityError."""
     event_id = new_id()
     session.connection().execute(
-        insert(Base.metadata.tables[Event.__tablename__]),
+        _INSERT_EVENT,
         {
             "id": event_id, "source": source, "delivery_id": delivery.delivery_id,
             "event_type": delivery.event_type, "received_at": received_at,
@@ -56,7 +61,7 @@ def add_event(*, session: Session, source: str, delivery: Delivery, received_at:
 def add_incident(*, session: Session, event_id: str, incident: Incident) -> str:
     incident_id = new_id()
     session.connection().execute(
-        insert(Base.metadata.tables[IncidentRow.__tablename__]),
+        _INSERT_INCIDENT,
         {
             "id": incident_id, "event_id": event_id, "source": incident.source,
             "fingerprint": incident.fingerprint, "status": incident.status,

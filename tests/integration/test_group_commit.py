@@ -121,3 +121,19 @@ def test_a_failed_commit_fails_every_write_in_it_and_stores_none(db: Database) -
     assert stored(db, "lost0", "lost1", "lost2") == 0
     # The writer goes on: the next write lands.
     assert isinstance(db.write_together(add_event("later")).result(timeout=10), str)
+
+
+def test_a_failed_write_is_recovered_in_a_fresh_savepoint(db: Database) -> None:
+    first = db.write_together(add_event("taken")).result(timeout=10)
+
+    def write_two(session: Session) -> object:
+        add_event("partial")(session)  # rolled back with the failure that follows
+        return add_event("taken")(session)
+
+    def recover(session: Session, failure: Exception) -> str:
+        assert isinstance(failure, IntegrityError)
+        return str(session.scalars(select(Event.id).where(Event.delivery_id == "taken")).one())
+
+    answer = db.write_together(write_two, recover=recover).result(timeout=10)
+    assert answer == first
+    assert stored(db, "partial") == 0
