@@ -183,7 +183,7 @@ class Arrival:
 def submit_delivery(services: Services, arrival: Arrival) -> Future[Accepted]:
     """Queue a verified delivery and its plans for the next group commit; the future
     resolves once they are durable. Finish with `delivered`."""
-    return services.db.write_together(
+    return services.db.together.submit(
         lambda session: _write_arrival(session, services, arrival),
         locks=(p.runbook.name for _, runbook_plans in arrival.plans for p in runbook_plans),
         recover=lambda session, failure: _after_conflict(session, services, arrival, failure),

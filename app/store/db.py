@@ -11,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -25,8 +24,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from tenacity import retry, retry_if_exception_type, stop_after_delay, wait_random
 
 from app.store.group_commit import GroupCommit
-
-T = TypeVar("T")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -101,24 +98,14 @@ class Database:
         # cut ingest to ~90 requests/s. Other processes on the same file still meet
         # `busy_timeout`. PostgreSQL locks rows, so its writers run side by side.
         self._one_writer = threading.RLock() if self.engine.dialect.name == "sqlite" else None
-        self._group = GroupCommit(self.write, lambda s, names: lock_names(s.connection(), names))
+        # Many short writes that arrive at once (webhooks) share transactions through it.
+        self.together = GroupCommit(self.write, lambda s, names: lock_names(s.connection(), names))
 
     @contextmanager
     def write(self) -> Iterator[Session]:
         """One transaction: committed when the block ends, rolled back on error."""
         with self._one_writer or nullcontext(), self._writer.begin() as session:
             yield session
-
-    def write_together(
-        self,
-        work: Callable[[Session], T],
-        locks: Iterable[str] = (),
-        recover: Callable[[Session, Exception], T] | None = None,
-    ) -> Future[T]:
-        """`work(session)` in a transaction shared with other callers' (group commit), holding
-        `locks`; the future resolves once it is committed. For many short writes at once.
-        See `GroupCommit` for `recover`."""
-        return self._group.submit(work, locks, recover)
 
     @contextmanager
     def read(self) -> Iterator[Session]:
@@ -140,5 +127,5 @@ class Database:
             command.upgrade(config, "head")
 
     def close(self) -> None:
-        self._group.close()
+        self.together.close()
         self.engine.dispose()

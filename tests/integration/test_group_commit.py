@@ -53,16 +53,15 @@ def test_writes_submitted_together_share_commits_and_all_land(db: Database) -> N
     def blocked(_session: Session) -> None:
         assert gate.wait(10)
 
-    first = db.write_together(blocked)
-    futures = [db.write_together(add_event(f"d{i}")) for i in range(200)]
+    first = db.together.submit(blocked)
+    futures = [db.together.submit(add_event(f"d{i}")) for i in range(200)]
     gate.set()
     first.result(timeout=10)
     ids = [f.result(timeout=30) for f in futures]
     assert len(set(ids)) == 200
     assert stored(db, *(f"d{i}" for i in range(200))) == 200
-    group = db._group  # what the writer did is only visible on it
-    assert group.jobs == 201
-    assert group.batches <= 5  # 1 for the blocker, then batches of up to 64
+    assert db.together.jobs == 201
+    assert db.together.batches <= 5  # 1 for the blocker, then batches of up to 64
 
 
 def test_a_write_is_answered_only_after_it_is_committed(db: Database) -> None:
@@ -73,18 +72,18 @@ def test_a_write_is_answered_only_after_it_is_committed(db: Database) -> None:
         seen_at_answer.append(stored(db, "durable"))
         answered.set()
 
-    db.write_together(add_event("durable")).add_done_callback(on_answer)
+    db.together.submit(add_event("durable")).add_done_callback(on_answer)
     assert answered.wait(10)
     assert seen_at_answer == [1]
 
 
 def test_one_failing_write_does_not_undo_the_others_in_its_batch(db: Database) -> None:
     gate = threading.Event()
-    first = db.write_together(lambda _s: gate.wait(10))
-    before = db.write_together(add_event("before"))
-    duplicate_of_before = db.write_together(add_event("before"))
-    failing: Future[object] = db.write_together(lambda _s: 1 / 0)
-    after = db.write_together(add_event("after"))
+    first = db.together.submit(lambda _s: gate.wait(10))
+    before = db.together.submit(add_event("before"))
+    duplicate_of_before = db.together.submit(add_event("before"))
+    failing: Future[object] = db.together.submit(lambda _s: 1 / 0)
+    after = db.together.submit(add_event("after"))
     gate.set()
     first.result(timeout=10)
     assert isinstance(before.result(timeout=10), str)
@@ -98,8 +97,8 @@ def test_one_failing_write_does_not_undo_the_others_in_its_batch(db: Database) -
 
 def test_a_failed_commit_fails_every_write_in_it_and_stores_none(db: Database) -> None:
     gate = threading.Event()
-    first = db.write_together(lambda _s: gate.wait(10))
-    futures = [db.write_together(add_event(f"lost{i}")) for i in range(3)]
+    first = db.together.submit(lambda _s: gate.wait(10))
+    futures = [db.together.submit(add_event(f"lost{i}")) for i in range(3)]
 
     def break_the_commit(session: Session) -> None:
         connection = session.connection()
@@ -113,18 +112,18 @@ def test_a_failed_commit_fails_every_write_in_it_and_stores_none(db: Database) -
         else:  # the database connection is lost mid-batch
             connection.exec_driver_sql("SELECT pg_terminate_backend(pg_backend_pid())")
 
-    breaker = db.write_together(break_the_commit)
+    breaker = db.together.submit(break_the_commit)
     gate.set()
     for future in [first, *futures, breaker]:
         with pytest.raises(Exception):  # noqa: B017 - whatever the driver says, all fail
             future.result(timeout=10)
     assert stored(db, "lost0", "lost1", "lost2") == 0
     # The writer goes on: the next write lands.
-    assert isinstance(db.write_together(add_event("later")).result(timeout=10), str)
+    assert isinstance(db.together.submit(add_event("later")).result(timeout=10), str)
 
 
 def test_a_failed_write_is_recovered_in_a_fresh_savepoint(db: Database) -> None:
-    first = db.write_together(add_event("taken")).result(timeout=10)
+    first = db.together.submit(add_event("taken")).result(timeout=10)
 
     def write_two(session: Session) -> object:
         add_event("partial")(session)  # rolled back with the failure that follows
@@ -134,6 +133,6 @@ def test_a_failed_write_is_recovered_in_a_fresh_savepoint(db: Database) -> None:
         assert isinstance(failure, IntegrityError)
         return str(session.scalars(select(Event.id).where(Event.delivery_id == "taken")).one())
 
-    answer = db.write_together(write_two, recover=recover).result(timeout=10)
+    answer = db.together.submit(write_two, recover=recover).result(timeout=10)
     assert answer == first
     assert stored(db, "partial") == 0
