@@ -14,7 +14,7 @@ import multiprocessing
 import statistics
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -30,7 +30,7 @@ CONNECTIONS = 32  # open keep-alive connections, as a busy platform's senders ke
 DRAIN_S = 20.0
 
 
-def signed(incident: dict[str, object]) -> tuple[bytes, dict[str, str]]:
+def signed(incident: Mapping[str, object]) -> tuple[bytes, dict[str, str]]:
     """A `generic` body and its Standard Webhooks headers, as a new delivery."""
     body = json.dumps(incident).encode()
     headers = signed_headers(secret_key(GENERIC_SECRET), msg_id=str(uuid.uuid4()),
@@ -94,12 +94,13 @@ async def _run(url: str, body: Body, rate: float | None, seconds: float) -> list
             if rate is None:
                 if time.perf_counter() >= deadline:
                     return
-                item: tuple[int, float] | None = (sequence, time.perf_counter())
+                item = (sequence, time.perf_counter())
                 sequence += 1
             else:
-                item = await due.get()
-                if item is None:
+                queued = await due.get()
+                if queued is None:
                     return
+                item = queued
             status = await connection.post(*body(item[0]))
             results.append((status, time.perf_counter() - item[1]))
 

@@ -15,14 +15,16 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
 import yaml
+from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.config import Settings, load_settings
+from app.flows import Services
 from app.main import create_app
 from app.signing import secret_key, signed_headers
 from tests.loopback import serving
@@ -180,17 +182,25 @@ class Api:
         self.settings = settings
         self.auth = {"authorization": f"Bearer {API_TOKEN}"}
 
+    @property
+    def services(self) -> Services:
+        """The app's services, as its routes see them."""
+        services: Services = cast(FastAPI, self.client.app).state.services
+        return services
+
     def alertmanager(self, payload: dict[str, Any], token: str = AM_TOKEN) -> httpx.Response:
-        return self.client.post(
+        answer: httpx.Response = self.client.post(
             "/webhooks/alertmanager", json=payload, headers={"authorization": f"Bearer {token}"}
         )
+        return answer
 
     def generic(self, body: bytes, headers: dict[str, str]) -> httpx.Response:
-        return self.client.post(
+        answer: httpx.Response = self.client.post(
             "/webhooks/generic",
             content=body,
             headers={**headers, "content-type": "application/json"},
         )
+        return answer
 
     def execution(self, execution_id: str) -> dict[str, Any]:
         answer = self.client.get(f"/api/executions/{execution_id}", headers=self.auth)
@@ -207,11 +217,12 @@ class Api:
     def act(
         self, execution_id: str, action: str, by: str = "alice", reason: str = ""
     ) -> httpx.Response:
-        return self.client.post(
+        answer: httpx.Response = self.client.post(
             f"/api/executions/{execution_id}/{action}",
             json={"by": by, "reason": reason},
             headers=self.auth,
         )
+        return answer
 
     def wait(
         self,

@@ -141,7 +141,7 @@ RESOLVED = [
 
 
 def _nested(payload: dict[str, Any], path: str, value: Any) -> dict[str, Any]:
-    copy = json.loads(json.dumps(payload))
+    copy: dict[str, Any] = json.loads(json.dumps(payload))
     *parents, last = path.split(".")
     node = copy
     for key in parents:

@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -14,7 +15,7 @@ from tests.conftest import ROOT, free_port
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
 
 
-def test_demo_shows_a_remediation_and_an_escalation(tmp_path) -> None:
+def test_demo_shows_a_remediation_and_an_escalation(tmp_path: Path) -> None:
     env_db = f"sqlite:///{tmp_path}/demo.db"
     result = subprocess.run(
         [sys.executable, "scripts/demo.py", "--once", "--port", str(free_port()), "--receiver-port", str(free_port())],

@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import alert, ansible_step, runbook, write_config
+from tests.conftest import Recorder, alert, ansible_step, runbook, write_config
 from tests.servers import Server, start_server
 
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
@@ -58,7 +58,9 @@ def lines(path: Path) -> int:
     return len(path.read_text().splitlines()) if path.exists() else 0
 
 
-def test_kill_9_of_a_replica_mid_burst_loses_nothing(replicas, recorder, tmp_path) -> None:
+def test_kill_9_of_a_replica_mid_burst_loses_nothing(
+    replicas: Any, recorder: Recorder, tmp_path: Path
+) -> None:
     out = tmp_path / "runs"
     out.mkdir()
     a, b = replicas([runbook("burst", "Burst", appender(out, pause=1), escalate=["webhook"])],
@@ -109,7 +111,7 @@ def test_kill_9_of_a_replica_mid_burst_loses_nothing(replicas, recorder, tmp_pat
     assert "interrupted" in statuses
 
 
-def test_concurrency_key_holds_across_replicas(replicas, tmp_path) -> None:
+def test_concurrency_key_holds_across_replicas(replicas: Any, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     out.mkdir()
     a, b = replicas([runbook("serial", "Serial", appender(out, pause=0.5),
@@ -128,7 +130,9 @@ def test_concurrency_key_holds_across_replicas(replicas, tmp_path) -> None:
         ), "two executions for one key ran at the same time"
 
 
-def test_storm_across_replicas_makes_one_remediation(replicas, recorder, tmp_path) -> None:
+def test_storm_across_replicas_makes_one_remediation(
+    replicas: Any, recorder: Recorder, tmp_path: Path
+) -> None:
     out = tmp_path / "runs"
     out.mkdir()
     a, b = replicas([runbook("storm", "Storm", appender(out, pause=2), cooldown="10m",
@@ -157,7 +161,7 @@ def test_storm_across_replicas_makes_one_remediation(replicas, recorder, tmp_pat
     assert sum(len(a.api(f"/executions/{e['id']}")["escalations"]) for e in total) == 1
 
 
-def test_sigterm_during_a_burst_loses_nothing(replicas, tmp_path) -> None:
+def test_sigterm_during_a_burst_loses_nothing(replicas: Any, tmp_path: Path) -> None:
     out = tmp_path / "runs"
     out.mkdir()
     (a,) = replicas([runbook("burst", "Burst", appender(out, pause=1))], count=1,

@@ -4,10 +4,11 @@ each is answered only once it is committed, and one write's failure is its own."
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
@@ -26,7 +27,7 @@ def db(database_url: str, tmp_path: Path) -> Iterator[Database]:
     database.close()
 
 
-def add_event(delivery_id: str) -> object:
+def add_event(delivery_id: str) -> Callable[[Session], str]:
     def work(session: Session) -> str:
         event = Event(
             source="generic", delivery_id=delivery_id, event_type="t",
@@ -68,7 +69,7 @@ def test_a_write_is_answered_only_after_it_is_committed(db: Database) -> None:
     seen_at_answer: list[int] = []
     answered = threading.Event()
 
-    def on_answer(_future: Future[object]) -> None:
+    def on_answer(_future: Future[str]) -> None:
         seen_at_answer.append(stored(db, "durable"))
         answered.set()
 
@@ -114,7 +115,8 @@ def test_a_failed_commit_fails_every_write_in_it_and_stores_none(db: Database) -
 
     breaker = db.together.submit(break_the_commit)
     gate.set()
-    for future in [first, *futures, breaker]:
+    waiting: list[Future[Any]] = [first, *futures, breaker]
+    for future in waiting:
         with pytest.raises(Exception):  # noqa: B017 - whatever the driver says, all fail
             future.result(timeout=10)
     assert stored(db, "lost0", "lost1", "lost2") == 0
@@ -125,7 +127,7 @@ def test_a_failed_commit_fails_every_write_in_it_and_stores_none(db: Database) -
 def test_a_failed_write_is_recovered_in_a_fresh_savepoint(db: Database) -> None:
     first = db.together.submit(add_event("taken")).result(timeout=10)
 
-    def write_two(session: Session) -> object:
+    def write_two(session: Session) -> str:
         add_event("partial")(session)  # rolled back with the failure that follows
         return add_event("taken")(session)
 

@@ -4,18 +4,20 @@ the concurrency key serialises, verification, approval and cancel."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
-from tests.conftest import alert, ansible_step, runbook
+from tests.conftest import Api, Recorder, alert, ansible_step, runbook
 
 pytestmark = pytest.mark.ansible
 
 
-def appender(dest: Path, pause: float = 0) -> dict:
+def appender(dest: Path, pause: float = 0) -> dict[str, Any]:
     return ansible_step("append.yml", dest=str(dest), pause=str(pause))
 
 
@@ -24,7 +26,7 @@ def runs(dest: Path) -> int:
 
 
 def test_storm_for_one_incident_makes_one_remediation_and_one_escalation(
-    make_api, recorder, tmp_path: Path, database_url: str
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path, database_url: str
 ) -> None:
     dest = tmp_path / "runs"
     api = make_api(
@@ -50,7 +52,9 @@ def test_storm_for_one_incident_makes_one_remediation_and_one_escalation(
     assert [r.json()["reason"] for r in recorder.wait_for(1)] == ["refused"]
 
 
-def test_rate_limit_caps_runs_across_keys(make_api, recorder, tmp_path: Path, database_url) -> None:
+def test_rate_limit_caps_runs_across_keys(
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path, database_url: str
+) -> None:
     dest = tmp_path / "runs"
     api = make_api(
         [
@@ -77,7 +81,9 @@ def test_rate_limit_caps_runs_across_keys(make_api, recorder, tmp_path: Path, da
     assert runs(dest) == 2
 
 
-def test_concurrency_key_runs_one_at_a_time(make_api, tmp_path: Path, database_url) -> None:
+def test_concurrency_key_runs_one_at_a_time(
+    make_api: Callable[..., Api], tmp_path: Path, database_url: str
+) -> None:
     api = make_api(
         [
             runbook(
@@ -104,7 +110,9 @@ def test_concurrency_key_runs_one_at_a_time(make_api, tmp_path: Path, database_u
         )
 
 
-def test_verify_succeeds_when_the_alert_resolves(make_api, tmp_path, database_url) -> None:
+def test_verify_succeeds_when_the_alert_resolves(
+    make_api: Callable[..., Api], tmp_path: Path, database_url: str
+) -> None:
     api = make_api(
         [runbook("v", "Verify", appender(tmp_path / "runs"), verify={"resolved_within": "1m"})],
         database_url=database_url,
@@ -117,7 +125,7 @@ def test_verify_succeeds_when_the_alert_resolves(make_api, tmp_path, database_ur
 
 
 def test_verify_fails_and_escalates_when_the_alert_keeps_firing(
-    make_api, recorder, tmp_path, database_url
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path, database_url: str
 ) -> None:
     api = make_api(
         [
@@ -138,7 +146,9 @@ def test_verify_fails_and_escalates_when_the_alert_keeps_firing(
     assert recorder.wait_for(1)[0].json()["reason"] == "verify_failed"
 
 
-def test_verify_by_http_check(make_api, recorder, tmp_path, database_url) -> None:
+def test_verify_by_http_check(
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path, database_url: str
+) -> None:
     recorder.replies = [503, 503, 200]
     check = {"url": recorder.url, "expect_status": 200, "within": "30s", "interval": "0.2s"}
     api = make_api(
@@ -150,7 +160,9 @@ def test_verify_by_http_check(make_api, recorder, tmp_path, database_url) -> Non
     assert len(recorder.requests) == 3
 
 
-def test_approval_approve_runs_it(make_api, recorder, tmp_path, database_url) -> None:
+def test_approval_approve_runs_it(
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path, database_url: str
+) -> None:
     dest = tmp_path / "runs"
     api = make_api(
         [runbook("a", "Approve", appender(dest), approval=True, escalate=["webhook"])],
@@ -172,7 +184,9 @@ def test_approval_approve_runs_it(make_api, recorder, tmp_path, database_url) ->
     assert again.status_code == 409 and again.json()["error"] == "conflict"
 
 
-def test_approval_reject_and_timeout_escalate(make_api, recorder, tmp_path, database_url) -> None:
+def test_approval_reject_and_timeout_escalate(
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path, database_url: str
+) -> None:
     dest = tmp_path / "runs"
     api = make_api(
         [
@@ -210,7 +224,9 @@ def sleepers(marker: str) -> list[psutil.Process]:
     return found
 
 
-def test_cancel_stops_a_running_step_and_a_queued_one(make_api, tmp_path, database_url) -> None:
+def test_cancel_stops_a_running_step_and_a_queued_one(
+    make_api: Callable[..., Api], tmp_path: Path, database_url: str
+) -> None:
     marker = "7431"  # the hang playbook's sleep, so the test can look for its process
     api = make_api(
         [

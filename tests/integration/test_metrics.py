@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import alert, ansible_step, runbook
+from tests.conftest import Api, alert, ansible_step, runbook
 
 
 def scrape(api: Any, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -21,7 +22,9 @@ def scrape(api: Any, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], .
     }
 
 
-def test_metrics_count_what_the_service_did(make_api, tmp_path: Path, database_url: str) -> None:
+def test_metrics_count_what_the_service_did(
+    make_api: Callable[..., Api], tmp_path: Path, database_url: str
+) -> None:
     dest = tmp_path / "runs"
     slow = ansible_step("append.yml", dest=str(dest), pause="3")
     api = make_api(
@@ -67,7 +70,9 @@ def test_metrics_count_what_the_service_did(make_api, tmp_path: Path, database_u
     assert value("remediator_runbooks_loaded") == 2
 
 
-def test_metrics_want_a_token_unless_configured_open(make_api, tmp_path: Path) -> None:
+def test_metrics_want_a_token_unless_configured_open(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
     api = make_api([runbook("r", "R", ansible_step("write.yml"))])
     assert api.client.get("/metrics").status_code == 401
     assert api.client.get("/metrics", headers={"authorization": "Bearer nope"}).status_code == 401

@@ -6,12 +6,13 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.conftest import alert, ansible_step, runbook
+from tests.conftest import Api, alert, ansible_step, runbook
 
 
 def appender(dest: Path) -> dict[str, Any]:
@@ -22,7 +23,9 @@ def runs(dest: Path) -> int:
     return len(dest.read_text().splitlines()) if dest.exists() else 0
 
 
-def test_runbooks_are_listed_with_their_file_and_line(make_api, tmp_path: Path) -> None:
+def test_runbooks_are_listed_with_their_file_and_line(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
     api = make_api([runbook("a", "A", appender(tmp_path / "a")),
                     runbook("b", "B", appender(tmp_path / "b"), cooldown="5m")])  # fmt: skip
     answer = api.client.get("/api/runbooks", headers=api.auth)
@@ -41,7 +44,9 @@ def test_runbooks_are_listed_with_their_file_and_line(make_api, tmp_path: Path) 
     assert api.client.get("/api/runbooks").status_code == 401
 
 
-def test_simulate_says_what_would_run_and_why_without_running(make_api, tmp_path: Path) -> None:
+def test_simulate_says_what_would_run_and_why_without_running(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
     dest = tmp_path / "runs"
     wanted = runbook(
         "cache", "CacheFull", appender(dest), concurrency="{{ incident.labels.instance }}"
@@ -75,7 +80,7 @@ def test_simulate_says_what_would_run_and_why_without_running(make_api, tmp_path
 
 
 def test_a_manual_run_ignores_match_but_not_guards_and_says_who(
-    make_api, tmp_path: Path, database_url: str
+    make_api: Callable[..., Api], tmp_path: Path, database_url: str
 ) -> None:
     dest = tmp_path / "runs"
     api = make_api([runbook("fix", "NeverSent", appender(dest), cooldown="10m")],
@@ -111,7 +116,9 @@ def test_a_manual_run_ignores_match_but_not_guards_and_says_who(
     assert len(manual.json()) == 2
 
 
-def test_reload_swaps_the_whole_set_or_keeps_the_old_one(make_api, tmp_path: Path) -> None:
+def test_reload_swaps_the_whole_set_or_keeps_the_old_one(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
     old_dest, new_dest = tmp_path / "old", tmp_path / "new"
     api = make_api([runbook("r", "Fire", appender(old_dest))])
     runbooks_file = tmp_path / "runbooks" / "test.yml"
@@ -157,7 +164,9 @@ def test_reload_swaps_the_whole_set_or_keeps_the_old_one(make_api, tmp_path: Pat
         assert spec["extra_vars"]["dest"] in (str(old_dest), str(new_dest))
 
 
-def test_executions_are_paged_newest_first_with_a_stable_cursor(make_api, tmp_path: Path) -> None:
+def test_executions_are_paged_newest_first_with_a_stable_cursor(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
     api = make_api([runbook("p", "Page", appender(tmp_path / "runs"), approval=True)])
     ids = [
         api.alertmanager(alert("Page", fingerprint=f"fp-{i}")).json()["executions"][0]
@@ -185,7 +194,7 @@ def test_executions_are_paged_newest_first_with_a_stable_cursor(make_api, tmp_pa
                       headers=api.auth).text) == []  # fmt: skip
 
 
-def test_a_watched_directory_reloads_itself(make_api, tmp_path: Path) -> None:
+def test_a_watched_directory_reloads_itself(make_api: Callable[..., Api], tmp_path: Path) -> None:
     api = make_api([runbook("first", "A", appender(tmp_path / "a"))], runbooks_watch_s=0.2)
     runbooks_file = tmp_path / "runbooks" / "test.yml"
 
@@ -214,7 +223,9 @@ def test_a_watched_directory_reloads_itself(make_api, tmp_path: Path) -> None:
     names_become(["third"])
 
 
-def test_openapi_names_every_call_and_the_one_error_shape(make_api, tmp_path: Path) -> None:
+def test_openapi_names_every_call_and_the_one_error_shape(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
     api = make_api([runbook("a", "A", appender(tmp_path / "a"))])
     document = api.client.get("/openapi.json").json()
     assert {"/api/runbooks", "/api/simulate", "/api/runbooks/{name}/run", "/api/runbooks/reload",

@@ -4,26 +4,28 @@ PostgreSQL."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from app.flows import MAX_RECOVERIES, recover_expired
+from app.flows import MAX_RECOVERIES, Services, recover_expired
 from app.store.models import Execution
-from tests.conftest import alert, ansible_step, runbook
+from tests.conftest import Api, Recorder, alert, ansible_step, runbook
 
 pytestmark = pytest.mark.ansible
 
 
-def appender(dest: Path, pause: float = 0, idempotent: bool = False) -> dict:
+def appender(dest: Path, pause: float = 0, idempotent: bool = False) -> dict[str, Any]:
     return {
         **ansible_step("append.yml", dest=str(dest), pause=str(pause)),
         "idempotent": idempotent,
     }
 
 
-def claimed_by_dead_worker(services, execution_id: str, step_status: str) -> None:
+def claimed_by_dead_worker(services: Services, execution_id: str, step_status: str) -> None:
     """As if a worker claimed it and died (kill -9) with its first step `step_status`."""
     with services.db.write() as session:
         execution = session.get_one(Execution, execution_id)
@@ -32,14 +34,16 @@ def claimed_by_dead_worker(services, execution_id: str, step_status: str) -> Non
         execution.steps[0].status = step_status
 
 
-def test_expired_leases_are_recovered(make_api, recorder, tmp_path, database_url) -> None:
+def test_expired_leases_are_recovered(
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path, database_url: str
+) -> None:
     rbs = [
         runbook("plain", "Plain", appender(tmp_path / "plain"), escalate=["webhook"]),
         runbook("safe", "Safe", appender(tmp_path / "safe", idempotent=True)),
     ]
     api = make_api(rbs, database_url=database_url, workers=1,
                    escalation={"webhook": {"url": recorder.url}})  # fmt: skip
-    services = api.client.app.state.services
+    services = api.services
     services.stopping.set()  # keep the live workers out of the way
     not_started, mid_step, idempotent = (
         api.alertmanager(alert(name, fingerprint=fp)).json()["executions"][0]
@@ -58,10 +62,12 @@ def test_expired_leases_are_recovered(make_api, recorder, tmp_path, database_url
     assert [e["reason"] for e in interrupted["escalations"]] == ["interrupted"]
 
 
-def test_a_cancel_asked_of_a_dead_worker_is_honoured(make_api, tmp_path, database_url) -> None:
+def test_a_cancel_asked_of_a_dead_worker_is_honoured(
+    make_api: Callable[..., Api], tmp_path: Path, database_url: str
+) -> None:
     api = make_api([runbook("safe", "Safe", appender(tmp_path / "s", idempotent=True))],
                    database_url=database_url)  # fmt: skip
-    services = api.client.app.state.services
+    services = api.services
     services.stopping.set()
     execution_id = api.alertmanager(alert("Safe")).json()["executions"][0]
     claimed_by_dead_worker(services, execution_id, "running")
@@ -72,10 +78,12 @@ def test_a_cancel_asked_of_a_dead_worker_is_honoured(make_api, tmp_path, databas
     assert final["steps"][0]["status"] == "cancelled" and final["escalations"] == []
 
 
-def test_a_step_that_keeps_killing_its_worker_is_given_up(make_api, tmp_path, database_url) -> None:
+def test_a_step_that_keeps_killing_its_worker_is_given_up(
+    make_api: Callable[..., Api], tmp_path: Path, database_url: str
+) -> None:
     api = make_api([runbook("safe", "Safe", appender(tmp_path / "s", idempotent=True))],
                    database_url=database_url)  # fmt: skip
-    services = api.client.app.state.services
+    services = api.services
     services.stopping.set()
     execution_id = api.alertmanager(alert("Safe")).json()["executions"][0]
     for _ in range(MAX_RECOVERIES):
@@ -89,7 +97,9 @@ def test_a_step_that_keeps_killing_its_worker_is_given_up(make_api, tmp_path, da
 
 
 @pytest.mark.parametrize("idempotent", [True, False])
-def test_shutdown_past_the_grace_period(make_api, recorder, tmp_path, idempotent: bool) -> None:
+def test_shutdown_past_the_grace_period(
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path, idempotent: bool
+) -> None:
     """SIGTERM semantics (the app's lifespan end): a step still running when the grace
     period is over goes back to the queue when idempotent, else ends interrupted."""
     dest = tmp_path / "runs"

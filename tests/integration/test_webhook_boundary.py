@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from app.signing import signed_headers
-from tests.conftest import alert, ansible_step, sign_generic
+from tests.conftest import Api, alert, ansible_step, sign_generic
 
 
 @pytest.fixture
-def api(make_api, tmp_path):
+def api(make_api: Callable[..., Api], tmp_path: Path) -> Api:
     # Never /dev/null as dest: Ansible's copy replaces the file it writes, device or not.
     step = ansible_step("write.yml", message="m", host="h", dest=str(tmp_path / "out.json"))
     runbooks = [
@@ -25,11 +27,11 @@ def api(make_api, tmp_path):
     return make_api(runbooks, max_body_bytes=4096)
 
 
-def nothing_stored(api) -> None:
+def nothing_stored(api: Api) -> None:
     assert api.executions() == []
 
 
-def test_wrong_or_missing_bearer_token(api) -> None:
+def test_wrong_or_missing_bearer_token(api: Api) -> None:
     assert api.alertmanager(alert("X"), token="wrong").status_code == 401
     answer = api.client.post("/webhooks/alertmanager", json=alert("X"))
     assert answer.status_code == 401
@@ -37,7 +39,7 @@ def test_wrong_or_missing_bearer_token(api) -> None:
     nothing_stored(api)
 
 
-def test_generic_signature_refusals(api) -> None:
+def test_generic_signature_refusals(api: Api) -> None:
     body = json.dumps({"title": "t", "labels": {"alertname": "X"}}).encode()
     tampered = body.replace(b'"t"', b'"T"')
     answer = api.generic(tampered, sign_generic(body))
@@ -60,12 +62,12 @@ def test_generic_signature_refusals(api) -> None:
     nothing_stored(api)
 
 
-def test_body_too_large(api) -> None:
+def test_body_too_large(api: Api) -> None:
     big = json.dumps({"title": "x" * 5000}).encode()
     answer = api.generic(big, sign_generic(big))
     assert answer.status_code == 413 and answer.json()["error"] == "payload_too_large"
 
-    def chunks():  # no Content-Length: the limit holds while streaming
+    def chunks() -> Iterator[bytes]:  # no Content-Length: the limit holds while streaming
         for _ in range(10):
             yield b"x" * 1000
 
@@ -90,7 +92,7 @@ def test_body_too_large(api) -> None:
         (b'{"version": "4", "alerts": [], "x": -Infinity}', "-Infinity is not a JSON value"),
     ],
 )
-def test_malformed_alertmanager_bodies(api, body: bytes, says: str) -> None:
+def test_malformed_alertmanager_bodies(api: Api, body: bytes, says: str) -> None:
     from tests.conftest import AM_TOKEN
 
     answer = api.client.post(
@@ -101,7 +103,7 @@ def test_malformed_alertmanager_bodies(api, body: bytes, says: str) -> None:
     nothing_stored(api)
 
 
-def test_generic_shape_errors_name_the_field(api) -> None:
+def test_generic_shape_errors_name_the_field(api: Api) -> None:
     for payload, says in [
         ({"severity": "high"}, "title: Field required"),
         ({"title": "x", "status": "maybe"}, "status"),
@@ -115,13 +117,13 @@ def test_generic_shape_errors_name_the_field(api) -> None:
     nothing_stored(api)
 
 
-def test_unknown_and_unconfigured_sources(api) -> None:
+def test_unknown_and_unconfigured_sources(api: Api) -> None:
     assert api.client.post("/webhooks/nagios", json={}).status_code == 404
     answer = api.client.post("/webhooks/generic-x", json={})
     assert answer.json()["error"] == "unknown_source"
 
 
-def test_api_requires_a_valid_token(api) -> None:
+def test_api_requires_a_valid_token(api: Api) -> None:
     assert api.client.get("/api/executions").status_code == 401
     bad = api.client.get("/api/executions", headers={"authorization": "Bearer nope"})
     assert bad.status_code == 401 and bad.json()["error"] == "unauthorized"
@@ -132,7 +134,7 @@ def test_api_requires_a_valid_token(api) -> None:
     assert ready["ready"] is True and ready["checks"]["runbooks"] == "1 loaded"
 
 
-def test_generic_batch_makes_one_execution_per_incident(api) -> None:
+def test_generic_batch_makes_one_execution_per_incident(api: Api) -> None:
     body = json.dumps(
         {
             "incidents": [

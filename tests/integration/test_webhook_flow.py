@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from standardwebhooks.webhooks import Webhook
@@ -13,6 +15,8 @@ from tests.conftest import (
     ESCALATION_SECRET,
     FAILING_STEP,
     PLAYBOOKS,
+    Api,
+    Recorder,
     alert,
     ansible_step,
     delivered,
@@ -23,12 +27,14 @@ from tests.conftest import (
 pytestmark = pytest.mark.ansible
 
 
-def writes_to(dest: Path) -> list[dict]:
+def writes_to(dest: Path) -> list[dict[str, Any]]:
     """One runbook, for alertname Write, whose playbook writes fixed values to `dest`."""
     return [runbook("w", "Write", ansible_step("write.yml", message="m", host="h", dest=str(dest)))]
 
 
-def test_alert_runs_playbook_with_templated_vars(make_api, tmp_path: Path) -> None:
+def test_alert_runs_playbook_with_templated_vars(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
     dest = tmp_path / "out.json"
     api = make_api(
         [
@@ -65,7 +71,9 @@ def test_alert_runs_playbook_with_templated_vars(make_api, tmp_path: Path) -> No
     assert [e["id"] for e in summary] == [execution["id"]]
 
 
-def test_redelivery_is_a_duplicate_and_starts_nothing(make_api, tmp_path: Path) -> None:
+def test_redelivery_is_a_duplicate_and_starts_nothing(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
     api = make_api(writes_to(tmp_path / "x"))
     payload = alert("Write")
     first = api.alertmanager(payload)
@@ -89,7 +97,7 @@ def test_redelivery_is_a_duplicate_and_starts_nothing(make_api, tmp_path: Path) 
 
 
 def test_failing_playbook_is_retried_then_escalated_signed(
-    make_api, recorder, tmp_path: Path
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path
 ) -> None:
     api = make_api(
         [
@@ -151,7 +159,7 @@ def test_failing_playbook_is_retried_then_escalated_signed(
     }
 
 
-def test_retry_succeeds_on_second_attempt(make_api, tmp_path: Path) -> None:
+def test_retry_succeeds_on_second_attempt(make_api: Callable[..., Api], tmp_path: Path) -> None:
     api = make_api(
         [
             runbook(
@@ -167,7 +175,9 @@ def test_retry_succeeds_on_second_attempt(make_api, tmp_path: Path) -> None:
     assert [a["status"] for a in execution["steps"][0]["attempt_log"]] == ["failed", "succeeded"]
 
 
-def test_timeout_stops_the_playbook_and_escalates(make_api, recorder) -> None:
+def test_timeout_stops_the_playbook_and_escalates(
+    make_api: Callable[..., Api], recorder: Recorder
+) -> None:
     api = make_api(
         [
             runbook(
@@ -187,16 +197,18 @@ def test_timeout_stops_the_playbook_and_escalates(make_api, recorder) -> None:
     assert recorder.wait_for(1)[0].json()["reason"] == "timed_out"
 
 
-def failing_runbooks() -> list[dict]:
+def failing_runbooks() -> list[dict[str, Any]]:
     """The example runbook that fails on purpose, escalating to the webhook target."""
     return [runbook("fails", "Fail", FAILING_STEP, escalate=["webhook"])]
 
 
-def failing_config(recorder) -> dict:
+def failing_config(recorder: Recorder) -> dict[str, Any]:
     return {"playbooks_dir": str(PLAYBOOKS), "escalation": {"webhook": {"url": recorder.url}}}
 
 
-def test_escalation_survives_a_target_that_is_down(make_api, recorder) -> None:
+def test_escalation_survives_a_target_that_is_down(
+    make_api: Callable[..., Api], recorder: Recorder
+) -> None:
     recorder.replies = [500, 503]
     api = make_api(failing_runbooks(), **failing_config(recorder), escalation_max_backoff_s=0.5)
     execution_id = api.alertmanager(alert("Fail")).json()["executions"][0]
@@ -208,7 +220,9 @@ def test_escalation_survives_a_target_that_is_down(make_api, recorder) -> None:
     assert len(recorder.requests) == 3 and ids == {escalation["id"]}
 
 
-def test_client_error_from_target_gives_up_loudly(make_api, recorder, caplog) -> None:
+def test_client_error_from_target_gives_up_loudly(
+    make_api: Callable[..., Api], recorder: Recorder, caplog: pytest.LogCaptureFixture
+) -> None:
     recorder.replies = [400]
     api = make_api(failing_runbooks(), **failing_config(recorder))
     execution_id = api.alertmanager(alert("Fail")).json()["executions"][0]
@@ -218,7 +232,9 @@ def test_client_error_from_target_gives_up_loudly(make_api, recorder, caplog) ->
     assert "ESCALATION GIVEN UP" in caplog.text
 
 
-def test_cooldown_refuses_and_escalates_once(make_api, recorder, tmp_path: Path) -> None:
+def test_cooldown_refuses_and_escalates_once(
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path
+) -> None:
     step = ansible_step("write.yml", message="m", host="h", dest=str(tmp_path / "o"))
     api = make_api(
         [
@@ -246,14 +262,18 @@ def test_cooldown_refuses_and_escalates_once(make_api, recorder, tmp_path: Path)
     assert recorder.wait_for(1)[0].json()["reason"] == "refused"
 
 
-def test_resolved_alert_is_stored_and_matches_nothing_firing(make_api, tmp_path: Path) -> None:
+def test_resolved_alert_is_stored_and_matches_nothing_firing(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
     api = make_api(writes_to(tmp_path / "x"))
     answer = api.alertmanager(alert("Write", status="resolved"))
     assert answer.status_code == 202
     assert answer.json()["executions"] == [] and answer.json()["incidents"] == 1
 
 
-def test_a_hanging_target_times_out_and_is_retried(make_api, recorder) -> None:
+def test_a_hanging_target_times_out_and_is_retried(
+    make_api: Callable[..., Api], recorder: Recorder
+) -> None:
     recorder.replies = ["hang"]
     config = failing_config(recorder)
     config["escalation"]["webhook"]["timeout_s"] = 0.5
@@ -264,7 +284,9 @@ def test_a_hanging_target_times_out_and_is_retried(make_api, recorder) -> None:
     assert len(recorder.requests) == 1  # the hung request never completed
 
 
-def test_runbook_secret_vars_never_reach_the_api_or_an_escalation(make_api, recorder) -> None:
+def test_runbook_secret_vars_never_reach_the_api_or_an_escalation(
+    make_api: Callable[..., Api], recorder: Recorder
+) -> None:
     step = {"ansible": {"playbook": "database-failover.yml", "inventory": "inventories/local.ini",
                         "extra_vars": {"cluster": "orders-hunter2-secret", "lag_seconds": "99"}}}  # fmt: skip
     runbooks = [runbook("fails", "Fail", step, escalate=["webhook"], secret_vars=["cluster"])]
@@ -278,7 +300,7 @@ def test_runbook_secret_vars_never_reach_the_api_or_an_escalation(make_api, reco
     assert b"hunter2" not in hook.body and b"replica of *** is" in hook.body
 
 
-def test_secret_vars_must_name_extra_vars(make_api, recorder) -> None:
+def test_secret_vars_must_name_extra_vars(make_api: Callable[..., Api], recorder: Recorder) -> None:
     from app.errors import RunbookError
 
     step = ansible_step("write.yml", message="m", host="h", dest="/nonexistent/out.json")

@@ -16,7 +16,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def test_defaults_without_a_file(monkeypatch, tmp_path: Path) -> None:
+def test_defaults_without_a_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
     settings = load_settings(None)
     assert settings.runbooks_dir == tmp_path / "runbooks"
@@ -24,12 +24,15 @@ def test_defaults_without_a_file(monkeypatch, tmp_path: Path) -> None:
     assert settings.sources == {} and settings.max_body_bytes == 1048576
 
 
-def test_paths_are_relative_to_the_file_and_env_secrets(monkeypatch, tmp_path: Path) -> None:
+def test_paths_are_relative_to_the_file_and_env_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("AM_TOKEN_X", "s3cret-token")
     path = write(tmp_path, "runbooks_dir: rb\nsources:\n  alertmanager: {token: env:AM_TOKEN_X}\n")
     settings = load_settings(path)
     assert settings.runbooks_dir == tmp_path / "conf" / "rb"
-    assert settings.sources["alertmanager"].token.get_secret_value() == "s3cret-token"
+    token = settings.sources["alertmanager"].token
+    assert token is not None and token.get_secret_value() == "s3cret-token"
     assert "s3cret-token" in settings.secret_values()
     assert "s3cret-token" not in repr(settings)
 
@@ -40,13 +43,14 @@ def test_missing_env_variable_is_a_clear_error(tmp_path: Path) -> None:
         load_settings(path)
 
 
-def test_environment_overrides_the_file(monkeypatch, tmp_path: Path) -> None:
+def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("REMEDIATOR_MAX_BODY_BYTES", "2048")
     monkeypatch.setenv("REMEDIATOR_SOURCES__GENERIC__TOKEN", "from-env")
     path = write(tmp_path, "max_body_bytes: 100\nsources:\n  generic: {insecure: true}\n")
     settings = load_settings(path)
     assert settings.max_body_bytes == 2048
-    assert settings.sources["generic"].token.get_secret_value() == "from-env"
+    token = settings.sources["generic"].token
+    assert token is not None and token.get_secret_value() == "from-env"
     assert settings.sources["generic"].insecure is True
 
 
@@ -75,7 +79,7 @@ def test_source_config_is_checked_by_its_platform(tmp_path: Path) -> None:
 
 
 def test_values_read_through_env_are_redacted_whatever_field_holds_them(
-    monkeypatch, tmp_path: Path
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("HOOK_URL", "https://hooks.example/T0K3N-in-the-path")
     path = write(tmp_path, "escalation:\n  webhook: {url: env:HOOK_URL}\n")

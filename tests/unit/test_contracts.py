@@ -4,6 +4,7 @@ real schemas (they refuse a body the platform would refuse)."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -19,7 +20,7 @@ def test_the_cut_out_matches_the_published_file(file: str) -> None:
 
 def test_the_schemas_refuse_what_the_platforms_refuse() -> None:
     enqueue = request_schema("pagerduty-events-v2-openapi.json", "/enqueue")
-    good = {"routing_key": "R" * 32, "event_action": "trigger",
+    good: dict[str, Any] = {"routing_key": "R" * 32, "event_action": "trigger",
             "payload": {"summary": "s", "source": "remediator", "severity": "critical"}}  # fmt: skip
     assert problems(enqueue, good) == []
     assert problems(enqueue, {**good, "event_action": "explode"})

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ GOOD = """\
 """
 
 
-def problems(tmp_path: Path, text: str, **kw) -> list[str]:
+def problems(tmp_path: Path, text: str, **kw: Any) -> list[str]:
     (tmp_path / "rb.yml").write_text(text)
     with pytest.raises(RunbookError) as info:
         load_runbooks([tmp_path], **kw)
@@ -29,7 +30,8 @@ def test_a_file_may_hold_a_list(tmp_path: Path) -> None:
     (tmp_path / "rb.yml").write_text(GOOD)
     loaded = load_runbooks([tmp_path], playbooks_dir=ROOT / "playbooks")
     assert [(r.runbook.name, r.line) for r in loaded] == [("one", 1), ("two", 4)]
-    assert loaded[1].runbook.steps[0].ansible.timeout == 90
+    ansible = loaded[1].runbook.steps[0].ansible
+    assert ansible is not None and ansible.timeout == 90
     assert loaded[1].runbook.retry.backoff == 2
 
 

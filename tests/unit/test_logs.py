@@ -18,7 +18,9 @@ def restore_root() -> object:
     root.handlers[:], root.level = handlers, level
 
 
-def test_json_lines_carry_the_context_and_mask_secrets(restore_root, capsys) -> None:
+def test_json_lines_carry_the_context_and_mask_secrets(
+    restore_root: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
     configure_logging("info", "json", [SECRET])
     log = logging.getLogger("remediator.test")
     with log_context(execution_id="e-1", runbook="r"):
@@ -40,7 +42,9 @@ def test_json_lines_carry_the_context_and_mask_secrets(restore_root, capsys) -> 
     assert "execution_id" not in third
 
 
-def test_text_lines_append_the_context(restore_root, capsys) -> None:
+def test_text_lines_append_the_context(
+    restore_root: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
     configure_logging("warning", "text", [SECRET])
     log = logging.getLogger("remediator.test")
     with log_context(execution_id="e-2"):

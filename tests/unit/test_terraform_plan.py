@@ -12,7 +12,7 @@ def change(address: str, *actions: str) -> dict[str, Any]:
     return {"address": address, "mode": "managed", "change": {"actions": list(actions)}}
 
 
-PLAN = {
+PLAN: dict[str, Any] = {
     "format_version": "1.2",
     "resource_changes": [
         change("aws_instance.web", "update"),
@@ -53,11 +53,12 @@ def test_the_guard_counts_replacements_as_destroys() -> None:
 
 
 def test_an_empty_or_read_only_plan_changes_nothing() -> None:
-    for plan in (
+    plans: tuple[dict[str, Any], ...] = (
         {},
         {"resource_changes": None},
         {"resource_changes": [PLAN["resource_changes"][-1]]},
-    ):
+    )
+    for plan in plans:
         summary = summarise(plan)
         assert summary.changes_nothing and summary.text() == "no changes"
         assert refusal(summary, 0) is None
