@@ -25,7 +25,7 @@ from app.runbooks.models import Runbook
 from app.simulate import simulate
 from app.store.db import Database
 from app.store.models import FINAL, Execution
-from app.store.views import execution_summary, execution_view
+from app.store.views import execution_summaries, execution_view
 from app.wiring import build_services, load_matcher
 
 
@@ -98,7 +98,8 @@ def cmd_executions(args: argparse.Namespace) -> int:
     if args.runbook:
         query = query.where(Execution.runbook == args.runbook)
     with db.read() as session:
-        _print([execution_summary(e).model_dump(mode="json") for e in session.scalars(query)])
+        summaries = execution_summaries(session, list(session.scalars(query)))
+        _print([summary.model_dump(mode="json") for summary in summaries])
     return 0
 
 

@@ -6,9 +6,11 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from app.redaction import redact
-from app.store.models import Execution, StepRow
+from app.store.models import Attachment, Execution, StepRow
 
 
 class AttemptView(BaseModel):
@@ -196,7 +198,23 @@ def _unmasked_view(execution: Execution) -> ExecutionView:
     )
 
 
-def execution_summary(execution: Execution) -> ExecutionSummary:
+def execution_summaries(session: Session, executions: list[Execution]) -> list[ExecutionSummary]:
+    """One line per execution. Attachments are counted for the whole page in one query:
+    loading each execution's (a storm's can be thousands) made a page of 100 take 101."""
+    page = [e.id for e in executions]
+    counts: dict[str, int] = dict(
+        session.execute(
+            select(Attachment.execution_id, func.count())
+            .where(Attachment.execution_id.in_(page))
+            .group_by(Attachment.execution_id)
+        )
+        .tuples()
+        .all()
+    )
+    return [_summary(e, counts.get(e.id, 0)) for e in executions]
+
+
+def _summary(execution: Execution, attached: int) -> ExecutionSummary:
     data = execution.incident.data
     return ExecutionSummary(
         id=execution.id,
@@ -208,7 +226,7 @@ def execution_summary(execution: Execution) -> ExecutionSummary:
         title=str(data.get("title", "")),
         severity=data.get("severity"),
         guard=execution.guard,
-        attached=len(execution.attachments),
+        attached=attached,
         error=execution.error,
         created_at=execution.created_at,
         finished_at=execution.finished_at,

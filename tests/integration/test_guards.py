@@ -48,7 +48,8 @@ def test_storm_for_one_incident_makes_one_remediation_and_one_escalation(
     assert (refused["status"], refused["guard"]) == ("refused", "cooldown")
     assert len(refused["escalations"]) == 1 and len(refused["attached"]) == 4
     assert runs(dest) == 1
-    assert len(api.executions(runbook="storm")) == 2
+    listed = {e["id"]: e["attached"] for e in api.executions(runbook="storm")}
+    assert listed == {first: 24, refused_id: 4}
     assert [r.json()["reason"] for r in recorder.wait_for(1)] == ["refused"]
 
 

@@ -14,7 +14,12 @@ from app.actions import Action, act
 from app.api.deps import ServicesDep, require_token
 from app.errors import BadRequest, NotFound
 from app.store.models import Execution, IncidentRow
-from app.store.views import ExecutionSummary, ExecutionView, execution_summary, execution_view
+from app.store.views import (
+    ExecutionSummary,
+    ExecutionView,
+    execution_summaries,
+    execution_view,
+)
 
 router = APIRouter(prefix="/api", tags=["executions"], dependencies=[Depends(require_token)])
 
@@ -59,7 +64,7 @@ def list_executions(
         )
     with services.db.read() as session:
         page = list(session.scalars(query))
-        summaries = [execution_summary(e) for e in page]
+        summaries = execution_summaries(session, page)
     if len(page) == limit:
         last = page[-1]
         following = _cursor(last.created_at, last.id)
