@@ -25,6 +25,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
+import hmac
 import os
 import shutil
 import signal
@@ -69,7 +71,7 @@ RULEBOOK = """\
   sources:
     - eda.builtin.webhook:
         host: 127.0.0.1
-        port: {port}
+        port: {port}{hmac}
   rules:
     - name: bench remediation
       condition: event.payload.labels.alertname == "{alertname}"
@@ -96,6 +98,21 @@ def signed_alert(alertname: str, sequence: int) -> tuple[bytes, dict[str, str]]:
 def plain_alert(alertname: str, sequence: int) -> tuple[bytes, dict[str, str]]:
     body, _ = signed_alert(alertname, sequence)
     return body, {"content-type": "application/json"}
+
+
+PEER_HMAC_SECRET = "bench-peer-secret"
+# The peer's own optional check: HMAC-SHA256 of the body, hex, in X-Hub-Signature-256.
+PEER_HMAC = f"""
+        hmac_secret: {PEER_HMAC_SECRET}
+        hmac_algo: sha256
+        hmac_header: x-hub-signature-256
+        hmac_format: hex"""
+
+
+def hub_signed_alert(alertname: str, sequence: int) -> tuple[bytes, dict[str, str]]:
+    body, headers = plain_alert(alertname, sequence)
+    digest = hmac.new(PEER_HMAC_SECRET.encode(), body, hashlib.sha256).hexdigest()
+    return body, {**headers, "x-hub-signature-256": f"sha256={digest}"}
 
 
 # ---------------------------------------------------------------- the two services
@@ -163,7 +180,8 @@ def remediator(work: Path) -> Iterator[Service]:
 
 
 @contextmanager
-def rulebook(work: Path) -> Iterator[Service]:
+def rulebook(work: Path, check_hmac: bool = False) -> Iterator[Service]:
+    """ansible-rulebook; `check_hmac`: with its optional signature check turned on."""
     binary = peer_python()
     port = free_port()
     (work / "trivial.yml").write_text(PLAYBOOK)
@@ -173,7 +191,11 @@ def rulebook(work: Path) -> Iterator[Service]:
     )
     (work / "rulebook.yml").write_text(
         RULEBOOK.format(
-            port=port, alertname=REMEDIATE, playbook=work / "trivial.yml", runs=work / "runs"
+            port=port,
+            hmac=PEER_HMAC if check_hmac else "",
+            alertname=REMEDIATE,
+            playbook=work / "trivial.yml",
+            runs=work / "runs",
         )  # fmt: skip
     )
     env = {**os.environ, "PATH": f"{binary.parent}:{os.environ['PATH']}"}
@@ -185,7 +207,9 @@ def rulebook(work: Path) -> Iterator[Service]:
     url = f"http://127.0.0.1:{port}/endpoint"
     try:
         _wait_listening(port, process)
-        yield Service("ansible-rulebook", url, plain_alert, 200, process)
+        yield Service(
+            "ansible-rulebook", url, hub_signed_alert if check_hmac else plain_alert, 200, process
+        )
     finally:
         if process.poll() is None:
             process.terminate()
@@ -233,7 +257,11 @@ SERVICES: dict[str, Callable[[Path], AbstractContextManager[Service]]] = {
 
 def phase_ingest(seconds: float) -> dict[str, dict[str, Figures]]:
     out: dict[str, dict[str, Figures]] = {}
-    for name, start in SERVICES.items():
+    with_signed_peer: dict[str, Callable[[Path], AbstractContextManager[Service]]] = {
+        **SERVICES,
+        "ansible-rulebook+hmac": partial(rulebook, check_hmac=True),
+    }
+    for name, start in with_signed_peer.items():
         work = Path(tempfile.mkdtemp(prefix=f"bench-peer-{name}-"))
         with start(work) as service:
             body = partial(service.body, "BenchNoRunbook")
@@ -369,7 +397,10 @@ def main() -> int:
                   f"{ratio(a.per_s, b.per_s):>9}")  # fmt: skip
             print(f"{'ingest ' + label + ', p50 / p99 ms':<44}{f'{a.p50:.1f} / {a.p99:.1f}':>14}"
                   f"{f'{b.p50:.1f} / {b.p99:.1f}':>18}")  # fmt: skip
-        print(f"{'  (durable + signed vs in memory, unsigned)':<44}")
+        a, b = ours["saturation"], ingest["ansible-rulebook+hmac"]["saturation"]
+        print(f"{'ingest saturation, peer checking its HMAC':<44}{a.per_s:>14.0f}"
+              f"{b.per_s:>18.0f}{ratio(a.per_s, b.per_s):>9}")  # fmt: skip
+        print(f"{'  (remediator: durable + signed; peer: in memory)':<44}")
     if "latency" in phases:
         latency = phase_latency()
         ours_s, theirs_s = latency["remediator"], latency["ansible-rulebook"]
