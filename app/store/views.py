@@ -202,15 +202,12 @@ def execution_summaries(session: Session, executions: list[Execution]) -> list[E
     """One line per execution. Attachments are counted for the whole page in one query:
     loading each execution's (a storm's can be thousands) made a page of 100 take 101."""
     page = [e.id for e in executions]
-    counts: dict[str, int] = dict(
-        session.execute(
-            select(Attachment.execution_id, func.count())
-            .where(Attachment.execution_id.in_(page))
-            .group_by(Attachment.execution_id)
-        )
-        .tuples()
-        .all()
+    query = (
+        select(Attachment.execution_id, func.count())
+        .where(Attachment.execution_id.in_(page))
+        .group_by(Attachment.execution_id)
     )
+    counts: dict[str, int] = dict(session.execute(query).all())
     return [_summary(e, counts.get(e.id, 0)) for e in executions]
 
 
