@@ -106,7 +106,7 @@ async def _run(url: str, body: Body, rate: float | None, seconds: float) -> list
 
     async def schedule() -> None:
         assert rate is not None
-        for sequence in range(int(rate * seconds)):
+        for sequence in range(round(rate * seconds)):
             delay = start + sequence / rate - time.perf_counter()
             if delay > 0:
                 await asyncio.sleep(delay)

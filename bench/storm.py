@@ -13,7 +13,6 @@ every 50 ms.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import sys
 import tempfile
@@ -21,7 +20,6 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import psutil
 
@@ -29,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.store.db import Database  # noqa: E402
 from app.store.models import Attachment, Event, Execution  # noqa: E402
-from bench.loadgen import CONNECTIONS, Connection, signed  # noqa: E402
+from bench.loadgen import load, signed  # noqa: E402
 from tests.conftest import ansible_step, runbook, write_config  # noqa: E402
 from tests.servers import start_server  # noqa: E402
 
@@ -41,25 +39,9 @@ STORM = {
 }
 
 
-async def send(base: str, count: int, seconds: float) -> list[int]:
-    address = urlsplit(base)
-    statuses: list[int] = []
-    start = time.perf_counter()
-    next_index = 0
-
-    async def connection_loop() -> None:
-        nonlocal next_index
-        connection = Connection(str(address.hostname), int(address.port or 80), address.path)
-        while next_index < count and time.perf_counter() - start < seconds + 30:
-            index = next_index
-            next_index += 1
-            delay = start + index * seconds / count - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            statuses.append(await connection.post(*signed(STORM)))
-
-    await asyncio.gather(*(connection_loop() for _ in range(CONNECTIONS)))
-    return statuses
+def storm_alert(_sequence: int) -> tuple[bytes, dict[str, str]]:
+    """The same incident every time, each a new signed delivery."""
+    return signed(STORM)
 
 
 def main() -> int:
@@ -85,9 +67,12 @@ def main() -> int:
     sampler = threading.Thread(target=sample, daemon=True)
     sampler.start()
     try:
-        started = time.perf_counter()
-        statuses = asyncio.run(send(f"{server.base}/webhooks/generic", args.webhooks, args.seconds))
-        took = time.perf_counter() - started
+        # Open loop: webhook i is sent at i/rate s, whatever the answers.
+        results, took = load(
+            f"{server.base}/webhooks/generic", storm_alert, args.webhooks / args.seconds,
+            args.seconds,
+        )  # fmt: skip
+        statuses = [status for status, _ in results]
         time.sleep(8)  # the one remediation finishes
     finally:
         done.set()
