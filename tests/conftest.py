@@ -27,6 +27,7 @@ from app.config import Settings, load_settings
 from app.flows import Services
 from app.main import create_app
 from app.signing import secret_key, signed_headers
+from app.store.models import FINAL as FINAL_STATUSES
 from tests.loopback import serving
 from tests.postgres import PostgresServer
 
@@ -37,7 +38,7 @@ GENERIC_SECRET = "whsec_" + base64.b64encode(b"test-generic-secret").decode()
 ESCALATION_SECRET = "whsec_" + base64.b64encode(b"test-escalation-secret").decode()
 AM_TOKEN = "test-alertmanager-token"
 API_TOKEN = "test-api-token"
-FINAL = {"succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected"}
+FINAL = frozenset(FINAL_STATUSES)
 
 
 def free_port() -> int:
