@@ -48,6 +48,6 @@ def act(
             finish_execution(execution=execution, status="cancelled",
                              error=f"cancelled by {said}", now=now, escalate=False)  # fmt: skip
         session.flush()
-        view = execution_view(execution)
+        view = execution_view(execution, services.settings.secret_values())
     services.work_ready.set()
     return view

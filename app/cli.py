@@ -40,14 +40,20 @@ def _print(value: Any) -> None:
 def cmd_serve(args: argparse.Namespace) -> int:
     import uvicorn
 
+    from app.api.http_protocol import bounded_protocol
     from app.main import create_app
 
     settings = _settings(args)
     configure_logging(args.log_level, settings.log_format, settings.secret_values())
     uvicorn.run(
-        create_app(settings), host=args.host, port=args.port, log_level=args.log_level,
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5, log_config=None,
-    )  # fmt: skip
+        create_app(settings),
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
+        log_config=None,
+        http=bounded_protocol(settings.max_header_bytes, settings.max_headers),
+    )
     return 0
 
 
@@ -125,7 +131,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             with services.db.read() as session:
                 execution = session.get_one(Execution, ids[0])
                 if execution.status in FINAL:
-                    _print(execution_view(execution).model_dump(mode="json"))
+                    _print(
+                        execution_view(execution, services.settings.secret_values()).model_dump(
+                            mode="json"
+                        )
+                    )
                     return 0 if execution.status == "succeeded" else 1
             time.sleep(0.5)
         sys.stderr.write(f"execution {ids[0]} is not done after {args.wait:g}s\n")

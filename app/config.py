@@ -48,6 +48,8 @@ class SourceConfig(Strict):
     signature_header: str | None = Field(default=None, min_length=1)
     timestamp_header: str | None = Field(default=None, min_length=1)
     token_header: str | None = Field(default=None, min_length=1)
+    # Grafana's HMAC without a timestamp header: nothing bounds a replayed body's age.
+    allow_unstamped: bool = False
 
 
 class WebhookTarget(Strict):
@@ -138,10 +140,16 @@ class Settings(BaseSettings):
     # json: one object a line, with the execution's context, for a log pipeline.
     log_format: Literal["json", "text"] = "json"
     max_body_bytes: int = Field(default=1_048_576, gt=0)
+    # A request head over either limit is answered 431 while it arrives, before any work.
+    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
+    max_headers: int = Field(default=100, ge=10)
     # A webhook body that takes longer than this to arrive is refused (408): a sender that
     # dribbles bytes (slow-loris) must not hold a connection, or a request slot, for ever.
     body_timeout_s: float = Field(default=10.0, gt=0)
     replay_window_s: int = Field(default=300, gt=0)
+    # A call carrying more incidents (alerts of a group, a generic batch) is refused (413)
+    # before any is stored, rather than stored and planned one by one.
+    max_incidents_per_delivery: int = Field(default=5000, gt=0)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     escalation: EscalationTargets = Field(default_factory=EscalationTargets)
     default_escalate: list[str] = Field(default_factory=list)
@@ -152,6 +160,12 @@ class Settings(BaseSettings):
     # > 0: look at runbooks_dir this often and reload when a file changed (0: only on
     # SIGHUP or POST /api/runbooks/reload, which suits a deploy that restarts anyway).
     runbooks_watch_s: float = Field(default=0.0, ge=0)
+    # Environment variables a step's processes get besides PATH, HOME, LANG, LC_*, TMPDIR
+    # (cloud credentials meant for playbooks, say); nothing else of the service's reaches them.
+    step_env: list[str] = Field(default_factory=list)
+    # Hosts (names, addresses or networks) a verify URL may reach although they resolve to
+    # loopback, link-local or a metadata service, which are refused otherwise.
+    verify_allowed_hosts: list[str] = Field(default_factory=list)
     escalation_give_up_after_s: float = Field(default=86_400.0, gt=0)
     escalation_max_backoff_s: float = Field(default=300.0, gt=0)
 

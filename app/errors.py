@@ -8,10 +8,12 @@ RemediatorError
 │   │   ├── InvalidSignature
 │   │   └── StaleTimestamp      outside the replay window
 │   ├── PayloadTooLarge         (413)
+│   │   └── TooManyIncidents    more incidents in one call than max_incidents_per_delivery
 │   ├── BodyTimeout             the body did not arrive within body_timeout_s (408)
 │   └── UnsupportedPayload      not the platform's shape (422)
 ├── RunbookError                runbook files that do not load (each problem has file:line)
 │   └── TemplateError           a template that does not render for an incident
+│       └── SinkError           a payload value of the wrong shape for its field (app.sinks)
 ├── ExecutorError               the machinery that runs a step broke (not: the step failed)
 │   └── VersionError            a terraform version that `revert_to` names does not exist
 ├── EscalationError             a notification was not delivered (retryable unless said)
@@ -58,6 +60,10 @@ class PayloadTooLarge(SourceError):
     pass
 
 
+class TooManyIncidents(PayloadTooLarge):
+    pass
+
+
 class BodyTimeout(SourceError):
     pass
 
@@ -89,6 +95,11 @@ class RunbookError(RemediatorError):
 
 class TemplateError(RemediatorError):
     pass
+
+
+class SinkError(TemplateError):
+    """A payload value that its field's type does not allow (an `@file` in `limit`, a
+    host in a URL): the step fails before anything runs."""
 
 
 class ExecutorError(RemediatorError):

@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,7 +39,13 @@ from tenacity import (
 )
 
 from app.config import Settings
-from app.errors import EscalationError, ExecutorError, UnknownSource, UnsupportedPayload
+from app.errors import (
+    EscalationError,
+    ExecutorError,
+    TooManyIncidents,
+    UnknownSource,
+    UnsupportedPayload,
+)
 from app.escalation.base import EscalationMessage, Notifier
 from app.executors.base import Executor, StepInput, StepResult
 from app.incident import Incident
@@ -64,7 +70,7 @@ from app.store.records import (
     record_attempt,
     start_verification,
 )
-from app.store.views import ExecutionView, execution_view
+from app.store.views import execution_view
 
 log = logging.getLogger("remediator.flows")
 
@@ -149,10 +155,18 @@ def read_delivery(
         replay_window_s=config.replay_window_s
         or source.default_replay_window_s
         or services.settings.replay_window_s,
+        signed=config.secret is not None,
     )
     if config.secret is not None or config.token is not None or not config.insecure:
         source.verify(request, config)
-    return source.normalise(parse_json(body), request)
+    delivery = source.normalise(parse_json(body), request)
+    most = services.settings.max_incidents_per_delivery
+    if len(delivery.incidents) > most:
+        raise TooManyIncidents(
+            f"{len(delivery.incidents)} incidents in one call; this service takes at most "
+            f"{most} (max_incidents_per_delivery)"
+        )
+    return delivery
 
 
 def arrive(
@@ -416,7 +430,16 @@ def _run_one(
     policy: Retry,
     stop: Stop,
 ) -> StepResult:
+    secrets = services.settings.secret_values()
+
     def record(number: int, result: StepResult) -> None:
+        # Masked before it is stored: a step that printed a configured secret (its own
+        # environment, a file it read) must not hand it to every reader of the API.
+        result = replace(
+            result,
+            output_tail=redact(result.output_tail, secrets),
+            error=redact(result.error, secrets) if result.error else None,
+        )
         with services.db.write() as session:
             record_attempt(session=session, step_id=step_id, number=number, result=result)
         took = (result.finished_at - result.started_at).total_seconds()
@@ -514,14 +537,10 @@ def recover_expired(services: Services) -> list[str]:
 def escalation_message(
     services: Services, row: EscalationRow, execution: Execution
 ) -> EscalationMessage:
-    view = execution_view(execution)
-    clean = ExecutionView.model_validate_json(
-        redact(view.model_dump_json(), services.settings.secret_values())
-    )
     return EscalationMessage(
         escalation_id=row.id,
         reason=row.reason,
-        execution=clean,
+        execution=execution_view(execution, services.settings.secret_values()),
         runbook_description=str(execution.runbook_spec.get("description", "")),
         execution_url=f"{services.settings.public_url.rstrip('/')}/api/executions/{execution.id}",
         progress=DurableProgress(services.db, row.id, set(row.progress or [])),

@@ -8,9 +8,12 @@ recorded as its first action.
 
 The incident is a `generic` source body (`title` required; `severity`, `service`,
 `labels`, `annotations`, `url`, `fingerprint`), with its `source` `manual` unless the
-body names one: naming the platform and fingerprint of a live incident ties the run to
-it, so its resolve webhook ends a `verify: resolved_within`. An idempotency key makes a
-repeated request a duplicate instead of a second run.
+body names one: naming the platform and fingerprint of a live incident (seen, and last
+seen firing) ties the run to it, so its resolve webhook ends a `verify: resolved_within`.
+Naming one that is not live is refused: a manual run must not reach into another
+platform's incidents. A manual run is never `resolved`: it would end that incident's
+verifying executions as succeeded. An idempotency key makes a repeated request a
+duplicate instead of a second run.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from app.runbooks.plan import plan
 from app.sources.base import WebhookRequest
 from app.sources.generic import GenericSource
 from app.store.models import ActionRow
+from app.store.records import incident_is_live
 
 SOURCE = "manual"
 SOURCE_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
@@ -58,6 +62,18 @@ def run_manually(
     if not isinstance(source, str) or not SOURCE_NAME.fullmatch(source):
         raise UnsupportedPayload(f"source must match {SOURCE_NAME.pattern}")
     [normalised] = [i.model_copy(update={"source": source}) for i in delivery.incidents]
+    if normalised.status != "firing":
+        raise UnsupportedPayload("a manual run is for a firing incident: status must be firing")
+    if source != SOURCE:
+        with services.db.read() as session:
+            live = incident_is_live(
+                session=session, source=source, fingerprint=normalised.fingerprint
+            )
+        if not live:
+            raise UnsupportedPayload(
+                f"no live {source} incident has fingerprint {normalised.fingerprint!r}: a "
+                "manual run may name another source only for an incident that is firing"
+            )
     started_by = ActionRow(action="run", by=by, reason=reason, at=datetime.fromtimestamp(now, UTC))
     plans = [(normalised, [plan(item.runbook, normalised)])]
     return store_delivery(services, Arrival(SOURCE, delivery, plans, now, started_by))

@@ -14,7 +14,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 
+from app.errors import SinkError
 from app.flows import Services
+from app.sinks import check_destination
 from app.store.models import Execution
 from app.store.queue import claim_due_checks, past_deadline
 from app.store.records import finish_execution
@@ -66,13 +68,24 @@ def run_http_checks(services: Services, client: httpx.Client) -> int:
     with services.db.write() as session:
         due = claim_due_checks(session=session, now=datetime.now(UTC), hold_s=60)
         checks = [(e.id, dict((e.verify or {}).get("http", {}))) for e in due]
+    allowed = services.settings.verify_allowed_hosts
     for execution_id, http in checks:
-        outcome = _check(client, http)
+        refused: str | None = None
+        try:
+            outcome = _check(client, http, allowed)
+        except SinkError as exc:
+            refused = f"verify: {exc}"
         now = datetime.now(UTC)
         with services.db.write() as session:
             execution = session.get(Execution, execution_id, with_for_update={"of": Execution})
             if execution is None or execution.status != "verifying":
                 continue  # cancelled or resolved meanwhile
+            if refused is not None:
+                finish_execution(
+                    execution=execution, status="failed", now=now, error=refused,
+                    reason="verify_failed",
+                )  # fmt: skip
+                continue
             if outcome is None:
                 finish_execution(execution=execution, status="succeeded", error=None, now=now)
                 log.info("execution %s verified by %s", execution_id, http.get("url"))
@@ -89,13 +102,20 @@ def run_http_checks(services: Services, client: httpx.Client) -> int:
     return len(checks)
 
 
-def _check(client: httpx.Client, http: dict[str, object]) -> str | None:
-    """None when the URL answers the expected status, else what it did instead."""
+def _check(client: httpx.Client, http: dict[str, object], allowed: list[str]) -> str | None:
+    """None when the URL answers the expected status, else what it did instead. The
+    detail names the check's outcome, never the socket's error text: that would make the
+    API an oracle for which ports are open where. SinkError: the URL may not be reached."""
     url, expected = str(http.get("url")), http.get("expect_status", 200)
+    timeout = float(str(http.get("timeout", 5)))
+    check_destination(url, allowed)
     try:
-        answer = client.get(url, timeout=float(str(http.get("timeout", 5))))
-    except httpx.HTTPError as exc:
-        return f"{type(exc).__name__}: {exc}"
+        # Redirects are not followed: the runbook chose the host, a Location header did not.
+        answer = client.get(url, timeout=timeout, follow_redirects=False)
+    except httpx.TimeoutException:
+        return f"no answer within {timeout:g}s"
+    except httpx.HTTPError:
+        return "no answer (could not connect)"
     if answer.status_code == expected:
         return None
     return f"answered {answer.status_code}"

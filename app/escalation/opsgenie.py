@@ -17,13 +17,17 @@ and process the request asynchronously):
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
 
 from app.config import OpsgenieTarget
 from app.escalation.base import EscalationMessage, dedup_key, level, note_text, post_json
+from app.sinks import path_segment
 
+# Opsgenie alert ids are UUIDs, with a `-<epoch ms>` suffix on older accounts.
+ALERT_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
 PRIORITY = {"critical": "P1", "high": "P2", "medium": "P3", "low": "P4", "info": "P5"}
 
 
@@ -62,7 +66,7 @@ class OpsgenieNotifier:
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
         incident = message.execution.incident
-        alert_id = (incident.get("labels") or {}).get("opsgenie_alert_id")
+        alert_id = path_segment((incident.get("labels") or {}).get("opsgenie_alert_id"), ALERT_ID)
         base = self.config.base_url.rstrip("/")
         if incident.get("source") == "opsgenie" and alert_id:
             url = f"{base}/v2/alerts/{alert_id}/notes?identifierType=id"

@@ -19,6 +19,7 @@ Endpoints (PagerDuty's published contracts):
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
@@ -33,7 +34,10 @@ from app.escalation.base import (
     post_json,
     steps_detail,
 )
+from app.sinks import path_segment
 
+# PagerDuty object ids: letters and digits (PT4KHLK, Q0RIJJZL24RC6W).
+INCIDENT_ID = re.compile(r"[A-Za-z0-9]{1,32}")
 SEVERITY = {"critical": "critical", "high": "error", "medium": "warning", "low": "info"}
 
 
@@ -103,7 +107,8 @@ class PagerDutyNotifier:
             content=json.dumps(body).encode(), headers={}, timeout_s=self.config.timeout_s,
         ))  # fmt: skip
         incident = message.execution.incident
-        pagerduty_id = (incident.get("labels") or {}).get("pagerduty_incident_id")
+        labels = incident.get("labels") or {}
+        pagerduty_id = path_segment(labels.get("pagerduty_incident_id"), INCIDENT_ID)
         if (
             self.config.api_token is None
             or incident.get("source") != "pagerduty"

@@ -21,14 +21,18 @@ The timeline event is recorded as done once posted, so a retry after the alert f
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import httpx
 
 from app.config import RootlyTarget
 from app.escalation.base import EscalationMessage, dedup_key, note_text, once, post_json
+from app.sinks import path_segment
 
 JSON_API = "application/vnd.api+json"
+# Rootly record ids: UUIDs (and slugs of letters, digits, `-`, `_`).
+INCIDENT_ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 def alert_body(message: EscalationMessage, config: RootlyTarget) -> dict[str, Any]:
@@ -71,7 +75,9 @@ class RootlyNotifier:
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
         incident = message.execution.incident
-        incident_id = (incident.get("labels") or {}).get("rootly_incident_id")
+        incident_id = path_segment(
+            (incident.get("labels") or {}).get("rootly_incident_id"), INCIDENT_ID
+        )
         if incident.get("source") == "rootly" and incident_id:
             attributes = {"event": note_text(message), "visibility": "internal"}
             event = {"data": {"type": "incident_events", "attributes": attributes}}

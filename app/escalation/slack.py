@@ -1,4 +1,9 @@
-"""Slack incoming webhook: a readable message with Block Kit sections, one per step."""
+"""Slack incoming webhook: a readable message with Block Kit sections, one per step.
+
+Everything that came from the incident, or from what a step printed, goes into mrkdwn
+through `app.sinks.slack_text`: a title of `<!channel>` stays text, it does not page
+the channel, and `<https://evil|Runbook>` does not become a link.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import httpx
 
 from app.config import SlackTarget
 from app.escalation.base import EscalationMessage, attempt_summary, post_json
+from app.sinks import slack_text
 
 _MAX_TAIL = 1200  # Slack truncates a section's text at 3,000 characters
 
@@ -28,12 +34,15 @@ class SlackNotifier:
 
 
 def _incident_line(incident: dict[str, Any]) -> str:
-    title = incident.get("title", "")
-    url = incident.get("url")
-    linked = f"<{url}|{title}>" if url else title
+    title = slack_text(incident.get("title", ""))
+    url = str(incident.get("url") or "")
+    # A link only to a plain http(s) URL: `|` or `>` inside would end Slack's link syntax.
+    plain = url.startswith(("https://", "http://")) and not set("|<> ") & set(url)
+    linked = f"<{slack_text(url)}|{title}>" if plain else title
     return (
-        f"*Incident:* {linked}\n*Source:* {incident.get('source')} · *Severity:* "
-        f"{incident.get('severity')} · *Service:* {incident.get('service') or '—'}"
+        f"*Incident:* {linked}\n*Source:* {slack_text(incident.get('source'))} · *Severity:* "
+        f"{slack_text(incident.get('severity'))} · "
+        f"*Service:* {slack_text(incident.get('service') or '—')}"
     )
 
 
@@ -48,14 +57,15 @@ def slack_body(message: EscalationMessage) -> dict[str, Any]:
                 "type": "mrkdwn",
                 "text": f"*Runbook:* `{execution.runbook}` {message.runbook_description}\n"
                 f"*Status:* {execution.status}"
-                + (f" — {execution.error}" if execution.error else ""),
+                + (f" — {slack_text(execution.error)}" if execution.error else ""),
             },
         },
     ]
     for index, step in enumerate(execution.steps):
         for attempt in step.attempt_log:
-            tail = attempt.output_tail[-_MAX_TAIL:] or "(no output)"
+            tail = slack_text(attempt.output_tail[-_MAX_TAIL:] or "(no output)")
             summary = attempt_summary(attempt.detail)
+            summary = slack_text(summary) if summary else None
             blocks.append(
                 {
                     "type": "section",
@@ -80,4 +90,4 @@ def slack_body(message: EscalationMessage) -> dict[str, Any]:
             ],
         }
     )
-    return {"text": message.headline, "blocks": blocks[:50]}
+    return {"text": slack_text(message.headline), "blocks": blocks[:50]}

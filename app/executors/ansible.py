@@ -5,6 +5,12 @@ extra-vars *data*, never through a shell. Ansible templates extra-vars itself (w
 unsandboxed Jinja), so every string is written tagged `!unsafe`: a payload value such as
 `{{ lookup('pipe', 'id') }}` arrives as that text, never evaluated.
 
+The playbook runs with a minimal environment (`app.executors.environment`), not the
+service's: ansible-runner starts from a copy of `os.environ`, so what it inherited
+unchanged is taken out again before the run. Names an incident put into `limit` are
+checked against the inventory first (`app.sinks`): a run never starts on a host the
+inventory does not have, or on every host.
+
 Timeouts and cancels are enforced here, not by ansible-runner: its SIGKILL reaches only
 the process group of `ansible-playbook`, while ansible-core (2.15+) runs each task in a
 worker that calls setsid(), so the task and its children survived as orphans. We send
@@ -30,10 +36,13 @@ import ansible_runner
 import psutil
 import yaml
 
-from app.errors import ExecutorError
+from app.errors import ExecutorError, SinkError
 from app.executors.base import StepInput, StepResult, StepStatus, tail
-from app.runbooks.models import AnsibleStep
+from app.executors.environment import step_environment, without_inherited
+from app.executors.inventory import inventory_names
+from app.runbooks.models import RenderedAnsibleStep
 from app.runbooks.paths import inside
+from app.sinks import check_limit_names
 
 RUN_MARKER = "REMEDIATOR_ANSIBLE_RUN"
 _STATUS: dict[str, StepStatus] = {
@@ -53,16 +62,26 @@ def _tool_path() -> str:
 class AnsibleExecutor:
     kind = "ansible"
 
-    def __init__(self, playbooks_dir: Path) -> None:
+    def __init__(self, playbooks_dir: Path, step_env: list[str] | None = None) -> None:
         self.playbooks_dir = playbooks_dir.resolve()
         self.path = _tool_path()
+        self.step_env = list(step_env or [])
         if shutil.which("ansible-playbook", path=self.path) is None:
             raise ExecutorError("ansible-playbook is not installed (pip install ansible-core)")
+
+    def _environment(self, **own: str) -> dict[str, str]:
+        return step_environment(self.step_env, PATH=self.path, **own)
+
+    def _check_limit(self, spec: RenderedAnsibleStep, inventory: Path | None) -> None:
+        if spec.limit_names:
+            known = inventory_names(inventory, env=self._environment())
+            shown = spec.inventory or "(Ansible's default)"
+            check_limit_names(spec.limit_names, known, shown)
 
     def run(self, step: StepInput, *, cancelled: Callable[[], bool]) -> StepResult:
         deadline = time.monotonic() + step.timeout_s
         stopped: list[StepStatus] = []
-        spec = AnsibleStep.model_validate(step.spec)
+        spec = RenderedAnsibleStep.model_validate(step.spec)
         started = datetime.now(UTC)
         playbook = inside(self.playbooks_dir, spec.playbook)
         inventory = inside(self.playbooks_dir, spec.inventory) if spec.inventory else None
@@ -71,6 +90,10 @@ class AnsibleExecutor:
                 "failed", None, "", started, datetime.now(UTC),
                 error="playbook or inventory path leaves the playbooks directory",
             )  # fmt: skip
+        try:
+            self._check_limit(spec, inventory)
+        except SinkError as exc:
+            return StepResult("failed", None, "", started, datetime.now(UTC), error=str(exc))
         with tempfile.TemporaryDirectory(prefix="remediator-ansible-") as private_dir:
 
             def should_stop() -> bool:
@@ -81,27 +104,32 @@ class AnsibleExecutor:
 
             extravars = Path(private_dir) / "extravars.yml"
             extravars.write_text(unsafe_yaml(spec.extra_vars), encoding="utf-8")
+            envvars = self._environment(
+                **{
+                    RUN_MARKER: private_dir,
+                    "ANSIBLE_NOCOLOR": "1",
+                    "ANSIBLE_RETRY_FILES_ENABLED": "0",
+                    "ANSIBLE_LOCALHOST_WARNING": "0",
+                    "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+                }
+            )
             try:
-                runner = ansible_runner.run(
+                config = ansible_runner.RunnerConfig(
                     private_data_dir=private_dir,
                     project_dir=str(self.playbooks_dir),
                     playbook=str(playbook),
                     inventory=str(inventory) if inventory else None,
                     limit=spec.limit or None,
                     cmdline=shlex.join(["--extra-vars", f"@{extravars}"]),
-                    cancel_callback=should_stop,
                     quiet=True,
-                    envvars={
-                        "PATH": self.path,
-                        RUN_MARKER: private_dir,
-                        "ANSIBLE_NOCOLOR": "1",
-                        "ANSIBLE_RETRY_FILES_ENABLED": "0",
-                        "ANSIBLE_LOCALHOST_WARNING": "0",
-                        "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
-                    },
+                    envvars=envvars,
                     # How often the runner looks at the clock and the cancel flag.
                     settings={"pexpect_timeout": 0.5, "suppress_ansible_output": True},
                 )
+                config.prepare()
+                config.env = without_inherited(config.env, envvars)
+                runner = ansible_runner.Runner(config, cancel_callback=should_stop)
+                runner.run()
                 output = _read(Path(private_dir) / "artifacts" / runner.config.ident / "stdout")
                 hosts = len((runner.stats or {}).get("processed", {}))
             except Exception as exc:  # ansible-runner raises many unrelated types
@@ -118,8 +146,15 @@ class AnsibleExecutor:
         return StepResult(status, runner.rc, tail(output), started, datetime.now(UTC), error=error)
 
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
-        playbook = inside(self.playbooks_dir, AnsibleStep.model_validate(spec).playbook)
-        return {"playbook_path": str(playbook) if playbook else None}
+        rendered = RenderedAnsibleStep.model_validate(spec)
+        playbook = inside(self.playbooks_dir, rendered.playbook)
+        shown: dict[str, Any] = {"playbook_path": str(playbook) if playbook else None}
+        inventory = inside(self.playbooks_dir, rendered.inventory) if rendered.inventory else None
+        try:
+            self._check_limit(rendered, inventory)
+        except (SinkError, ExecutorError) as exc:
+            shown["error"] = str(exc)
+        return shown
 
 
 class _UnsafeDumper(yaml.SafeDumper):

@@ -11,7 +11,6 @@ that modules referenced as `../modules/...` resolve as they do in the checkout.
 from __future__ import annotations
 
 import io
-import os
 import subprocess
 import tarfile
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import VersionError
+from app.executors.environment import step_environment
 from app.runbooks.paths import inside
 
 GIT_TIMEOUT_S = 60.0
@@ -67,7 +67,7 @@ class GitVersions:
                 capture_output=True,
                 timeout=GIT_TIMEOUT_S,
                 check=False,
-                env={**os.environ, "GIT_TERMINAL_PROMPT": "0", "LC_ALL": "C"},
+                env=step_environment([], GIT_TERMINAL_PROMPT="0", LC_ALL="C"),
             )
         except FileNotFoundError as exc:
             raise VersionError("git is not installed; terraform steps need it") from exc

@@ -12,9 +12,12 @@ from app.store.db import Database
 from app.store.versions import last_good_lookup
 
 EXECUTORS: Mapping[str, Callable[[Settings, Database], Executor]] = {
-    "ansible": lambda settings, _db: AnsibleExecutor(settings.playbooks_dir),
+    "ansible": lambda settings, _db: AnsibleExecutor(settings.playbooks_dir, settings.step_env),
     "terraform": lambda settings, db: TerraformExecutor(
-        settings.terraform_dir, last_good_lookup(db), binary=settings.terraform_bin
+        settings.terraform_dir,
+        last_good_lookup(db),
+        binary=settings.terraform_bin,
+        step_env=settings.step_env,
     ),
 }
 

@@ -26,7 +26,6 @@ on the host who can run `ps`.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import tempfile
@@ -38,6 +37,7 @@ from typing import Any
 
 from app.errors import VersionError
 from app.executors.base import StepInput, StepResult, StepStatus, tail
+from app.executors.environment import step_environment
 from app.executors.git_versions import GitVersions, LastGoodLookup, Version
 from app.executors.interruptible import Finished, run_interruptible
 from app.executors.terraform_plan import refusal, summarise
@@ -65,8 +65,14 @@ class TerraformExecutor:
         *,
         binary: str = "terraform",
         interrupt_grace_s: float = INTERRUPT_GRACE_S,
+        step_env: list[str] | None = None,
     ) -> None:
         self.terraform_dir = terraform_dir.resolve()
+        # Terraform's own settings pass through (TF_LOG, a plugin cache, TF_TOKEN_* for a
+        # registry) only when the config lists them; never the service's secrets.
+        self.environment = step_environment(
+            step_env or [], TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1"
+        )
         self.versions = GitVersions(self.terraform_dir)
         self.last_good = last_good
         self.binary = binary
@@ -190,7 +196,7 @@ class _Attempt:
         finished = run_interruptible(
             argv,
             cwd=self.cwd,
-            env=_environment(),
+            env=self.executor.environment,
             deadline=self.deadline,
             cancelled=self.cancelled,
             grace_s=self.executor.interrupt_grace_s,
@@ -205,12 +211,6 @@ class _Attempt:
         if finished.rc != 0:
             raise StepEnded("failed", _failure(command, finished, self.spec))
         return finished.output
-
-
-def _environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("TF_DATA_DIR", "TF_CLI_ARGS")}
-    env.update(TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1")
-    return env
 
 
 def _backend(copy: Path) -> dict[str, Any] | None:

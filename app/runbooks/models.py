@@ -6,10 +6,18 @@ import re
 from functools import cached_property
 from typing import Any, Literal
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from app.incident import Severity
 from app.runbooks.duration import Duration
+from app.sinks import url_template_problem
+
+# RE2 runs in time linear in the text: a runbook pattern such as `^(\w+\s?)*$` cannot
+# stall the service on a crafted title, as Python's backtracking `re` does. It has no
+# backreferences or lookaround, which are refused when the runbook loads.
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # the loader reports the problem, with file:line
 
 OPERATORS = ("equals", "in", "contains", "matches", "exists")
 
@@ -40,9 +48,13 @@ class Condition(Strict):
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
             try:
-                re.compile(value)
-            except re.error as exc:
-                raise ValueError(f"not a valid regular expression: {exc}") from exc
+                re2.compile(value, _RE2_OPTIONS)
+            except re2.error as exc:
+                why = exc.args[0].decode() if exc.args and isinstance(exc.args[0], bytes) else exc
+                raise ValueError(
+                    f"not a valid regular expression for RE2 ({why}); runbook patterns run "
+                    "in linear time, so backreferences and lookaround are not available"
+                ) from exc
         return value
 
     def operators_set(self) -> set[str]:
@@ -55,9 +67,9 @@ class Condition(Strict):
         return next(iter(self.operators_set()))
 
     @cached_property
-    def pattern(self) -> re.Pattern[str]:
-        """The compiled `matches` expression."""
-        return re.compile(self.matches or "")
+    def pattern(self) -> Any:
+        """The compiled `matches` expression (an RE2 pattern: `.search(text)`)."""
+        return re2.compile(self.matches or "", _RE2_OPTIONS)
 
 
 class Match(Strict):
@@ -78,9 +90,21 @@ class Match(Strict):
 class AnsibleStep(Strict):
     playbook: str = Field(min_length=1, description="Relative to the playbooks directory.")
     inventory: str | None = Field(default=None, description="Relative to the playbooks dir.")
-    limit: str | None = None
+    limit: str | None = Field(
+        default=None,
+        description="Template. Incident values may fill it only with inventory names, each "
+        "of which must exist in the inventory; pattern syntax only as runbook text.",
+    )
     extra_vars: dict[str, Any] = Field(default_factory=dict)
     timeout: Duration = 300.0
+
+
+class RenderedAnsibleStep(AnsibleStep):
+    """An Ansible step rendered for one incident, as stored and run: `limit_names` are
+    the names incident values put into `limit`, which the executor checks against the
+    inventory before anything runs."""
+
+    limit_names: list[str] = Field(default_factory=list)
 
 
 REVERT_TO = r"^(previous|last_good|git:[^\s\x00~^:?*\[\\]+)$"
@@ -158,11 +182,24 @@ class MaxRuns(Strict):
 
 
 class HttpCheck(Strict):
-    url: str = Field(pattern=r"^https?://", description="Template, rendered per incident.")
+    url: str = Field(
+        pattern=r"^https?://",
+        description="Template, rendered per incident: incident values may fill path segments "
+        "and query values (percent-encoded), never the scheme, host or port.",
+    )
     expect_status: int = Field(default=200, ge=100, le=599)
+
     within: Duration = 300.0
     interval: Duration = 10.0
     timeout: Duration = 5.0
+
+    @field_validator("url")
+    @classmethod
+    def _host_is_runbook_text(cls, value: str) -> str:
+        problem = url_template_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
 
 class Verify(Strict):

@@ -12,7 +12,7 @@ from typing import Any
 from app.errors import TemplateError
 from app.incident import Incident
 from app.runbooks.models import Runbook, Step
-from app.runbooks.templating import render_text, render_value
+from app.runbooks.templating import render_limit, render_text, render_value
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,8 @@ def _render_step(step: Step, context: dict[str, Any]) -> PlannedStep:
         assert step.ansible is not None  # Step holds exactly one kind
         ansible = step.ansible
         spec = ansible.model_dump(mode="json")
-        spec["limit"] = render_text(ansible.limit, context) if ansible.limit else None
+        if ansible.limit:
+            spec["limit"], spec["limit_names"] = render_limit(ansible.limit, context)
         spec["extra_vars"] = render_value(ansible.extra_vars, context)
         timeout = ansible.timeout
     return PlannedStep(kind=step.kind, spec=spec, timeout_s=timeout, idempotent=step.idempotent)
@@ -62,7 +63,7 @@ def _render_verify(runbook: Runbook, context: dict[str, Any]) -> dict[str, Any] 
         return None
     spec = runbook.verify.model_dump(mode="json", exclude_none=True)
     if runbook.verify.http is not None:
-        spec["http"]["url"] = render_text(runbook.verify.http.url, context)
+        spec["http"]["url"] = render_text(runbook.verify.http.url, context, "url")
     return spec
 
 

@@ -26,6 +26,8 @@ class WebhookRequest:
     received_at: datetime
     now: float
     replay_window_s: int
+    # The call's signature covers its body and id (not only a static token).
+    signed: bool = False
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,8 @@ class Delivery:
     event_type: str
     incidents: list[Incident] = field(default_factory=list)
     ignored: str | None = None
+    # What the incidents share (a group's fields), stored once with the event.
+    shared: dict[str, Any] | None = None
 
 
 class Source(Protocol):
@@ -56,13 +60,13 @@ class Source(Protocol):
         the platform's shape."""
 
 
-OPTIONS = ("signature_header", "timestamp_header", "token_header")
+OPTIONS = ("signature_header", "timestamp_header", "token_header", "allow_unstamped")
 
 
 def allow_options(name: str, config: SourceConfig, *allowed: str) -> None:
     """Refuse options that this platform does not use, rather than silently ignore them."""
     for option in OPTIONS:
-        if option not in allowed and getattr(config, option) is not None:
+        if option not in allowed and getattr(config, option) not in (None, False):
             raise ConfigError(f"sources.{name}: `{option}` does not apply to this source")
 
 

@@ -3,10 +3,12 @@
 Verification, whichever the contact point is set up with:
 - its HMAC option: the header named by `signature_header` (Grafana's default
   `X-Grafana-Alerting-Signature`) holds the hex HMAC-SHA256 of the raw body keyed by
-  `secret`; when the contact point also names a timestamp header (`timestamp_header`
-  here, for example `X-Grafana-Alerting-Timestamp`), the HMAC is of `<timestamp>:<body>`
-  and a timestamp outside the replay window is refused. Grafana sends unix seconds;
-  a value in milliseconds is also understood.
+  `secret`, over `<timestamp>:<body>` with the timestamp from the header named by
+  `timestamp_header` (default `X-Grafana-Alerting-Timestamp`: set the contact point's
+  "Timestamp header" to it), and a timestamp outside the replay window is refused (401).
+  Grafana sends unix seconds; milliseconds are also understood. Without a timestamp a
+  captured body could be replayed for as long as its delivery id is remembered, so an
+  unstamped HMAC is taken only with `allow_unstamped: true` (a warning at every start).
 - or a token: `Authorization: Bearer <token>` (the contact point's "Authorization
   header" credentials), or the raw token in the header named by `token_header` (one of
   its extra headers).
@@ -23,7 +25,7 @@ import json
 from typing import Any
 
 from app.config import SourceConfig
-from app.errors import ConfigError, InvalidSignature
+from app.errors import ConfigError, InvalidSignature, StaleTimestamp
 from app.signing import parse_timestamp
 from app.sources.base import (
     Delivery,
@@ -37,6 +39,7 @@ from app.sources.base import (
 from app.sources.grouped import group_delivery
 
 DEFAULT_SIGNATURE_HEADER = "X-Grafana-Alerting-Signature"
+DEFAULT_TIMESTAMP_HEADER = "X-Grafana-Alerting-Timestamp"
 LINKS = {
     "dashboardURL": "dashboard_url",
     "panelURL": "panel_url",
@@ -62,7 +65,9 @@ class GrafanaSource:
         if config.secret is not None and config.token is not None:
             raise ConfigError("sources.grafana: set the HMAC `secret` or a `token`, not both")
         if config.secret is not None:
-            allow_options(self.name, config, "signature_header", "timestamp_header")
+            allow_options(
+                self.name, config, "signature_header", "timestamp_header", "allow_unstamped"
+            )
         else:
             allow_options(self.name, config, "token_header")
 
@@ -75,10 +80,13 @@ class GrafanaSource:
         if not signature:
             raise InvalidSignature(f"missing {header} header")
         message = request.body
-        if config.timestamp_header is not None:
-            stamp = request.headers.get(config.timestamp_header.lower())
+        stamp_header = config.timestamp_header or (
+            None if config.allow_unstamped else DEFAULT_TIMESTAMP_HEADER
+        )
+        if stamp_header is not None:
+            stamp = request.headers.get(stamp_header.lower())
             if not stamp:
-                raise InvalidSignature(f"missing {config.timestamp_header} header")
+                raise StaleTimestamp(f"missing {stamp_header} header (a replay window needs it)")
             seconds = stamp.strip()
             if seconds.isdigit() and len(seconds) >= 13:  # milliseconds
                 seconds = seconds[:-3]

@@ -112,11 +112,17 @@ class PagerDutySource:
         """Refuse a genuine but old event (a replay once its id is no longer remembered)."""
         try:
             event = json.loads(request.body).get("event")
-            occurred = parse_time(event.get("occurred_at"))
+            stamp = event.get("occurred_at")
         except (ValueError, AttributeError, RecursionError):
             return  # not the platform's shape: normalise says what is wrong (422)
+        occurred = parse_time(stamp)
         if occurred is None or occurred.tzinfo is None:
-            return
+            # Without a time the signature alone would let a captured body be replayed
+            # as soon as its event id is no longer remembered.
+            raise StaleTimestamp(
+                f"event.occurred_at {str(stamp)[:40]!r} is not a time with a zone: "
+                "the replay window cannot be checked"
+            )
         age = request.now - occurred.timestamp()
         if abs(age) > request.replay_window_s:
             raise StaleTimestamp(

@@ -48,4 +48,9 @@ def check_sources(settings: Settings) -> list[str]:
                     "(or `insecure: true` for a local trial)"
                 )
             warnings.append(f"source {name!r} is INSECURE: it accepts unauthenticated calls")
+        if config.allow_unstamped:
+            warnings.append(
+                f"source {name!r} accepts signatures without a timestamp (allow_unstamped): "
+                "a captured body can be replayed until its delivery id is forgotten"
+            )
     return warnings

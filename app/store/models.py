@@ -65,6 +65,8 @@ class Event(Base):
     event_type: Mapped[str] = mapped_column(String(128))
     received_at: Mapped[datetime]
     incident_count: Mapped[int] = mapped_column(Integer, default=0)
+    # What the delivery's incidents share (a group's fields), stored once here.
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class IncidentRow(Base):

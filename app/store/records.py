@@ -52,7 +52,7 @@ def add_event(*, session: Session, source: str, delivery: Delivery, received_at:
         {
             "id": event_id, "source": source, "delivery_id": delivery.delivery_id,
             "event_type": delivery.event_type, "received_at": received_at,
-            "incident_count": len(delivery.incidents),
+            "incident_count": len(delivery.incidents), "payload": delivery.shared,
         },
     )  # fmt: skip
     return event_id
@@ -65,10 +65,21 @@ def add_incident(*, session: Session, event_id: str, incident: Incident) -> str:
         {
             "id": incident_id, "event_id": event_id, "source": incident.source,
             "fingerprint": incident.fingerprint, "status": incident.status,
-            "received_at": incident.received_at, "data": incident.model_dump(mode="json"),
+            "received_at": incident.received_at, "data": incident.stored(),
         },
     )  # fmt: skip
     return incident_id
+
+
+def incident_is_live(*, session: Session, source: str, fingerprint: str) -> bool:
+    """The platform's incident with this fingerprint was seen, and last seen firing."""
+    latest = session.scalars(
+        select(IncidentRow.status)
+        .where(IncidentRow.source == source, IncidentRow.fingerprint == fingerprint)
+        .order_by(IncidentRow.received_at.desc())
+        .limit(1)
+    ).first()
+    return latest == "firing"
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -145,10 +146,11 @@ def runbook_secrets(execution: Execution) -> list[str]:
     return sorted(values, key=len, reverse=True)
 
 
-def execution_view(execution: Execution) -> ExecutionView:
-    """The execution as people see it, with the runbook's secret values masked."""
+def execution_view(execution: Execution, configured: Iterable[str] = ()) -> ExecutionView:
+    """The execution as people see it, with the runbook's secret values and the
+    `configured` ones (the service's secrets) masked."""
     view = _unmasked_view(execution)
-    secrets = runbook_secrets(execution)
+    secrets = sorted({*runbook_secrets(execution), *configured}, key=len, reverse=True)
     if not secrets:
         return view
     return ExecutionView.model_validate_json(redact(view.model_dump_json(), secrets))

@@ -155,10 +155,25 @@ def test_verify_by_http_check(
     api = make_api(
         [runbook("v", "Verify", appender(tmp_path / "runs"), verify={"http": check})],
         database_url=database_url,
+        verify_allowed_hosts=["127.0.0.1"],
     )
     done = api.wait(api.alertmanager(alert("Verify")).json()["executions"][0])
     assert done["status"] == "succeeded"
     assert len(recorder.requests) == 3
+
+
+def test_verify_never_reaches_loopback_unless_allowed(
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path, database_url: str
+) -> None:
+    check = {"url": recorder.url, "within": "30s", "interval": "0.2s"}
+    api = make_api(
+        [runbook("v", "Verify", appender(tmp_path / "runs"), verify={"http": check})],
+        database_url=database_url,
+    )
+    done = api.wait(api.alertmanager(alert("Verify")).json()["executions"][0])
+    assert done["status"] == "failed"
+    assert "resolves to a loopback address" in done["error"]
+    assert recorder.requests == []
 
 
 def test_approval_approve_runs_it(

@@ -198,11 +198,18 @@ def test_grafana_hmac_with_and_without_timestamp_and_bearer() -> None:
         verify("grafana", body, {**sign_grafana(body), "X-Grafana-Alerting-Timestamp": millis})
     with pytest.raises(StaleTimestamp):
         verify("grafana", body, sign_grafana(body, at=time.time() - 600))
-    with pytest.raises(InvalidSignature, match="X-Grafana-Alerting-Timestamp"):
+    with pytest.raises(StaleTimestamp, match="X-Grafana-Alerting-Timestamp"):
         verify("grafana", body, {"X-Grafana-Alerting-Signature": "00"})
-    verify("grafana", body, {"X-Grafana-Alerting-Signature": hex_hmac(body)}, timestamp_header=None)
+    # Without a timestamp header configured, Grafana's default one is still required ...
+    with pytest.raises(StaleTimestamp, match="missing X-Grafana-Alerting-Timestamp"):
+        verify(
+            "grafana", body, {"X-Grafana-Alerting-Signature": hex_hmac(body)}, timestamp_header=None
+        )
+    # ... unless the config says in so many words that unstamped bodies are taken.
+    unstamped = {"timestamp_header": None, "allow_unstamped": True}
+    verify("grafana", body, {"X-Grafana-Alerting-Signature": hex_hmac(body)}, **unstamped)
     with pytest.raises(InvalidSignature, match="missing X-Grafana-Alerting-Signature"):
-        verify("grafana", body, {}, timestamp_header=None)
+        verify("grafana", body, {}, **unstamped)
     verify(
         "grafana",
         body,

@@ -1,0 +1,150 @@
+"""Where a payload value may go, and in what shape: the security model in one module.
+
+Runbook text and configuration are trusted; everything that arrived in a webhook is data.
+A value that came from an incident may fill only the part of a field that the field's
+type allows, and it is checked or encoded here, never in each caller:
+
+- `limit` (Ansible): a templated part renders to inventory names (`web-1`,
+  `web-1,web-2`), never pattern syntax (`@file`, `all`, `!`, `&`, `*`, `:`, `~`, `[`);
+  the names must exist in the step's inventory (checked by the executor, which has it).
+- URL (`verify.http.url`): scheme, host and port are runbook text; a templated part is
+  percent-encoded as one path segment or query value. The address a URL resolves to must
+  not be loopback, link-local or a metadata service unless the config allows the host.
+- Platform API paths (an Opsgenie alert id, a PagerDuty or Rootly incident id): checked
+  against the platform's id format and percent-encoded as one segment.
+- Chat markup (Slack mrkdwn): payload text escaped so it cannot mention, link or format.
+
+Everything else a template fills (extra_vars, terraform var, concurrency keys) is data:
+it reaches Ansible tagged `!unsafe` and Terraform as `-var` arguments, never a shell.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+from collections.abc import Iterable
+from urllib.parse import quote, urlsplit
+
+from app.errors import SinkError
+
+# ------------------------------------------------------------------ ansible limit
+
+# A host or group name as inventories write them: no pattern syntax, no leading `-`
+# (an option), no `@` (a file), no `:`/`,` inside one name.
+INVENTORY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,252}")
+# Groups every inventory has: naming one selects every host, which no payload may do.
+IMPLICIT_GROUPS = frozenset({"all", "ungrouped"})
+
+
+def limit_names(value: object) -> list[str]:
+    """The inventory names one templated part of `limit` renders to, or SinkError."""
+    text = str(value)
+    names = text.split(",")
+    for name in names:
+        if not INVENTORY_NAME.fullmatch(name):
+            raise SinkError(
+                f"limit: {text[:80]!r} from the incident is not a list of inventory host or "
+                "group names (letters, digits, `_`, `.`, `-`; no pattern syntax)"
+            )
+        if name in IMPLICIT_GROUPS:
+            raise SinkError(f"limit: {name!r} from the incident would select every host")
+    return names
+
+
+def check_limit_names(names: Iterable[str], known: frozenset[str], inventory: str) -> None:
+    """Each name a payload put into `limit` is a host or group of the step's inventory."""
+    unknown = sorted({name for name in names if name not in known})
+    if unknown:
+        shown = ", ".join(repr(name[:80]) for name in unknown[:5])
+        raise SinkError(f"limit: {shown} from the incident not in the inventory {inventory}")
+
+
+# ------------------------------------------------------------------ URLs
+
+_AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#{]*")
+
+
+def url_template_problem(source: str) -> str | None:
+    """Why a URL template lets a payload choose where it connects, or None."""
+    found = _AUTHORITY.match(source)
+    if found is None:
+        return "a URL must start with its scheme and host written out (http://host/...)"
+    rest = source[found.end() :]
+    if "{" in found.group() or rest.startswith("{"):
+        return "templates may fill the path and query of a URL, not its scheme, host or port"
+    return None
+
+
+def url_part(value: object) -> str:
+    """One templated part of a URL: percent-encoded as one path segment or query value."""
+    encoded = quote(str(value), safe="")
+    if encoded in ("", ".", ".."):
+        raise SinkError(f"URL: {str(value)!r} from the incident is not a path segment")
+    return encoded
+
+
+# Cloud metadata services outside link-local: AWS's IPv6 one, Alibaba's.
+_METADATA = (ipaddress.ip_network("fd00:ec2::254/128"), ipaddress.ip_network("100.100.100.200/32"))
+
+
+def _forbidden(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local (cloud metadata)"
+    if address.is_unspecified or address.is_multicast:
+        return "not a host address"
+    if any(address in network for network in _METADATA):
+        return "a cloud metadata service"
+    return None
+
+
+def check_destination(url: str, allowed_hosts: Iterable[str]) -> None:
+    """Refuse a URL whose host resolves to loopback, link-local or a metadata service,
+    unless the config allow-lists the host (by name, address or network)."""
+    host = urlsplit(url).hostname
+    if not host:
+        raise SinkError("URL has no host")
+    for allowed in allowed_hosts:
+        if host == allowed.lower():
+            return
+        try:
+            if ipaddress.ip_address(host) in ipaddress.ip_network(allowed, strict=False):
+                return
+        except ValueError:
+            continue
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise SinkError(f"URL host {host!r} does not resolve") from exc
+    for info in infos:
+        why = _forbidden(ipaddress.ip_address(info[4][0]))
+        if why is not None:
+            raise SinkError(
+                f"URL host {host!r} resolves to a {why} address; allow it in "
+                "`verify_allowed_hosts` if that is meant"
+            )
+
+
+# ------------------------------------------------------------------ platform API paths
+
+
+def path_segment(value: object, pattern: re.Pattern[str]) -> str | None:
+    """A platform id from a payload as one URL path segment, or None when it is not the
+    platform's id format: it can never reach another endpoint. The caller then leaves out
+    the call on that object (a note on the platform's incident) and still pages."""
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        return None
+    return quote(value, safe="")
+
+
+# ------------------------------------------------------------------ chat markup
+
+
+def slack_text(value: object) -> str:
+    """Payload text for Slack mrkdwn: `&`, `<`, `>` escaped as Slack documents, so it
+    cannot mention (`<!channel>`), link (`<url|text>`) or break out of formatting."""
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

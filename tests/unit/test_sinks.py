@@ -1,0 +1,144 @@
+"""Where payload values may go (app.sinks through the templating sinks): whatever an
+incident carries, a rendered `limit` is inventory names or refused, a rendered URL keeps
+the runbook's scheme, host and port, platform ids stay one path segment, chat text
+cannot mention or link."""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from app.errors import SinkError
+from app.runbooks.models import HttpCheck
+from app.runbooks.templating import render_limit, render_text
+from app.sinks import (
+    INVENTORY_NAME,
+    check_destination,
+    check_limit_names,
+    path_segment,
+    slack_text,
+    url_template_problem,
+)
+
+
+def context(value: Any) -> dict[str, Any]:
+    return {"incident": {"labels": {"instance": value}}}
+
+
+LIMIT = "{{ incident.labels.instance }}"
+
+
+@pytest.mark.parametrize(
+    "value", ["@/proc/self/environ", "all", "ungrouped", "web-*:db-*", "!web-1", "web-1&db",
+              "~web.*", "web[0]", "", "-l", "a b", "web-1,", ",", "web-1:db-1", "x\ny"],
+)  # fmt: skip
+def test_a_limit_value_that_is_not_inventory_names_is_refused(value: str) -> None:
+    with pytest.raises(SinkError, match="limit"):
+        render_limit(LIMIT, context(value))
+
+
+def test_literal_pattern_syntax_stays_and_names_are_collected() -> None:
+    assert render_limit(LIMIT, context("web-1")) == ("web-1", ["web-1"])
+    assert render_limit("web:&{{ incident.labels.instance }}", context("web-1,web-2")) == (
+        "web:&web-1,web-2",
+        ["web-1", "web-2"],
+    )
+    assert render_limit("all", context("x")) == ("all", [])  # runbook text: trusted
+
+
+def test_names_must_be_in_the_inventory() -> None:
+    known = frozenset({"web-1", "web", "db-1"})
+    check_limit_names(["web-1", "web"], known, "fleet.ini")
+    with pytest.raises(SinkError, match="'web-9' from the incident not in the inventory"):
+        check_limit_names(["web-1", "web-9"], known, "fleet.ini")
+
+
+@given(st.text(max_size=40))
+def test_any_payload_value_renders_to_names_or_is_refused(value: str) -> None:
+    try:
+        rendered, names = render_limit("{{ incident.labels.instance }}", context(value))
+    except SinkError:
+        return
+    assert rendered.split(",") == names
+    assert all(
+        INVENTORY_NAME.fullmatch(name) and name not in ("all", "ungrouped") for name in names
+    )
+
+
+URL = "http://checks.internal:9100/health/{{ incident.labels.instance }}?host={{ incident.labels.instance }}"
+
+
+@given(st.text(max_size=60))
+def test_any_payload_value_stays_in_the_path_and_query(value: str) -> None:
+    try:
+        url = render_text(URL, context(value), "url")
+    except SinkError:
+        return
+    parts = urlsplit(url)
+    assert (parts.scheme, parts.hostname, parts.port) == ("http", "checks.internal", 9100)
+    assert parts.path.count("/") == 2 and parts.path.startswith("/health/")
+    assert parts.query.count("=") == 1 and "&" not in parts.query and not parts.fragment
+
+
+def test_dot_segments_are_refused() -> None:
+    for value in (".", ".."):
+        with pytest.raises(SinkError):
+            render_text(URL, context(value), "url")
+
+
+@pytest.mark.parametrize(
+    "url", ["http://{{ incident.labels.instance }}:9100/health", "http://host:{{ incident.labels.p }}/",
+            "http://host{{ incident.labels.x }}/", "https://{% if 1 %}a{% endif %}/"],
+)  # fmt: skip
+def test_a_template_in_scheme_host_or_port_is_refused_when_the_runbook_loads(url: str) -> None:
+    assert url_template_problem(url) is not None
+    with pytest.raises(ValueError, match="not its scheme, host or port"):
+        HttpCheck(url=url)
+
+
+def test_path_and_query_templates_load() -> None:
+    assert url_template_problem(URL) is None
+    assert url_template_problem("https://host/") is None
+
+
+@pytest.mark.parametrize(
+    "host", ["127.0.0.1", "localhost", "169.254.169.254", "[::1]", "0.0.0.0", "[fe80::1]",
+             "100.100.100.200", "[::ffff:127.0.0.1]"],
+)  # fmt: skip
+def test_loopback_link_local_and_metadata_are_refused(host: str) -> None:
+    with pytest.raises(SinkError, match="verify_allowed_hosts"):
+        check_destination(f"http://{host}:9100/health", [])
+
+
+def test_the_config_can_allow_a_host_by_name_address_or_network() -> None:
+    check_destination("http://127.0.0.1:9/x", ["127.0.0.1"])
+    check_destination("http://127.0.0.5:9/x", ["127.0.0.0/8"])
+    check_destination("http://localhost:9/x", ["localhost"])
+    check_destination("http://10.1.2.3:9/x", [])  # private networks are what checks are for
+
+
+OPSGENIE_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
+
+
+@given(st.text(alphabet=string.printable, max_size=40))
+def test_a_platform_id_is_one_segment_or_nothing(value: str) -> None:
+    segment = path_segment(value, OPSGENIE_ID)
+    assert segment is None or (segment == value and "/" not in segment and "?" not in segment)
+
+
+def test_a_crafted_opsgenie_id_is_refused() -> None:
+    assert path_segment("VICTIM-ID/close?", OPSGENIE_ID) is None
+    assert path_segment("../../v1/users", OPSGENIE_ID) is None
+    assert path_segment(None, OPSGENIE_ID) is None
+
+
+def test_slack_text_cannot_mention_or_link() -> None:
+    assert slack_text("<!channel> & <https://evil|Runbook>") == (
+        "&lt;!channel&gt; &amp; &lt;https://evil|Runbook&gt;"
+    )
