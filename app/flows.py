@@ -63,7 +63,7 @@ from app.store.queue import claim_next_escalation, expired_executions
 from app.store.records import (
     add_event,
     add_execution,
-    add_incident,
+    add_incidents,
     find_event,
     finish_execution,
     note_resolution,
@@ -260,8 +260,10 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
     event_id = add_event(session=session, source=source_name, delivery=delivery, received_at=moment)
     created: list[Execution] = []
     attached: list[Execution] = []
-    for incident, incident_plans in plans:
-        incident_id = add_incident(session=session, event_id=event_id, incident=incident)
+    incident_ids = add_incidents(
+        session=session, event_id=event_id, incidents=[incident for incident, _ in plans]
+    )
+    for (incident, incident_plans), incident_id in zip(plans, incident_ids, strict=True):
         if incident.status == "resolved":
             key = f"{incident.source}:{incident.fingerprint}"
             note_resolution(session=session, incident_key=key, now=moment)

@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.errors import (
     BadRequest,
@@ -27,6 +30,8 @@ from app.errors import (
     UnsupportedPayload,
     VersionError,
 )
+
+log = logging.getLogger("remediator.api")
 
 STATUS: list[tuple[type[RemediatorError], int, str]] = [
     (StaleTimestamp, 401, "stale_timestamp"),
@@ -65,6 +70,7 @@ ERROR_ANSWERS: dict[int | str, dict[str, Any]] = {
         (404, "No such thing."),
         (422, "The body or a parameter is not what this call takes."),
         (500, "A fault of the service (logged)."),
+        (503, "The store cannot take a write now (storage_unavailable): retry."),
     ]
 }
 
@@ -81,7 +87,45 @@ def answer_for(exc: RemediatorError) -> tuple[int, str]:
     return 500, "internal"
 
 
+class FaultsAsJson:
+    """A fault of the service (a bug, a store that refuses writes) answered as the one
+    error shape, `{"error", "detail"}`, on a connection that stays open: uvicorn would
+    send plain text, and Starlette's last handler closes the connection after it. A
+    store that cannot take the write (a full or read-only disk, a database gone) is 503
+    `storage_unavailable` with Retry-After, so senders retry and nothing is lost."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watched(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        except Exception as exc:
+            if started:
+                raise
+            log.exception("fault answering %s %s", scope.get("method"), scope.get("path"))
+            if isinstance(exc, SQLAlchemyError | OSError):
+                body = error_body("storage_unavailable", "the store cannot take this write now")
+                answer = JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+            else:
+                answer = JSONResponse(error_body("internal", "a fault of the service (logged)"),
+                                      status_code=500)  # fmt: skip
+            await answer(scope, receive, send)
+
+
 def install(app: FastAPI) -> None:
+    app.add_middleware(FaultsAsJson)
+
     @app.exception_handler(RemediatorError)
     async def _remediator_error(_: Request, exc: RemediatorError) -> JSONResponse:
         status, name = answer_for(exc)

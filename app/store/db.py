@@ -13,6 +13,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager, nullcontext
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,13 @@ class Database:
     def ping(self) -> None:
         with self.engine.connect() as connection:
             connection.execute(text("SELECT 1"))
+
+    def probe_write(self) -> None:
+        """A write the way deliveries write (through the one writer, committed): fails
+        when the store can read but not take a write (a full or read-only disk)."""
+        with self.write() as session:
+            session.execute(text("UPDATE write_probe SET written_at = :now WHERE id = 1"),
+                            {"now": datetime.now(UTC)})  # fmt: skip
 
     def upgrade(self) -> None:
         """Bring the schema to the newest migration (run at every start). Replicas that

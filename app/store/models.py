@@ -69,6 +69,15 @@ class Event(Base):
     payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
+class WriteProbe(Base):
+    """One row that `/readyz` writes, to know the store still takes writes."""
+
+    __tablename__ = "write_probe"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    written_at: Mapped[datetime | None]
+
+
 class IncidentRow(Base):
     __tablename__ = "incidents"
     __table_args__ = (Index("ix_incidents_fingerprint", "source", "fingerprint"),)
@@ -79,7 +88,24 @@ class IncidentRow(Base):
     fingerprint: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16))
     received_at: Mapped[datetime]
+    # The incident less what the columns above hold (see `document`): a group of
+    # thousands of small alerts stores thousands of rows, so each row stays lean.
     data: Mapped[dict[str, Any]]
+
+    @property
+    def document(self) -> dict[str, Any]:
+        """The whole normalised incident, as it arrived."""
+        whole: dict[str, Any] = {
+            "source": self.source,
+            "fingerprint": self.fingerprint,
+            "status": self.status,
+            "received_at": self.received_at.isoformat().replace("+00:00", "Z"),
+            "service": None,
+            "labels": {},
+            "annotations": {},
+            "url": None,
+        }
+        return whole | self.data
 
 
 # Statuses in which an execution still holds its concurrency key / is open for its incident.

@@ -162,7 +162,7 @@ def _unmasked_view(execution: Execution) -> ExecutionView:
         runbook=execution.runbook,
         status=execution.status,
         trigger=execution.trigger,
-        incident=execution.incident.data,
+        incident=execution.incident.document,
         concurrency_key=execution.concurrency_key,
         guard=execution.guard,
         error=execution.error,
@@ -214,7 +214,7 @@ def execution_summaries(session: Session, executions: list[Execution]) -> list[E
 
 
 def _summary(execution: Execution, attached: int) -> ExecutionSummary:
-    data = execution.incident.data
+    data = execution.incident.document
     return ExecutionSummary(
         id=execution.id,
         runbook=execution.runbook,

@@ -1,4 +1,4 @@
-"""events: a grouped delivery's shared fields stored once
+"""events: a grouped delivery's shared fields stored once; a row readiness writes to
 
 Revision ID: 0005
 Revises: 0004
@@ -19,8 +19,16 @@ depends_on = None
 def upgrade() -> None:
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.add_column(sa.Column("payload", sa.JSON(), nullable=True))
+    probe = op.create_table(
+        "write_probe",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("written_at", sa.DateTime(), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.bulk_insert(probe, [{"id": 1, "written_at": None}])
 
 
 def downgrade() -> None:
+    op.drop_table("write_probe")
     with op.batch_alter_table("events", schema=None) as batch_op:
         batch_op.drop_column("payload")
