@@ -181,8 +181,8 @@ def test_events_that_are_not_incidents_are_stored_and_ignored(
 
 
 def test_not_the_platforms_shape_is_422_and_says_what(server: Server) -> None:
-    body = json.dumps(
-        {"event": {"id": "x", "event_type": "incident.triggered", "data": []}}
-    ).encode()
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    event = {"id": "x", "event_type": "incident.triggered", "occurred_at": now, "data": []}
+    body = json.dumps({"event": event}).encode()
     answer = post(server, "pagerduty", body, sign_pagerduty(body))
     assert answer.status_code == 422 and "event.data" in answer.json()["detail"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import httpx
 import psutil
 import pytest
 
+from bench.big_group import group
 from tests.conftest import (
     AM_TOKEN,
     API_TOKEN,
@@ -217,3 +219,29 @@ def test_a_manual_run_cannot_resolve_or_reach_into_another_platforms_incident(
                "labels": {"instance": "web-1"}}  # fmt: skip
     answer = httpx.post(url, json={"incident": foreign, "by": "alice"}, headers=headers, timeout=30)
     assert answer.status_code == 422 and "no live pagerduty incident" in answer.text
+
+
+def database_bytes(path: Path) -> int:
+    with sqlite3.connect(path) as connection:
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return path.stat().st_size
+
+
+def test_a_group_of_thousands_is_answered_fast_and_stored_once(
+    server: tuple[Server, Path],
+) -> None:
+    serve, out = server
+    database = out.parent / "remediator.db"
+    body = json.dumps(group(3000, tiny=True)).encode()
+    before = database_bytes(database)
+    started = time.monotonic()
+    answer = httpx.post(f"{serve.base}/webhooks/alertmanager", content=body, timeout=60,
+                        headers={"authorization": f"Bearer {AM_TOKEN}"})  # fmt: skip
+    took = time.monotonic() - started
+    assert answer.status_code == 202 and answer.json()["incidents"] == 3000
+    assert took < 2.0, took  # ~0.25 s on the 2-core machine; bench/big_group.py measures
+    assert database_bytes(database) - before < 10 * len(body)
+    too_many = json.dumps(group(5001, tiny=True)).encode()
+    answer = httpx.post(f"{serve.base}/webhooks/alertmanager", content=too_many, timeout=60,
+                        headers={"authorization": f"Bearer {AM_TOKEN}"})  # fmt: skip
+    assert answer.status_code == 413 and "5001 incidents" in answer.json()["detail"]

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
 from tests.loopback import answer_json, serving
-from tests.platforms import SOURCES, escalated_from, fails_on
+from tests.platforms import SIGNERS, SOURCES, escalated_from, fails_on, load
 
 API_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
 NOTES = re.compile(r"^/v2/alerts/([^/]+)/notes$")
@@ -147,3 +147,20 @@ def test_rate_limit_is_waited_out_into_one_alert(make_api: Any, opsgenie: Opsgen
     [escalation] = final["escalations"]
     assert (escalation["status"], escalation["attempts"]) == ("delivered", 3)
     assert len(opsgenie.alerts) == 1
+
+
+def test_a_crafted_alert_id_never_reaches_another_endpoint(
+    make_api: Any, opsgenie: Opsgenie
+) -> None:
+    """An alert whose id is `VICTIM-ID/close?`: the GenieKey must not close the victim's
+    alert. The id is not an Opsgenie id, so no note is posted on it; a new alert carries
+    the story instead, and the stand-in sees only well-formed paths."""
+    api = start(make_api, opsgenie, fails_on("opsgenie", "opsgenie"))
+    payload = load("opsgenie/create.json")
+    payload["alert"]["alertId"] = "VICTIM-ID/close?"
+    body = json.dumps(payload).encode()
+    answer = api.client.post("/webhooks/opsgenie", content=body, headers=SIGNERS["opsgenie"](body))
+    assert answer.status_code == 202, answer.text
+    final = delivered(api, answer.json()["executions"][0])
+    assert final["escalations"][0]["status"] == "delivered" and opsgenie.problems == []
+    assert opsgenie.notes == [] and len(opsgenie.alerts) == 1

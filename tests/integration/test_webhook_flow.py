@@ -306,3 +306,26 @@ def test_secret_vars_must_name_extra_vars(make_api: Callable[..., Api], recorder
     step = ansible_step("write.yml", message="m", host="h", dest="/nonexistent/out.json")
     with pytest.raises(RunbookError, match=r"secret_vars \['password'\]"):
         make_api([runbook("r", "X", step, secret_vars=["password"])])
+
+
+def test_payload_text_cannot_mention_or_link_in_slack(
+    make_api: Callable[..., Api], recorder: Recorder
+) -> None:
+    api = make_api(
+        [runbook("always-fails", "Fail", FAILING_STEP, escalate=["slack"])],
+        playbooks_dir=str(PLAYBOOKS),
+        escalation={"slack": {"webhook_url": recorder.url + "/slack"}},
+    )
+    hostile = "<!channel> <https://evil.test|Runbook> & <@U0123>"
+    api.wait(api.alertmanager(alert("Fail", instance=hostile)).json()["executions"][0])
+    [slack] = recorder.wait_for(1)
+    message = slack.json()
+    # Slack reads markup in the fallback `text` and in mrkdwn; plain_text is shown as is.
+    marked = [message["text"]] + [
+        block["text"]["text"] for block in message["blocks"]
+        if block.get("text", {}).get("type") == "mrkdwn"
+    ]  # fmt: skip
+    for markup in ("<!channel>", "<https://evil.test|Runbook>", "<@U0123>"):
+        assert not any(markup in text for text in marked)
+    assert any("&lt;!channel&gt; &lt;https://evil.test|Runbook&gt; &amp; &lt;@U0123&gt;" in text
+               for text in marked)  # fmt: skip
