@@ -19,7 +19,7 @@ import logging
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -583,13 +583,21 @@ def escalation_lease_s(settings: Settings) -> float:
     return max(timeouts, default=10.0) + 30.0
 
 
-def deliver_escalation(services: Services, client: httpx.Client) -> bool:
-    """Deliver one due escalation; answers whether there was one."""
+def deliver_escalation(
+    services: Services,
+    client: httpx.Client,
+    *,
+    target: str | None = None,
+    besides: Collection[str] = (),
+) -> bool:
+    """Deliver one due escalation (to `target`, or to none of `besides`); answers
+    whether there was one."""
     settings = services.settings
     with services.db.write() as session:
         row = claim_next_escalation(
-            session=session, now=datetime.now(UTC), lease_s=escalation_lease_s(settings)
-        )
+            session=session, now=datetime.now(UTC), lease_s=escalation_lease_s(settings),
+            target=target, besides=besides,
+        )  # fmt: skip
         if row is None:
             return False
         message = escalation_message(services, row, session.get_one(Execution, row.execution_id))

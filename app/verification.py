@@ -10,6 +10,7 @@ replica can pick it up, and a restart loses nothing.
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -22,6 +23,7 @@ from app.store.queue import claim_due_checks, past_deadline
 from app.store.records import finish_execution
 
 log = logging.getLogger("remediator.verification")
+CHECKS_AT_ONCE = 8
 
 
 def expire_deadlines(services: Services) -> list[str]:
@@ -69,12 +71,11 @@ def run_http_checks(services: Services, client: httpx.Client) -> int:
         due = claim_due_checks(session=session, now=datetime.now(UTC), hold_s=60)
         checks = [(e.id, dict((e.verify or {}).get("http", {}))) for e in due]
     allowed = services.settings.verify_allowed_hosts
-    for execution_id, http in checks:
-        refused: str | None = None
-        try:
-            outcome = _check(client, http, allowed)
-        except SinkError as exc:
-            refused = f"verify: {exc}"
+    # Side by side: a URL that hangs holds one slot for at most its timeout, and the
+    # other checks of the round go on meanwhile.
+    with ThreadPoolExecutor(max_workers=max(1, min(CHECKS_AT_ONCE, len(checks)))) as pool:
+        outcomes = list(pool.map(lambda check: _outcome(client, check[1], allowed), checks))
+    for (execution_id, http), (outcome, refused) in zip(checks, outcomes, strict=True):
         now = datetime.now(UTC)
         with services.db.write() as session:
             execution = session.get(Execution, execution_id, with_for_update={"of": Execution})
@@ -100,6 +101,16 @@ def run_http_checks(services: Services, client: httpx.Client) -> int:
             else:
                 execution.next_check_at = now + timedelta(seconds=float(http.get("interval", 10)))
     return len(checks)
+
+
+def _outcome(
+    client: httpx.Client, http: dict[str, object], allowed: list[str]
+) -> tuple[str | None, str | None]:
+    """(what the check found, None) or (None, why the URL may not be reached)."""
+    try:
+        return _check(client, http, allowed), None
+    except SinkError as exc:
+        return None, f"verify: {exc}"
 
 
 def _check(client: httpx.Client, http: dict[str, object], allowed: list[str]) -> str | None:

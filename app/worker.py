@@ -7,12 +7,13 @@ takes the work back.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import httpx
@@ -49,7 +50,13 @@ class WorkerPool:
         settings = self.services.settings
         for index in range(settings.workers):
             self._spawn(self._execution_loop, f"executor-{index}")
-        self._spawn(self._escalation_loop, "escalator")
+        # One escalator per target, so a target that hangs or answers slowly delays only
+        # its own escalations; one more for rows whose target is no longer configured.
+        targets = list(self.services.notifiers)
+        for target in targets:
+            self._spawn(functools.partial(self._escalation_loop, target=target),
+                        f"escalator-{target}")  # fmt: skip
+        self._spawn(functools.partial(self._escalation_loop, besides=targets), "escalator")
         self._spawn(self._housekeeping_loop, "housekeeper")
         self._spawn(self._verification_loop, "verifier")
         if settings.runbooks_watch_s > 0:
@@ -132,11 +139,11 @@ class WorkerPool:
                 continue
         return None
 
-    def _escalation_loop(self) -> None:
+    def _escalation_loop(self, target: str | None = None, besides: Sequence[str] = ()) -> None:
         services = self.services
         while not services.stopping.is_set():
             try:
-                if not deliver_escalation(services, self.http):
+                if not deliver_escalation(services, self.http, target=target, besides=besides):
                     services.stopping.wait(min(services.settings.poll_interval_s, 1.0))
             except Exception:
                 log.exception("escalation worker error; retrying")

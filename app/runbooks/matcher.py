@@ -10,6 +10,9 @@ from app.incident import Incident
 from app.runbooks.models import Condition, Match, RunbookFile
 
 _MISSING = object()
+# A `matches` condition looks at this much of a value at most: RE2 is linear, and this
+# bounds the line too (a 1 MiB title against many patterns).
+MATCH_TEXT_MAX_CHARS = 64 * 1024
 
 
 def field_value(context: dict[str, Any], path: str) -> Any:
@@ -57,7 +60,7 @@ def holds(condition: Condition, context: dict[str, Any]) -> bool:
     if operator == "matches":
         return (
             isinstance(value, str | int | float)
-            and condition.pattern.search(str(value)) is not None
+            and condition.pattern.search(str(value)[:MATCH_TEXT_MAX_CHARS]) is not None
         )
     raise AssertionError(f"unhandled operator {operator}")
 

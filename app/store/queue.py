@@ -9,6 +9,7 @@ executions`: the incident is joined in, and only the execution row is ours to lo
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, exists, select, update
@@ -115,16 +116,24 @@ def claim_due_checks(
 
 
 def claim_next_escalation(
-    *, session: Session, now: datetime, lease_s: float
+    *,
+    session: Session,
+    now: datetime,
+    lease_s: float,
+    target: str | None = None,
+    besides: Collection[str] = (),
 ) -> EscalationRow | None:
-    """A pending escalation that is due; pushed into the future while it is delivered so
-    no other worker takes it meanwhile."""
+    """A pending escalation that is due (for `target`, or for none of `besides`); pushed
+    into the future while it is delivered so no other worker takes it meanwhile."""
+    query = select(EscalationRow).where(
+        EscalationRow.status == "pending", EscalationRow.next_attempt_at <= now
+    )
+    if target is not None:
+        query = query.where(EscalationRow.target == target)
+    if besides:
+        query = query.where(EscalationRow.target.not_in(list(besides)))
     row = session.scalars(
-        select(EscalationRow)
-        .where(EscalationRow.status == "pending", EscalationRow.next_attempt_at <= now)
-        .order_by(EscalationRow.next_attempt_at)
-        .limit(1)
-        .with_for_update(skip_locked=True)
+        query.order_by(EscalationRow.next_attempt_at).limit(1).with_for_update(skip_locked=True)
     ).first()
     if row is not None:
         row.next_attempt_at = now + timedelta(seconds=lease_s)
