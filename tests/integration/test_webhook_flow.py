@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +25,7 @@ from tests.conftest import (
     runbook,
     sign_generic,
 )
+from tests.loopback import serving
 
 pytestmark = pytest.mark.ansible
 
@@ -329,3 +332,42 @@ def test_payload_text_cannot_mention_or_link_in_slack(
         assert not any(markup in text for text in marked)
     assert any("&lt;!channel&gt; &lt;https://evil.test|Runbook&gt; &amp; &lt;@U0123&gt;" in text
                for text in marked)  # fmt: skip
+
+
+def test_a_hanging_target_does_not_hold_up_another(
+    make_api: Callable[..., Api], recorder: Recorder
+) -> None:
+    """The webhook receiver takes 8 s to answer each call; Slack's escalations of the same
+    failures arrive at once, each target being delivered by its own worker."""
+    stalled = threading.Event()
+
+    class Hanging(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers.get("content-length", 0)))
+            stalled.wait(8)
+            self.send_response(200)
+            self.send_header("content-length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    with serving(Hanging) as hanging:
+        api = make_api(
+            [runbook("always-fails", "Fail", FAILING_STEP, escalate=["webhook", "slack"])],
+            playbooks_dir=str(PLAYBOOKS),
+            escalation={
+                "webhook": {"url": hanging + "/hook", "timeout_s": 30},
+                "slack": {"webhook_url": recorder.url + "/slack"},
+            },
+        )
+        ids = [
+            api.alertmanager(alert("Fail", fingerprint=f"fp-{i}")).json()["executions"][0]
+            for i in range(3)
+        ]
+        for execution_id in ids:
+            api.wait(execution_id)
+        started = time.monotonic()
+        recorder.wait_for(3, timeout=6)
+        assert time.monotonic() - started < 6
+        stalled.set()
