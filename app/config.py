@@ -150,6 +150,13 @@ class Settings(BaseSettings):
     # A call carrying more incidents (alerts of a group, a generic batch) is refused (413)
     # before any is stored, rather than stored and planned one by one.
     max_incidents_per_delivery: int = Field(default=5000, gt=0)
+    # Events, incidents and finished executions older than this are pruned, in small
+    # batches off the hot path; the event rows themselves (source, delivery id, time) are
+    # kept, as the dedup keys, for `dedup_retention_days`, and a body whose own time is
+    # older than that is refused (it could be a replay whose id is forgotten).
+    retention_days: float = Field(default=30.0, gt=0)
+    dedup_retention_days: float = Field(default=90.0, gt=0)
+    retention_interval_s: float = Field(default=3600.0, gt=0)
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     escalation: EscalationTargets = Field(default_factory=EscalationTargets)
     default_escalate: list[str] = Field(default_factory=list)
@@ -203,6 +210,15 @@ class Settings(BaseSettings):
             if not path.is_absolute():
                 setattr(self, name, (self.config_dir / path).resolve())
         self.database_url = _anchor_sqlite(self.database_url, self.config_dir)
+        return self
+
+    @model_validator(mode="after")
+    def _dedup_outlives_retention(self) -> Settings:
+        if self.dedup_retention_days < self.retention_days:
+            raise ValueError(
+                "dedup_retention_days must be at least retention_days: the dedup keys of "
+                "pruned deliveries are what refuses their replays"
+            )
         return self
 
     def secret_values(self) -> list[str]:

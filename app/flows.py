@@ -42,6 +42,7 @@ from app.config import Settings
 from app.errors import (
     EscalationError,
     ExecutorError,
+    StaleTimestamp,
     TooManyIncidents,
     UnknownSource,
     UnsupportedPayload,
@@ -160,6 +161,13 @@ def read_delivery(
     if config.secret is not None or config.token is not None or not config.insecure:
         source.verify(request, config)
     delivery = source.normalise(parse_json(body), request)
+    window = timedelta(days=services.settings.dedup_retention_days)
+    if delivery.sent_at is not None and request.received_at - delivery.sent_at > window:
+        raise StaleTimestamp(
+            f"the body's own time {delivery.sent_at.isoformat()} is older than the "
+            f"{services.settings.dedup_retention_days:g}-day window in which deliveries "
+            "are remembered: it could be a replay"
+        )
     most = services.settings.max_incidents_per_delivery
     if len(delivery.incidents) > most:
         raise TooManyIncidents(

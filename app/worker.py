@@ -30,6 +30,7 @@ from app.flows import (
     run_execution,
 )
 from app.store.queue import cancel_requested, claim_next_execution, renew_leases
+from app.store.retention import prune
 from app.verification import expire_deadlines, run_http_checks
 from app.wiring import reload_runbooks, runbooks_signature
 
@@ -58,6 +59,7 @@ class WorkerPool:
                         f"escalator-{target}")  # fmt: skip
         self._spawn(functools.partial(self._escalation_loop, besides=targets), "escalator")
         self._spawn(self._housekeeping_loop, "housekeeper")
+        self._spawn(self._retention_loop, "retention")
         self._spawn(self._verification_loop, "verifier")
         if settings.runbooks_watch_s > 0:
             self._spawn(self._runbook_watch_loop, "runbook-watcher")
@@ -179,6 +181,23 @@ class WorkerPool:
                 recover_expired(services)
             except Exception:
                 log.exception("housekeeping error; retrying")
+
+    def _retention_loop(self) -> None:
+        services = self.services
+        settings = services.settings
+        # The first pass soon after start (not at once: start-up has enough to do).
+        wait_s = min(60.0, settings.retention_interval_s)
+        while not services.stopping.wait(wait_s):
+            wait_s = settings.retention_interval_s
+            try:
+                pruned = prune(
+                    db=services.db, now=datetime.now(UTC), keep_days=settings.retention_days,
+                    dedup_days=settings.dedup_retention_days,
+                )  # fmt: skip
+                if any(vars(pruned).values()):
+                    log.info("retention pruned %s", vars(pruned))
+            except Exception:
+                log.exception("retention error; trying again next time")
 
     def _verification_loop(self) -> None:
         services = self.services

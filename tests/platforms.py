@@ -98,10 +98,22 @@ def load(name: str) -> dict[str, Any]:
 
 
 def live(payload: dict[str, Any]) -> dict[str, Any]:
-    """A PagerDuty sample as it arrives today: `occurred_at` is the event's own time, so a
-    live delivery carries a recent one (the documented samples are from 2020)."""
-    event = {**payload["event"], "occurred_at": datetime.now(UTC).isoformat()}
-    return {**payload, "event": event}
+    """A documented sample as it arrives today: the times it states about itself are
+    recent (the samples are from 2018-2023), as a live delivery's are. The service refuses
+    a body older than its replay or dedup window. `payload` itself is not changed."""
+    payload = json.loads(json.dumps(payload))
+    now = datetime.now(UTC)
+    if isinstance(payload.get("event"), dict):  # PagerDuty
+        payload["event"]["occurred_at"] = now.isoformat()
+    if isinstance(payload.get("alert"), dict) and "createdAt" in payload["alert"]:  # Opsgenie
+        payload["alert"]["createdAt"] = int(now.timestamp() * 1000)
+    for name in ("date", "last_updated"):  # Datadog
+        if isinstance(payload.get(name), str) and payload[name].isdigit():
+            payload[name] = str(int(now.timestamp() * 1000))
+    for alert in payload.get("alerts") or []:  # Alertmanager, Grafana
+        if isinstance(alert, dict) and "startsAt" in alert:
+            alert["startsAt"] = now.isoformat()
+    return payload
 
 
 @dataclass(frozen=True)
@@ -114,10 +126,7 @@ class Sample:
     title: str
 
     def body(self) -> bytes:
-        payload = load(f"{self.source}/{self.file}")
-        if self.source == "pagerduty":
-            payload = live(payload)
-        return json.dumps(payload).encode()
+        return json.dumps(live(load(f"{self.source}/{self.file}"))).encode()
 
     @property
     def path(self) -> Path:
@@ -187,7 +196,7 @@ def fails_on(source: str, target: str) -> list[dict[str, Any]]:
 def escalated_from(api: Api, source: str, file: str) -> dict[str, Any]:
     """Send a documented sample of `source`, signed; the execution once escalated."""
     payload = load(f"{source}/{file}")
-    body = json.dumps(live(payload) if source == "pagerduty" else payload).encode()
+    body = json.dumps(live(payload)).encode()
     answer = api.client.post(f"/webhooks/{source}", content=body, headers=SIGNERS[source](body))
     assert answer.status_code == 202, answer.text
     return delivered(api, answer.json()["executions"][0])

@@ -7,7 +7,7 @@ import hmac
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from app.config import SourceConfig
@@ -42,6 +42,10 @@ class Delivery:
     ignored: str | None = None
     # What the incidents share (a group's fields), stored once with the event.
     shared: dict[str, Any] | None = None
+    # The newest time the body itself states (an alert's start or end, its creation):
+    # for sources whose delivery id is a hash of the body, a body older than the dedup
+    # window could be a replay whose id is forgotten, and is refused.
+    sent_at: datetime | None = None
 
 
 class Source(Protocol):
@@ -138,6 +142,36 @@ def tag_labels(tags: Any) -> dict[str, str]:
         key, sep, value = tag.partition(":")
         labels[key.strip()] = value.strip() if sep else "true"
     return labels
+
+
+def iso_time(value: Any) -> datetime | None:
+    """An RFC 3339 time with a zone from a payload; None when absent, unset (Go's zero
+    time, `0001-01-01T00:00:00Z`) or not one."""
+    if not isinstance(value, str) or value.startswith("0001-"):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else None
+
+
+def epoch_time(value: Any) -> datetime | None:
+    """Unix time in milliseconds (or seconds) as a number or a string of digits."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if not isinstance(value, int | float) or isinstance(value, bool) or value <= 0:
+        return None
+    seconds = value / 1000 if value > 10**11 else value
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def newest(*times: datetime | None) -> datetime | None:
+    known = [t for t in times if t is not None]
+    return max(known) if known else None
 
 
 def body_digest(body: bytes) -> str:

@@ -49,6 +49,8 @@ from app.sources.base import (
     Delivery,
     WebhookRequest,
     body_digest,
+    epoch_time,
+    newest,
     require_token,
     severity_from,
     stable_fingerprint,
@@ -137,7 +139,8 @@ class DatadogSource:
             received_at=request.received_at,
             raw=payload,
         )
-        return Delivery(delivery_id, event_type, [incident])
+        sent_at = newest(epoch_time(payload.get("date")), epoch_time(payload.get("last_updated")))
+        return Delivery(delivery_id, event_type, [incident], sent_at=sent_at)
 
     @staticmethod
     def _fingerprint(payload: dict[str, Any], title: str) -> str:

@@ -33,6 +33,8 @@ from app.sources.base import (
     Delivery,
     WebhookRequest,
     body_digest,
+    iso_time,
+    newest,
     severity_from,
     stable_fingerprint,
     string_map,
@@ -63,6 +65,7 @@ def group_delivery(
     group = {key: value for key, value in payload.items() if key != "alerts"}
     shared = frozenset(group)
     incidents = []
+    sent_at = None
     for index, alert in enumerate(alerts):
         if not isinstance(alert, dict):
             raise UnsupportedPayload(f"alerts[{index}] must be an object")
@@ -75,6 +78,7 @@ def group_delivery(
         annotations = string_map(alert.get("annotations"))
         if extras is not None:
             annotations |= extras(alert)
+        sent_at = newest(sent_at, iso_time(alert.get("startsAt")), iso_time(alert.get("endsAt")))
         fingerprint = alert.get("fingerprint")
         url = alert.get("generatorURL") or payload.get("externalURL")
         incidents.append(
@@ -97,4 +101,10 @@ def group_delivery(
                 raw_shared=shared,
             )
         )
-    return Delivery(delivery_id=delivery_id, event_type="alert", incidents=incidents, shared=group)
+    return Delivery(
+        delivery_id=delivery_id,
+        event_type="alert",
+        incidents=incidents,
+        shared=group,
+        sent_at=sent_at,
+    )

@@ -35,6 +35,8 @@ from app.sources.base import (
     Delivery,
     WebhookRequest,
     body_digest,
+    epoch_time,
+    newest,
     require_token,
     severity_from,
     string_map,
@@ -103,4 +105,5 @@ class OpsgenieSource:
             received_at=request.received_at,
             raw=payload,
         )
-        return Delivery(delivery_id, event_type, [incident])
+        sent_at = newest(epoch_time(alert.get("createdAt")), epoch_time(alert.get("updatedAt")))
+        return Delivery(delivery_id, event_type, [incident], sent_at=sent_at)

@@ -57,7 +57,10 @@ class Event(Base):
     """One accepted webhook call."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("source", "delivery_id", name="uq_events_delivery"),)
+    __table_args__ = (
+        UniqueConstraint("source", "delivery_id", name="uq_events_delivery"),
+        Index("ix_events_received", "received_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     source: Mapped[str] = mapped_column(String(32))
@@ -66,7 +69,7 @@ class Event(Base):
     received_at: Mapped[datetime]
     incident_count: Mapped[int] = mapped_column(Integer, default=0)
     # What the delivery's incidents share (a group's fields), stored once here.
-    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class WriteProbe(Base):
@@ -80,7 +83,10 @@ class WriteProbe(Base):
 
 class IncidentRow(Base):
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_fingerprint", "source", "fingerprint"),)
+    __table_args__ = (
+        Index("ix_incidents_fingerprint", "source", "fingerprint"),
+        Index("ix_incidents_received", "received_at"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
@@ -124,6 +130,7 @@ class Execution(Base):
     __tablename__ = "executions"
     __table_args__ = (
         Index("ix_executions_status_created", "status", "created_at"),
+        Index("ix_executions_finished", "finished_at"),
         Index("ix_executions_guard", "runbook", "guard_key", "created_at"),
         # The database itself refuses a second running execution for one concurrency key
         # and a second open execution of a runbook for one incident, whatever races

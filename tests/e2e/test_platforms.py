@@ -23,6 +23,7 @@ from tests.platforms import (
     SIGNERS,
     SOURCES,
     Sample,
+    live,
     load,
     sign_datadog,
     sign_grafana,
@@ -170,10 +171,7 @@ def test_forged_stale_and_unsigned_calls_are_refused_and_start_nothing(
 def test_events_that_are_not_incidents_are_stored_and_ignored(
     server: Server, source: str, file: str, sign: Callable[[bytes], dict[str, str]]
 ) -> None:
-    payload = load(f"{source}/{file}")
-    if source == "pagerduty":
-        payload["event"]["occurred_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    body = json.dumps(payload).encode()
+    body = json.dumps(live(load(f"{source}/{file}"))).encode()
     answer = post(server, source, body, sign(body))
     assert answer.status_code == 202, answer.text
     assert answer.json()["incidents"] == 0 and answer.json()["executions"] == []

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
 from tests.loopback import answer_json, serving
-from tests.platforms import SIGNERS, SOURCES, escalated_from, fails_on, load
+from tests.platforms import SIGNERS, SOURCES, escalated_from, fails_on, live, load
 
 API_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
 NOTES = re.compile(r"^/v2/alerts/([^/]+)/notes$")
@@ -156,7 +156,7 @@ def test_a_crafted_alert_id_never_reaches_another_endpoint(
     alert. The id is not an Opsgenie id, so no note is posted on it; a new alert carries
     the story instead, and the stand-in sees only well-formed paths."""
     api = start(make_api, opsgenie, fails_on("opsgenie", "opsgenie"))
-    payload = load("opsgenie/create.json")
+    payload = live(load("opsgenie/create.json"))
     payload["alert"]["alertId"] = "VICTIM-ID/close?"
     body = json.dumps(payload).encode()
     answer = api.client.post("/webhooks/opsgenie", content=body, headers=SIGNERS["opsgenie"](body))
