@@ -83,10 +83,7 @@ class WriteProbe(Base):
 
 class IncidentRow(Base):
     __tablename__ = "incidents"
-    __table_args__ = (
-        Index("ix_incidents_fingerprint", "source", "fingerprint"),
-        Index("ix_incidents_received", "received_at"),
-    )
+    __table_args__ = (Index("ix_incidents_fingerprint", "source", "fingerprint"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
@@ -97,12 +94,15 @@ class IncidentRow(Base):
     # The incident less what the columns above hold (see `document`): a group of
     # thousands of small alerts stores thousands of rows, so each row stays lean.
     data: Mapped[dict[str, Any]]
+    # Its delivery id is the event's: read from there, not stored again per alert.
+    event: Mapped[Event] = relationship(lazy="joined")
 
     @property
     def document(self) -> dict[str, Any]:
         """The whole normalised incident, as it arrived."""
         whole: dict[str, Any] = {
             "source": self.source,
+            "delivery_id": self.event.delivery_id,
             "fingerprint": self.fingerprint,
             "status": self.status,
             "received_at": self.received_at.isoformat().replace("+00:00", "Z"),

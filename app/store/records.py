@@ -59,7 +59,7 @@ def add_event(*, session: Session, source: str, delivery: Delivery, received_at:
 
 
 # Held by the incident's own columns; `IncidentRow.document` puts them back.
-_IN_COLUMNS = ("source", "fingerprint", "status", "received_at")
+_IN_COLUMNS = ("source", "fingerprint", "status", "received_at", "delivery_id")
 
 
 def _lean(document: dict[str, Any]) -> dict[str, Any]:

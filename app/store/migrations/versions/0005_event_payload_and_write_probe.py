@@ -28,13 +28,11 @@ def upgrade() -> None:
     op.bulk_insert(probe, [{"id": 1, "written_at": None}])
     # Retention prunes by age, in batches: without these each batch scans its table.
     op.create_index("ix_events_received", "events", ["received_at"])
-    op.create_index("ix_incidents_received", "incidents", ["received_at"])
     op.create_index("ix_executions_finished", "executions", ["finished_at"])
 
 
 def downgrade() -> None:
     op.drop_index("ix_executions_finished", "executions")
-    op.drop_index("ix_incidents_received", "incidents")
     op.drop_index("ix_events_received", "events")
     op.drop_table("write_probe")
     with op.batch_alter_table("events", schema=None) as batch_op:
