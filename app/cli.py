@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings, config_path_from, load_settings
 from app.errors import ConfigError, RemediatorError, RunbookError, UnsupportedPayload
@@ -45,8 +46,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     settings = _settings(args)
     configure_logging(args.log_level, settings.log_format, settings.secret_values())
+    # Built here, not in the app's start-up: a broken runbook set, configuration or
+    # database is then a few plain lines and exit 1, not a server traceback.
+    services = build_services(settings)
     uvicorn.run(
-        create_app(settings),
+        create_app(settings, services=services),
         host=args.host,
         port=args.port,
         log_level=args.log_level,
@@ -203,6 +207,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (RemediatorError, OSError) as exc:
         sys.stderr.write(f"error: {exc}\n")
+        return 1
+    except SQLAlchemyError as exc:
+        # Its message ends with a paragraph and a link about SQLAlchemy itself.
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        sys.stderr.write(f"database error: {first}\n")
         return 1
 
 

@@ -107,7 +107,10 @@ class RenderedAnsibleStep(AnsibleStep):
     limit_names: list[str] = Field(default_factory=list)
 
 
-REVERT_TO = r"^(previous|last_good|git:[^\s\x00~^:?*\[\\]+)$"
+# Any revision git names (a branch, tag, commit, `HEAD~1`, `v2.4.1^`, `main@{1}`): the
+# executor resolves it with `rev-parse --verify --end-of-options <rev>^{commit}`, so it
+# can only ever be read as a revision. No whitespace, NUL, or leading `-`.
+REVERT_TO = r"^(previous|last_good|git:[^\s\x00-][^\s\x00]*)$"
 
 
 class TerraformStep(Strict):
@@ -115,7 +118,8 @@ class TerraformStep(Strict):
     revert_to: str = Field(
         pattern=REVERT_TO,
         description="previous (before the last commit that touched workdir) | last_good "
-        "(last recorded applied and healthy) | git:<branch, tag or commit>.",
+        "(last recorded applied and healthy) | git:<revision> (a branch, tag, commit, "
+        "HEAD~1, v2.4.1^, main@{1}).",
     )
     max_destroy: int = Field(
         default=0, ge=0, description="Refuse a plan that destroys or replaces more than this."

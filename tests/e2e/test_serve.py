@@ -18,6 +18,7 @@ from tests.conftest import (
     GENERIC_SECRET,
     ROOT,
     ansible_step,
+    runbook,
     sign_generic,
     write_config,
 )
@@ -223,3 +224,24 @@ def test_the_checked_in_schema_is_current_and_the_examples_follow_it() -> None:
         assert text.startswith("# yaml-language-server: $schema=../schema/runbook.schema.json")
         assert list(validator.iter_errors(yaml.safe_load(text))) == [], example
     assert list(validator.iter_errors({"name": "x", "steps": [{"ansible": {"playbok": "p"}}]}))
+
+
+def test_start_up_problems_are_lines_not_a_traceback(tmp_path: Path) -> None:
+    broken = runbook("Bad Name", "X", {"ansible": {"playbook": "write.yml"}})
+    config = write_config(tmp_path, [broken])
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--config", str(config), "--port", "9"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1 and time.monotonic() - started < 10
+    assert f"{tmp_path / 'runbooks' / 'test.yml'}:1: at [0].name" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+    (tmp_path / "runbooks" / "test.yml").write_text("[]\n")
+    unreachable = write_config(tmp_path, [], database_url="postgresql://u@127.0.0.1:9/x")
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--config", str(unreachable), "--port", "9"],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1 and done.stderr.startswith("database error: ")
+    assert "Traceback" not in done.stderr + done.stdout and len(done.stderr.splitlines()) == 1

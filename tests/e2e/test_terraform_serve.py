@@ -151,3 +151,13 @@ def test_a_hung_apply_is_interrupted_and_leaves_the_state_unlocked(
     [sent] = recorder.wait_for(1)
     assert sent.json()["reason"] == "timed_out"
     assert "Interrupt received" in sent.json()["execution"]["steps"][0]["output_tail"]
+
+
+def test_a_revision_expression_reverts_through_a_running_server(tmp_path: Path, serve: Any) -> None:
+    """`git:HEAD~1` (and `^`, `@{n}` forms) are revisions git resolves; the loader used to
+    refuse them."""
+    repo = terraform_repo(tmp_path)
+    execution = fire(serve(repo, {"workdir": "web", "revert_to": "git:HEAD~1"}))
+    assert execution["status"] == "succeeded", execution
+    assert execution["steps"][0]["detail"]["version"]["commit"] == repo.good
+    assert repo.state()["terraform_data.web"] == "release-1"

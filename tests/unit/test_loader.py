@@ -114,6 +114,8 @@ def test_a_terraform_step_is_checked(tmp_path: Path) -> None:
                                   terraform_dir=terraform_dir))  # fmt: skip
 
     assert "revert_to" in found("terraform: {workdir: web, revert_to: yesterday}")
+    assert "revert_to" in found("terraform: {workdir: web, revert_to: 'git:--output=/tmp/x'}")
+    assert "revert_to" in found("terraform: {workdir: web, revert_to: 'git:a b'}")
     assert "revert_to" in found("terraform: {workdir: web}")
     assert "max_destroy" in found("terraform: {workdir: web, revert_to: previous, max_destroy: -1}")
     assert "exactly one of" in found(
