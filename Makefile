@@ -10,7 +10,9 @@ BIN    := $(VENV)/bin
 $(BIN)/remediator: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	# compat: the editable install is a path entry to this checkout; the default mode
+	# warns at every install about folders shadowing the package.
+	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
 	touch $@
 
 demo: $(BIN)/remediator

@@ -547,12 +547,14 @@ def recover_expired(services: Services) -> list[str]:
 def escalation_message(
     services: Services, row: EscalationRow, execution: Execution
 ) -> EscalationMessage:
+    base = services.settings.public_url.rstrip("/")
     return EscalationMessage(
         escalation_id=row.id,
         reason=row.reason,
         execution=execution_view(execution, services.settings.secret_values()),
         runbook_description=str(execution.runbook_spec.get("description", "")),
-        execution_url=f"{services.settings.public_url.rstrip('/')}/api/executions/{execution.id}",
+        execution_url=f"{base}/ui/#/executions/{execution.id}",
+        api_url=f"{base}/api/executions/{execution.id}",
         progress=DurableProgress(services.db, row.id, set(row.progress or [])),
     )
 

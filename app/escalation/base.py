@@ -41,7 +41,10 @@ class EscalationMessage:
     reason: str
     execution: ExecutionView
     runbook_description: str
+    # The page's view of the execution, for people (the API answers them 401), and the
+    # JSON of it beside, for tools.
     execution_url: str
+    api_url: str
     progress: Progress
 
     @property
@@ -57,6 +60,7 @@ class EscalationMessage:
             "reason": self.reason,
             "summary": self.headline,
             "execution_url": self.execution_url,
+            "api_url": self.api_url,
             "runbook": {"name": self.execution.runbook, "description": self.runbook_description},
             "execution": self.execution.model_dump(mode="json"),
         }
@@ -112,7 +116,8 @@ def attempt_summary(detail: dict[str, Any] | None) -> str | None:
 
 
 def note_text(message: EscalationMessage) -> str:
-    lines = [message.headline, f"Execution: {message.execution_url}"]
+    lines = [message.headline, f"Execution: {message.execution_url}",
+             f"API: {message.api_url}"]  # fmt: skip
     for step in steps_detail(message):
         for attempt in step["attempts"]:
             lines.append(

@@ -39,6 +39,7 @@ def alert_body(message: EscalationMessage, responders: list[dict[str, str]]) -> 
         "reason": message.reason,
         "status": execution.status,
         "execution_url": message.execution_url,
+        "api_url": message.api_url,
         "incident_source": str(incident.get("source")),
         "incident_url": str(incident.get("url") or ""),
     }

@@ -87,6 +87,7 @@ def event_body(message: EscalationMessage, routing_key: str) -> dict[str, Any]:
                     },
                     "steps": steps_detail(message),
                     "execution_url": message.execution_url,
+                    "api_url": message.api_url,
                 },
             }.items()
             if v is not None

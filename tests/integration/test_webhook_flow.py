@@ -141,7 +141,9 @@ def test_failing_playbook_is_retried_then_escalated_signed(
     # The official Standard Webhooks library accepts our signature.
     message = Webhook(ESCALATION_SECRET).verify(hook.body, hook.headers)
     assert message["reason"] == "failed"
-    assert message["execution_url"] == f"http://remediator.test/api/executions/{execution['id']}"
+    # People get the page's view (the API would answer them 401); tools get the API's.
+    assert message["execution_url"] == f"http://remediator.test/ui/#/executions/{execution['id']}"
+    assert message["api_url"] == f"http://remediator.test/api/executions/{execution['id']}"
     story = message["execution"]
     assert story["runbook"] == "always-fails"
     assert story["incident"]["url"] == "http://prometheus.test:9090/graph"
