@@ -1,5 +1,6 @@
-"""What a human may do to an execution through the API: approve, reject, cancel. Each is
-recorded with who and why, in the same transaction as the state it changes."""
+"""What a human may do to an execution through the API: approve, reject, cancel, and send
+one of its escalations again. Each is recorded with who and why, in the same transaction
+as the state it changes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from typing import Literal
 
 from app.errors import Conflict, NotFound
 from app.flows import Services
-from app.store.models import ActionRow, Execution
+from app.store.models import ActionRow, EscalationRow, Execution
 from app.store.records import finish_execution
 from app.store.views import ExecutionView, execution_view
 
@@ -47,6 +48,33 @@ def act(
         else:
             finish_execution(execution=execution, status="cancelled",
                              error=f"cancelled by {said}", now=now, escalate=False)  # fmt: skip
+        session.flush()
+        view = execution_view(execution, services.settings.secret_values())
+    services.work_ready.set()
+    return view
+
+
+REDELIVERABLE = ("delivered", "gave_up")
+
+
+def redeliver(services: Services, escalation_id: str, *, by: str, reason: str) -> ExecutionView:
+    """Send a delivered or given-up escalation again, whole (every part of it), with a new
+    give-up window. It is the same message: the same `webhook-id`, so a receiver that
+    dedups on it (as Standard Webhooks says) takes it only if it never had it."""
+    now = datetime.now(UTC)
+    with services.db.write() as session:
+        row = session.get(EscalationRow, escalation_id, with_for_update={"of": EscalationRow})
+        if row is None:
+            raise NotFound(f"no escalation {escalation_id}")
+        if row.status not in REDELIVERABLE:
+            raise Conflict(
+                f"escalation {escalation_id} is {row.status}: it is still being delivered"
+            )
+        row.status, row.next_attempt_at, row.redelivered_at = "pending", now, now
+        row.progress, row.last_error = [], None
+        execution = session.get_one(Execution, row.execution_id)
+        note = f"escalation {escalation_id} to {row.target}" + (f": {reason}" if reason else "")
+        execution.actions.append(ActionRow(action="redeliver", by=by, reason=note, at=now))
         session.flush()
         view = execution_view(execution, services.settings.secret_values())
     services.work_ready.set()

@@ -611,7 +611,8 @@ def deliver_escalation(
         if row is None:
             return False
         message = escalation_message(services, row, session.get_one(Execution, row.execution_id))
-        escalation_id, target, created_at = row.id, row.target, row.created_at
+        escalation_id, target = row.id, row.target
+        created_at = max(row.created_at, row.redelivered_at or row.created_at)
     execution = message.execution
     with log_context(escalation_id=escalation_id, target=target, execution_id=execution.id,
                      runbook=execution.runbook):  # fmt: skip

@@ -147,15 +147,21 @@ class Notifier(Protocol):
         retry resumes where the last attempt stopped."""
 
 
+# Answers that say this request can never succeed as sent (malformed, refused
+# credentials, gone for good): given up at once. Any other answer (a 404 from a load
+# balancer mid-deploy, 409, 429, 5xx) is retried with backoff until the give-up window.
+NEVER_SUCCEEDS = frozenset({400, 401, 403, 410, 422})
+
+
 def check_response(response: httpx.Response, target: str) -> None:
-    """2xx is delivered; 429 and 5xx are worth retrying; other 4xx are our mistake."""
+    """2xx is delivered; 400/401/403/410/422 are given up; anything else is retried."""
     if response.is_success:
         return
     status = response.status_code
     detail = f"{target} answered {status}: {response.text[:300]}"
-    if status == 429 or status == 408 or status >= 500:
-        raise EscalationError(detail, retry_after_s=_retry_after(response))
-    raise EscalationError(detail, retryable=False)
+    if status in NEVER_SUCCEEDS:
+        raise EscalationError(detail, retryable=False)
+    raise EscalationError(detail, retry_after_s=_retry_after(response))
 
 
 def _retry_after(response: httpx.Response) -> float | None:

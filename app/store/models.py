@@ -255,6 +255,8 @@ class EscalationRow(Base):
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     delivered_at: Mapped[datetime | None]
+    # A human asked for it to be sent again: its give-up window starts anew from here.
+    redelivered_at: Mapped[datetime | None]
     # Parts of a multi-call delivery already done (a timeline note, then a page), so a
     # retry after a partial failure or a crash does not repeat them.
     progress: Mapped[list[Any]] = mapped_column(default=list, server_default=text("'[]'"))

@@ -373,3 +373,47 @@ def test_a_hanging_target_does_not_hold_up_another(
         recorder.wait_for(3, timeout=6)
         assert time.monotonic() - started < 6
         stalled.set()
+
+
+def test_a_receiver_mid_deploy_gets_it_once_and_a_redelivery_sends_it_again(
+    make_api: Callable[..., Api], recorder: Recorder
+) -> None:
+    """404 (a load balancer mid-deploy) is retried, not given up: delivered exactly once
+    when the receiver is back. A human can send it again; a given-up one too."""
+    recorder.replies = [404, 404, 404]
+    api = make_api(failing_runbooks(), **failing_config(recorder), escalation_max_backoff_s=0.5)
+    execution_id = api.alertmanager(alert("Fail")).json()["executions"][0]
+    final = delivered(api, execution_id)
+    [escalation] = final["escalations"]
+    assert (escalation["status"], escalation["attempts"]) == ("delivered", 4)
+    assert len(recorder.requests) == 4  # three 404s, then the one delivery
+
+    body = {"by": "alice", "reason": "the receiver lost its queue"}
+    again = api.client.post(f"/api/escalations/{escalation['id']}/redeliver", json=body,
+                            headers=api.auth)  # fmt: skip
+    assert again.status_code == 200, again.text
+    recorder.wait_for(5)
+    assert {r.headers["webhook-id"] for r in recorder.requests} == {escalation["id"]}
+    final = delivered(api, execution_id)
+    assert final["escalations"][0]["status"] == "delivered"
+    [action] = final["actions"]
+    assert (action["action"], action["by"]) == ("redeliver", "alice")
+    assert escalation["id"] in action["reason"] and "lost its queue" in action["reason"]
+
+    missing = api.client.post("/api/escalations/nope/redeliver", json=body, headers=api.auth)
+    assert missing.status_code == 404
+
+
+def test_a_given_up_escalation_can_be_redelivered(
+    make_api: Callable[..., Api], recorder: Recorder
+) -> None:
+    recorder.replies = [401]
+    api = make_api(failing_runbooks(), **failing_config(recorder), escalation_max_backoff_s=0.5)
+    execution_id = api.alertmanager(alert("Fail")).json()["executions"][0]
+    [escalation] = delivered(api, execution_id)["escalations"]
+    assert escalation["status"] == "gave_up"
+    answer = api.client.post(f"/api/escalations/{escalation['id']}/redeliver",
+                             json={"by": "alice"}, headers=api.auth)  # fmt: skip
+    assert answer.status_code == 200, answer.text
+    final = api.wait(execution_id, until=lambda e: e["escalations"][0]["status"] == "delivered")
+    assert final["escalations"][0]["attempts"] == 2

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select, tuple_
 
-from app.actions import Action, act
+from app.actions import Action, act, redeliver
 from app.api.deps import ServicesDep, require_token
 from app.errors import BadRequest, NotFound
 from app.store.models import Execution, IncidentRow
@@ -119,6 +119,18 @@ def _action_route(action: Action, summary: str) -> None:
     )
     def handle(execution_id: str, body: ActionRequest, services: ServicesDep) -> ExecutionView:
         return act(services, execution_id, action, by=body.by, reason=body.reason)
+
+
+@router.post(
+    "/escalations/{escalation_id}/redeliver",
+    summary="Send a delivered or given-up escalation again (recorded as an action).",
+    responses={404: {"description": "No such escalation."},
+               409: {"description": "It is still being delivered."}},
+)  # fmt: skip
+def redeliver_escalation(
+    escalation_id: str, body: ActionRequest, services: ServicesDep
+) -> ExecutionView:
+    return redeliver(services, escalation_id, by=body.by, reason=body.reason)
 
 
 _action_route("approve", "Approve an execution that waits for approval: it is queued to run.")

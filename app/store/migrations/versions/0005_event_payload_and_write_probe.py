@@ -1,4 +1,4 @@
-"""events: a grouped delivery's shared fields stored once; a row readiness writes to; indexes for retention
+"""events: a grouped delivery's shared fields stored once; a row readiness writes to; indexes for retention; escalations' redelivered_at
 
 Revision ID: 0005
 Revises: 0004
@@ -26,12 +26,16 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.bulk_insert(probe, [{"id": 1, "written_at": None}])
+    with op.batch_alter_table("escalations", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("redelivered_at", sa.DateTime(), nullable=True))
     # Retention prunes by age, in batches: without these each batch scans its table.
     op.create_index("ix_events_received", "events", ["received_at"])
     op.create_index("ix_executions_finished", "executions", ["finished_at"])
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("escalations", schema=None) as batch_op:
+        batch_op.drop_column("redelivered_at")
     op.drop_index("ix_executions_finished", "executions")
     op.drop_index("ix_events_received", "events")
     op.drop_table("write_probe")
