@@ -65,8 +65,11 @@ from app.store.records import (
     add_event,
     add_execution,
     add_incidents,
+    attach,
     find_event,
     finish_execution,
+    in_their_occurrences,
+    latest_execution,
     note_resolution,
     record_attempt,
     start_verification,
@@ -268,14 +271,25 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
     event_id = add_event(session=session, source=source_name, delivery=delivery, received_at=moment)
     created: list[Execution] = []
     attached: list[Execution] = []
-    incident_ids = add_incidents(
-        session=session, event_id=event_id, incidents=[incident for incident, _ in plans]
-    )
-    for (incident, incident_plans), incident_id in zip(plans, incident_ids, strict=True):
+    placed = in_their_occurrences(session=session, incidents=[incident for incident, _ in plans])
+    incident_ids = add_incidents(session=session, event_id=event_id, incidents=placed)
+    for incident, (_, incident_plans), incident_id in zip(placed, plans, incident_ids, strict=True):
+        key = f"{incident.source}:{incident.fingerprint}"
         if incident.status == "resolved":
-            key = f"{incident.source}:{incident.fingerprint}"
             note_resolution(session=session, incident_key=key, now=moment)
-        for item in incident_plans:
+        # A manual run is its own decision; a webhook runs what the runbook's `on` asks.
+        runs = [
+            item for item in incident_plans
+            if started_by is not None or incident.status == "resolved"
+            or incident.phase in item.runbook.match.on
+        ]  # fmt: skip
+        if not runs and incident.phase == "updated":
+            # An acknowledgement, a repeat: on the occurrence's history, starting nothing.
+            latest = latest_execution(session=session, incident_key=key)
+            if latest is not None:
+                attach(session=session, execution=latest, incident_id=incident_id, now=moment)
+                attached.append(latest)
+        for item in runs:
             execution, joined = add_execution(
                 session=session,
                 plan=item,

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
+from hashlib import sha256
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+KEY_MAX = 200
 Status = Literal["firing", "resolved"]
+# Where an event stands in its incident's occurrence: `opened` starts one (a new alert, a
+# trigger, a reopen), `updated` is anything later about the same one (acknowledged,
+# escalated, priority changed, a repeat notification), `resolved` ends it.
+Phase = Literal["opened", "updated", "resolved"]
 Severity = Literal["critical", "high", "medium", "low", "info"]
 
 
@@ -26,10 +32,29 @@ class Incident(BaseModel):
     url: str | None = None
     fingerprint: str
     received_at: datetime
+    # The occurrence this event belongs to (each source's rule is at the top of its
+    # module); empty: the fingerprint's. An `opened` event whose occurrence is already
+    # open is stored as `updated`: a repeat starts nothing (see app.flows).
+    occurrence: str = ""
+    phase: Phase = "opened"
     raw: Any = None
     # Keys of `raw` that are the delivery's, not this incident's (a group's fields, shared
     # by each of its alerts): stored once with the event, not again with every incident.
     raw_shared: frozenset[str] = Field(default_factory=frozenset, exclude=True, repr=False)
+
+    @model_validator(mode="after")
+    def _defaults(self) -> Incident:
+        # Keys come from payloads: a long one is kept as its hash, so it fits its column
+        # (255) on every database instead of failing the whole delivery there.
+        for name in ("fingerprint", "occurrence"):
+            value = getattr(self, name)
+            if len(value) > KEY_MAX:
+                object.__setattr__(self, name, "sha256:" + sha256(value.encode()).hexdigest())
+        if not self.occurrence:
+            object.__setattr__(self, "occurrence", self.fingerprint)
+        if self.status == "resolved" and self.phase != "resolved":
+            object.__setattr__(self, "phase", "resolved")
+        return self
 
     def template_context(self) -> dict[str, Any]:
         """The incident as plain data, the way runbook templates and conditions see it.

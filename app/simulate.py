@@ -36,6 +36,9 @@ def simulate(
         matched, skipped = [], []
         for item in matcher.runbooks:
             reason = mismatch(item.runbook.match, incident, context)
+            on = item.runbook.match.on
+            if reason is None and incident.status == "firing" and incident.phase not in on:
+                reason = f"phase is {incident.phase}, runbook runs on {on}"
             if reason is not None:
                 skipped.append({"runbook": item.runbook.name, "why": reason})
                 continue

@@ -72,16 +72,31 @@ class Condition(Strict):
         return re2.compile(self.matches or "", _RE2_OPTIONS)
 
 
+OnPhase = Literal["opened", "updated"]
+
+
+def _opened_only() -> list[OnPhase]:
+    return ["opened"]
+
+
 class Match(Strict):
     source: list[str] | None = None
     status: Literal["firing", "resolved"] | None = "firing"
+    on: list[OnPhase] = Field(
+        default_factory=_opened_only,
+        min_length=1,
+        description="Which events of a firing incident's occurrence run this runbook: "
+        "`opened` (a new alert, trigger or reopen) by default; `updated` (acknowledged, "
+        "escalated, priority changed, a repeat) only when listed. Resolved incidents are "
+        "matched by `status`.",
+    )
     severity: list[Severity] | None = None
     service: list[str] | None = None
     all: list[Condition] = Field(default_factory=list)
     any: list[Condition] = Field(default_factory=list)
     none: list[Condition] = Field(default_factory=list)
 
-    @field_validator("source", "severity", "service", mode="before")
+    @field_validator("source", "severity", "service", "on", mode="before")
     @classmethod
     def _one_or_many(cls, value: Any) -> Any:
         return [value] if isinstance(value, str) else value

@@ -19,7 +19,7 @@ from app.runbooks.models import Runbook
 from app.runbooks.templating import environment
 
 KNOWN: dict[str, frozenset[str]] = {
-    "incident": frozenset(Incident.model_fields),
+    "incident": frozenset(name for name, f in Incident.model_fields.items() if not f.exclude),
     "runbook": frozenset({"name", "description"}),
 }
 

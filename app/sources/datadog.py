@@ -34,6 +34,11 @@ Severity: `alert_priority` (P1 → critical, P2 → high, P3 → medium, P4 → 
 info), else the transition (Triggered/Re-Triggered → high, Warn/Re-Warn → medium,
 No Data → low, else medium). Annotations: `body`.
 
+Occurrence: the alert cycle (`alert_cycle_key`, the fingerprint when sent); without it
+the fingerprint with the notification's `date`. Triggered, Warn and No Data open it;
+Re-Triggered, Re-Warn, Re-No Data and Renotify are `updated` (they start nothing unless
+a runbook says `on: [updated]`); Recovered resolves it.
+
 Delivery id: `id` ($ID, the notification's event id), else a hash of the body.
 """
 
@@ -122,6 +127,10 @@ class DatadogSource:
             if value is not None:
                 labels[name] = value
         title = scalar(payload.get("alert_title")) or bare_title.strip() or raw_title
+        fingerprint = self._fingerprint(payload, title)
+        cycle = scalar(payload.get("alert_cycle_key"))
+        date = scalar(payload.get("date")) or delivery_id
+        opens = not (key.startswith("re-") or key == "renotify")
         incident = Incident(
             source=self.name,
             delivery_id=delivery_id,
@@ -135,8 +144,10 @@ class DatadogSource:
             labels=labels,
             annotations={"body": body} if (body := scalar(payload.get("body"))) else {},
             url=scalar(payload.get("link")),
-            fingerprint=self._fingerprint(payload, title),
+            fingerprint=fingerprint,
             received_at=request.received_at,
+            occurrence=fingerprint if cycle or not opens else f"{fingerprint}@{date}",
+            phase="opened" if opens else "updated",
             raw=payload,
         )
         sent_at = newest(epoch_time(payload.get("date")), epoch_time(payload.get("last_updated")))

@@ -9,7 +9,10 @@ Body: one incident, or `{"incidents": [...]}`. Fields map one to one onto the In
 `title` (required), `status` (firing|resolved, default firing), `severity` (any common
 word: critical/high/error/warning/p1..p5..., default medium), `service`, `labels`,
 `annotations`, `url`, `fingerprint` (default: a hash of title, service and labels),
-`event_type` (default `incident.<status>`). The whole object is `raw`.
+`event_type` (default `incident.<status>`), `occurrence` (default: the fingerprint) and
+`phase` (`opened` or `updated`; default `opened` while firing: a repeat of an occurrence
+that is still open is stored as `updated` and starts nothing; once it resolved, the same
+fingerprint opens a new one). The whole object is `raw`.
 Delivery id: the `webhook-id` header when the call is signed (the signature covers it).
 With a token the id is the sender's own choice, so it is the `webhook-id` with a hash of
 the body: a captured id cannot be used to mark a different body as already seen, and a
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from app.config import SourceConfig
 from app.errors import Unauthenticated, UnsupportedPayload
@@ -62,6 +65,8 @@ class GenericIncident(BaseModel):
     url: str | None = None
     fingerprint: str | None = None
     event_type: str | None = None
+    occurrence: str | None = Field(default=None, max_length=255)
+    phase: Literal["opened", "updated"] = "opened"
 
     @field_validator("title")
     @classmethod
@@ -134,5 +139,7 @@ class GenericSource:
             fingerprint=parsed.fingerprint
             or stable_fingerprint(parsed.title, parsed.service, labels),
             received_at=request.received_at,
+            occurrence=parsed.occurrence or "",
+            phase=parsed.phase,
             raw=item,
         )

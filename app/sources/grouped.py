@@ -18,6 +18,10 @@ Mapping (shared by both platforms):
   stored once with the event, each incident stores its own alert: a body of 3,000 alerts
   costs about its own size in the database, not 3,000 times it.
 
+Occurrence: `<fingerprint>@<startsAt>`; a firing alert is `opened`, and stored as
+`updated` when that occurrence is already open (a group re-sent because another alert
+joined it, or its repeat interval came round): only a new `startsAt` runs again.
+
 Delivery id: neither platform sends one, so it is a hash of the body. A notification
 repeated unchanged is recognised as a duplicate; a new firing has a new `startsAt`.
 """
@@ -80,6 +84,9 @@ def group_delivery(
             annotations |= extras(alert)
         sent_at = newest(sent_at, iso_time(alert.get("startsAt")), iso_time(alert.get("endsAt")))
         fingerprint = alert.get("fingerprint")
+        if not (isinstance(fingerprint, str) and fingerprint):
+            fingerprint = stable_fingerprint(labels)
+        started = alert.get("startsAt")
         url = alert.get("generatorURL") or payload.get("externalURL")
         incidents.append(
             Incident(
@@ -93,10 +100,9 @@ def group_delivery(
                 labels=labels,
                 annotations=annotations,
                 url=url if isinstance(url, str) and url else None,
-                fingerprint=fingerprint
-                if isinstance(fingerprint, str) and fingerprint
-                else stable_fingerprint(labels),
+                fingerprint=fingerprint,
                 received_at=request.received_at,
+                occurrence=f"{fingerprint}@{started}" if isinstance(started, str) else "",
                 raw={**group, "alert": alert},
                 raw_shared=shared,
             )

@@ -45,6 +45,8 @@ from app.sources.base import (
     verify_bearer,
 )
 
+# Occurrence: the alert id. `Create` opens it (a second Create of the same alert, a
+# re-notification, is stored as `updated`), `Close` resolves it.
 ACTION_STATUS: dict[str, Status] = {"Create": "firing", "Close": "resolved"}
 ALERT_URL = "https://app.opsgenie.com/alert/detail/{}/details"
 
@@ -103,6 +105,7 @@ class OpsgenieSource:
             url=ALERT_URL.format(alert_id),
             fingerprint=text(alert.get("alias")) or alert_id,
             received_at=request.received_at,
+            occurrence=alert_id,
             raw=payload,
         )
         sent_at = newest(epoch_time(alert.get("createdAt")), epoch_time(alert.get("updatedAt")))

@@ -20,6 +20,11 @@ Event types (`event.data.type` must be `incident`):
   incident, so they attach to its open execution (a runbook that should act on new
   incidents only matches `event_type: incident.triggered`);
 - incident.resolved: resolved;
+
+Occurrence and phase: `incident.triggered` and `incident.reopened` open an occurrence
+(`<incident id>@<event id>`: a reopen is a new one, and runs again); acknowledged,
+escalated, priority_updated are `updated` (of the incident's latest occurrence: they
+start nothing unless a runbook says `on: [updated]`); resolved is `resolved`.
 - anything else (annotated, delegated, responder.*, service.*, pagey.ping, ...): no
   incident, answered 202 with the reason in `ignored`.
 
@@ -82,6 +87,9 @@ def parse_time(value: Any) -> datetime | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         return None
+
+
+OPENS = frozenset({"incident.triggered", "incident.reopened"})
 
 
 class PagerDutySource:
@@ -181,6 +189,8 @@ class PagerDutySource:
             url=text(data.get("html_url")),
             fingerprint=incident_id,
             received_at=request.received_at,
+            occurrence=f"{incident_id}@{event_id}" if event_type in OPENS else incident_id,
+            phase="opened" if event_type in OPENS else "updated",
             raw=payload,
         )
         return Delivery(event_id, event_type, [incident])

@@ -16,6 +16,11 @@ Event types:
 - anything else (post-mortems, pulses, scheduled maintenance, deleted): no incident,
   answered 202 with the reason in `ignored`.
 
+Occurrence: the incident (or alert) itself, `incident:<id>` / `alert:<id>`.
+`incident.created` and `alert.created` open it; `incident.updated` while it is not over
+is `updated` (it starts nothing unless a runbook says `on: [updated]`); mitigated,
+resolved, cancelled (and an update to one of those) resolve it.
+
 Mapping, incidents (`data` is the incident; a JSON:API `data.attributes` is read too):
 - title: `title`; url: `url`, else `short_url`; fingerprint: `incident:<data.id>`;
 - severity: `severity.severity` (Rootly's critical/high/medium/low), else its `slug` or
@@ -204,6 +209,7 @@ class RootlySource:
             annotations={k: record[k] for k in MESSAGES if text(record.get(k))},
             url=text(record.get("url")) or text(record.get("short_url")),
             fingerprint=f"incident:{record_id}",
+            phase="updated" if event_type == "incident.updated" else "opened",
             received_at=request.received_at,
             raw=payload,
         )

@@ -83,13 +83,16 @@ class WriteProbe(Base):
 
 class IncidentRow(Base):
     __tablename__ = "incidents"
-    __table_args__ = (Index("ix_incidents_fingerprint", "source", "fingerprint"),)
+    # The latest incident of a fingerprint is asked for on every delivery (its occurrence
+    # and whether it is still firing): one index walk, however long the history.
+    __table_args__ = (Index("ix_incidents_latest", "source", "fingerprint", "received_at"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     event_id: Mapped[str] = mapped_column(ForeignKey("events.id"), index=True)
     source: Mapped[str] = mapped_column(String(32))
     fingerprint: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(16))
+    occurrence: Mapped[str] = mapped_column(String(255), default="")
     received_at: Mapped[datetime]
     # The incident less what the columns above hold (see `document`): a group of
     # thousands of small alerts stores thousands of rows, so each row stays lean.
@@ -105,6 +108,7 @@ class IncidentRow(Base):
             "delivery_id": self.event.delivery_id,
             "fingerprint": self.fingerprint,
             "status": self.status,
+            "occurrence": self.occurrence or self.fingerprint,
             "received_at": self.received_at.isoformat().replace("+00:00", "Z"),
             "service": None,
             "labels": {},
@@ -132,6 +136,7 @@ class Execution(Base):
         Index("ix_executions_status_created", "status", "created_at"),
         Index("ix_executions_finished", "finished_at"),
         Index("ix_executions_guard", "runbook", "guard_key", "created_at"),
+        Index("ix_executions_incident", "incident_key", "created_at"),
         # The database itself refuses a second running execution for one concurrency key
         # and a second open execution of a runbook for one incident, whatever races
         # between replicas the code above it might have missed.

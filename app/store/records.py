@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, func, insert, select
-from sqlalchemy.orm import Session, object_session
+from sqlalchemy import Select, exists, func, insert, select
+from sqlalchemy.orm import Session, aliased, object_session
 
 from app.executors.base import StepResult
 from app.incident import Incident
@@ -59,7 +59,7 @@ def add_event(*, session: Session, source: str, delivery: Delivery, received_at:
 
 
 # Held by the incident's own columns; `IncidentRow.document` puts them back.
-_IN_COLUMNS = ("source", "fingerprint", "status", "received_at", "delivery_id")
+_IN_COLUMNS = ("source", "fingerprint", "status", "received_at", "delivery_id", "occurrence")
 
 
 def _lean(document: dict[str, Any]) -> dict[str, Any]:
@@ -77,13 +77,78 @@ def add_incidents(*, session: Session, event_id: str, incidents: list[Incident])
         {
             "id": new_id(), "event_id": event_id, "source": incident.source,
             "fingerprint": incident.fingerprint, "status": incident.status,
-            "received_at": incident.received_at, "data": _lean(incident.stored()),
+            # Most occurrences are the fingerprint itself: stored empty, read back as it.
+            "occurrence": "" if incident.occurrence == incident.fingerprint
+            else incident.occurrence,
+            "received_at": incident.received_at,
+            "data": _lean(incident.stored()),
         }
         for incident in incidents
     ]  # fmt: skip
     if rows:
         session.connection().execute(_INSERT_INCIDENT, rows)
     return [str(row["id"]) for row in rows]
+
+
+def in_their_occurrences(*, session: Session, incidents: list[Incident]) -> list[Incident]:
+    """Each incident placed in its occurrence, against the latest one stored for its
+    fingerprint: an `opened` event of an occurrence that is still open (a repeat, a
+    re-sent group) is `updated`; an `updated` or `resolved` event belongs to the latest
+    occurrence. Once that occurrence resolved, the next `opened` (or an `updated` saying it
+    is active again) starts a new one. One query per 500 fingerprints, not one each: a
+    group of thousands of alerts is placed in a few round trips."""
+    latest: dict[tuple[str, str], tuple[str, str]] = {}
+    keys = sorted({(i.source, i.fingerprint) for i in incidents})
+    for source in {source for source, _ in keys}:
+        fingerprints = [fp for s, fp in keys if s == source]
+        for start in range(0, len(fingerprints), 500):
+            newer = aliased(IncidentRow)
+            rows = session.execute(
+                select(IncidentRow.fingerprint, IncidentRow.status, IncidentRow.occurrence).where(
+                    IncidentRow.source == source,
+                    IncidentRow.fingerprint.in_(fingerprints[start : start + 500]),
+                    ~exists().where(
+                        newer.source == IncidentRow.source,
+                        newer.fingerprint == IncidentRow.fingerprint,
+                        newer.received_at > IncidentRow.received_at,
+                    ),
+                )
+            )
+            for fingerprint, status, occurrence in rows:
+                latest[(source, fingerprint)] = (status, occurrence or fingerprint)
+    return [
+        _placed(incident, latest.get((incident.source, incident.fingerprint)))
+        for incident in incidents
+    ]
+
+
+def _placed(incident: Incident, latest: tuple[str, str] | None) -> Incident:
+    if latest is None:
+        return incident
+    status, occurrence = latest
+    if incident.phase == "opened":
+        if status == "firing" and occurrence == incident.occurrence:
+            return incident.model_copy(update={"phase": "updated"})
+        return incident
+    if incident.phase == "updated" and status == "resolved":
+        # Active again after it resolved (a Rootly incident set back to started): reopened.
+        return incident.model_copy(update={"phase": "opened"})
+    return incident.model_copy(update={"occurrence": occurrence})
+
+
+def latest_execution(*, session: Session, incident_key: str) -> Execution | None:
+    """The newest execution, open or finished, for an incident (`source:fingerprint`)."""
+    return session.scalars(
+        select(Execution)
+        .where(Execution.incident_key == incident_key)
+        .order_by(Execution.created_at.desc())
+        .limit(1)
+    ).first()
+
+
+def attach(*, session: Session, execution: Execution, incident_id: str, now: datetime) -> None:
+    """Record a later event of the incident on an execution: its history shows it."""
+    _attach(session, execution, incident_id, now)
 
 
 def incident_is_live(*, session: Session, source: str, fingerprint: str) -> bool:

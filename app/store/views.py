@@ -64,6 +64,10 @@ class AttachedView(BaseModel):
     incident_id: str
     status: str
     attached_at: datetime
+    # What the webhook said: its event type, and its place in the occurrence.
+    event_type: str | None = None
+    phase: str | None = None
+    occurrence: str | None = None
 
 
 class ExecutionView(BaseModel):
@@ -190,8 +194,13 @@ def _unmasked_view(execution: Execution) -> ExecutionView:
         ],  # fmt: skip
         attached=[
             AttachedView(
-                incident_id=a.incident_id, status=a.incident.status, attached_at=a.attached_at
-            )  # fmt: skip
+                incident_id=a.incident_id,
+                status=a.incident.status,
+                attached_at=a.attached_at,
+                event_type=a.incident.data.get("event_type"),
+                phase=a.incident.data.get("phase"),
+                occurrence=a.incident.occurrence or a.incident.fingerprint,
+            )
             for a in execution.attachments
         ],
         created_at=execution.created_at,

@@ -49,7 +49,8 @@ def test_failed_remediation_pages_with_the_whole_story(make_api: Any, pagerduty:
     assert body["routing_key"] == ROUTING_KEY and body["event_action"] == "trigger"
     assert body["dedup_key"] == "remediator/alertmanager/fp-db"
     assert body["payload"]["severity"] == "critical" and "fails" in body["payload"]["summary"]
-    assert body["links"][0]["href"] == f"http://remediator.test/api/executions/{final['id']}"
+    assert body["links"][0]["href"] == f"http://remediator.test/ui/#/executions/{final['id']}"
+    assert body["payload"]["custom_details"]["api_url"].endswith(f"/api/executions/{final['id']}")
     [step] = body["payload"]["custom_details"]["steps"]
     attempt = step["attempts"][0]
     assert attempt["exit_status"] == 2 and attempt["status"] == "failed"
