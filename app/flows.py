@@ -14,6 +14,7 @@ recover_expired:   work whose worker died: requeued if no step started, else
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -24,10 +25,10 @@ from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session
 from tenacity import (
     RetryCallState,
@@ -77,6 +78,7 @@ from app.store.records import (
 from app.store.views import execution_view
 
 log = logging.getLogger("remediator.flows")
+T = TypeVar("T")
 
 
 @dataclass
@@ -404,43 +406,95 @@ def run_execution(services: Services, execution_id: str, stop: Stop) -> str:
             row = session.get_one(StepRow, step_id)
             row.status, row.started_at = "running", row.started_at or datetime.now(UTC)
         result = _run_one(services, execution_id, step_id, position, kind, spec, done, policy, stop)
-        with services.db.write() as session:
-            row = session.get_one(StepRow, step_id)
-            execution = session.get_one(Execution, execution_id)
-            now = datetime.now(UTC)
-            retries_left = row.attempts < policy.attempts
-            if result.status == "succeeded":
-                row.status, row.finished_at = "succeeded", now
-                continue
-            if stop.cancelled.is_set():
-                final, error = "cancelled", cancel_note(execution)
-            elif services.stopping.is_set() and (
-                result.status == "cancelled"
-                and idempotent
-                or result.status in ("failed", "timed_out")
-                and retries_left
-            ):
-                # Shutdown, and this step is safe to run again: idempotent, or it was
-                # going to be retried anyway.
-                row.status = "pending"
-                release(execution)
-                return "queued"
-            elif result.status == "cancelled":
-                final, error = "interrupted", "the service stopped mid-step"
-            else:
-                final, error = result.status, result.error or result.status
-                # A step's own guard (terraform's max_destroy) is named like the others.
-                execution.guard = (result.detail or {}).get("guard", execution.guard)
-            row.status, row.finished_at = final, now
-            finish_execution(
-                execution=execution, status=final, now=now,
-                error=f"step {position + 1} ({kind}): {error}",
-                escalate=final != "cancelled",
-            )  # fmt: skip
-            return final
-    with services.db.write() as session:
-        execution = session.get_one(Execution, execution_id)
-        return start_verification(execution, datetime.now(UTC))
+        after = functools.partial(
+            _after_step, services=services, execution_id=execution_id, step_id=step_id,
+            result=result, policy=policy, stop=stop, position=position, kind=kind,
+            idempotent=idempotent,
+        )  # fmt: skip
+        ended = persist(services, after)
+        if ended is not None:
+            return ended
+    return persist(
+        services,
+        lambda session: start_verification(
+            session.get_one(Execution, execution_id), datetime.now(UTC)
+        ),
+    )
+
+
+def _after_step(
+    session: Session,
+    *,
+    services: Services,
+    execution_id: str,
+    step_id: int,
+    result: StepResult,
+    policy: Retry,
+    stop: Stop,
+    position: int,
+    kind: str,
+    idempotent: bool,
+) -> str | None:
+    """Record how a step ended; the status the execution is left in, or None to go on."""
+    row = session.get_one(StepRow, step_id)
+    execution = session.get_one(Execution, execution_id)
+    now = datetime.now(UTC)
+    retries_left = row.attempts < policy.attempts
+    if result.status == "succeeded":
+        row.status, row.finished_at = "succeeded", now
+        return None
+    if stop.cancelled.is_set():
+        final, error = "cancelled", cancel_note(execution)
+    elif services.stopping.is_set() and (
+        result.status == "cancelled"
+        and idempotent
+        or result.status in ("failed", "timed_out")
+        and retries_left
+    ):
+        # Shutdown, and this step is safe to run again: idempotent, or it was going to be
+        # retried anyway.
+        row.status = "pending"
+        release(execution)
+        return "queued"
+    elif result.status == "cancelled":
+        final, error = "interrupted", "the service stopped mid-step"
+    else:
+        final, error = result.status, result.error or result.status
+        # A step's own guard (terraform's max_destroy) is named like the others.
+        execution.guard = (result.detail or {}).get("guard", execution.guard)
+    row.status, row.finished_at = final, now
+    finish_execution(
+        execution=execution, status=final, now=now,
+        error=f"step {position + 1} ({kind}): {error}",
+        escalate=final != "cancelled",
+    )  # fmt: skip
+    return final
+
+
+# Errors that say the store is away (connection refused, server gone), not that the
+# write is wrong: a write recording work already done is tried again for these.
+STORE_AWAY = (OperationalError, InterfaceError)
+
+
+def persist(services: Services, write: Callable[[Session], T]) -> T:
+    """A write that records work already done (a step's attempt, the status after it).
+    While the store is away it is tried again, with backoff, for up to `lease_s` or two
+    minutes, whichever is longer: the step ran, so its result is recorded once the store
+    is back, instead of lost and the step run again by recovery. Our own lease is renewed
+    by the housekeeper as soon as the store answers, before it recovers anything."""
+    deadline = time.monotonic() + max(services.settings.lease_s, 120.0)
+    wait = 0.5
+    while True:
+        try:
+            with services.db.write() as session:
+                return write(session)
+        except STORE_AWAY as exc:
+            if time.monotonic() + wait > deadline:
+                raise
+            log.warning("the store is unavailable (%s); recording again in %.1fs",
+                        type(exc).__name__, wait)  # fmt: skip
+            time.sleep(wait)
+            wait = min(wait * 2, 5.0)
 
 
 def _run_one(
@@ -464,8 +518,12 @@ def _run_one(
             output_tail=redact(result.output_tail, secrets),
             error=redact(result.error, secrets) if result.error else None,
         )
-        with services.db.write() as session:
-            record_attempt(session=session, step_id=step_id, number=number, result=result)
+        persist(
+            services,
+            lambda session: record_attempt(
+                session=session, step_id=step_id, number=number, result=result
+            ),
+        )
         took = (result.finished_at - result.started_at).total_seconds()
         services.metrics.step_seconds.labels(kind, result.status).observe(took)
         log.info(
@@ -539,6 +597,13 @@ def recover_expired(services: Services) -> list[str]:
             if all(step.idempotent for step in running) and execution.recoveries <= MAX_RECOVERIES:
                 for step in running:
                     step.status = "pending"
+                    # Its result was never recorded: say so where people look.
+                    execution.actions.append(ActionRow(
+                        action="rerun", by="remediator (recovery)", at=now,
+                        reason=f"step {step.position + 1} ({step.kind}) was running when its "
+                        f"worker ({worker}) stopped renewing its lease; its result was not "
+                        "recorded, and it runs again as idempotent",
+                    ))  # fmt: skip
                 release(execution)
                 continue
             for step in running:

@@ -54,6 +54,10 @@ class PostgresServer:
             os.chown(self.directory, entry.pw_uid, entry.pw_gid)
         self._run([self.initdb, "-D", str(self.data), "-U", "postgres", "--auth=trust",
                    "--encoding=UTF8", "--no-instructions"])  # fmt: skip
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on its existing data (after `stop`), on the same port."""
         options = (
             f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 "
             "-c max_connections=200"

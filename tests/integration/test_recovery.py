@@ -56,6 +56,10 @@ def test_expired_leases_are_recovered(
     assert api.execution(not_started)["status"] == "queued"
     resumed = api.execution(idempotent)
     assert resumed["status"] == "queued" and resumed["steps"][0]["status"] == "pending"
+    # Run again, and the execution says why: its result was never recorded.
+    [rerun] = resumed["actions"]
+    assert (rerun["action"], rerun["by"]) == ("rerun", "remediator (recovery)")
+    assert "result was not recorded" in rerun["reason"] and "dead:1" in rerun["reason"]
     interrupted = api.execution(mid_step)
     assert interrupted["status"] == "interrupted" and "dead:1" in interrupted["error"]
     assert interrupted["steps"][0]["status"] == "interrupted"
