@@ -6,9 +6,7 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import shutil
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -29,7 +27,7 @@ from app.main import create_app
 from app.signing import secret_key, signed_headers
 from app.store.models import FINAL as FINAL_STATUSES
 from tests.loopback import serving
-from tests.postgres import PostgresServer
+from tests.postgres import PostgresServer, running_postgres
 
 ROOT = Path(__file__).resolve().parent.parent
 PLAYBOOKS = ROOT / "playbooks"
@@ -244,16 +242,8 @@ class Api:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresServer]:
     """One PostgreSQL server for the session; each test takes a fresh database."""
-    # Not under pytest's tmp dir: that is private to root, and PostgreSQL runs as postgres.
-    directory = Path(tempfile.mkdtemp(prefix="remediator-pg-"))
-    try:
-        server = PostgresServer(directory)
-    except FileNotFoundError as exc:
-        pytest.skip(f"PostgreSQL is not installed: {exc}")
-    server.start()
-    yield server
-    server.stop()
-    shutil.rmtree(directory, ignore_errors=True)
+    with running_postgres("remediator-pg-") as server:
+        yield server
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -10,11 +10,14 @@ import pwd
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psycopg
+import pytest
 
 
 def find_bin(name: str) -> str | None:
@@ -77,3 +80,23 @@ class PostgresServer:
         with psycopg.connect(self.url(), autocommit=True) as connection:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
+
+
+@contextmanager
+def running_postgres(prefix: str) -> Iterator[PostgresServer]:
+    """A PostgreSQL server of its own in a fresh directory, stopped and removed after;
+    pytest.skip when the Debian binaries are not installed."""
+    # Not under pytest's tmp dir: that is private to root, and PostgreSQL runs as postgres.
+    directory = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        server = PostgresServer(directory)
+    except FileNotFoundError as exc:
+        shutil.rmtree(directory, ignore_errors=True)
+        pytest.skip(f"PostgreSQL is not installed: {exc}")
+    server.start()
+    try:
+        yield server
+    finally:
+        with suppress(subprocess.CalledProcessError):  # already stopped by the test
+            server.stop()
+        shutil.rmtree(directory, ignore_errors=True)

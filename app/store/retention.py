@@ -18,8 +18,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import delete, exists, select, update
+from sqlalchemy import Select, delete, exists, select, update
+from sqlalchemy.orm import Session
 
 from app.store.db import Database
 from app.store.models import (
@@ -51,89 +53,69 @@ def prune(
     """Prune everything past its retention; answers how many of each went."""
     cutoff = now - timedelta(days=keep_days)
     dedup_cutoff = now - timedelta(days=max(dedup_days, keep_days))
+    finished = select(Execution.id).where(
+        Execution.status.in_(FINAL), Execution.finished_at < cutoff
+    )
+    # Through the events' time index: an index per incident row would cost every alert
+    # of a large group another write.
+    unreferenced = (
+        select(IncidentRow.id)
+        .join(Event, Event.id == IncidentRow.event_id)
+        .where(
+            Event.received_at < cutoff,
+            ~exists().where(Execution.incident_id == IncidentRow.id),
+            ~exists().where(Attachment.incident_id == IncidentRow.id),
+        )
+    )
+    with_payload = select(Event.id).where(Event.received_at < cutoff, Event.payload.is_not(None))
+    forgotten = select(Event.id).where(
+        Event.received_at < dedup_cutoff, ~exists().where(IncidentRow.event_id == Event.id)
+    )
     return Pruned(
-        executions=_in_batches(lambda: _executions(db, cutoff, batch), batch),
-        incidents=_in_batches(lambda: _incidents(db, cutoff, batch), batch),
-        payloads=_in_batches(lambda: _payloads(db, cutoff, batch), batch),
-        events=_in_batches(lambda: _events(db, dedup_cutoff, batch), batch),
+        executions=_in_batches(db, finished, batch, _drop_executions),
+        incidents=_in_batches(
+            db,
+            unreferenced,
+            batch,
+            lambda session, ids: session.execute(
+                delete(IncidentRow).where(IncidentRow.id.in_(ids))
+            ),
+        ),
+        payloads=_in_batches(
+            db,
+            with_payload,
+            batch,
+            lambda session, ids: session.execute(
+                update(Event).where(Event.id.in_(ids)).values(payload=None)
+            ),
+        ),
+        events=_in_batches(
+            db,
+            forgotten,
+            batch,
+            lambda session, ids: session.execute(delete(Event).where(Event.id.in_(ids))),
+        ),
     )
 
 
-def _in_batches(step: Callable[[], int], batch: int) -> int:
+def _in_batches(
+    db: Database, chosen: Select[Any], batch: int, act: Callable[[Session, list[Any]], object]
+) -> int:
+    """`act` on the ids `chosen` selects, `batch` at a time, each batch one transaction."""
     total = 0
     while True:
-        done = step()
-        total += done
-        if done < batch:
+        with db.write() as session:
+            ids = list(session.scalars(chosen.limit(batch)))
+            if ids:
+                act(session, ids)
+        total += len(ids)
+        if len(ids) < batch:
             return total
 
 
-def _executions(db: Database, cutoff: datetime, batch: int) -> int:
-    with db.write() as session:
-        ids = list(
-            session.scalars(
-                select(Execution.id)
-                .where(Execution.status.in_(FINAL), Execution.finished_at < cutoff)
-                .limit(batch)
-            )
-        )
-        if not ids:
-            return 0
-        steps = select(StepRow.id).where(StepRow.execution_id.in_(ids))
-        session.execute(delete(AttemptRow).where(AttemptRow.step_id.in_(steps)))
-        for table in (StepRow, EscalationRow, ActionRow, Attachment):
-            session.execute(delete(table).where(table.execution_id.in_(ids)))
-        session.execute(delete(Execution).where(Execution.id.in_(ids)))
-        return len(ids)
-
-
-def _incidents(db: Database, cutoff: datetime, batch: int) -> int:
-    with db.write() as session:
-        ids = list(
-            session.scalars(
-                # Through the events' time index: an index per incident row would cost
-                # every alert of a large group another write.
-                select(IncidentRow.id)
-                .join(Event, Event.id == IncidentRow.event_id)
-                .where(
-                    Event.received_at < cutoff,
-                    ~exists().where(Execution.incident_id == IncidentRow.id),
-                    ~exists().where(Attachment.incident_id == IncidentRow.id),
-                )
-                .limit(batch)
-            )
-        )
-        if ids:
-            session.execute(delete(IncidentRow).where(IncidentRow.id.in_(ids)))
-        return len(ids)
-
-
-def _payloads(db: Database, cutoff: datetime, batch: int) -> int:
-    with db.write() as session:
-        ids = list(
-            session.scalars(
-                select(Event.id)
-                .where(Event.received_at < cutoff, Event.payload.is_not(None))
-                .limit(batch)
-            )
-        )
-        if ids:
-            session.execute(update(Event).where(Event.id.in_(ids)).values(payload=None))
-        return len(ids)
-
-
-def _events(db: Database, cutoff: datetime, batch: int) -> int:
-    with db.write() as session:
-        ids = list(
-            session.scalars(
-                select(Event.id)
-                .where(
-                    Event.received_at < cutoff,
-                    ~exists().where(IncidentRow.event_id == Event.id),
-                )
-                .limit(batch)
-            )
-        )
-        if ids:
-            session.execute(delete(Event).where(Event.id.in_(ids)))
-        return len(ids)
+def _drop_executions(session: Session, ids: list[Any]) -> None:
+    steps = select(StepRow.id).where(StepRow.execution_id.in_(ids))
+    session.execute(delete(AttemptRow).where(AttemptRow.step_id.in_(steps)))
+    for table in (StepRow, EscalationRow, ActionRow, Attachment):
+        session.execute(delete(table).where(table.execution_id.in_(ids)))
+    session.execute(delete(Execution).where(Execution.id.in_(ids)))

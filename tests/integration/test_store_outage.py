@@ -4,8 +4,6 @@ once (a marker file counts runs), and nothing is escalated as interrupted."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import Api, alert, ansible_step, runbook
-from tests.postgres import PostgresServer
+from tests.postgres import PostgresServer, running_postgres
 
 pytestmark = pytest.mark.ansible
 
@@ -21,17 +19,8 @@ pytestmark = pytest.mark.ansible
 @pytest.fixture
 def own_postgres() -> Iterator[PostgresServer]:
     """A server of this test's own, since it is stopped and started."""
-    directory = Path(tempfile.mkdtemp(prefix="remediator-pg-outage-"))
-    try:
-        server = PostgresServer(directory)
-    except FileNotFoundError as exc:
-        pytest.skip(f"PostgreSQL is not installed: {exc}")
-    server.start()
-    yield server
-    try:
-        server.stop()
-    finally:
-        shutil.rmtree(directory, ignore_errors=True)
+    with running_postgres("remediator-pg-outage-") as server:
+        yield server
 
 
 def test_a_result_is_recorded_once_the_store_is_back_and_nothing_runs_twice(
@@ -41,7 +30,8 @@ def test_a_result_is_recorded_once_the_store_is_back_and_nothing_runs_twice(
     step = {**ansible_step("append.yml", dest=str(marker), pause="4"), "idempotent": True}
     api = make_api([runbook("slow", "Slow", step)], database_url=own_postgres.new_database())
     execution_id = api.alertmanager(alert("Slow")).json()["executions"][0]
-    api.wait(execution_id, until=lambda e: e["status"] == "running", timeout=30)
+    # The step is marked running just before the playbook starts: from then on it runs.
+    api.wait(execution_id, until=lambda e: e["steps"][0]["status"] == "running", timeout=30)
     own_postgres.stop()
     stopped = time.monotonic()
     try:
