@@ -10,9 +10,7 @@ BIN    := $(VENV)/bin
 $(BIN)/remediator: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	# compat: the editable install is a path entry to this checkout; the default mode
-	# warns at every install about folders shadowing the package.
-	$(BIN)/pip install --quiet -e '.[dev]' --config-settings editable_mode=compat
+	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@
 
 demo: $(BIN)/remediator
