@@ -49,7 +49,7 @@ def act(
             finish_execution(execution=execution, status="cancelled",
                              error=f"cancelled by {said}", now=now, escalate=False)  # fmt: skip
         session.flush()
-        view = execution_view(execution, services.settings.secret_values())
+        view = execution_view(execution, services.secrets)
     services.work_ready.set()
     return view
 
@@ -76,6 +76,6 @@ def redeliver(services: Services, escalation_id: str, *, by: str, reason: str) -
         note = f"escalation {escalation_id} to {row.target}" + (f": {reason}" if reason else "")
         execution.actions.append(ActionRow(action="redeliver", by=by, reason=note, at=now))
         session.flush()
-        view = execution_view(execution, services.settings.secret_values())
+        view = execution_view(execution, services.secrets)
     services.work_ready.set()
     return view

@@ -135,11 +135,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             with services.db.read() as session:
                 execution = session.get_one(Execution, ids[0])
                 if execution.status in FINAL:
-                    _print(
-                        execution_view(execution, services.settings.secret_values()).model_dump(
-                            mode="json"
-                        )
-                    )
+                    _print(execution_view(execution, services.secrets).model_dump(mode="json"))
                     return 0 if execution.status == "succeeded" else 1
             time.sleep(0.5)
         sys.stderr.write(f"execution {ids[0]} is not done after {args.wait:g}s\n")

@@ -33,8 +33,10 @@ from sqlalchemy.orm import Session
 from tenacity import (
     RetryCallState,
     Retrying,
+    retry_if_exception_type,
     retry_if_result,
     stop_after_attempt,
+    stop_after_delay,
     wait_exponential,
     wait_random_exponential,
 )
@@ -70,7 +72,7 @@ from app.store.records import (
     find_event,
     finish_execution,
     in_their_occurrences,
-    latest_execution,
+    latest_executions,
     note_resolution,
     record_attempt,
     start_verification,
@@ -93,6 +95,12 @@ class Services:
     stopping: threading.Event = field(default_factory=threading.Event)
     work_ready: threading.Event = field(default_factory=threading.Event)
     metrics: Metrics = field(default_factory=Metrics)
+    # The configuration's secrets, masked wherever a step's output or an execution is
+    # shown; computed once, not at every view and every recorded attempt.
+    secrets: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.secrets = self.settings.secret_values()
 
     def escalate_to(self, runbook_targets: list[str]) -> list[str]:
         return list(runbook_targets or self.settings.default_escalate)
@@ -272,26 +280,35 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
     moment = datetime.fromtimestamp(arrival.now, UTC)
     event_id = add_event(session=session, source=source_name, delivery=delivery, received_at=moment)
     created: list[Execution] = []
-    attached: list[Execution] = []
+    attached: list[str] = []
     placed = in_their_occurrences(session=session, incidents=[incident for incident, _ in plans])
     incident_ids = add_incidents(session=session, event_id=event_id, incidents=placed)
-    for incident, (_, incident_plans), incident_id in zip(placed, plans, incident_ids, strict=True):
-        key = f"{incident.source}:{incident.fingerprint}"
-        if incident.status == "resolved":
-            note_resolution(session=session, incident_key=key, now=moment)
-        # A manual run is its own decision; a webhook runs what the runbook's `on` asks.
-        runs = [
+    # A manual run is its own decision; a webhook runs what the runbook's `on` asks.
+    runs = [
+        [
             item for item in incident_plans
             if started_by is not None or incident.status == "resolved"
             or incident.phase in item.runbook.match.on
-        ]  # fmt: skip
-        if not runs and incident.phase == "updated":
-            # An acknowledgement, a repeat: on the occurrence's history, starting nothing.
-            latest = latest_execution(session=session, incident_key=key)
-            if latest is not None:
-                attach(session=session, execution=latest, incident_id=incident_id, now=moment)
-                attached.append(latest)
-        for item in runs:
+        ]
+        for incident, (_, incident_plans) in zip(placed, plans, strict=True)
+    ]  # fmt: skip
+    # An acknowledgement, a repeat: on its occurrence's history, starting nothing. Looked
+    # up together: a re-sent group of thousands is one query per 500, not one per alert.
+    quiet = [
+        (f"{incident.source}:{incident.fingerprint}", incident_id)
+        for incident, incident_id, incident_runs in zip(placed, incident_ids, runs, strict=True)
+        if not incident_runs and incident.phase == "updated"
+    ]
+    latest = latest_executions(session=session, incident_keys=[key for key, _ in quiet])
+    for key, incident_id in quiet:
+        if key in latest:
+            attach(session=session, execution_id=latest[key], incident_id=incident_id, now=moment)
+            attached.append(latest[key])
+    for incident, incident_id, incident_runs in zip(placed, incident_ids, runs, strict=True):
+        if incident.status == "resolved":
+            key = f"{incident.source}:{incident.fingerprint}"
+            note_resolution(session=session, incident_key=key, now=moment)
+        for item in incident_runs:
             execution, joined = add_execution(
                 session=session,
                 plan=item,
@@ -300,7 +317,10 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
                 now=moment,
                 trigger="webhook" if started_by is None else "manual",
             )
-            (attached if joined else created).append(execution)
+            if joined:
+                attached.append(execution.id)
+            else:
+                created.append(execution)
             if started_by is not None and not joined:
                 execution.actions.append(started_by)
     session.flush()
@@ -309,7 +329,7 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
         False,
         [e.id for e in created],
         len(plans),
-        [e.id for e in attached],
+        attached,
         delivery.ignored,
     )
 
@@ -482,19 +502,25 @@ def persist(services: Services, write: Callable[[Session], T]) -> T:
     minutes, whichever is longer: the step ran, so its result is recorded once the store
     is back, instead of lost and the step run again by recovery. Our own lease is renewed
     by the housekeeper as soon as the store answers, before it recovers anything."""
-    deadline = time.monotonic() + max(services.settings.lease_s, 120.0)
-    wait = 0.5
-    while True:
-        try:
-            with services.db.write() as session:
-                return write(session)
-        except STORE_AWAY as exc:
-            if time.monotonic() + wait > deadline:
-                raise
-            log.warning("the store is unavailable (%s); recording again in %.1fs",
-                        type(exc).__name__, wait)  # fmt: skip
-            time.sleep(wait)
-            wait = min(wait * 2, 5.0)
+
+    def once() -> T:
+        with services.db.write() as session:
+            return write(session)
+
+    return Retrying(
+        retry=retry_if_exception_type(STORE_AWAY),
+        wait=wait_exponential(multiplier=0.5, max=5.0),
+        stop=stop_after_delay(max(services.settings.lease_s, 120.0)),
+        before_sleep=_store_away,
+        reraise=True,
+    )(once)
+
+
+def _store_away(state: RetryCallState) -> None:
+    failure = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning("the store is unavailable (%s); recording again in %.1fs",
+                type(failure).__name__, wait)  # fmt: skip
 
 
 def _run_one(
@@ -508,7 +534,7 @@ def _run_one(
     policy: Retry,
     stop: Stop,
 ) -> StepResult:
-    secrets = services.settings.secret_values()
+    secrets = services.secrets
 
     def record(number: int, result: StepResult) -> None:
         # Masked before it is stored: a step that printed a configured secret (its own
@@ -630,7 +656,7 @@ def escalation_message(
     return EscalationMessage(
         escalation_id=row.id,
         reason=row.reason,
-        execution=execution_view(execution, services.settings.secret_values()),
+        execution=execution_view(execution, services.secrets),
         runbook_description=str(execution.runbook_spec.get("description", "")),
         execution_url=f"{base}/ui/#/executions/{execution.id}",
         api_url=f"{base}/api/executions/{execution.id}",
@@ -723,7 +749,7 @@ def _deliver(
             row.status, row.delivered_at, row.last_error = "delivered", now, None
             log.info("escalation %s delivered to %s", escalation_id, target)
             return True
-        row.last_error = redact(str(error), settings.secret_values())
+        row.last_error = redact(str(error), services.secrets)
         expired = now - created_at > timedelta(seconds=settings.escalation_give_up_after_s)
         if not error.retryable or expired:
             row.status = "gave_up"

@@ -68,6 +68,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
         responses=errors.ERROR_ANSWERS,
     )
     app.state.workers = None
+    app.state.write_check = health.WriteCheck()
     errors.install(app)
     app.include_router(webhooks.router)
     app.include_router(executions.router)

@@ -19,51 +19,15 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import Figures, load, signed_body  # noqa: E402
-from tests.conftest import AM_TOKEN, ansible_step, runbook, write_config  # noqa: E402
+from tests.conftest import AM_TOKEN, alert_group, ansible_step, runbook, write_config  # noqa: E402
 from tests.servers import start_server  # noqa: E402
-
-
-def group(alerts: int, *, tiny: bool = False, first: int = 0) -> dict[str, Any]:
-    """An Alertmanager v4 notification of `alerts` alerts, each its own host; `tiny`:
-    each alert only its status and two labels (~46 bytes, the issue's 137 KiB body)."""
-    started = datetime.now(UTC).isoformat()
-    if tiny:
-        return {
-            "version": "4",
-            "alerts": [
-                {"status": "firing", "labels": {"alertname": "N", "i": str(i)}}
-                for i in range(first, first + alerts)
-            ],
-        }
-    return {
-        "version": "4",
-        "groupKey": '{}:{alertname="NodeDown"}',
-        "truncatedAlerts": 0,
-        "status": "firing",
-        "receiver": "remediator",
-        "groupLabels": {"alertname": "NodeDown"},
-        "commonLabels": {"alertname": "NodeDown", "severity": "critical"},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager.test:9093",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": {"alertname": "NodeDown", "severity": "critical", "i": f"n{i}"},
-                "startsAt": started,
-                "fingerprint": f"{i:016x}",
-            }
-            for i in range(first, first + alerts)
-        ],
-    }
 
 
 def send(base: str, body: bytes) -> dict[str, float]:
@@ -96,12 +60,12 @@ def main() -> int:
     try:
         baseline = Figures.of(*load(url, signed_body, args.rate, args.seconds))
         # Alone first, so the growth is the big body's own.
-        body = json.dumps(group(args.alerts, tiny=args.tiny)).encode()
+        body = json.dumps(alert_group(args.alerts, tiny=args.tiny)).encode()
         before = database_bytes(work / "remediator.db")
         alone = send(server.base, body)
         grown = database_bytes(work / "remediator.db") - before
         # Then again (another delivery: new alerts) in the middle of the others' run.
-        again = json.dumps(group(args.alerts, tiny=args.tiny, first=args.alerts)).encode()
+        again = json.dumps(alert_group(args.alerts, tiny=args.tiny, first=args.alerts)).encode()
         answer: dict[str, float] = {}
         sender = threading.Timer(args.seconds / 3, lambda: answer.update(send(server.base, again)))
         sender.start()

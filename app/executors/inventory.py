@@ -8,37 +8,29 @@ from __future__ import annotations
 
 import json
 import subprocess
-import threading
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from app.errors import ExecutorError
 
 _TIMEOUT_S = 60.0
-_cache: dict[tuple[str, int, int], frozenset[str]] = {}
-_lock = threading.Lock()
 
 
 def inventory_names(inventory: Path | None, *, env: dict[str, str]) -> frozenset[str]:
     """Every host and group the inventory defines (Ansible's default one when None)."""
-    key = _file_key(inventory)
-    if key is not None:
-        with _lock:
-            cached = _cache.get(key)
-        if cached is not None:
-            return cached
-    names = _read(inventory, env)
-    if key is not None:
-        with _lock:
-            _cache[key] = names
-    return names
-
-
-def _file_key(inventory: Path | None) -> tuple[str, int, int] | None:
     if inventory is None or not inventory.is_file() or inventory.stat().st_mode & 0o111:
-        return None  # a directory or a script may answer differently each time
+        return _read(inventory, env)  # a directory or a script may answer differently
     stat = inventory.stat()
-    return str(inventory), stat.st_mtime_ns, stat.st_size
+    return _file_names(str(inventory), stat.st_mtime_ns, stat.st_size, tuple(sorted(env.items())))
+
+
+@lru_cache(maxsize=64)
+def _file_names(
+    path: str, _mtime_ns: int, _size: int, env: tuple[tuple[str, str], ...]
+) -> frozenset[str]:
+    """A plain file's names, kept while its mtime and size (part of the key) stay."""
+    return _read(Path(path), dict(env))
 
 
 def _read(inventory: Path | None, env: dict[str, str]) -> frozenset[str]:

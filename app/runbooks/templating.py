@@ -36,11 +36,7 @@ def _limit_output(context: jinja2.runtime.Context, value: Any) -> str:
     return ",".join(names)
 
 
-def _url_output(value: Any) -> str:
-    return url_part(value)
-
-
-_FINALIZE: dict[Sink, Callable[..., Any]] = {"limit": _limit_output, "url": _url_output}
+_FINALIZE: dict[Sink, Callable[..., Any]] = {"limit": _limit_output, "url": url_part}
 _ENVS: dict[Sink, SandboxedEnvironment] = {
     sink: SandboxedEnvironment(undefined=jinja2.StrictUndefined, finalize=finalize)
     for sink, finalize in _FINALIZE.items()

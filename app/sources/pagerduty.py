@@ -46,7 +46,6 @@ Annotations: `pagerduty_agent` (who acted), `resolve_reason`, `pagerduty_webhook
 from __future__ import annotations
 
 import json
-from datetime import datetime
 from typing import Any
 
 from app.config import SourceConfig
@@ -57,6 +56,7 @@ from app.sources.base import (
     WebhookRequest,
     any_matches,
     hmac_hex,
+    iso_time,
     require_secret,
     severity_from,
     signing_key,
@@ -78,15 +78,6 @@ URGENCY: dict[str, Severity] = {"high": "high", "low": "low"}
 def summary(value: Any) -> str | None:
     """The display name of a PagerDuty reference object (`{id, type, summary, ...}`)."""
     return text(value.get("summary")) if isinstance(value, dict) else None
-
-
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
 
 
 OPENS = frozenset({"incident.triggered", "incident.reopened"})
@@ -123,8 +114,8 @@ class PagerDutySource:
             stamp = event.get("occurred_at")
         except (ValueError, AttributeError, RecursionError):
             return  # not the platform's shape: normalise says what is wrong (422)
-        occurred = parse_time(stamp)
-        if occurred is None or occurred.tzinfo is None:
+        occurred = iso_time(stamp)
+        if occurred is None:
             # Without a time the signature alone would let a captured body be replayed
             # as soon as its event id is no longer remembered.
             raise StaleTimestamp(

@@ -113,10 +113,6 @@ class Database:
         with self._reader.begin() as session:
             yield session
 
-    def ping(self) -> None:
-        with self.engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-
     def probe_write(self) -> None:
         """A write the way deliveries write (through the one writer, committed): fails
         when the store can read but not take a write (a full or read-only disk)."""

@@ -3,12 +3,13 @@ they owe. Each function works inside the caller's transaction."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Select, exists, func, insert, select
-from sqlalchemy.orm import Session, aliased, object_session
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, object_session
 
 from app.executors.base import StepResult
 from app.incident import Incident
@@ -90,32 +91,53 @@ def add_incidents(*, session: Session, event_id: str, incidents: list[Incident])
     return [str(row["id"]) for row in rows]
 
 
+def _newest_per_key(
+    session: Session,
+    *,
+    columns: tuple[Any, ...],
+    key: InstrumentedAttribute[Any],
+    at: InstrumentedAttribute[Any],
+    keys: list[str],
+    equal: dict[str, Any] | None = None,
+) -> Iterator[tuple[Any, ...]]:
+    """`columns` of the newest row (by `at`) for each of `keys`, among the rows whose
+    other columns equal `equal`: one index walk per key, 500 keys per query, so a group
+    of thousands of alerts takes a few round trips, not thousands."""
+    newer = aliased(key.class_)
+    same = equal or {}
+    for start in range(0, len(keys), 500):
+        rows = session.execute(
+            select(*columns).where(
+                key.in_(keys[start : start + 500]),
+                *(getattr(key.class_, name) == value for name, value in same.items()),
+                ~exists().where(
+                    getattr(newer, key.key) == key,
+                    getattr(newer, at.key) > at,
+                    *(getattr(newer, name) == value for name, value in same.items()),
+                ),
+            )
+        )
+        yield from (tuple(row) for row in rows)
+
+
 def in_their_occurrences(*, session: Session, incidents: list[Incident]) -> list[Incident]:
     """Each incident placed in its occurrence, against the latest one stored for its
     fingerprint: an `opened` event of an occurrence that is still open (a repeat, a
     re-sent group) is `updated`; an `updated` or `resolved` event belongs to the latest
     occurrence. Once that occurrence resolved, the next `opened` (or an `updated` saying it
-    is active again) starts a new one. One query per 500 fingerprints, not one each: a
-    group of thousands of alerts is placed in a few round trips."""
+    is active again) starts a new one."""
     latest: dict[tuple[str, str], tuple[str, str]] = {}
-    keys = sorted({(i.source, i.fingerprint) for i in incidents})
-    for source in {source for source, _ in keys}:
-        fingerprints = [fp for s, fp in keys if s == source]
-        for start in range(0, len(fingerprints), 500):
-            newer = aliased(IncidentRow)
-            rows = session.execute(
-                select(IncidentRow.fingerprint, IncidentRow.status, IncidentRow.occurrence).where(
-                    IncidentRow.source == source,
-                    IncidentRow.fingerprint.in_(fingerprints[start : start + 500]),
-                    ~exists().where(
-                        newer.source == IncidentRow.source,
-                        newer.fingerprint == IncidentRow.fingerprint,
-                        newer.received_at > IncidentRow.received_at,
-                    ),
-                )
-            )
-            for fingerprint, status, occurrence in rows:
-                latest[(source, fingerprint)] = (status, occurrence or fingerprint)
+    for source in {incident.source for incident in incidents}:
+        fingerprints = sorted({i.fingerprint for i in incidents if i.source == source})
+        for fingerprint, status, occurrence in _newest_per_key(
+            session,
+            columns=(IncidentRow.fingerprint, IncidentRow.status, IncidentRow.occurrence),
+            key=IncidentRow.fingerprint,
+            at=IncidentRow.received_at,
+            keys=fingerprints,
+            equal={"source": source},
+        ):
+            latest[(source, fingerprint)] = (status, occurrence or fingerprint)
     return [
         _placed(incident, latest.get((incident.source, incident.fingerprint)))
         for incident in incidents
@@ -136,30 +158,32 @@ def _placed(incident: Incident, latest: tuple[str, str] | None) -> Incident:
     return incident.model_copy(update={"occurrence": occurrence})
 
 
-def latest_execution(*, session: Session, incident_key: str) -> Execution | None:
-    """The newest execution, open or finished, for an incident (`source:fingerprint`)."""
-    return session.scalars(
-        select(Execution)
-        .where(Execution.incident_key == incident_key)
-        .order_by(Execution.created_at.desc())
-        .limit(1)
-    ).first()
-
-
-def attach(*, session: Session, execution: Execution, incident_id: str, now: datetime) -> None:
-    """Record a later event of the incident on an execution: its history shows it."""
-    _attach(session, execution, incident_id, now)
+def latest_executions(*, session: Session, incident_keys: list[str]) -> dict[str, str]:
+    """The newest execution's id, open or finished, for each incident key
+    (`source:fingerprint`) that has one."""
+    return {
+        str(incident_key): str(execution_id)
+        for incident_key, execution_id in _newest_per_key(
+            session,
+            columns=(Execution.incident_key, Execution.id),
+            key=Execution.incident_key,
+            at=Execution.created_at,
+            keys=sorted(set(incident_keys)),
+        )
+    }
 
 
 def incident_is_live(*, session: Session, source: str, fingerprint: str) -> bool:
     """The platform's incident with this fingerprint was seen, and last seen firing."""
-    latest = session.scalars(
-        select(IncidentRow.status)
-        .where(IncidentRow.source == source, IncidentRow.fingerprint == fingerprint)
-        .order_by(IncidentRow.received_at.desc())
-        .limit(1)
-    ).first()
-    return latest == "firing"
+    latest = _newest_per_key(
+        session,
+        columns=(IncidentRow.status,),
+        key=IncidentRow.fingerprint,
+        at=IncidentRow.received_at,
+        keys=[fingerprint],
+        equal={"source": source},
+    )
+    return any(status == "firing" for (status,) in latest)
 
 
 @dataclass(frozen=True)
@@ -276,7 +300,7 @@ def add_execution(
     runbook = plan.runbook
     current = open_execution(session=session, runbook=runbook.name, incident_key=plan.incident_key)
     if current is not None:
-        _attach(session, current, incident_id, now)
+        attach(session=session, execution_id=current.id, incident_id=incident_id, now=now)
         return current, True
     # Before the new row exists: autoflush would otherwise count it as its own previous run.
     refusal = None
@@ -285,7 +309,7 @@ def add_execution(
             session=session, plan=plan, now=now
         )
     if refusal is not None and refusal.earlier is not None:
-        _attach(session, refusal.earlier, incident_id, now)
+        attach(session=session, execution_id=refusal.earlier.id, incident_id=incident_id, now=now)
         return refusal.earlier, True
     execution = Execution(
         runbook=runbook.name,
@@ -323,10 +347,11 @@ def add_execution(
     return execution, False
 
 
-def _attach(session: Session, execution: Execution, incident_id: str, now: datetime) -> None:
+def attach(*, session: Session, execution_id: str, incident_id: str, now: datetime) -> None:
+    """Record a later event of the incident on an execution: its history shows it."""
     # Added by id, not through `execution.attachments`: appending to the collection loads
     # every earlier attachment first, which made each alert of a storm slower than the last.
-    session.add(Attachment(execution_id=execution.id, incident_id=incident_id, attached_at=now))
+    session.add(Attachment(execution_id=execution_id, incident_id=incident_id, attached_at=now))
 
 
 def note_resolution(*, session: Session, incident_key: str, now: datetime) -> list[str]:

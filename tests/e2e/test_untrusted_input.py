@@ -18,13 +18,13 @@ import httpx
 import psutil
 import pytest
 
-from bench.big_group import group
 from tests.conftest import (
     AM_TOKEN,
     API_TOKEN,
     TEST_PLAYBOOKS,
     Recorder,
     alert,
+    alert_group,
     free_port,
     runbook,
     write_config,
@@ -232,7 +232,7 @@ def test_a_group_of_thousands_is_answered_fast_and_stored_once(
 ) -> None:
     serve, out = server
     database = out.parent / "remediator.db"
-    body = json.dumps(group(3000, tiny=True)).encode()
+    body = json.dumps(alert_group(3000, tiny=True)).encode()
     before = database_bytes(database)
     started = time.monotonic()
     answer = httpx.post(f"{serve.base}/webhooks/alertmanager", content=body, timeout=60,
@@ -241,7 +241,7 @@ def test_a_group_of_thousands_is_answered_fast_and_stored_once(
     assert answer.status_code == 202 and answer.json()["incidents"] == 3000
     assert took < 2.0, took  # ~0.25 s on the 2-core machine; bench/big_group.py measures
     assert database_bytes(database) - before < 10 * len(body)
-    too_many = json.dumps(group(5001, tiny=True)).encode()
+    too_many = json.dumps(alert_group(5001, tiny=True)).encode()
     answer = httpx.post(f"{serve.base}/webhooks/alertmanager", content=too_many, timeout=60,
                         headers={"authorization": f"Bearer {AM_TOKEN}"})  # fmt: skip
     assert answer.status_code == 413 and "5001 incidents" in answer.json()["detail"]

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 
 from app.store.db import Database
 from app.store.models import Base
@@ -63,4 +63,5 @@ def test_connections_opening_a_new_sqlite_file_together_all_succeed(tmp_path: Pa
 
 def _ping_together(start: threading.Barrier, db: Database) -> None:
     start.wait()
-    db.ping()
+    with db.engine.connect() as connection:
+        connection.execute(text("SELECT 1"))

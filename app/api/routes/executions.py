@@ -94,7 +94,7 @@ def get_execution(execution_id: str, services: ServicesDep) -> ExecutionView:
         execution = session.get(Execution, execution_id)
         if execution is None:
             raise NotFound(f"no execution {execution_id}")
-        return execution_view(execution, services.settings.secret_values())
+        return execution_view(execution, services.secrets)
 
 
 class ActionRequest(BaseModel):

@@ -20,7 +20,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-class WriteProbe:
+class WriteCheck:
     """Whether the store takes a write. Probes every second (a load balancer, several
     of them) must not each be a write: the last answer is kept for `ttl_s`."""
 
@@ -46,10 +46,7 @@ class WriteProbe:
 def readyz(request: Request, services: ServicesDep) -> JSONResponse:
     """Ready when the store takes a write (not only a read: a full or read-only disk
     reads fine and refuses every webhook) and the workers run."""
-    probe = getattr(request.app.state, "write_probe", None)
-    if probe is None:
-        probe = request.app.state.write_probe = WriteProbe()
-    checks: dict[str, str] = {"database": probe(services)}
+    checks: dict[str, str] = {"database": request.app.state.write_check(services)}
     pool = request.app.state.workers
     checks["workers"] = "ok" if pool is not None and pool.alive else "not running"
     checks["runbooks"] = f"{len(services.matcher.runbooks)} loaded"
