@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import re
 import string
+from datetime import UTC, datetime
+from hashlib import sha256
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,6 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.errors import SinkError
+from app.incident import Incident
 from app.runbooks.models import HttpCheck
 from app.runbooks.templating import render_limit, render_text
 from app.sinks import (
@@ -142,3 +145,17 @@ def test_slack_text_cannot_mention_or_link() -> None:
     assert slack_text("<!channel> & <https://evil|Runbook>") == (
         "&lt;!channel&gt; &amp; &lt;https://evil|Runbook&gt;"
     )
+
+
+def test_payload_keys_too_long_for_their_column_are_kept_as_their_hash() -> None:
+    """A fingerprint or occurrence is chosen by the sender; stored in a 255-character
+    column, a longer one would fail the whole delivery on PostgreSQL."""
+    incident = Incident(
+        source="generic", delivery_id="d", event_type="e", status="firing", title="t",
+        severity="low", fingerprint="f" * 10_000, occurrence="o" * 300,
+        received_at=datetime.now(UTC),
+    )  # fmt: skip
+    assert incident.fingerprint == "sha256:" + sha256(b"f" * 10_000).hexdigest()
+    assert incident.occurrence == "sha256:" + sha256(b"o" * 300).hexdigest()
+    short = incident.model_copy(update={"fingerprint": "fp", "occurrence": ""})
+    assert Incident.model_validate(short.model_dump()).occurrence == "fp"
