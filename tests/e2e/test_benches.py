@@ -37,6 +37,11 @@ def test_storm_loses_nothing_and_runs_once() -> None:
     assert "playbook runs 1" in out
 
 
+def test_big_group_is_answered_first_re_sent_and_amid_other_senders() -> None:
+    out = bench("big_group.py", "--alerts", "200", "--rate", "20", "--seconds", "1")
+    assert out.count("answered 202 in") == 3 and "database grew" in out
+
+
 def test_matching_finds_the_same_runbook_indexed_and_by_scan() -> None:
     lines = bench("matching.py").splitlines()
     assert [line.split()[0] for line in lines[2:]] == ["10", "100", "1000", "10000"]
