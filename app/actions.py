@@ -1,14 +1,17 @@
 """What a human may do to an execution through the API: approve, reject, cancel, and send
-one of its escalations again. Each is recorded with who and why, in the same transaction
-as the state it changes."""
+one of its escalations again. Each is recorded with who (the verified identity) and why,
+in the same transaction as the state it changes. Approval is four-eyes: the runbook says
+who may approve, and whoever started or asked for a run may not approve it."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Literal
 
-from app.errors import Conflict, NotFound
+from app.errors import Conflict, Forbidden, NotFound
 from app.flows import Services
+from app.identity import Identity
+from app.runbooks.models import Approval
 from app.store.models import ActionRow, EscalationRow, Execution
 from app.store.records import finish_execution
 from app.store.views import ExecutionView, execution_view
@@ -23,7 +26,7 @@ ALLOWED: dict[Action, tuple[str, ...]] = {
 
 
 def act(
-    services: Services, execution_id: str, action: Action, *, by: str, reason: str
+    services: Services, execution_id: str, action: Action, *, by: Identity, reason: str
 ) -> ExecutionView:
     now = datetime.now(UTC)
     with services.db.write() as session:
@@ -35,8 +38,12 @@ def act(
                 f"cannot {action} execution {execution_id}: it is {execution.status}; "
                 f"{action} applies to {' or '.join(ALLOWED[action])}"
             )
-        execution.actions.append(ActionRow(action=action, by=by, reason=reason, at=now))
-        said = f"{by}" + (f": {reason}" if reason else "")
+        if action == "approve":
+            check_approver(execution, by)
+        execution.actions.append(
+            ActionRow(action=action, by=by.label, identity=by.name, reason=reason, at=now)
+        )
+        said = by.label + (f": {reason}" if reason else "")
         if action == "approve":
             execution.status, execution.deadline_at = "queued", None
         elif action == "reject":
@@ -54,10 +61,28 @@ def act(
     return view
 
 
+def check_approver(execution: Execution, identity: Identity) -> None:
+    """The runbook (as it was when the run was created) names who may approve; whoever
+    started or asked for the run may not, unless it says so."""
+    policy = Approval.model_validate(execution.runbook_spec.get("approval", False))
+    if not policy.permits(identity):
+        raise Forbidden(
+            f"{identity.name} may not approve {execution.runbook}: only {policy.who()} may"
+        )
+    asked = {a.identity for a in execution.actions if a.action in ("run", "ask")}
+    if identity.name in asked and not policy.allow_self_approval:
+        raise Forbidden(
+            f"{identity.name} started this run, so cannot approve it: four-eyes approval "
+            f"needs someone else ({policy.who()})"
+        )
+
+
 REDELIVERABLE = ("delivered", "gave_up")
 
 
-def redeliver(services: Services, escalation_id: str, *, by: str, reason: str) -> ExecutionView:
+def redeliver(
+    services: Services, escalation_id: str, *, by: Identity, reason: str
+) -> ExecutionView:
     """Send a delivered or given-up escalation again, whole (every part of it), with a new
     give-up window. It is the same message: the same `webhook-id`, so a receiver that
     dedups on it (as Standard Webhooks says) takes it only if it never had it."""
@@ -74,7 +99,9 @@ def redeliver(services: Services, escalation_id: str, *, by: str, reason: str) -
         row.progress, row.last_error = [], None
         execution = session.get_one(Execution, row.execution_id)
         note = f"escalation {escalation_id} to {row.target}" + (f": {reason}" if reason else "")
-        execution.actions.append(ActionRow(action="redeliver", by=by, reason=note, at=now))
+        execution.actions.append(
+            ActionRow(action="redeliver", by=by.label, identity=by.name, reason=note, at=now)
+        )
         session.flush()
         view = execution_view(execution, services.secrets)
     services.work_ready.set()

@@ -19,6 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.config import Settings, config_path_from, load_settings
 from app.errors import ConfigError, RemediatorError, RunbookError, UnsupportedPayload
 from app.executors.registry import build_executors
+from app.identity import Identity
 from app.logs import configure_logging
 from app.manual import run_manually
 from app.runbooks.loader import load_runbooks
@@ -122,7 +123,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     services = build_services(_settings(args))
     try:
         accepted = run_manually(
-            services, args.runbook, incident, by=args.by, reason=args.reason,
+            services, args.runbook, incident, reason=args.reason,
+            # Whoever can run this holds the configuration and the database: the
+            # service's operator. The name is the account's, and says it came this way.
+            by=Identity(args.by, frozenset({"admin"}), "cli"),
             idempotency_key=args.idempotency_key,
         )  # fmt: skip
         ids = accepted.executions or accepted.attached

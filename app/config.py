@@ -7,7 +7,9 @@ empty secret. Relative paths (and a relative SQLite file) are relative to the co
 
 from __future__ import annotations
 
+import hashlib
 import os
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,9 +28,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from typing_extensions import override
 
 from app.errors import ConfigError
+from app.identity import Role
 
 ENV_PREFIX = "env:"
 DEFAULT_CONFIG_NAME = "remediator.yaml"
+# An identity's name: recorded with what it does, compared by four-eyes approval.
+IDENTITY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$"
+MIN_TOKEN_CHARS = 16
 
 
 class Strict(BaseModel):
@@ -58,7 +64,31 @@ class WebhookTarget(Strict):
     timeout_s: float = Field(default=10.0, gt=0)
 
 
+class SlackUser(Strict):
+    """A Slack user who is no API token's identity (an SSO-only team): named here."""
+
+    name: str = Field(pattern=IDENTITY_NAME)
+    roles: list[Role] = Field(min_length=1)
+
+
 class SlackTarget(Strict):
+    """An incoming webhook; with `signing_secret` (the Slack app's) and `users`, approval
+    notices carry Approve and Reject buttons whose clicks Slack sends, signed, to
+    /integrations/slack/interactions. `users` maps a Slack user id to an identity: the
+    name of an `api_tokens` entry (its roles apply), or a name with its own roles.
+    `response_url_prefix` is where the service may post a message update: Slack's host,
+    whatever a click's `response_url` says."""
+
+    webhook_url: SecretStr
+    signing_secret: SecretStr | None = None
+    users: dict[str, str | SlackUser] = Field(default_factory=dict)
+    response_url_prefix: str = "https://hooks.slack.com/"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class TeamsTarget(Strict):
+    """A Teams Workflows webhook ("When a Teams webhook request is received")."""
+
     webhook_url: SecretStr
     timeout_s: float = Field(default=10.0, gt=0)
 
@@ -113,11 +143,54 @@ class EscalationTargets(Strict):
     pagerduty: PagerDutyTarget | None = None
     opsgenie: OpsgenieTarget | None = None
     rootly: RootlyTarget | None = None
+    teams: TeamsTarget | None = None
 
     def configured(self) -> dict[str, BaseModel]:
         return {
             name: getattr(self, name) for name in type(self).model_fields if getattr(self, name)
         }
+
+
+class ApiToken(Strict):
+    """A named API token and the roles it acts with. `token_sha256` (hex) instead of
+    `token` keeps the secret out of the file."""
+
+    name: str = Field(pattern=IDENTITY_NAME)
+    token: SecretStr | None = None
+    token_sha256: str | None = Field(default=None, pattern="^[0-9a-fA-F]{64}$")
+    roles: list[Role] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_usable_secret(self) -> ApiToken:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError(f"token {self.name!r}: give exactly one of token, token_sha256")
+        if self.token is not None and len(self.token.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"token {self.name!r} is shorter than {MIN_TOKEN_CHARS} characters: "
+                "too easy to guess (make one with `openssl rand -hex 32`)"
+            )
+        return self
+
+    def digest(self) -> bytes:
+        if self.token is not None:
+            return hashlib.sha256(self.token.get_secret_value().encode()).digest()
+        return bytes.fromhex(self.token_sha256 or "")
+
+
+class TrustedProxy(Strict):
+    """An SSO proxy in front of the service (oauth2-proxy, say) that signs people in
+    and passes who they are in headers. The headers are believed only on connections
+    from `cidrs`; from anywhere else they are ignored. A person's roles are those their
+    groups map to in `roles` (none mapped: no role, every call 403)."""
+
+    cidrs: list[IPv4Network | IPv6Network] = Field(min_length=1)
+    user_header: str = "X-Forwarded-Email"
+    groups_header: str | None = "X-Forwarded-Groups"
+    roles: dict[str, Role] = Field(default_factory=dict)
+
+
+class AuthConfig(Strict):
+    trusted_proxy: TrustedProxy | None = None
 
 
 class Settings(BaseSettings):
@@ -133,7 +206,9 @@ class Settings(BaseSettings):
     terraform_bin: str = "terraform"
     database_url: str = "sqlite:///remediator.db"
     public_url: str = "http://localhost:8080"
-    api_tokens: list[SecretStr] = Field(default_factory=list)
+    # Named tokens with roles; a plain string (the old form) is an admin named token-N.
+    api_tokens: list[ApiToken] = Field(default_factory=list)
+    auth: AuthConfig = Field(default_factory=AuthConfig)
     # /metrics wants an API token like /api (Prometheus: `authorization` in the scrape
     # config); false serves it to anyone who can reach the port.
     metrics_require_token: bool = True
@@ -192,6 +267,8 @@ class Settings(BaseSettings):
     # Values read through `env:`: secret by where they came from, whatever field holds
     # them (a webhook URL with a token in it, say), so redacted like SecretStr fields.
     _env_values: list[str] = PrivateAttr(default_factory=list)
+    # What the file says in a form that still works but will not for ever: logged at start.
+    _deprecations: list[str] = PrivateAttr(default_factory=list)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -199,9 +276,42 @@ class Settings(BaseSettings):
         cls, data: Any, handler: ModelWrapValidatorHandler[Settings]
     ) -> Settings:
         found: list[str] = []
-        settings = handler(_resolve_env(data, "", found))
+        resolved = _resolve_env(data, "", found)
+        deprecations: list[str] = []
+        if isinstance(resolved, dict) and isinstance(resolved.get("api_tokens"), list):
+            resolved["api_tokens"], deprecations = _named_tokens(resolved["api_tokens"])
+        settings = handler(resolved)
         settings._env_values = found
+        settings._deprecations = deprecations
         return settings
+
+    @model_validator(mode="after")
+    def _identities_distinct(self) -> Settings:
+        names = [t.name for t in self.api_tokens]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(f"api_tokens: names {twice} are used more than once")
+        digests = [t.digest() for t in self.api_tokens]
+        if len(set(digests)) != len(digests):
+            raise ValueError("api_tokens: two entries have the same token")
+        slack = self.escalation.slack
+        if slack is not None:
+            unknown = sorted(
+                f"{user}: {name}" for user, name in slack.users.items()
+                if isinstance(name, str) and name not in names
+            )  # fmt: skip
+            if unknown:
+                raise ValueError(
+                    f"escalation.slack.users {unknown} name no api_tokens entry: name one, "
+                    "or give {name, roles}"
+                )
+            if slack.users and slack.signing_secret is None:
+                raise ValueError("escalation.slack.users needs signing_secret to verify clicks")
+        return self
+
+    @property
+    def deprecations(self) -> list[str]:
+        return list(self._deprecations)
 
     @model_validator(mode="after")
     def _anchor_paths(self) -> Settings:
@@ -226,6 +336,22 @@ class Settings(BaseSettings):
         found: list[str] = list(self._env_values)
         _collect_secrets(self, found)
         return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def _named_tokens(entries: list[Any]) -> tuple[list[Any], list[str]]:
+    """The old `api_tokens: [secret, ...]` as named admin tokens, and a warning if any."""
+    named = [
+        {"name": f"token-{index}", "token": entry, "roles": ["admin"]}
+        if isinstance(entry, str) else entry
+        for index, entry in enumerate(entries, start=1)
+    ]  # fmt: skip
+    plain = [f"token-{i}" for i, entry in enumerate(entries, start=1) if isinstance(entry, str)]
+    if not plain:
+        return named, []
+    return named, [
+        f"api_tokens: plain strings are deprecated; {', '.join(plain)} act as admin. Give "
+        "each a name and roles: {name: ..., token: ..., roles: [responder]}"
+    ]
 
 
 def _resolve_env(value: Any, where: str, found: list[str]) -> Any:

@@ -20,6 +20,8 @@ RemediatorError
 ├── BadRequest                  a request parameter this API cannot use (400)
 ├── NotFound                    (404)
 ├── Unauthorized                missing or wrong API token (401)
+├── Forbidden                   the identity's roles do not allow this (403)
+├── IdentityMismatch            a body's `by` names someone else than the caller (422)
 └── Conflict                    an action the execution's state does not allow (409)
 """
 
@@ -128,6 +130,14 @@ class NotFound(RemediatorError):
 
 
 class Unauthorized(RemediatorError):
+    pass
+
+
+class Forbidden(RemediatorError):
+    """A known identity asking for what its role, or the four-eyes rule, does not allow."""
+
+
+class IdentityMismatch(RemediatorError):
     pass
 
 

@@ -321,8 +321,13 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
                 attached.append(execution.id)
             else:
                 created.append(execution)
-            if started_by is not None and not joined:
-                execution.actions.append(started_by)
+            if started_by is not None:
+                # Asking for a run that was already open is asking for it too: four-eyes
+                # approval keeps the asker from approving it.
+                execution.actions.append(started_by if not joined else ActionRow(
+                    action="ask", by=started_by.by, identity=started_by.identity,
+                    reason=started_by.reason, at=started_by.at,
+                ))  # fmt: skip
     session.flush()
     return Accepted(
         event_id,

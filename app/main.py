@@ -13,7 +13,18 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import errors
-from app.api.routes import executions, health, metrics, runbooks, terraform, web, webhooks
+from app.api.audit import AuditTrail
+from app.api.auth import Authenticator
+from app.api.routes import (
+    executions,
+    health,
+    identity,
+    metrics,
+    runbooks,
+    terraform,
+    web,
+    webhooks,
+)
 from app.config import Settings
 from app.errors import RemediatorError
 from app.flows import Services
@@ -69,11 +80,15 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     )
     app.state.workers = None
     app.state.write_check = health.WriteCheck()
+    app.state.authenticator = Authenticator(settings)
     errors.install(app)
+    # Outside the error answers: a fault's 500 is audited like any other outcome.
+    app.add_middleware(AuditTrail)
     app.include_router(webhooks.router)
     app.include_router(executions.router)
     app.include_router(runbooks.router)
     app.include_router(terraform.router)
+    app.include_router(identity.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(web.router)

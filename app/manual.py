@@ -4,7 +4,8 @@ The runbook's `match` is not consulted: naming it is the decision. Everything el
 the same as for a webhook: templates render against the incident, the guards apply
 (an open execution for the same incident is attached to, cooldown, rate limit,
 approval), and the execution is durable before the answer. Who ran it, and why, is
-recorded as its first action.
+recorded as its first action, with the verified identity that four-eyes approval
+compares.
 
 The incident is a `generic` source body (`title` required; `severity`, `service`,
 `labels`, `annotations`, `url`, `fingerprint`), with its `source` `manual` unless the
@@ -27,6 +28,7 @@ from typing import Any
 
 from app.errors import NotFound, UnsupportedPayload
 from app.flows import Accepted, Arrival, Services, store_delivery
+from app.identity import Identity
 from app.runbooks.plan import plan
 from app.sources.base import WebhookRequest
 from app.sources.generic import GenericSource
@@ -42,7 +44,7 @@ def run_manually(
     runbook_name: str,
     incident: dict[str, Any],
     *,
-    by: str,
+    by: Identity,
     reason: str = "",
     idempotency_key: str | None = None,
 ) -> Accepted:
@@ -74,6 +76,9 @@ def run_manually(
                 f"no live {source} incident has fingerprint {normalised.fingerprint!r}: a "
                 "manual run may name another source only for an incident that is firing"
             )
-    started_by = ActionRow(action="run", by=by, reason=reason, at=datetime.fromtimestamp(now, UTC))
+    started_by = ActionRow(
+        action="run", by=by.label, identity=by.name, reason=reason,
+        at=datetime.fromtimestamp(now, UTC),
+    )  # fmt: skip
     plans = [(normalised, [plan(item.runbook, normalised)])]
     return store_delivery(services, Arrival(SOURCE, delivery, plans, now, started_by))

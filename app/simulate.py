@@ -52,7 +52,10 @@ def simulate(
                     "error": planned.error,
                     "steps": [_step(step, executors.get(step.kind)) for step in planned.steps],
                     "verify": planned.verify,
-                    "approval": item.runbook.approval,
+                    "approval": item.runbook.approval.required,
+                    "approvers": item.runbook.approval.who()
+                    if item.runbook.approval.required
+                    else None,
                 }
             )
         context.pop("raw", None)

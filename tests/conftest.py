@@ -35,7 +35,25 @@ FIXTURES = Path(__file__).parent / "fixtures"
 GENERIC_SECRET = "whsec_" + base64.b64encode(b"test-generic-secret").decode()
 ESCALATION_SECRET = "whsec_" + base64.b64encode(b"test-escalation-secret").decode()
 AM_TOKEN = "test-alertmanager-token"
-API_TOKEN = "test-api-token"
+# One identity per role, as a team would have them; API_TOKEN is the admin's.
+TOKENS = {
+    "ops-admin": "test-api-token-ops-admin",
+    "alice": "test-token-alice-responder",
+    "bob": "test-token-bob-responder",
+    "dashboards": "test-token-dashboards-viewer",
+    "ci": "test-token-ci-pipeline-01",
+}
+ROLES = {"ops-admin": "admin", "alice": "responder", "bob": "responder",
+         "dashboards": "viewer", "ci": "ci"}  # fmt: skip
+API_TOKENS = [{"name": name, "token": TOKENS[name], "roles": [ROLES[name]]} for name in TOKENS]
+API_TOKEN = TOKENS["ops-admin"]
+
+
+def bearer(name: str) -> dict[str, str]:
+    """The Authorization header of the identity `name`."""
+    return {"authorization": f"Bearer {TOKENS[name]}"}
+
+
 FINAL = frozenset(FINAL_STATUSES)
 
 
@@ -115,7 +133,7 @@ def write_config(directory: Path, runbooks: list[dict[str, Any]], **overrides: A
         "playbooks_dir": str(TEST_PLAYBOOKS),
         "database_url": "sqlite:///remediator.db",
         "public_url": "http://remediator.test",
-        "api_tokens": [API_TOKEN],
+        "api_tokens": API_TOKENS,
         "poll_interval_s": 0.1,
         "lease_s": 5,
         "shutdown_grace_s": 5,
@@ -218,8 +236,8 @@ class Api:
     ) -> httpx.Response:
         answer: httpx.Response = self.client.post(
             f"/api/executions/{execution_id}/{action}",
-            json={"by": by, "reason": reason},
-            headers=self.auth,
+            json={"reason": reason},
+            headers=bearer(by),
         )
         return answer
 

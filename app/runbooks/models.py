@@ -9,6 +9,7 @@ from typing import Any, Literal
 import re2
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from app.identity import ROLES, Identity
 from app.incident import Severity
 from app.runbooks.duration import Duration
 from app.sinks import url_template_problem
@@ -236,6 +237,54 @@ class Verify(Strict):
         return self
 
 
+_APPROVER = re.compile(r"^(role:[a-z]+|[A-Za-z0-9][A-Za-z0-9._@+-]{0,199})$")
+
+
+class Approval(Strict):
+    """Four eyes: who must say yes before a run. `approval: true` is the short form:
+    required, anyone whose role may operate (responder, admin), never whoever asked."""
+
+    required: bool = True
+    approvers: list[str] = Field(
+        default_factory=list,
+        description="Identity names and `role:<role>` entries; empty: any responder or admin.",
+    )
+    allow_self_approval: bool = Field(
+        default=False, description="May whoever started (asked for) a run also approve it."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _short_form(cls, value: Any) -> Any:
+        return {"required": value} if isinstance(value, bool) else value
+
+    @field_validator("approvers")
+    @classmethod
+    def _approvers_known(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if not _APPROVER.fullmatch(entry):
+                raise ValueError(f"approver {entry!r} is neither a name nor role:<role>")
+            if entry.startswith("role:") and entry[5:] not in ROLES:
+                raise ValueError(f"approver {entry!r}: roles are {', '.join(ROLES)}")
+        return value
+
+    def permits(self, identity: Identity) -> bool:
+        """Whether the runbook names `identity` (by name or role) as one who may approve."""
+        if not self.approvers:
+            return identity.may("operate")
+        return identity.name in self.approvers or any(
+            f"role:{role}" in self.approvers for role in identity.roles
+        )
+
+    def who(self) -> str:
+        """Who may approve, in words, for the approval notice and a refusal."""
+        if not self.approvers:
+            return "anyone with role responder or admin"
+        names = [e for e in self.approvers if not e.startswith("role:")]
+        roles = [e[5:] for e in self.approvers if e.startswith("role:")]
+        return " or ".join(names + ([f"anyone with role {' or '.join(roles)}"] if roles else []))
+
+
 class Runbook(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
     description: str = ""
@@ -252,7 +301,11 @@ class Runbook(Strict):
         default=None, description="At most `count` runs of this runbook (all keys) per `per`."
     )
     verify: Verify | None = None
-    approval: bool = Field(default=False, description="Wait for a human to approve each run.")
+    approval: Approval = Field(
+        default_factory=lambda: Approval(required=False),
+        description="Wait for a human to approve each run: `true`, or who may (four eyes).",
+        json_schema_extra={"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/Approval"}]},
+    )
     approval_timeout: Duration = Field(
         default=3600.0, description="Unapproved this long: timed_out and escalated."
     )

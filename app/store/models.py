@@ -275,7 +275,11 @@ class ActionRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"), index=True)
     action: Mapped[str] = mapped_column(String(16))
+    # As shown: `alice`, `alice (via slack)`.
     by: Mapped[str] = mapped_column(String(200))
+    # The verified identity's name, which four-eyes approval compares (None: recorded
+    # before identities were verified).
+    identity: Mapped[str | None] = mapped_column(String(200))
     reason: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -308,3 +312,23 @@ class GoodVersionRow(Base):
     recorded_by: Mapped[str] = mapped_column(String(200))
     execution_id: Mapped[str | None] = mapped_column(String(36))
     recorded_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditRow(Base):
+    """A call that changed state, or one refused (401/403): who, what, with what outcome.
+    Written before the caller hears the answer."""
+
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_identity", "identity", "id"), Index("ix_audit_at", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    identity: Mapped[str | None] = mapped_column(String(200))  # None: not authenticated
+    roles: Mapped[str] = mapped_column(String(100))
+    via: Mapped[str | None] = mapped_column(String(16))
+    method: Mapped[str] = mapped_column(String(8))
+    route: Mapped[str] = mapped_column(String(200))
+    target: Mapped[str | None] = mapped_column(String(255))
+    outcome: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int] = mapped_column(Integer)
+    client: Mapped[str | None] = mapped_column(String(100))

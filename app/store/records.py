@@ -340,7 +340,7 @@ def add_execution(
             now=now,
             escalate=refusal.escalate,
         )
-    elif runbook.approval:
+    elif runbook.approval.required:
         execution.status = "waiting_approval"
         execution.deadline_at = now + timedelta(seconds=runbook.approval_timeout)
         _owe_escalations(execution, "waiting_approval", now)

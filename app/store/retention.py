@@ -3,7 +3,8 @@ database (and every scrape and listing over it) holds recent history, not all of
 
 Order follows the references: finished executions with their steps, attempts,
 escalations, actions and attachments; then incidents no execution or attachment still
-points at; then each old event's stored payload. The event rows themselves (source,
+points at; then each old event's stored payload; and audit rows, kept as long as the
+executions they speak of. The event rows themselves (source,
 delivery id, type, time: about 150 bytes each) stay as the dedup keys until
 `dedup_retention_days`, so a delivery redelivered after its incidents were pruned is
 still a duplicate, and cost nothing on the hot path: the unique index that tells
@@ -29,6 +30,7 @@ from app.store.models import (
     ActionRow,
     Attachment,
     AttemptRow,
+    AuditRow,
     EscalationRow,
     Event,
     Execution,
@@ -45,6 +47,7 @@ class Pruned:
     incidents: int
     payloads: int
     events: int
+    audit: int
 
 
 def prune(
@@ -94,6 +97,12 @@ def prune(
             forgotten,
             batch,
             lambda session, ids: session.execute(delete(Event).where(Event.id.in_(ids))),
+        ),
+        audit=_in_batches(
+            db,
+            select(AuditRow.id).where(AuditRow.at < cutoff),
+            batch,
+            lambda session, ids: session.execute(delete(AuditRow).where(AuditRow.id.in_(ids))),
         ),
     )
 

@@ -189,7 +189,7 @@ def test_cli_run_queues_a_manual_run_that_the_service_runs(tmp_path: Path) -> No
         )  # fmt: skip
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert json.loads(dest.read_text()) == {"message": "by hand", "host": "web"}
-        assert '"status": "succeeded"' in ran.stdout and '"by": "bob"' in ran.stdout
+        assert '"status": "succeeded"' in ran.stdout and '"by": "bob (via cli)"' in ran.stdout
         again = subprocess.run(
             [*cli, "run", "write", "--incident", str(incident), "--idempotency-key", "drill-1"],
             capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,

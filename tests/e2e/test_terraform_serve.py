@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import API_TOKEN, Recorder, alert, runbook, write_config
+from tests.conftest import API_TOKEN, Recorder, alert, bearer, runbook, write_config
 from tests.servers import Server, start_server
 from tests.terraform_repo import (
     CANARY,
@@ -83,18 +83,18 @@ def test_a_webhook_reverts_bad_state_and_records_the_version_as_good(
 
     # A CI job records the version it applied and saw healthy; `last_good` reverts to it.
     ci = httpx.post(
-        f"{server.base}/api/terraform/versions", headers=AUTH, timeout=30,
-        json={"workdir": "web", "ref": "main", "by": "ci/deploy#42"},
+        f"{server.base}/api/terraform/versions", headers=bearer("ci"), timeout=30,
+        json={"workdir": "web", "ref": "main"},
     )  # fmt: skip
     assert ci.status_code == 201, ci.text
     assert ci.json()["commit"] == repo.bad and ci.json()["subject"] == "web: release 2"
     newest = server.api("/terraform/versions", workdir="web", limit=1)
-    assert [v["recorded_by"] for v in newest] == ["ci/deploy#42"]
+    assert [v["recorded_by"] for v in newest] == ["ci"]
 
     for body, word in [
-        ({"workdir": "web", "ref": "no-such-tag", "by": "ci"}, "no-such-tag"),
-        ({"workdir": "../..", "ref": "main", "by": "ci"}, "../.."),
-        ({"workdir": "web", "ref": "--output=/tmp/x", "by": "ci"}, "--output"),
+        ({"workdir": "web", "ref": "no-such-tag"}, "no-such-tag"),
+        ({"workdir": "../..", "ref": "main"}, "../.."),
+        ({"workdir": "web", "ref": "--output=/tmp/x"}, "--output"),
     ]:
         refused = httpx.post(f"{server.base}/api/terraform/versions", headers=AUTH, json=body)
         assert refused.status_code == 422, refused.text

@@ -211,13 +211,11 @@ def test_a_manual_run_cannot_resolve_or_reach_into_another_platforms_incident(
     headers = {"authorization": f"Bearer {API_TOKEN}"}
     url = f"{serve.base}/api/runbooks/limit/run"
     resolved = {"title": "t", "status": "resolved", "labels": {"instance": "web-1"}}
-    answer = httpx.post(
-        url, json={"incident": resolved, "by": "alice"}, headers=headers, timeout=30
-    )
+    answer = httpx.post(url, json={"incident": resolved}, headers=headers, timeout=30)
     assert answer.status_code == 422 and "status must be firing" in answer.text
     foreign = {"title": "t", "source": "pagerduty", "fingerprint": "PXYZ123",
                "labels": {"instance": "web-1"}}  # fmt: skip
-    answer = httpx.post(url, json={"incident": foreign, "by": "alice"}, headers=headers, timeout=30)
+    answer = httpx.post(url, json={"incident": foreign}, headers=headers, timeout=30)
     assert answer.status_code == 422 and "no live pagerduty incident" in answer.text
 
 

@@ -228,8 +228,12 @@ def test_approval_reject_and_timeout_escalate(
     assert reasons == ["approval_timeout", "rejected", "waiting_approval", "waiting_approval"]
     assert runs(dest) == 0
     assert api.act("no-such-id", "approve").status_code == 404
-    missing_who = api.client.post(f"/api/executions/{ignored}/cancel", json={}, headers=api.auth)
-    assert missing_who.status_code == 422
+    # Who acts is the token's identity: a body naming someone else is refused, so an
+    # old client that typed a name learns it is not used.
+    someone_else = api.client.post(f"/api/executions/{ignored}/cancel", json={"by": "cto"},
+                                   headers=api.auth)  # fmt: skip
+    assert someone_else.status_code == 422, someone_else.text
+    assert someone_else.json()["error"] == "identity_mismatch"
 
 
 def sleepers(marker: str) -> list[psutil.Process]:
@@ -261,10 +265,10 @@ def test_cancel_stops_a_running_step_and_a_queued_one(
     api.wait(
         running, until=lambda e: e["steps"][0]["status"] == "running" and bool(sleepers(marker))
     )
-    assert api.act(queued, "cancel", by="carol").status_code == 200
+    assert api.act(queued, "cancel", by="bob").status_code == 200
     assert api.execution(queued)["status"] == "cancelled"
-    assert api.act(running, "cancel", by="carol", reason="wrong host").status_code == 200
+    assert api.act(running, "cancel", by="bob", reason="wrong host").status_code == 200
     done = api.wait(running, timeout=30)
-    assert done["status"] == "cancelled" and "carol: wrong host" in done["error"]
+    assert done["status"] == "cancelled" and "bob: wrong host" in done["error"]
     assert done["escalations"] == []
     assert not sleepers(marker)

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import Api, alert, ansible_step, runbook
+from tests.conftest import Api, alert, ansible_step, bearer, runbook
 
 
 def appender(dest: Path) -> dict[str, Any]:
@@ -87,7 +87,7 @@ def test_a_manual_run_ignores_match_but_not_guards_and_says_who(
                    database_url=database_url)  # fmt: skip
     body = {"by": "alice", "reason": "flapping", "incident": {"title": "cache full on web-1",
             "severity": "high", "labels": {"instance": "web-1"}}}  # fmt: skip
-    headers = {**api.auth, "idempotency-key": "ticket-42"}
+    headers = {**bearer("alice"), "idempotency-key": "ticket-42"}
     first = api.client.post("/api/runbooks/fix/run", json=body, headers=headers)
     assert first.status_code == 202, first.text
     [execution_id] = first.json()["executions"]
@@ -102,15 +102,18 @@ def test_a_manual_run_ignores_match_but_not_guards_and_says_who(
     ]
     assert runs(dest) == 1
     # A second run for the same incident within the cooldown is refused, as for a webhook.
-    second = api.client.post("/api/runbooks/fix/run", json=body, headers=api.auth)
+    second = api.client.post("/api/runbooks/fix/run", json=body, headers=bearer("alice"))
     [refused] = second.json()["executions"]
     assert api.wait(refused)["status"] == "refused" and runs(dest) == 1
 
-    assert api.client.post("/api/runbooks/nope/run", json=body, headers=api.auth).status_code == 404
+    assert (
+        api.client.post("/api/runbooks/nope/run", json=body, headers=bearer("alice")).status_code
+        == 404
+    )
     for incident, word in [({"severity": "high"}, "title"), ({"title": "x", "source": "A B"}, "source"),
                            ({"incidents": [{"title": "x"}]}, "one incident")]:  # fmt: skip
         bad = api.client.post("/api/runbooks/fix/run", json={**body, "incident": incident},
-                              headers=api.auth)  # fmt: skip
+                              headers=bearer("alice"))  # fmt: skip
         assert bad.status_code == 422 and word in bad.json()["detail"], bad.text
     manual = api.client.get("/api/executions", params={"trigger": "manual"}, headers=api.auth)
     assert len(manual.json()) == 2

@@ -75,10 +75,10 @@ def test_a_cancel_asked_of_a_dead_worker_is_honoured(
     services.stopping.set()
     execution_id = api.alertmanager(alert("Safe")).json()["executions"][0]
     claimed_by_dead_worker(services, execution_id, "running")
-    assert api.act(execution_id, "cancel", by="dave").status_code == 200
+    assert api.act(execution_id, "cancel", by="bob").status_code == 200
     recover_expired(services)
     final = api.execution(execution_id)
-    assert final["status"] == "cancelled" and final["error"] == "cancelled by dave"
+    assert final["status"] == "cancelled" and final["error"] == "cancelled by bob"
     assert final["steps"][0]["status"] == "cancelled" and final["escalations"] == []
 
 

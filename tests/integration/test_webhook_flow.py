@@ -388,7 +388,7 @@ def test_a_receiver_mid_deploy_gets_it_once_and_a_redelivery_sends_it_again(
     assert (escalation["status"], escalation["attempts"]) == ("delivered", 4)
     assert len(recorder.requests) == 4  # three 404s, then the one delivery
 
-    body = {"by": "alice", "reason": "the receiver lost its queue"}
+    body = {"reason": "the receiver lost its queue"}
     again = api.client.post(f"/api/escalations/{escalation['id']}/redeliver", json=body,
                             headers=api.auth)  # fmt: skip
     assert again.status_code == 200, again.text
@@ -397,7 +397,7 @@ def test_a_receiver_mid_deploy_gets_it_once_and_a_redelivery_sends_it_again(
     final = delivered(api, execution_id)
     assert final["escalations"][0]["status"] == "delivered"
     [action] = final["actions"]
-    assert (action["action"], action["by"]) == ("redeliver", "alice")
+    assert (action["action"], action["by"]) == ("redeliver", "ops-admin")
     assert escalation["id"] in action["reason"] and "lost its queue" in action["reason"]
 
     missing = api.client.post("/api/escalations/nope/redeliver", json=body, headers=api.auth)
@@ -413,7 +413,7 @@ def test_a_given_up_escalation_can_be_redelivered(
     [escalation] = delivered(api, execution_id)["escalations"]
     assert escalation["status"] == "gave_up"
     answer = api.client.post(f"/api/escalations/{escalation['id']}/redeliver",
-                             json={"by": "alice"}, headers=api.auth)  # fmt: skip
+                             json={}, headers=api.auth)  # fmt: skip
     assert answer.status_code == 200, answer.text
     final = api.wait(execution_id, until=lambda e: e["escalations"][0]["status"] == "delivered")
     assert final["escalations"][0]["attempts"] == 2

@@ -6,12 +6,14 @@ import base64
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select, tuple_
 
 from app.actions import Action, act, redeliver
-from app.api.deps import ServicesDep, require_token
+from app.api.auth import Admin, Operator, Reader, acting_as
+from app.api.deps import ServicesDep
+from app.api.pages import link_next
 from app.errors import BadRequest, NotFound
 from app.store.models import Execution, IncidentRow
 from app.store.views import (
@@ -21,11 +23,12 @@ from app.store.views import (
     execution_view,
 )
 
-router = APIRouter(prefix="/api", tags=["executions"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/api", tags=["executions"])
 
 
 @router.get("/executions")
 def list_executions(
+    _: Reader,
     services: ServicesDep,
     request: Request,
     response: Response,
@@ -67,10 +70,7 @@ def list_executions(
         summaries = execution_summaries(session, page)
     if len(page) == limit:
         last = page[-1]
-        following = _cursor(last.created_at, last.id)
-        response.headers["X-Next-Cursor"] = following
-        url = request.url.include_query_params(cursor=following)
-        response.headers["Link"] = f'<{url}>; rel="next"'
+        link_next(request, response, _cursor(last.created_at, last.id))
     return summaries
 
 
@@ -89,7 +89,7 @@ def _read_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 @router.get("/executions/{execution_id}")
-def get_execution(execution_id: str, services: ServicesDep) -> ExecutionView:
+def get_execution(execution_id: str, _: Reader, services: ServicesDep) -> ExecutionView:
     with services.db.read() as session:
         execution = session.get(Execution, execution_id)
         if execution is None:
@@ -98,13 +98,18 @@ def get_execution(execution_id: str, services: ServicesDep) -> ExecutionView:
 
 
 class ActionRequest(BaseModel):
-    """Who acts, and why: kept with the execution and shown in its escalations."""
+    """Why: kept with the execution and shown in its escalations. Who acts is the
+    caller's identity; `by` is for old clients and must be that identity's name."""
 
-    by: str = Field(min_length=1, max_length=200, examples=["alice@example.com"])
     reason: str = Field(default="", max_length=2000, examples=["checked the dashboards"])
+    by: str | None = Field(
+        default=None, max_length=200, json_schema_extra={"deprecated": True},
+        description="Refused (422) unless it is the caller's own name.",
+    )  # fmt: skip
 
 
 ACTION_ANSWERS: dict[int | str, dict[str, str]] = {
+    403: {"description": "The caller's role, or the four-eyes rule, does not allow it."},
     404: {"description": "No such execution."},
     409: {"description": "The execution's status does not allow this action."},
 }
@@ -117,8 +122,11 @@ def _action_route(action: Action, summary: str) -> None:
         responses=ACTION_ANSWERS,
         name=f"{action}_execution",
     )
-    def handle(execution_id: str, body: ActionRequest, services: ServicesDep) -> ExecutionView:
-        return act(services, execution_id, action, by=body.by, reason=body.reason)
+    def handle(
+        execution_id: str, body: ActionRequest, identity: Operator, services: ServicesDep
+    ) -> ExecutionView:
+        acting_as(identity, body.by)
+        return act(services, execution_id, action, by=identity, reason=body.reason)
 
 
 @router.post(
@@ -128,9 +136,10 @@ def _action_route(action: Action, summary: str) -> None:
                409: {"description": "It is still being delivered."}},
 )  # fmt: skip
 def redeliver_escalation(
-    escalation_id: str, body: ActionRequest, services: ServicesDep
+    escalation_id: str, body: ActionRequest, identity: Admin, services: ServicesDep
 ) -> ExecutionView:
-    return redeliver(services, escalation_id, by=body.by, reason=body.reason)
+    acting_as(identity, body.by)
+    return redeliver(services, escalation_id, by=identity, reason=body.reason)
 
 
 _action_route("approve", "Approve an execution that waits for approval: it is queued to run.")

@@ -7,11 +7,12 @@ import json
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Header
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import ServicesDep, require_token
+from app.api.auth import Admin, Operator, Reader, acting_as
+from app.api.deps import ServicesDep
 from app.errors import NotFound
 from app.manual import run_manually
 from app.runbooks.matcher import Matcher
@@ -20,7 +21,7 @@ from app.simulate import simulate
 from app.sources.registry import SOURCES
 from app.wiring import reload_runbooks
 
-router = APIRouter(prefix="/api", tags=["runbooks"], dependencies=[Depends(require_token)])
+router = APIRouter(prefix="/api", tags=["runbooks"])
 
 
 class RunbookInfo(BaseModel):
@@ -43,7 +44,7 @@ def _set(matcher: Matcher) -> RunbookSet:
 
 
 @router.get("/runbooks", response_model_exclude_none=True)
-def list_runbooks(services: ServicesDep) -> RunbookSet:
+def list_runbooks(_: Reader, services: ServicesDep) -> RunbookSet:
     """Every loaded runbook, by name, with the file and line it came from."""
     matcher = services.matcher
     return _set(matcher)
@@ -54,7 +55,7 @@ def list_runbooks(services: ServicesDep) -> RunbookSet:
     response_model_exclude_none=True,
     responses={404: {"description": "No such runbook loaded."}},
 )
-def get_runbook(name: str, services: ServicesDep) -> RunbookInfo:
+def get_runbook(name: str, _: Reader, services: ServicesDep) -> RunbookInfo:
     item = services.matcher.get(name)
     if item is None:
         raise NotFound(f"no runbook {name!r} is loaded")
@@ -67,7 +68,7 @@ def get_runbook(name: str, services: ServicesDep) -> RunbookInfo:
     responses={422: {"description": "The files do not load: every problem, file:line; "
                                     "the runbooks in use stay as they were."}},
 )  # fmt: skip
-def reload(services: ServicesDep) -> RunbookSet:
+def reload(_: Admin, services: ServicesDep) -> RunbookSet:
     """Load `runbooks_dir` again and swap the whole set at once (SIGHUP does the same)."""
     matcher = reload_runbooks(services)
     return _set(matcher)
@@ -79,7 +80,7 @@ class Sources(BaseModel):
 
 
 @router.get("/sources")
-def list_sources(services: ServicesDep) -> Sources:
+def list_sources(_: Reader, services: ServicesDep) -> Sources:
     """The sources `simulate` can read, and which of them take webhooks here."""
     return Sources(known=list(SOURCES), configured=sorted(services.settings.sources))
 
@@ -89,7 +90,6 @@ class ManualRun(BaseModel):
         json_schema_extra={
             "examples": [
                 {
-                    "by": "alice@example.com",
                     "reason": "cache full again, alert is flapping",
                     "incident": {
                         "title": "Cache volume on web-1 is 97% full",
@@ -102,8 +102,11 @@ class ManualRun(BaseModel):
         }
     )
 
-    by: str = Field(min_length=1, max_length=200)
     reason: str = Field(default="", max_length=2000)
+    by: str | None = Field(
+        default=None, max_length=200, json_schema_extra={"deprecated": True},
+        description="Refused (422) unless it is the caller's own name.",
+    )  # fmt: skip
     incident: dict[str, Any] = Field(
         description="A generic-source incident: `title` required; `severity`, `service`, "
         "`labels`, `annotations`, `url`, `fingerprint`, and `source` to tie the run to a "
@@ -123,14 +126,16 @@ class ManualRun(BaseModel):
 def run(
     name: str,
     body: ManualRun,
+    identity: Operator,
     services: ServicesDep,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> JSONResponse:
     """Run a runbook now for the incident given, whatever its `match` says. Guards and
     approval apply as for a webhook; the answer lists the execution started, or the open
     one for the same incident it was attached to."""
+    acting_as(identity, body.by)
     accepted = run_manually(
-        services, name, body.incident, by=body.by, reason=body.reason,
+        services, name, body.incident, by=identity, reason=body.reason,
         idempotency_key=idempotency_key,
     )  # fmt: skip
     content = {
@@ -159,7 +164,7 @@ class SimulateRequest(BaseModel):
 
 
 @router.post("/simulate", responses={404: {"description": "Unknown source."}})
-def simulate_payload(body: SimulateRequest, services: ServicesDep) -> dict[str, Any]:
+def simulate_payload(body: SimulateRequest, _: Operator, services: ServicesDep) -> dict[str, Any]:
     """Normalise the payload as the source would (no signature needed) and report, per
     incident, the runbooks that match with the conditions that decided it, the rendered
     steps (and for terraform the version a revert would apply), and why each other

@@ -7,28 +7,29 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.deps import ServicesDep, require_token
+from app.api.auth import Reader, VersionRecorder, acting_as
+from app.api.deps import ServicesDep
 from app.executors.git_versions import GitVersions
 from app.store.versions import good_versions, record_good_version
 
-router = APIRouter(
-    prefix="/api/terraform", tags=["terraform"], dependencies=[Depends(require_token)]
-)
+router = APIRouter(prefix="/api/terraform", tags=["terraform"])
 
 
 class GoodVersionRecord(BaseModel):
-    model_config = ConfigDict(
-        json_schema_extra={"examples": [{"workdir": "web", "ref": "v1.4.2", "by": "ci/deploy"}]}
-    )
+    model_config = ConfigDict(json_schema_extra={"examples": [{"workdir": "web", "ref": "v1.4.2"}]})
 
     workdir: str = Field(min_length=1, description="Relative to terraform_dir.")
     ref: str = Field(
         min_length=1, max_length=255, description="Branch, tag or commit; stored as its commit."
     )
-    by: str = Field(min_length=1, max_length=200, description="Who applied it and saw it healthy.")
+    by: str | None = Field(
+        default=None, max_length=200, json_schema_extra={"deprecated": True},
+        description="Refused (422) unless it is the caller's own name: who recorded it is "
+        "the caller's identity.",
+    )  # fmt: skip
 
 
 class GoodVersionView(BaseModel):
@@ -43,12 +44,15 @@ class GoodVersionView(BaseModel):
 
 
 @router.post("/versions", status_code=201)
-def record_version(body: GoodVersionRecord, services: ServicesDep) -> GoodVersionView:
+def record_version(
+    body: GoodVersionRecord, identity: VersionRecorder, services: ServicesDep
+) -> GoodVersionView:
+    acting_as(identity, body.by)
     versions = GitVersions(services.settings.terraform_dir)
     version = versions.resolve(versions.workdir(body.workdir), f"git:{body.ref}", lambda _: None)
     with services.db.write() as session:
         row = record_good_version(
-            session=session, workdir=body.workdir, commit=version.commit, by=body.by,
+            session=session, workdir=body.workdir, commit=version.commit, by=identity.label,
             now=datetime.now(UTC),
         )  # fmt: skip
         session.flush()
@@ -57,6 +61,7 @@ def record_version(body: GoodVersionRecord, services: ServicesDep) -> GoodVersio
 
 @router.get("/versions")
 def list_versions(
+    _: Reader,
     services: ServicesDep,
     workdir: str,
     limit: Annotated[int, Query(ge=1, le=1000)] = 20,
