@@ -57,7 +57,7 @@ from app.logs import log_context
 from app.metrics import Metrics, source_label
 from app.redaction import redact
 from app.runbooks.matcher import Matcher
-from app.runbooks.models import Retry
+from app.runbooks.models import Approval, Retry
 from app.runbooks.plan import Plan, plan
 from app.sources.base import Delivery, WebhookRequest
 from app.sources.registry import get_source
@@ -666,7 +666,17 @@ def escalation_message(
         execution_url=f"{base}/ui/#/executions/{execution.id}",
         api_url=f"{base}/api/executions/{execution.id}",
         progress=DurableProgress(services.db, row.id, set(row.progress or [])),
+        approvers=approvers(execution) if row.reason == "waiting_approval" else None,
     )
+
+
+def approvers(execution: Execution) -> str:
+    """Who may approve `execution`, in words: its runbook's policy, less whoever asked."""
+    policy = Approval.model_validate(execution.runbook_spec.get("approval", False))
+    asked = sorted({a.by for a in execution.actions if a.action in ("run", "ask")})
+    if not asked or policy.allow_self_approval:
+        return policy.who()
+    return f"{policy.who()}; not {', '.join(asked)}, who asked for it"
 
 
 def backoff_s(attempt: int, cap_s: float) -> float:

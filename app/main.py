@@ -21,6 +21,7 @@ from app.api.routes import (
     identity,
     metrics,
     runbooks,
+    slack,
     terraform,
     web,
     webhooks,
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(runbooks.router)
     app.include_router(terraform.router)
     app.include_router(identity.router)
+    app.include_router(slack.router)
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(web.router)

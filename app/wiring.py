@@ -66,7 +66,7 @@ def runbooks_signature(settings: Settings) -> tuple[tuple[str, int, int], ...]:
 
 
 def build_services(settings: Settings) -> Services:
-    for warning in check_sources(settings):
+    for warning in [*check_sources(settings), *settings.deprecations]:
         log.warning(warning)
     unknown = set(settings.default_escalate) - set(settings.escalation.configured())
     if unknown:

@@ -4,7 +4,8 @@ line, written before the caller hears the answer.
 
 Webhooks are not in it: each accepted one is already its own durable event row, and a
 row per refused webhook would let anyone on the network fill the database with forged
-calls (they are logged and counted instead).
+calls (they are logged and counted instead). For the same reason a Slack click whose
+signature fails (401) is a log line only; a signed one is a row, refused or not.
 """
 
 from __future__ import annotations
@@ -73,6 +74,8 @@ def _record(scope: Scope, status: int) -> None:
     fields = {"audit_" + k: str(v) for k, v in vars(entry).items() if k != "at" and v is not None}
     with log_context(**fields):
         log.info("audit: %s %s by %s: %s", entry.method, entry.route, entry.identity, status)
+    if status == 401 and scope["path"].startswith("/integrations/"):
+        return
     try:
         with scope["app"].state.services.db.write() as session:
             record_audit(session, entry)

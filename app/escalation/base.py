@@ -46,6 +46,8 @@ class EscalationMessage:
     execution_url: str
     api_url: str
     progress: Progress
+    # For an approval notice: who may approve, in words (four eyes: never the asker).
+    approvers: str | None = None
 
     @property
     def headline(self) -> str:
@@ -61,6 +63,7 @@ class EscalationMessage:
             "summary": self.headline,
             "execution_url": self.execution_url,
             "api_url": self.api_url,
+            "approvers": self.approvers,
             "runbook": {"name": self.execution.runbook, "description": self.runbook_description},
             "execution": self.execution.model_dump(mode="json"),
         }
@@ -118,6 +121,8 @@ def attempt_summary(detail: dict[str, Any] | None) -> str | None:
 def note_text(message: EscalationMessage) -> str:
     lines = [message.headline, f"Execution: {message.execution_url}",
              f"API: {message.api_url}"]  # fmt: skip
+    if message.approvers:
+        lines.append(f"May approve: {message.approvers}")
     for step in steps_detail(message):
         for attempt in step["attempts"]:
             lines.append(

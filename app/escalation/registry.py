@@ -11,6 +11,7 @@ from app.escalation.opsgenie import OpsgenieNotifier
 from app.escalation.pagerduty import PagerDutyNotifier
 from app.escalation.rootly import RootlyNotifier
 from app.escalation.slack import SlackNotifier
+from app.escalation.teams import TeamsNotifier
 from app.escalation.webhook import WebhookNotifier
 
 NOTIFIERS: Mapping[str, Callable[[Any], Notifier]] = {
@@ -19,6 +20,7 @@ NOTIFIERS: Mapping[str, Callable[[Any], Notifier]] = {
     "pagerduty": PagerDutyNotifier,
     "opsgenie": OpsgenieNotifier,
     "rootly": RootlyNotifier,
+    "teams": TeamsNotifier,
 }
 
 

@@ -1,20 +1,42 @@
-"""Slack incoming webhook: a readable message with Block Kit sections, one per step.
+"""Slack: an incoming webhook's message with Block Kit sections, one per step; and, with
+the Slack app's signing secret, Approve and Reject buttons on approval notices whose
+clicks come back signed to /integrations/slack/interactions.
 
 Everything that came from the incident, or from what a step printed, goes into mrkdwn
 through `app.sinks.slack_text`: a title of `<!channel>` stays text, it does not page
 the channel, and `<https://evil|Runbook>` does not become a link.
+
+A click is believed only with a valid `X-Slack-Signature` (HMAC-SHA256 of
+`v0:<timestamp>:<raw body>` with the signing secret) and a timestamp within five
+minutes; its fields are then data: the execution id is looked up, the Slack user id
+mapped through the configuration, and `response_url` used only under the configured
+Slack prefix.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
-from typing import Any
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import parse_qs
 
 import httpx
 
 from app.config import SlackTarget
+from app.errors import EscalationError, InvalidSignature, UnsupportedPayload
 from app.escalation.base import EscalationMessage, attempt_summary, post_json
+from app.signing import parse_timestamp
 from app.sinks import slack_text
+
+# Slack's own advice: refuse a request whose timestamp is more than five minutes away.
+CLICK_WINDOW_S = 300
+APPROVE, REJECT = "remediator_approve", "remediator_reject"
+
+log = logging.getLogger("remediator.slack")
 
 _MAX_TAIL = 1200  # Slack truncates a section's text at 3,000 characters
 
@@ -26,7 +48,8 @@ class SlackNotifier:
         self.config = config
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
-        body = json.dumps(slack_body(message)).encode()
+        interactive = self.config.signing_secret is not None
+        body = json.dumps(slack_body(message, interactive=interactive)).encode()
         post_json(
             client, self.name, self.config.webhook_url.get_secret_value(),
             content=body, headers={}, timeout_s=self.config.timeout_s,
@@ -46,7 +69,7 @@ def _incident_line(incident: dict[str, Any]) -> str:
     )
 
 
-def slack_body(message: EscalationMessage) -> dict[str, Any]:
+def slack_body(message: EscalationMessage, *, interactive: bool = False) -> dict[str, Any]:
     execution = message.execution
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": message.headline[:150]}},
@@ -78,16 +101,106 @@ def slack_body(message: EscalationMessage) -> dict[str, Any]:
                     },
                 }
             )
-    blocks.append(
+    buttons: list[dict[str, Any]] = [
         {
-            "type": "actions",
-            "elements": [
-                {
-                    "type": "button",
-                    "text": {"type": "plain_text", "text": "Open execution"},
-                    "url": message.execution_url,
-                }
-            ],
+            "type": "button",
+            "text": {"type": "plain_text", "text": "Open execution"},
+            "url": message.execution_url,
         }
+    ]
+    if message.approvers:
+        blocks.append(
+            {"type": "context", "elements": [
+                {"type": "mrkdwn", "text": f"*May approve:* {slack_text(message.approvers)}"}
+            ]}
+        )  # fmt: skip
+    if message.reason == "waiting_approval" and interactive:
+        buttons[:0] = [
+            _button("Approve", APPROVE, execution.id, "primary"),
+            _button("Reject", REJECT, execution.id, "danger"),
+        ]
+    # The buttons last, and always there: past 50 blocks Slack refuses the whole message.
+    blocks = blocks[:49]
+    blocks.append({"type": "actions", "block_id": "remediator_actions", "elements": buttons})
+    return {"text": slack_text(message.headline), "blocks": blocks}
+
+
+def _button(text: str, action_id: str, execution_id: str, style: str) -> dict[str, Any]:
+    return {
+        "type": "button",
+        "action_id": action_id,
+        "text": {"type": "plain_text", "text": text},
+        "style": style,
+        "value": execution_id,
+    }
+
+
+def verify_click(secret: str, headers: Mapping[str, str], body: bytes, now: float) -> None:
+    """Slack's request signing, over the raw bytes, before anything is parsed."""
+    stamp = headers.get("x-slack-request-timestamp")
+    given = headers.get("x-slack-signature")
+    if not stamp or not given:
+        raise InvalidSignature("missing X-Slack-Signature or X-Slack-Request-Timestamp")
+    parse_timestamp(stamp, now=now, window_s=CLICK_WINDOW_S)
+    base = b"v0:" + stamp.strip().encode() + b":" + body
+    expected = "v0=" + hmac.new(secret.encode(), base, hashlib.sha256).hexdigest()
+    if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+        raise InvalidSignature("X-Slack-Signature does not match the body")
+
+
+@dataclass(frozen=True)
+class Click:
+    """An Approve or Reject button clicked, as a signed block_actions payload tells it."""
+
+    user_id: str
+    action: Literal["approve", "reject"]
+    execution_id: str
+    response_url: str | None
+
+
+def read_click(body: bytes) -> Click | None:
+    """The click in a form-encoded `payload=<json>` body; None for a click that is not
+    one of ours (the "Open execution" link button also reports clicks)."""
+    try:
+        [raw] = parse_qs(body.decode(), strict_parsing=True)["payload"]
+        payload = json.loads(raw)
+    except (UnicodeDecodeError, ValueError, KeyError) as exc:
+        raise UnsupportedPayload("not a Slack interaction: a form with one `payload`") from exc
+    if not isinstance(payload, dict) or payload.get("type") != "block_actions":
+        return None
+    actions = payload.get("actions")
+    user = payload.get("user")
+    ours = [
+        a for a in actions or [] if isinstance(a, dict) and a.get("action_id") in (APPROVE, REJECT)
+    ]
+    if not ours:
+        return None
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str):
+        raise UnsupportedPayload("a block_actions payload without user.id")
+    value, response_url = ours[0].get("value"), payload.get("response_url")
+    if not isinstance(value, str) or not 0 < len(value) <= 64:
+        raise UnsupportedPayload("the button's value is not an execution id")
+    return Click(
+        user_id=user["id"],
+        action="approve" if ours[0]["action_id"] == APPROVE else "reject",
+        execution_id=value,
+        response_url=response_url if isinstance(response_url, str) else None,
     )
-    return {"text": slack_text(message.headline), "blocks": blocks[:50]}
+
+
+def answer_click(config: SlackTarget, click: Click, text: str, *, replace: bool) -> None:
+    """Tell the channel what the click did (`replace`: the message itself, so its buttons
+    go), through the click's response_url, and only if Slack's prefix starts it."""
+    url = click.response_url
+    if url is None or not url.startswith(config.response_url_prefix):
+        return
+    body = {"replace_original": replace, "text": text}
+    if not replace:
+        body["response_type"] = "ephemeral"
+    with httpx.Client() as client:
+        try:
+            post_json(client, "slack", url, content=json.dumps(body).encode(), headers={},
+                      timeout_s=config.timeout_s)  # fmt: skip
+        except EscalationError as exc:
+            # The action stands whatever the message shows; the page and the API say it.
+            log.warning("slack: the message was not updated: %s", exc)
