@@ -1,4 +1,6 @@
-// remediator's page: a client of the same /api, with the same bearer token. Every value
+// remediator's page: a client of the same /api, with the same bearer token (or none, behind
+// a trusted SSO proxy that says who you are). What your roles cannot do is not offered;
+// the API refuses it whatever the page shows. Every value
 // from the API is put in the page as text (textContent), never as HTML: incident titles
 // and output come from webhook payloads and playbooks, which an attacker may write.
 "use strict";
@@ -11,6 +13,11 @@ const ACTIONS = {
 };
 const POLL_MS = 2000;
 let timer = null;
+let me = null; // GET /api/whoami: name, roles, via, permissions
+
+function may(permission) {
+  return me !== null && me.permissions.includes(permission);
+}
 
 function el(tag, attributes = {}, ...children) {
   const node = document.createElement(tag);
@@ -38,11 +45,11 @@ class Unauthorized extends Error {}
 
 async function api(path, options = {}) {
   const token = sessionStorage.getItem("token");
-  const headers = { Authorization: `Bearer ${token}`, ...(options.headers || {}) };
+  const headers = { ...(token ? { Authorization: `Bearer ${token}` } : {}), ...(options.headers || {}) };
   if (options.body !== undefined) headers["Content-Type"] = "application/json";
   const answer = await fetch(path, { ...options, headers });
   if (answer.status === 401) {
-    signOut("The token was refused: sign in again.");
+    signOut(token ? "The token was refused: sign in again." : "");
     throw new Unauthorized();
   }
   const body = await answer.json().catch(() => null);
@@ -55,6 +62,7 @@ async function api(path, options = {}) {
 
 function signOut(why) {
   sessionStorage.removeItem("token");
+  me = null;
   document.getElementById("sign-in").hidden = false;
   document.getElementById("view").replaceChildren();
   document.getElementById("sign-out").hidden = true;
@@ -65,8 +73,11 @@ function signOut(why) {
 
 function signedIn() {
   document.getElementById("sign-in").hidden = true;
-  document.getElementById("sign-out").hidden = false;
-  document.getElementById("who").textContent = sessionStorage.getItem("name");
+  // Signed in by the SSO proxy: signing out is the proxy's business.
+  document.getElementById("sign-out").hidden = me.via !== "token";
+  document.getElementById("who").textContent =
+    `${me.name} (${me.roles.length ? me.roles.join(", ") : "no role"})`;
+  document.getElementById("nav-simulate").hidden = !may("operate");
 }
 
 function stopPolling() {
@@ -194,13 +205,14 @@ function renderExecution(view, execution) {
 
 async function showExecution(id) {
   const view = mount("execution-view");
+  view.querySelector(".actions").hidden = !may("operate");
   for (const button of view.querySelectorAll(".actions button")) {
     button.addEventListener("click", async () => {
       const action = button.dataset.action;
       const reason = view.querySelector("#reason").value;
       try {
         const { body } = await api(`/api/executions/${encodeURIComponent(id)}/${action}`, {
-          method: "POST", body: JSON.stringify({ by: sessionStorage.getItem("name"), reason }),
+          method: "POST", body: JSON.stringify({ reason }),
         });
         renderExecution(view, body);
         poll(refresh);
@@ -233,7 +245,7 @@ function renderRunbooks(view, set) {
       el("p", { class: "muted" }, [
         runbook.concurrency ? `concurrency ${runbook.concurrency}` : "",
         runbook.cooldown ? `cooldown ${runbook.cooldown}s` : "",
-        runbook.approval ? "needs approval" : "",
+        runbook.approval && runbook.approval.required ? "needs approval" : "",
         runbook.escalate && runbook.escalate.length ? `escalates to ${runbook.escalate.join(", ")}` : "",
       ].filter(Boolean).join(" · ")))));
 }
@@ -241,6 +253,7 @@ function renderRunbooks(view, set) {
 async function showRunbooks() {
   stopPolling();
   const view = mount("runbooks-view");
+  view.querySelector("#reload").hidden = !may("administer");
   view.querySelector("#reload").addEventListener("click", async () => {
     try {
       renderRunbooks(view, (await api("/api/runbooks/reload", { method: "POST" })).body);
@@ -307,8 +320,19 @@ async function showSimulate() {
 
 // ---------------------------------------------------------------- routing
 
+async function whoAmI() {
+  if (me !== null) return true;
+  try {
+    me = (await api("/api/whoami")).body;
+    return true;
+  } catch (error) {
+    if (!(error instanceof Unauthorized)) showError(error.message);
+    return false;
+  }
+}
+
 async function route() {
-  if (!sessionStorage.getItem("token")) return signOut();
+  if (!(await whoAmI())) return;
   signedIn();
   showError("");
   const [, page, id] = (location.hash || "#/executions").split("/");
@@ -325,7 +349,6 @@ async function route() {
 document.getElementById("sign-in-form").addEventListener("submit", (event) => {
   event.preventDefault();
   sessionStorage.setItem("token", document.getElementById("token").value);
-  sessionStorage.setItem("name", document.getElementById("name").value);
   route();
 });
 document.getElementById("sign-out").addEventListener("click", () => signOut());

@@ -14,7 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import API_TOKEN, alert, ansible_step, runbook, write_config
+from tests.conftest import API_TOKEN, TOKENS, alert, ansible_step, runbook, write_config
 from tests.servers import Server, start_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -86,7 +86,6 @@ def test_an_on_call_engineer_sees_approves_and_simulates(browser: Any, server: S
     browser.get(f"{server.base}/")  # redirected to the page
     wait_for(browser, "#sign-in-form")
     browser.find_element(By.ID, "token").send_keys("not-the-token")
-    browser.find_element(By.ID, "name").send_keys("carol")
     browser.find_element(By.CSS_SELECTOR, "#sign-in-form button").click()
     wait_for(browser, "#sign-in-error", "refused")
 
@@ -114,10 +113,10 @@ def test_an_on_call_engineer_sees_approves_and_simulates(browser: Any, server: S
     browser.find_element(By.CSS_SELECTOR, '[data-action="approve"]').click()
     wait_for(browser, ".facts", "succeeded", timeout=90)  # the page follows it live
     wait_for(browser, ".steps", "attempt 1: succeeded")
-    wait_for(browser, ".history", "approve by carol — checked the volume")
+    wait_for(browser, ".history", "approve by ops-admin — checked the volume")
     assert browser.find_element(By.CSS_SELECTOR, '[data-action="cancel"]').get_attribute("disabled")
     execution = server.api(f"/executions/{execution_id}")
-    assert [(a["action"], a["by"]) for a in execution["actions"]] == [("approve", "carol")]
+    assert [(a["action"], a["by"]) for a in execution["actions"]] == [("approve", "ops-admin")]
 
     browser.find_element(By.ID, "nav-runbooks").click()
     card = wait_for(browser, '.runbook[data-name="approve-me"]')
@@ -133,6 +132,31 @@ def test_an_on_call_engineer_sees_approves_and_simulates(browser: Any, server: S
     match = wait_for(browser, '.match[data-runbook="approve-me"]')
     assert "all: labels.alertname equals 'DiskFull' holds" in match.text
     assert len(server.api("/executions")) == 1  # simulating ran nothing
+
+
+def test_a_viewer_sees_everything_and_is_offered_nothing_it_cannot_do(
+    browser: Any, server: Server
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    [execution_id] = server.alertmanager(alert("DiskFull", instance="db-3")).json()["executions"]
+    browser.get(f"{server.base}/ui/#/executions/{execution_id}")
+    wait_for(browser, "#sign-in-form")
+    browser.find_element(By.ID, "token").send_keys(TOKENS["dashboards"])
+    browser.find_element(By.CSS_SELECTOR, "#sign-in-form button").click()
+    wait_for(browser, ".facts", "waiting_approval")
+    assert browser.find_element(By.ID, "who").text == "dashboards (viewer)"
+    approve = browser.find_element(By.CSS_SELECTOR, '[data-action="approve"]')
+    assert not approve.is_displayed()
+    assert not browser.find_element(By.ID, "nav-simulate").is_displayed()
+    browser.find_element(By.ID, "nav-runbooks").click()
+    wait_for(browser, '.runbook[data-name="approve-me"]')
+    assert not browser.find_element(By.ID, "reload").is_displayed()
+    # And were the page to offer it, the API would refuse it.
+    answer = httpx.post(f"{server.base}/api/executions/{execution_id}/approve", json={},
+                        headers={"authorization": f"Bearer {TOKENS['dashboards']}"})  # fmt: skip
+    assert answer.status_code == 403 and "needs role responder" in answer.json()["detail"]
+    assert server.api(f"/executions/{execution_id}")["status"] == "waiting_approval"
 
 
 def test_the_page_is_served_with_a_strict_content_policy(server: Server) -> None:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -95,3 +96,62 @@ def test_values_read_through_env_are_redacted_whatever_field_holds_them(
             )
         ).secret_values()
     )
+
+
+def test_named_tokens_with_roles_and_the_old_list(tmp_path: Path) -> None:
+    digest = hashlib.sha256(b"dashboards-token-0123").hexdigest()
+    settings = load_settings(write(tmp_path, f"""
+api_tokens:
+  - {{name: alice, token: alice-token-0123456, roles: [responder]}}
+  - {{name: dashboards, token_sha256: {digest}, roles: [viewer]}}
+"""))  # fmt: skip
+    assert [(t.name, t.roles) for t in settings.api_tokens] == [
+        ("alice", ["responder"]),
+        ("dashboards", ["viewer"]),
+    ]
+    assert settings.api_tokens[1].digest() == hashlib.sha256(b"dashboards-token-0123").digest()
+    assert settings.deprecations == []
+    old = load_settings(write(tmp_path, "api_tokens: [first-token-0123456, second-token-012345]\n"))
+    assert [(t.name, t.roles) for t in old.api_tokens] == [
+        ("token-1", ["admin"]),
+        ("token-2", ["admin"]),
+    ]
+    [warning] = old.deprecations
+    assert "token-1, token-2 act as admin" in warning
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("api_tokens: [short-token]\n", "shorter than 16 characters"),
+        ("api_tokens: [{name: a, roles: [viewer]}]\n", "exactly one of token, token_sha256"),
+        ("api_tokens: [{name: a, token: aaaaaaaaaaaaaaaaaaaa, roles: [root]}]\n", "roles"),
+        (
+            "api_tokens: [{name: a, token: aaaaaaaaaaaaaaaaaaaa, roles: [viewer]},"
+            " {name: a, token: bbbbbbbbbbbbbbbbbbbb, roles: [viewer]}]\n",
+            "used more than once",
+        ),
+        (
+            "api_tokens: [{name: a, token: aaaaaaaaaaaaaaaaaaaa, roles: [viewer]},"
+            " {name: b, token: aaaaaaaaaaaaaaaaaaaa, roles: [admin]}]\n",
+            "the same token",
+        ),
+        ("api_tokens: [{name: a, token: aaaaaaaaaaaaaaaaaaaa, roles: []}]\n", "at least 1"),
+        (
+            "escalation: {slack: {webhook_url: 'https://hooks.slack.com/x', signing_secret: s,"
+            " users: {U1: nobody}}}\n",
+            "name no api_tokens entry",
+        ),
+        (
+            "escalation: {slack: {webhook_url: 'https://hooks.slack.com/x', users: {U1: "
+            "{name: carol, roles: [responder]}}}}\n",
+            "needs signing_secret",
+        ),
+        ("auth: {trusted_proxy: {cidrs: [not-a-network]}}\n", "cidrs"),
+    ],
+)
+def test_identity_configuration_problems_are_refused_at_start(
+    tmp_path: Path, text: str, problem: str
+) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        load_settings(write(tmp_path, text))
