@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WEB_WORKDIR = ROOT / "terraform" / "web"
 DEMO_DIR = Path("/tmp/remediator-demo")
 DEFAULTS = {
-    "REMEDIATOR_API_TOKEN": "demo-api-token",
+    "REMEDIATOR_API_TOKEN": "demo-api-token-0001",
     "ALERTMANAGER_TOKEN": "demo-alertmanager-token",
     "GENERIC_WEBHOOK_SECRET": "whsec_" + base64.b64encode(b"demo-generic-secret").decode(),
     "ESCALATION_SECRET": "whsec_" + base64.b64encode(b"demo-escalation-secret").decode(),
