@@ -164,6 +164,9 @@ def test_the_ci_token_cannot_act_beyond_its_role_and_slack_approves(
         ("ci", "token", "/api/executions/{execution_id}/approve", 403),
         ("ci", "token", "/api/runbooks/{name}/run", 403),
     ]  # the three forged or stale clicks are log lines, not rows
+    log = server.log.read_text()
+    assert '"audit_identity": "ci"' in log and '"audit_route": "/api/runbooks/reload"' in log
+    assert log.count('"audit_route": "/integrations/slack/interactions"') == 6
 
 
 def from_address(address: str) -> httpx.Client:

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app.store.models import Event, Execution, IncidentRow
 from app.store.retention import prune
-from tests.conftest import Api, alert, ansible_step, runbook
+from tests.conftest import Api, alert, ansible_step, bearer, runbook
 
 
 def counts(api: Api) -> tuple[int, int, int, int]:
@@ -41,12 +41,17 @@ def test_old_history_is_pruned_and_its_dedup_keys_outlive_it(
     api.wait(api.alertmanager(finished).json()["executions"][0])
     waiting = api.alertmanager(alert("Waits", fingerprint="fp-wait")).json()["executions"][0]
     assert counts(api) == (2, 2, 2, 2)
+    # Two audit rows: a refused call and a reload.
+    assert api.client.post("/api/runbooks/reload", headers=bearer("alice")).status_code == 403
+    assert api.client.post("/api/runbooks/reload", headers=api.auth).status_code == 200
     db = api.services.db
 
     assert prune(db=db, now=datetime.now(UTC), keep_days=30, dedup_days=90).executions == 0
     pruned = prune(db=db, now=datetime.now(UTC) + timedelta(days=31), keep_days=30,
                    dedup_days=90, batch=1)  # fmt: skip
     assert (pruned.executions, pruned.incidents, pruned.payloads, pruned.events) == (1, 1, 2, 0)
+    assert pruned.audit == 2  # kept as long as the executions
+    assert api.client.get("/api/audit", headers=api.auth).json() == []
     # The waiting execution and its incident stay; both event rows stay, payloads gone.
     assert counts(api) == (1, 1, 2, 0)
     assert api.execution(waiting)["status"] == "waiting_approval"
