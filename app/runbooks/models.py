@@ -240,9 +240,20 @@ class Verify(Strict):
 _APPROVER = re.compile(r"^(role:[a-z]+|[A-Za-z0-9][A-Za-z0-9._@+-]{0,199})$")
 
 
+def _or_boolean(schema: dict[str, Any]) -> None:
+    """The short form `approval: true` in the published schema too."""
+    whole = dict(schema)
+    schema.clear()
+    schema["anyOf"] = [{"type": "boolean"}, whole]
+
+
 class Approval(Strict):
     """Four eyes: who must say yes before a run. `approval: true` is the short form:
     required, anyone whose role may operate (responder, admin), never whoever asked."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, json_schema_extra=_or_boolean
+    )
 
     required: bool = True
     approvers: list[str] = Field(
@@ -304,7 +315,6 @@ class Runbook(Strict):
     approval: Approval = Field(
         default_factory=lambda: Approval(required=False),
         description="Wait for a human to approve each run: `true`, or who may (four eyes).",
-        json_schema_extra={"anyOf": [{"type": "boolean"}, {"$ref": "#/$defs/Approval"}]},
     )
     approval_timeout: Duration = Field(
         default=3600.0, description="Unapproved this long: timed_out and escalated."

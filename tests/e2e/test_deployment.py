@@ -105,7 +105,7 @@ def health_paths() -> set[str]:
 def test_what_compose_runs_runs_without_docker(postgres: PostgresServer, tmp_path: Path) -> None:
     values = {
         "REMEDIATOR_PUBLIC_URL": "http://127.0.0.1:8081",
-        "REMEDIATOR_API_TOKEN": "compose-token",
+        "REMEDIATOR_API_TOKEN": "compose-token-0123456789",
         "ALERTMANAGER_TOKEN": "am",
         "GENERIC_WEBHOOK_SECRET": GENERIC_SECRET,
         "ESCALATION_WEBHOOK_URL": "http://127.0.0.1:9/",

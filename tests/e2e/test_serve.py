@@ -63,7 +63,7 @@ def test_signed_webhook_through_a_running_server(tmp_path: Path) -> None:
 
 
 def test_lint_and_simulate_commands(tmp_path: Path) -> None:
-    env = {**os.environ, "REMEDIATOR_API_TOKEN": "x", "ALERTMANAGER_TOKEN": "y", "GENERIC_WEBHOOK_SECRET": GENERIC_SECRET,
+    env = {**os.environ, "REMEDIATOR_API_TOKEN": "x" * 16, "ALERTMANAGER_TOKEN": "y", "GENERIC_WEBHOOK_SECRET": GENERIC_SECRET,
            "ESCALATION_WEBHOOK_URL": "http://127.0.0.1:9/", "ESCALATION_SECRET": GENERIC_SECRET}  # fmt: skip
     cli = [sys.executable, "-m", "app.cli", "--config", str(ROOT / "remediator.yaml")]
     lint = subprocess.run([*cli, "lint"], capture_output=True, text=True, env=env, check=False)
