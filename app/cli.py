@@ -18,7 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from app.config import Settings, config_path_from, load_settings
 from app.errors import ConfigError, RemediatorError, RunbookError, UnsupportedPayload
-from app.executors.registry import build_executors
+from app.executors.kinds import build_executors
 from app.identity import Identity
 from app.logs import configure_logging
 from app.manual import run_manually

@@ -9,7 +9,7 @@ import threading
 from app.config import Settings
 from app.errors import ConfigError, RemediatorError
 from app.escalation.registry import build_notifiers
-from app.executors.registry import build_executors
+from app.executors.kinds import build_executors
 from app.flows import Services
 from app.runbooks.loader import load_runbooks, runbook_files
 from app.runbooks.matcher import Matcher

@@ -27,22 +27,91 @@ import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import ansible_runner
 import psutil
 import yaml
+from pydantic import Field
 
 from app.errors import ExecutorError, SinkError
-from app.executors.base import StepInput, StepResult, StepStatus, tail
+from app.executors.base import (
+    Executor,
+    StepInput,
+    StepResult,
+    StepSpec,
+    StepStatus,
+    strings_in,
+    tail,
+)
 from app.executors.environment import step_environment, without_inherited
 from app.executors.inventory import inventory_names
-from app.runbooks.models import RenderedAnsibleStep
+from app.runbooks.duration import Duration
 from app.runbooks.paths import inside
+from app.runbooks.templating import render_limit, render_value
 from app.sinks import check_limit_names
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.store.db import Database
+
+
+class AnsibleStep(StepSpec):
+    """`ansible:` in a runbook. A payload may fill `extra_vars` (as data, tagged
+    `!unsafe`) and `limit` (inventory names only, each checked against the inventory)."""
+
+    playbook: str = Field(min_length=1, description="Relative to the playbooks directory.")
+    inventory: str | None = Field(default=None, description="Relative to the playbooks dir.")
+    limit: str | None = Field(
+        default=None,
+        description="Template. Incident values may fill it only with inventory names, each "
+        "of which must exist in the inventory; pattern syntax only as runbook text.",
+    )
+    extra_vars: dict[str, Any] = Field(default_factory=dict)
+    timeout: Duration = 300.0
+
+
+class RenderedAnsibleStep(AnsibleStep):
+    """An Ansible step rendered for one incident, as stored and run: `limit_names` are
+    the names incident values put into `limit`, which the executor checks against the
+    inventory before anything runs."""
+
+    limit_names: list[str] = Field(default_factory=list)
+
+
+class AnsibleKind:
+    name = "ansible"
+    spec_model = AnsibleStep
+
+    def templates(self, spec: AnsibleStep) -> Iterator[tuple[str, str]]:
+        if spec.limit:
+            yield "limit", spec.limit
+        yield from strings_in(spec.extra_vars, "extra_vars")
+
+    def render(self, spec: AnsibleStep, context: Mapping[str, Any]) -> dict[str, Any]:
+        rendered = spec.model_dump(mode="json")
+        if spec.limit:
+            rendered["limit"], rendered["limit_names"] = render_limit(spec.limit, context)
+        rendered["extra_vars"] = render_value(spec.extra_vars, context)
+        return rendered
+
+    def timeout_s(self, spec: AnsibleStep) -> float:
+        return spec.timeout
+
+    def variables(self, spec: AnsibleStep) -> Mapping[str, Any]:
+        return spec.extra_vars
+
+    def paths(self, spec: AnsibleStep) -> Iterator[tuple[str, str, str]]:
+        yield "playbook", "playbooks_dir", spec.playbook
+        if spec.inventory is not None:
+            yield "inventory", "playbooks_dir", spec.inventory
+
+    def executor(self, settings: Settings, _db: Database) -> Executor:
+        return AnsibleExecutor(settings.playbooks_dir, settings.step_env)
+
 
 RUN_MARKER = "REMEDIATOR_ANSIBLE_RUN"
 _STATUS: dict[str, StepStatus] = {

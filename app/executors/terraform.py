@@ -30,18 +30,99 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from pydantic import Field, field_validator
 
 from app.errors import VersionError
-from app.executors.base import StepInput, StepResult, StepStatus, tail
+from app.executors.base import (
+    Executor,
+    StepInput,
+    StepResult,
+    StepSpec,
+    StepStatus,
+    strings_in,
+    tail,
+)
 from app.executors.environment import step_environment
 from app.executors.git_versions import GitVersions, LastGoodLookup, Version
 from app.executors.interruptible import Finished, run_interruptible
 from app.executors.terraform_plan import refusal, summarise
-from app.runbooks.models import TerraformStep
+from app.runbooks.duration import Duration
+from app.runbooks.templating import render_value
+from app.store.versions import last_good_lookup
+
+if TYPE_CHECKING:
+    from app.config import Settings
+    from app.store.db import Database
+
+# Any revision git names (a branch, tag, commit, `HEAD~1`, `v2.4.1^`, `main@{1}`): the
+# executor resolves it with `rev-parse --verify --end-of-options <rev>^{commit}`, so it
+# can only ever be read as a revision. No whitespace, NUL, or leading `-`.
+REVERT_TO = r"^(previous|last_good|git:[^\s\x00-][^\s\x00]*)$"
+
+
+class TerraformStep(StepSpec):
+    """`terraform:` in a runbook. A payload may fill `var` values (as data, in a var
+    file); the workdir and the version to revert to are runbook text."""
+
+    workdir: str = Field(min_length=1, description="Relative to the terraform directory.")
+    revert_to: str = Field(
+        pattern=REVERT_TO,
+        description="previous (before the last commit that touched workdir) | last_good "
+        "(last recorded applied and healthy) | git:<revision> (a branch, tag, commit, "
+        "HEAD~1, v2.4.1^, main@{1}).",
+    )
+    max_destroy: int = Field(
+        default=0, ge=0, description="Refuse a plan that destroys or replaces more than this."
+    )
+    var: dict[str, Any] = Field(
+        default_factory=dict, description="Terraform variables; values are templates."
+    )
+    timeout: Duration = 600.0
+    lock_timeout: Duration = Field(
+        default=60.0, description="How long to wait for a state lock someone else holds."
+    )
+
+    @field_validator("var")
+    @classmethod
+    def _identifiers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        bad = [name for name in value if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name)]
+        if bad:
+            raise ValueError(f"not Terraform variable names: {bad}")
+        return value
+
+
+class TerraformKind:
+    name = "terraform"
+    spec_model = TerraformStep
+
+    def templates(self, spec: TerraformStep) -> Iterator[tuple[str, str]]:
+        yield from strings_in(spec.var, "var")
+
+    def render(self, spec: TerraformStep, context: Mapping[str, Any]) -> dict[str, Any]:
+        rendered = spec.model_dump(mode="json")
+        rendered["var"] = render_value(spec.var, context)
+        return rendered
+
+    def timeout_s(self, spec: TerraformStep) -> float:
+        return spec.timeout
+
+    def variables(self, spec: TerraformStep) -> Mapping[str, Any]:
+        return spec.var
+
+    def paths(self, spec: TerraformStep) -> Iterator[tuple[str, str, str]]:
+        yield "workdir", "terraform_dir", spec.workdir
+
+    def executor(self, settings: Settings, db: Database) -> Executor:
+        return TerraformExecutor(
+            settings.terraform_dir, last_good_lookup(db), binary=settings.terraform_bin,
+            step_env=settings.step_env,
+        )  # fmt: skip
+
 
 BACKEND_OVERRIDE = "zz_remediator_backend_override.tf.json"
 INTERRUPT_GRACE_S = 30.0

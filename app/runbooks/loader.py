@@ -6,7 +6,7 @@ so `remediator lint` can show an author all of them at once.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,17 +36,18 @@ def runbook_files(paths: Iterable[Path]) -> list[Path]:
 def load_runbooks(
     paths: Sequence[Path],
     *,
-    playbooks_dir: Path | None = None,
-    terraform_dir: Path | None = None,
     known_targets: Iterable[str] | None = None,
+    **dirs: Path | None,
 ) -> list[RunbookFile]:
-    """Every runbook under `paths`, or RunbookError with every problem found."""
+    """Every runbook under `paths`, or RunbookError with every problem found. `dirs`
+    (`playbooks_dir=...`, by setting name) are where the steps' paths must be; a kind
+    whose directory is not given is not checked."""
     problems: list[RunbookProblem] = []
     loaded: list[RunbookFile] = []
     for file in runbook_files(paths):
         loaded.extend(_load_file(file, problems))
     _check_names(loaded, problems)
-    _check_paths(loaded, playbooks_dir, terraform_dir, problems)
+    _check_paths(loaded, dirs, problems)
     _check_templates(loaded, problems)
     if known_targets is not None:
         _check_targets(loaded, set(known_targets), problems)
@@ -187,27 +188,20 @@ def _check_names(loaded: list[RunbookFile], problems: list[RunbookProblem]) -> N
             first[name] = item
 
 
-def _step_paths(
-    step: Step, playbooks_dir: Path | None, terraform_dir: Path | None
-) -> Iterator[tuple[str, Path, str]]:
+def _step_paths(step: Step, dirs: Mapping[str, Path | None]) -> Iterator[tuple[str, Path, str]]:
     """(key, base directory, path relative to it) for each path the step names."""
-    if step.ansible is not None and playbooks_dir is not None:
-        yield "ansible.playbook", playbooks_dir, step.ansible.playbook
-        if step.ansible.inventory is not None:
-            yield "ansible.inventory", playbooks_dir, step.ansible.inventory
-    if step.terraform is not None and terraform_dir is not None:
-        yield "terraform.workdir", terraform_dir, step.terraform.workdir
+    for field, setting, relative in step.kind_of.paths(step.spec):
+        base = dirs.get(setting)
+        if base is not None:
+            yield f"{step.kind}.{field}", base, relative
 
 
 def _check_paths(
-    loaded: list[RunbookFile],
-    playbooks_dir: Path | None,
-    terraform_dir: Path | None,
-    problems: list[RunbookProblem],
+    loaded: list[RunbookFile], dirs: Mapping[str, Path | None], problems: list[RunbookProblem]
 ) -> None:
     for item in loaded:
         for index, step in enumerate(item.runbook.steps):
-            for key, base, relative in _step_paths(step, playbooks_dir, terraform_dir):
+            for key, base, relative in _step_paths(step, dirs):
                 target = inside(base, relative)
                 if target is None:
                     why = f"{relative!r} leaves its directory {base}"

@@ -3,12 +3,29 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from functools import cached_property
 from typing import Any, Literal
 
 import re2
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetJsonSchemaHandler,
+    SerializeAsAny,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    create_model,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, InitErrorDetails
 
+from app.executors.base import StepKind
+from app.executors.kinds import step_kinds
 from app.identity import ROLES, Identity
 from app.incident import Severity
 from app.runbooks.duration import Duration
@@ -103,91 +120,74 @@ class Match(Strict):
         return [value] if isinstance(value, str) else value
 
 
-class AnsibleStep(Strict):
-    playbook: str = Field(min_length=1, description="Relative to the playbooks directory.")
-    inventory: str | None = Field(default=None, description="Relative to the playbooks dir.")
-    limit: str | None = Field(
-        default=None,
-        description="Template. Incident values may fill it only with inventory names, each "
-        "of which must exist in the inventory; pattern syntax only as runbook text.",
-    )
-    extra_vars: dict[str, Any] = Field(default_factory=dict)
-    timeout: Duration = 300.0
+class Step(BaseModel):
+    """One step: exactly one kind key (`ansible`, `terraform`) with that kind's spec, and
+    `idempotent`."""
 
+    model_config = ConfigDict(frozen=True)
 
-class RenderedAnsibleStep(AnsibleStep):
-    """An Ansible step rendered for one incident, as stored and run: `limit_names` are
-    the names incident values put into `limit`, which the executor checks against the
-    inventory before anything runs."""
-
-    limit_names: list[str] = Field(default_factory=list)
-
-
-# Any revision git names (a branch, tag, commit, `HEAD~1`, `v2.4.1^`, `main@{1}`): the
-# executor resolves it with `rev-parse --verify --end-of-options <rev>^{commit}`, so it
-# can only ever be read as a revision. No whitespace, NUL, or leading `-`.
-REVERT_TO = r"^(previous|last_good|git:[^\s\x00-][^\s\x00]*)$"
-
-
-class TerraformStep(Strict):
-    workdir: str = Field(min_length=1, description="Relative to the terraform directory.")
-    revert_to: str = Field(
-        pattern=REVERT_TO,
-        description="previous (before the last commit that touched workdir) | last_good "
-        "(last recorded applied and healthy) | git:<revision> (a branch, tag, commit, "
-        "HEAD~1, v2.4.1^, main@{1}).",
-    )
-    max_destroy: int = Field(
-        default=0, ge=0, description="Refuse a plan that destroys or replaces more than this."
-    )
-    var: dict[str, Any] = Field(
-        default_factory=dict, description="Terraform variables; values are templates."
-    )
-    timeout: Duration = 600.0
-    lock_timeout: Duration = Field(
-        default=60.0, description="How long to wait for a state lock someone else holds."
-    )
-
-    @field_validator("var")
-    @classmethod
-    def _identifiers(cls, value: dict[str, Any]) -> dict[str, Any]:
-        bad = [name for name in value if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_-]*", name)]
-        if bad:
-            raise ValueError(f"not Terraform variable names: {bad}")
-        return value
-
-
-STEP_KINDS = ("ansible", "terraform")
-
-
-class Step(Strict):
-    """One step: exactly one kind key (`ansible` or `terraform`)."""
-
-    ansible: AnsibleStep | None = None
-    terraform: TerraformStep | None = None
+    kind: str
+    spec: SerializeAsAny[BaseModel]
     idempotent: bool = Field(
         default=False,
         description="Safe to repeat: re-run automatically when the worker running it died "
         "or the service was stopped mid-step, instead of ending `interrupted`.",
     )
 
-    @model_validator(mode="after")
-    def _one_kind(self) -> Step:
-        given = [kind for kind in STEP_KINDS if getattr(self, kind) is not None]
+    @model_validator(mode="before")
+    @classmethod
+    def _one_kind(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or "spec" in value:
+            return value
+        kinds = step_kinds()
+        given = [key for key in value if key in kinds]
+        unknown = [key for key in value if key not in kinds and key != "idempotent"]
+        if unknown:
+            raise ValueError(f"unknown key(s) {unknown}: a step is one of {', '.join(kinds)}")
         if len(given) != 1:
-            raise ValueError(f"give exactly one of {', '.join(STEP_KINDS)} (got {len(given)})")
-        return self
+            raise ValueError(f"give exactly one of {', '.join(kinds)} (got {len(given)})")
+        [kind] = given
+        try:
+            spec = kinds[kind].spec_model.model_validate(value[kind])
+        except ValidationError as exc:
+            # Its errors at their place in the file (`steps[0].ansible.timeot`), so the
+            # loader can name the line.
+            raise ValidationError.from_exception_data(exc.title, [
+                InitErrorDetails(type=e["type"], loc=(kind, *e["loc"]), input=e["input"],
+                                 ctx=e.get("ctx", {}))
+                for e in exc.errors()
+            ]) from None  # fmt: skip
+        return {"kind": kind, "spec": spec, "idempotent": value.get("idempotent", False)}
+
+    @model_serializer(mode="wrap")
+    def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        dumped = handler(self)
+        return {self.kind: dumped["spec"], "idempotent": self.idempotent}
+
+    @classmethod
+    def __get_pydantic_json_schema__(
+        cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        # As written: one optional key per kind (exactly one given) and `idempotent`.
+        fields: dict[str, Any] = {
+            name: (kind.spec_model | None, None) for name, kind in step_kinds().items()
+        }
+        written = create_model(
+            "Step", __config__=ConfigDict(extra="forbid"), __doc__=cls.__doc__,
+            idempotent=(bool, Field(default=False,
+                                    description=cls.model_fields["idempotent"].description)),
+            **fields,
+        )  # fmt: skip
+        return handler(written.__pydantic_core_schema__)
 
     @property
-    def kind(self) -> str:
-        return "ansible" if self.ansible is not None else "terraform"
+    def kind_of(self) -> StepKind[Any]:
+        return step_kinds()[self.kind]
 
     @property
-    def variables(self) -> dict[str, Any]:
-        """The values the step passes on: Ansible's extra_vars, Terraform's var."""
-        if self.ansible is not None:
-            return self.ansible.extra_vars
-        return self.terraform.var if self.terraform is not None else {}
+    def variables(self) -> Mapping[str, Any]:
+        """The values the step passes on (Ansible's extra_vars, Terraform's var, ...)."""
+        return self.kind_of.variables(self.spec)
 
 
 class Retry(Strict):

@@ -12,7 +12,7 @@ from typing import Any
 from app.errors import TemplateError
 from app.incident import Incident
 from app.runbooks.models import Runbook, Step
-from app.runbooks.templating import render_limit, render_text, render_value
+from app.runbooks.templating import render_text
 
 
 @dataclass(frozen=True)
@@ -42,20 +42,11 @@ def template_context(runbook: Runbook, incident: Incident) -> dict[str, Any]:
 
 
 def _render_step(step: Step, context: dict[str, Any]) -> PlannedStep:
-    if step.terraform is not None:
-        terraform = step.terraform
-        spec = terraform.model_dump(mode="json")
-        spec["var"] = render_value(terraform.var, context)
-        timeout = terraform.timeout
-    else:
-        assert step.ansible is not None  # Step holds exactly one kind
-        ansible = step.ansible
-        spec = ansible.model_dump(mode="json")
-        if ansible.limit:
-            spec["limit"], spec["limit_names"] = render_limit(ansible.limit, context)
-        spec["extra_vars"] = render_value(ansible.extra_vars, context)
-        timeout = ansible.timeout
-    return PlannedStep(kind=step.kind, spec=spec, timeout_s=timeout, idempotent=step.idempotent)
+    kind = step.kind_of
+    return PlannedStep(
+        kind=step.kind, spec=kind.render(step.spec, context),
+        timeout_s=kind.timeout_s(step.spec), idempotent=step.idempotent,
+    )  # fmt: skip
 
 
 def _render_verify(runbook: Runbook, context: dict[str, Any]) -> dict[str, Any] | None:

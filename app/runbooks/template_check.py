@@ -10,7 +10,6 @@ depend on the payload, and StrictUndefined makes a missing one a clear render er
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 
@@ -29,26 +28,10 @@ def templates(runbook: Runbook) -> Iterator[tuple[str, str]]:
     if runbook.concurrency:
         yield "concurrency", runbook.concurrency
     for index, step in enumerate(runbook.steps):
-        where = f"steps[{index}].{step.kind}"
-        if step.ansible is not None:
-            if step.ansible.limit:
-                yield f"{where}.limit", step.ansible.limit
-            yield from _strings(step.ansible.extra_vars, f"{where}.extra_vars")
-        if step.terraform is not None:
-            yield from _strings(step.terraform.var, f"{where}.var")
+        for field, source in step.kind_of.templates(step.spec):
+            yield f"steps[{index}].{step.kind}.{field}", source
     if runbook.verify is not None and runbook.verify.http is not None:
         yield "verify.http.url", runbook.verify.http.url
-
-
-def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
-    if isinstance(value, str):
-        yield where, value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield from _strings(item, f"{where}.{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            yield from _strings(item, f"{where}[{index}]")
 
 
 def problem(source: str) -> str | None:

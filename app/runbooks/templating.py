@@ -12,7 +12,7 @@ of `web:&{{ incident.labels.host }}` keeps its pattern syntax and the host must 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from functools import lru_cache
 from typing import Any, Literal
 
@@ -54,7 +54,7 @@ def _compiled(source: str, sink: Sink) -> jinja2.Template:
     return _ENVS[sink].from_string(source)
 
 
-def render_text(source: str, context: dict[str, Any], sink: Sink = "data") -> str:
+def render_text(source: str, context: Mapping[str, Any], sink: Sink = "data") -> str:
     if "{" not in source:
         return source
     try:
@@ -67,7 +67,7 @@ def render_text(source: str, context: dict[str, Any], sink: Sink = "data") -> st
         raise TemplateError(f"{source!r}: {exc}") from exc
 
 
-def render_limit(source: str, context: dict[str, Any]) -> tuple[str, list[str]]:
+def render_limit(source: str, context: Mapping[str, Any]) -> tuple[str, list[str]]:
     """An Ansible `limit`, and the inventory names that incident values put into it."""
     names: list[str] = []
     rendered = render_text(source, {**context, _NAMES: names}, "limit")
@@ -76,7 +76,7 @@ def render_limit(source: str, context: dict[str, Any]) -> tuple[str, list[str]]:
     return rendered, names
 
 
-def render_value(value: Any, context: dict[str, Any]) -> Any:
+def render_value(value: Any, context: Mapping[str, Any]) -> Any:
     """Strings rendered; mappings and lists rendered inside; everything else as is."""
     if isinstance(value, str):
         return render_text(value, context)

@@ -39,11 +39,12 @@ def good_versions(*, session: Session, workdir: str, limit: int) -> list[GoodVer
 
 
 def record_applied_versions(*, session: Session, execution: Execution, now: datetime) -> None:
-    """The execution succeeded, verification included: each terraform version its steps
-    applied (or found already in place) is now known good."""
+    """The execution succeeded, verification included: each version its steps applied
+    (or found already in place) is now known good. A step says so by its findings naming
+    a `workdir` and a `version` with its `commit`, whatever its kind."""
     for step in execution.steps:
         detail = step.detail or {}
-        if step.kind == "terraform" and step.status == "succeeded" and "version" in detail:
+        if step.status == "succeeded" and "workdir" in detail and "version" in detail:
             record_good_version(
                 session=session,
                 workdir=str(detail["workdir"]),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -139,15 +139,24 @@ def _step_view(step: StepRow) -> StepView:
 
 
 def runbook_secrets(execution: Execution) -> list[str]:
-    """The rendered values of the runbook's `secret_vars`, longest first."""
+    """The rendered values of the runbook's `secret_vars`, longest first: the value under
+    each such name anywhere in a step's stored spec, whatever the step's kind (a name
+    that also means something else is masked there too: masking more is safe)."""
     names = set(execution.runbook_spec.get("secret_vars") or [])
-    values = {
-        str(value)
-        for step in execution.steps
-        for name, value in (step.spec.get("extra_vars") or step.spec.get("var") or {}).items()
-        if name in names and isinstance(value, str | int | float) and len(str(value)) >= 4
-    }
-    return sorted(values, key=len, reverse=True)
+    values = {str(v) for step in execution.steps for v in _named(step.spec, names)}
+    return sorted((v for v in values if len(v) >= 4), key=len, reverse=True)
+
+
+def _named(value: Any, names: set[str]) -> Iterator[Any]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key in names and isinstance(item, str | int | float):
+                yield item
+            else:
+                yield from _named(item, names)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _named(item, names)
 
 
 def execution_view(execution: Execution, configured: Iterable[str] = ()) -> ExecutionView:

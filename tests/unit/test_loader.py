@@ -6,6 +6,8 @@ from typing import Any
 import pytest
 
 from app.errors import RunbookError
+from app.executors.ansible import AnsibleStep
+from app.executors.terraform import TerraformStep
 from app.runbooks.loader import load_runbooks
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,8 +32,8 @@ def test_a_file_may_hold_a_list(tmp_path: Path) -> None:
     (tmp_path / "rb.yml").write_text(GOOD)
     loaded = load_runbooks([tmp_path], playbooks_dir=ROOT / "playbooks")
     assert [(r.runbook.name, r.line) for r in loaded] == [("one", 1), ("two", 4)]
-    ansible = loaded[1].runbook.steps[0].ansible
-    assert ansible is not None and ansible.timeout == 90
+    ansible = loaded[1].runbook.steps[0].spec
+    assert isinstance(ansible, AnsibleStep) and ansible.timeout == 90
     assert loaded[1].runbook.retry.backoff == 2
 
 
@@ -104,8 +106,8 @@ def test_a_terraform_step_is_checked(tmp_path: Path) -> None:
     [loaded] = load_runbooks([runbooks], terraform_dir=terraform_dir)
     step = loaded.runbook.steps[0]
     assert step.kind == "terraform"
-    assert step.terraform is not None
-    assert (step.terraform.max_destroy, step.terraform.timeout, step.terraform.lock_timeout) == (
+    assert isinstance(step.spec, TerraformStep)
+    assert (step.spec.max_destroy, step.spec.timeout, step.spec.lock_timeout) == (
         0, 600, 60,
     )  # fmt: skip
 

@@ -6,6 +6,7 @@ from typing import Any
 import pytest
 
 from app.errors import TemplateError
+from app.executors.ansible import AnsibleStep
 from app.incident import Incident
 from app.runbooks.matcher import Matcher
 from app.runbooks.models import Runbook, RunbookFile
@@ -80,10 +81,10 @@ def test_templates_render_with_the_incident_and_fail_on_undefined() -> None:
     )  # fmt: skip
     planned = plan(runbook, incident())
     assert planned.error is not None and "nope" in planned.error
-    ansible = runbook.steps[0].ansible
-    assert ansible is not None
+    ansible = runbook.steps[0].spec
+    assert isinstance(ansible, AnsibleStep)
     runbook = runbook.model_copy(update={"steps": [runbook.steps[0].model_copy(
-        update={"ansible": ansible.model_copy(update={"extra_vars": {"x": ["{{ runbook.name }}", 3]}})})]})  # fmt: skip
+        update={"spec": ansible.model_copy(update={"extra_vars": {"x": ["{{ runbook.name }}", 3]}})})]})  # fmt: skip
     planned = plan(runbook, incident())
     assert planned.error is None and planned.concurrency_key == "web-prod"
     assert planned.steps[0].spec["limit"] == "prod" and planned.steps[0].spec["extra_vars"] == {
