@@ -24,11 +24,11 @@ from app.logs import configure_logging
 from app.manual import run_manually
 from app.runbooks.loader import load_runbooks
 from app.runbooks.models import Runbook
+from app.services import build_services, load_matcher
 from app.simulate import simulate
 from app.store.db import Database
 from app.store.models import FINAL, Execution
 from app.store.views import execution_summaries, execution_view
-from app.wiring import build_services, load_matcher
 
 
 def _settings(args: argparse.Namespace) -> Settings:

@@ -28,9 +28,8 @@ from app.api.routes import (
 )
 from app.config import Settings
 from app.errors import RemediatorError
-from app.flows import Services
-from app.wiring import build_services, reload_runbooks
-from app.worker import WorkerPool
+from app.executions.worker import WorkerPool
+from app.services import Services, build_services, reload_runbooks
 
 
 def _reload_on_sighup(services: Services) -> bool:

@@ -27,9 +27,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.errors import NotFound, UnsupportedPayload
-from app.flows import Accepted, Arrival, Services, store_delivery
+from app.flows import Accepted, Arrival, store_delivery
 from app.identity import Identity
 from app.runbooks.plan import plan
+from app.services import Services
 from app.sources.base import WebhookRequest
 from app.sources.generic import GenericSource
 from app.store.models import ActionRow

@@ -22,8 +22,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.config import Settings, load_settings
-from app.flows import Services
 from app.main import create_app
+from app.services import Services
 from app.signing import secret_key, signed_headers
 from app.store.models import FINAL as FINAL_STATUSES
 from tests.loopback import serving

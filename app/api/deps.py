@@ -6,7 +6,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from app.flows import Services
+from app.services import Services
 
 
 def get_services(request: Request) -> Services:

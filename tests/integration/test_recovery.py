@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from app.flows import MAX_RECOVERIES, Services, recover_expired
+from app.executions.run import MAX_RECOVERIES, recover_expired
+from app.services import Services
 from app.store.models import Execution
 from tests.conftest import Api, Recorder, alert, ansible_step, runbook
 

@@ -10,11 +10,11 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from sqlalchemy import select, tuple_
 
-from app.actions import Action, act, redeliver
 from app.api.auth import Admin, Operator, Reader, acting_as
 from app.api.deps import ServicesDep
 from app.api.pages import link_next
 from app.errors import BadRequest, NotFound
+from app.executions.actions import Action, act, redeliver
 from app.store.models import Execution, IncidentRow
 from app.store.views import (
     ExecutionSummary,

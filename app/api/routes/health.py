@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
 
 from app.api.deps import ServicesDep
-from app.flows import Services
+from app.services import Services
 
 router = APIRouter(tags=["health"])
 

@@ -17,9 +17,9 @@ from app.errors import NotFound
 from app.manual import run_manually
 from app.runbooks.matcher import Matcher
 from app.runbooks.models import Runbook, RunbookFile
+from app.services import reload_runbooks
 from app.simulate import simulate
 from app.sources.registry import SOURCES
-from app.wiring import reload_runbooks
 
 router = APIRouter(prefix="/api", tags=["runbooks"])
 

@@ -13,7 +13,6 @@ from fastapi.responses import JSONResponse
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
-from app.actions import act
 from app.api.auth import authenticator
 from app.api.deps import get_services
 from app.api.errors import answer_for, error_body
@@ -21,6 +20,7 @@ from app.api.routes.webhooks import read_body
 from app.config import SlackTarget, SlackUser
 from app.errors import Conflict, Forbidden, NotFound
 from app.escalation.slack import answer_click, read_click, verify_click
+from app.executions.actions import act
 from app.identity import Identity
 from app.sinks import slack_text
 

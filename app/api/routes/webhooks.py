@@ -12,9 +12,10 @@ from starlette.concurrency import run_in_threadpool
 from app.api.deps import get_services
 from app.api.errors import answer_for
 from app.errors import BodyTimeout, PayloadTooLarge, RemediatorError
-from app.flows import Services, arrive, delivered, now_s, submit_delivery
+from app.flows import arrive, delivered, now_s, submit_delivery
 from app.logs import log_context
 from app.metrics import source_label
+from app.services import Services
 
 router = APIRouter(tags=["webhooks"])
 

@@ -20,19 +20,12 @@ import httpx
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import RemediatorError
-from app.flows import (
-    Services,
-    Stop,
-    deliver_escalation,
-    execution_logged,
-    recover_expired,
-    release,
-    run_execution,
-)
+from app.executions.escalate import deliver_escalation
+from app.executions.run import Stop, execution_logged, recover_expired, release, run_execution
+from app.executions.verify import expire_deadlines, run_http_checks
+from app.services import Services, reload_runbooks, runbooks_signature
 from app.store.queue import cancel_requested, claim_next_execution, renew_leases
 from app.store.retention import prune
-from app.verification import expire_deadlines, run_http_checks
-from app.wiring import reload_runbooks, runbooks_signature
 
 log = logging.getLogger("remediator.worker")
 

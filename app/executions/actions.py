@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from app.errors import Conflict, Forbidden, NotFound
-from app.flows import Services
 from app.identity import Identity
 from app.runbooks.models import Approval
+from app.services import Services
 from app.store.models import ActionRow, EscalationRow, Execution
 from app.store.records import finish_execution
 from app.store.views import ExecutionView, execution_view

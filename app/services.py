@@ -1,16 +1,22 @@
-"""Assembling the service from its configuration (used by `serve` and the CLI)."""
+"""What the service is made of, built once at start: the configuration, the store, the
+runbooks (swapped whole on reload), the executors each step kind builds, the notifiers,
+and the events that wake the workers."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
 import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from app.config import Settings
 from app.errors import ConfigError, RemediatorError
+from app.escalation.base import Notifier
 from app.escalation.registry import build_notifiers
+from app.executors.base import Executor
 from app.executors.kinds import build_executors
-from app.flows import Services
+from app.metrics import Metrics
 from app.runbooks.loader import load_runbooks, runbook_files
 from app.runbooks.matcher import Matcher
 from app.sources.registry import check_sources
@@ -84,3 +90,26 @@ def build_services(settings: Settings) -> Services:
     services.metrics.watch_database(db)
     services.metrics.runbooks.set_function(lambda: len(services.matcher.runbooks))
     return services
+
+
+@dataclass
+class Services:
+    """What the flows need, built once at start-up. `matcher` is swapped whole on reload."""
+
+    settings: Settings
+    db: Database
+    matcher: Matcher
+    executors: Mapping[str, Executor]
+    notifiers: Mapping[str, Notifier]
+    stopping: threading.Event = field(default_factory=threading.Event)
+    work_ready: threading.Event = field(default_factory=threading.Event)
+    metrics: Metrics = field(default_factory=Metrics)
+    # The configuration's secrets, masked wherever a step's output or an execution is
+    # shown; computed once, not at every view and every recorded attempt.
+    secrets: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.secrets = self.settings.secret_values()
+
+    def escalate_to(self, runbook_targets: list[str]) -> list[str]:
+        return list(runbook_targets or self.settings.default_escalate)

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from app.errors import SinkError
-from app.flows import Services
+from app.services import Services
 from app.sinks import check_destination
 from app.store.models import Execution
 from app.store.queue import claim_due_checks, past_deadline

@@ -1,0 +1,354 @@
+"""run_execution: (a worker claimed it) each step with retries → final status →
+escalations owed, written with that status. recover_expired: work whose worker died is
+requeued if no step started, else interrupted and escalated."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.orm import Session
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    retry_if_result,
+    stop_after_attempt,
+    stop_after_delay,
+    wait_exponential,
+)
+
+from app.errors import (
+    ExecutorError,
+)
+from app.executors.base import Executor, StepInput, StepResult
+from app.logs import log_context
+from app.redaction import redact
+from app.runbooks.models import Retry
+from app.services import Services
+from app.store.models import ActionRow, Execution, StepRow
+from app.store.queue import expired_executions
+from app.store.records import (
+    finish_execution,
+    record_attempt,
+    start_verification,
+)
+
+log = logging.getLogger("remediator.executions")
+T = TypeVar("T")
+
+
+@dataclass
+class Stop:
+    """Why a running execution should stop: a human cancelled it, or the service is
+    shutting down and its grace period is over."""
+
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    shutdown: threading.Event = field(default_factory=threading.Event)
+
+    def __call__(self) -> bool:
+        return self.cancelled.is_set() or self.shutdown.is_set()
+
+
+def run_step(
+    executor: Executor,
+    step: StepInput,
+    policy: Retry,
+    *,
+    stop: Callable[[], bool],
+    keep_trying: Callable[[], bool],
+    sleep: Callable[[float], Any],
+    on_attempt: Callable[[int, StepResult], None],
+) -> StepResult:
+    """Run one step, retried with exponential backoff while it fails or times out, from
+    attempt `step.attempt` (a resumed step keeps its count) up to `policy.attempts`.
+    `stop()` ends an attempt; no new attempt starts once `keep_trying()` is false."""
+    attempt = step.attempt - 1
+    last: StepResult | None = None
+
+    def once() -> StepResult:
+        nonlocal attempt, last
+        if last is not None and not keep_trying():
+            return last  # stopped during the backoff: the retry is left to whoever resumes it
+        attempt += 1
+        started = datetime.now(UTC)
+        try:
+            result = executor.run(
+                StepInput(step.execution_id, step.position, attempt, step.spec, step.timeout_s),
+                cancelled=stop,
+            )
+        except ExecutorError as exc:
+            result = StepResult("failed", None, "", started, datetime.now(UTC), error=str(exc))
+        on_attempt(attempt, result)
+        last = result
+        return result
+
+    retrying = Retrying(
+        stop=stop_after_attempt(max(1, policy.attempts - step.attempt + 1)),
+        wait=wait_exponential(multiplier=policy.backoff, max=policy.max_backoff),
+        retry=retry_if_result(
+            lambda r: r.status in ("failed", "timed_out") and not stop() and keep_trying()
+        ),
+        retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
+        sleep=sleep,
+    )
+    result: StepResult = retrying(once)
+    return result
+
+
+@contextmanager
+def execution_logged(services: Services, execution_id: str) -> Iterator[None]:
+    """Every line logged inside names the execution, its runbook and its event."""
+    with services.db.read() as session:
+        execution = session.get_one(Execution, execution_id)
+        fields = {"runbook": execution.runbook, "event_id": execution.incident.event_id}
+    with log_context(execution_id=execution_id, **fields):
+        yield
+
+
+def run_execution(services: Services, execution_id: str, stop: Stop) -> str:
+    """Run a claimed execution's pending steps; answers the status it is left in: final,
+    `verifying`, or `queued` when shutdown released it for another worker."""
+    with services.db.read() as session:
+        execution = session.get_one(Execution, execution_id)
+        policy = Retry.model_validate(execution.runbook_spec.get("retry", {}))
+        if execution.cancel_requested:  # asked while it went back to the queue
+            stop.cancelled.set()
+        steps = [
+            (s.id, s.position, s.kind, s.spec, s.idempotent, s.attempts)
+            for s in execution.steps
+            if s.status == "pending"
+        ]
+    for step_id, position, kind, spec, idempotent, done in steps:
+        if stop.cancelled.is_set() or services.stopping.is_set():
+            # Between steps nothing is half-done: hand the rest back, or end it as asked.
+            return _stop_between_steps(services, execution_id, stop)
+        with services.db.write() as session:
+            row = session.get_one(StepRow, step_id)
+            row.status, row.started_at = "running", row.started_at or datetime.now(UTC)
+        result = _run_one(services, execution_id, step_id, position, kind, spec, done, policy, stop)
+        after = functools.partial(
+            _after_step, services=services, execution_id=execution_id, step_id=step_id,
+            result=result, policy=policy, stop=stop, position=position, kind=kind,
+            idempotent=idempotent,
+        )  # fmt: skip
+        ended = persist(services, after)
+        if ended is not None:
+            return ended
+    return persist(
+        services,
+        lambda session: start_verification(
+            session.get_one(Execution, execution_id), datetime.now(UTC)
+        ),
+    )
+
+
+def _after_step(
+    session: Session,
+    *,
+    services: Services,
+    execution_id: str,
+    step_id: int,
+    result: StepResult,
+    policy: Retry,
+    stop: Stop,
+    position: int,
+    kind: str,
+    idempotent: bool,
+) -> str | None:
+    """Record how a step ended; the status the execution is left in, or None to go on."""
+    row = session.get_one(StepRow, step_id)
+    execution = session.get_one(Execution, execution_id)
+    now = datetime.now(UTC)
+    retries_left = row.attempts < policy.attempts
+    if result.status == "succeeded":
+        row.status, row.finished_at = "succeeded", now
+        return None
+    if stop.cancelled.is_set():
+        final, error = "cancelled", cancel_note(execution)
+    elif services.stopping.is_set() and (
+        result.status == "cancelled"
+        and idempotent
+        or result.status in ("failed", "timed_out")
+        and retries_left
+    ):
+        # Shutdown, and this step is safe to run again: idempotent, or it was going to be
+        # retried anyway.
+        row.status = "pending"
+        release(execution)
+        return "queued"
+    elif result.status == "cancelled":
+        final, error = "interrupted", "the service stopped mid-step"
+    else:
+        final, error = result.status, result.error or result.status
+        # A step's own guard (terraform's max_destroy) is named like the others.
+        execution.guard = (result.detail or {}).get("guard", execution.guard)
+    row.status, row.finished_at = final, now
+    finish_execution(
+        execution=execution, status=final, now=now,
+        error=f"step {position + 1} ({kind}): {error}",
+        escalate=final != "cancelled",
+    )  # fmt: skip
+    return final
+
+
+# Errors that say the store is away (connection refused, server gone), not that the
+# write is wrong: a write recording work already done is tried again for these.
+STORE_AWAY = (OperationalError, InterfaceError)
+
+
+def persist(services: Services, write: Callable[[Session], T]) -> T:
+    """A write that records work already done (a step's attempt, the status after it).
+    While the store is away it is tried again, with backoff, for up to `lease_s` or two
+    minutes, whichever is longer: the step ran, so its result is recorded once the store
+    is back, instead of lost and the step run again by recovery. Our own lease is renewed
+    by the housekeeper as soon as the store answers, before it recovers anything."""
+
+    def once() -> T:
+        with services.db.write() as session:
+            return write(session)
+
+    return Retrying(
+        retry=retry_if_exception_type(STORE_AWAY),
+        wait=wait_exponential(multiplier=0.5, max=5.0),
+        stop=stop_after_delay(max(services.settings.lease_s, 120.0)),
+        before_sleep=_store_away,
+        reraise=True,
+    )(once)
+
+
+def _store_away(state: RetryCallState) -> None:
+    failure = state.outcome.exception() if state.outcome else None
+    wait = state.next_action.sleep if state.next_action else 0.0
+    log.warning("the store is unavailable (%s); recording again in %.1fs",
+                type(failure).__name__, wait)  # fmt: skip
+
+
+def _run_one(
+    services: Services,
+    execution_id: str,
+    step_id: int,
+    position: int,
+    kind: str,
+    spec: dict[str, Any],
+    done: int,
+    policy: Retry,
+    stop: Stop,
+) -> StepResult:
+    secrets = services.secrets
+
+    def record(number: int, result: StepResult) -> None:
+        # Masked before it is stored: a step that printed a configured secret (its own
+        # environment, a file it read) must not hand it to every reader of the API.
+        result = replace(
+            result,
+            output_tail=redact(result.output_tail, secrets),
+            error=redact(result.error, secrets) if result.error else None,
+        )
+        persist(
+            services,
+            lambda session: record_attempt(
+                session=session, step_id=step_id, number=number, result=result
+            ),
+        )
+        took = (result.finished_at - result.started_at).total_seconds()
+        services.metrics.step_seconds.labels(kind, result.status).observe(took)
+        log.info(
+            "step %d (%s) attempt %d: %s, exit %s, %.1fs%s", position + 1, kind, number,
+            result.status, result.rc, took, f": {result.error}" if result.error else "",
+        )  # fmt: skip
+
+    executor = services.executors.get(kind)
+    if executor is None:
+        now = datetime.now(UTC)
+        result = StepResult("failed", None, "", now, now, error=f"no executor for {kind!r}")
+        record(done + 1, result)
+        return result
+    return run_step(
+        executor,
+        StepInput(execution_id, position, done + 1, spec, float(spec.get("timeout", 300))),
+        policy,
+        stop=stop,
+        keep_trying=lambda: not services.stopping.is_set(),
+        sleep=services.stopping.wait,
+        on_attempt=record,
+    )
+
+
+def _stop_between_steps(services: Services, execution_id: str, stop: Stop) -> str:
+    with services.db.write() as session:
+        execution = session.get_one(Execution, execution_id)
+        if stop.cancelled.is_set():
+            finish_execution(
+                execution=execution, status="cancelled", error=cancel_note(execution),
+                now=datetime.now(UTC), escalate=False,
+            )  # fmt: skip
+            return "cancelled"
+        release(execution)
+        return "queued"
+
+
+def cancel_note(execution: Execution) -> str:
+    asked = [a for a in execution.actions if a.action == "cancel"]
+    if not asked:
+        return "cancelled"
+    return f"cancelled by {asked[-1].by}" + (f": {asked[-1].reason}" if asked[-1].reason else "")
+
+
+def release(execution: Execution) -> None:
+    """Back to the queue for any worker: nothing of it is running now."""
+    execution.status, execution.claimed_by, execution.lease_expires_at = "queued", None, None
+
+
+MAX_RECOVERIES = 3
+
+
+def recover_expired(services: Services) -> list[str]:
+    """Executions whose worker died. Requeued when nothing was mid-way (no step running)
+    or the step that was is idempotent; otherwise interrupted and escalated. An execution
+    that has already taken down its worker MAX_RECOVERIES times is not tried again."""
+    now = datetime.now(UTC)
+    touched = []
+    with services.db.write() as session:
+        for execution in expired_executions(session=session, now=now):
+            touched.append(execution.id)
+            worker = execution.claimed_by
+            running = [step for step in execution.steps if step.status == "running"]
+            execution.recoveries += 1
+            if execution.cancel_requested:
+                for step in running:
+                    step.status, step.finished_at = "cancelled", now
+                finish_execution(execution=execution, status="cancelled", now=now,
+                                 error=cancel_note(execution), escalate=False)  # fmt: skip
+                continue
+            if all(step.idempotent for step in running) and execution.recoveries <= MAX_RECOVERIES:
+                for step in running:
+                    step.status = "pending"
+                    # Its result was never recorded: say so where people look.
+                    execution.actions.append(ActionRow(
+                        action="rerun", by="remediator (recovery)", at=now,
+                        reason=f"step {step.position + 1} ({step.kind}) was running when its "
+                        f"worker ({worker}) stopped renewing its lease; its result was not "
+                        "recorded, and it runs again as idempotent",
+                    ))  # fmt: skip
+                release(execution)
+                continue
+            for step in running:
+                step.status, step.finished_at = "interrupted", now
+            why = (
+                f"its worker ({worker}) stopped mid-step"
+                if running
+                else f"it took down its worker {execution.recoveries} times"
+            )
+            finish_execution(execution=execution, status="interrupted", now=now, error=why)
+    if touched:
+        log.warning("recovered %d execution(s) from dead workers: %s", len(touched), touched)
+        services.work_ready.set()
+    return touched
