@@ -77,7 +77,7 @@ def wait_for(driver: Any, css: str, text: str | None = None, timeout: float = 30
 
 def test_an_on_call_engineer_sees_approves_and_simulates(browser: Any, server: Server) -> None:
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import Select
+    from selenium.webdriver.support.ui import Select, WebDriverWait
 
     payload = alert("DiskFull", instance="db-1")
     payload["alerts"][0]["annotations"]["summary"] = HOSTILE
@@ -99,8 +99,12 @@ def test_an_on_call_engineer_sees_approves_and_simulates(browser: Any, server: S
     assert browser.title == "remediator"
 
     Select(browser.find_element(By.NAME, "status")).select_by_visible_text("succeeded")
-    wait_for(browser, "#executions tbody")
-    assert browser.find_elements(By.CSS_SELECTOR, f'tr[data-id="{execution_id}"]') == []
+    # The filtered list replaces the rows once its answer is in: wait for that, not for
+    # the table (which is there all along).
+    WebDriverWait(browser, 30, poll_frequency=0.2).until(
+        lambda d: not d.find_elements(By.CSS_SELECTOR, f'tr[data-id="{execution_id}"]'),
+        "the filter to succeeded still lists the waiting execution",
+    )
     Select(browser.find_element(By.NAME, "status")).select_by_visible_text("any")
     wait_for(browser, f'tr[data-id="{execution_id}"]').click()
 
