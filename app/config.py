@@ -28,12 +28,10 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from typing_extensions import override
 
 from app.errors import ConfigError
-from app.identity import Role
+from app.identity import IDENTITY_NAME, Role
 
 ENV_PREFIX = "env:"
 DEFAULT_CONFIG_NAME = "remediator.yaml"
-# An identity's name: recorded with what it does, compared by four-eyes approval.
-IDENTITY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$"
 MIN_TOKEN_CHARS = 16
 
 

@@ -28,6 +28,9 @@ GRANTS: dict[Role, frozenset[Permission]] = {
 
 Via = Literal["token", "sso", "slack", "cli"]
 
+# An identity's name: recorded with what it does, compared by four-eyes approval.
+IDENTITY_NAME = r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$"
+
 
 def roles_granting(permission: Permission) -> list[Role]:
     """The roles that grant `permission`, narrowest first (for a 403's message)."""

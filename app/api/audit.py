@@ -25,7 +25,6 @@ log = logging.getLogger("remediator.audit")
 
 AUDITED = ("/api/", "/integrations/", "/metrics")
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-DENIED = frozenset({401, 403})
 
 
 class AuditTrail:
@@ -40,7 +39,7 @@ class AuditTrail:
         async def audited(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status = int(message["status"])
-                if scope["method"] not in SAFE_METHODS or status in DENIED:
+                if scope["method"] not in SAFE_METHODS or outcome_of(status) == "denied":
                     await run_in_threadpool(_record, scope, status)
             await send(message)
 

@@ -18,9 +18,9 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.config import IDENTITY_NAME, Settings
+from app.config import Settings
 from app.errors import Forbidden, IdentityMismatch, Unauthorized
-from app.identity import Identity, Permission, Role, roles_granting
+from app.identity import IDENTITY_NAME, Identity, Permission, Role, roles_granting
 
 bearer = HTTPBearer(auto_error=False, description="A token from `api_tokens`.")
 
@@ -97,12 +97,6 @@ class Authenticator:
 
 def authenticator(request: Request) -> Authenticator:
     found: Authenticator = request.app.state.authenticator
-    return found
-
-
-def caller(request: Request) -> Identity | None:
-    """The identity this request proved, if it got that far (for the audit log)."""
-    found: Identity | None = getattr(request.state, "identity", None)
     return found
 
 

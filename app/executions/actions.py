@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from app.errors import Conflict, Forbidden, NotFound
-from app.identity import Identity
+from app.identity import Identity, roles_granting
 from app.runbooks.models import Approval
 from app.services import Services
 from app.store.models import ActionRow, EscalationRow, Execution
@@ -17,6 +17,9 @@ from app.store.records import finish_execution
 from app.store.views import ExecutionView, execution_view
 
 Action = Literal["approve", "reject", "cancel"]
+# A manual run started (`run`), or asked for while it was already open (`ask`): whoever did
+# either is its asker, whom four-eyes approval keeps from approving it.
+ASKING = ("run", "ask")
 
 ALLOWED: dict[Action, tuple[str, ...]] = {
     "approve": ("waiting_approval",),
@@ -28,6 +31,12 @@ ALLOWED: dict[Action, tuple[str, ...]] = {
 def act(
     services: Services, execution_id: str, action: Action, *, by: Identity, reason: str
 ) -> ExecutionView:
+    # Here, where every way in (the API, a Slack click) passes, not in each caller.
+    if not by.may("operate"):
+        raise Forbidden(
+            f"{by.name} has role {by.role_names}: {action} needs role "
+            f"{' or '.join(roles_granting('operate'))}"
+        )
     now = datetime.now(UTC)
     with services.db.write() as session:
         execution = session.get(Execution, execution_id, with_for_update={"of": Execution})
@@ -64,17 +73,26 @@ def act(
 def check_approver(execution: Execution, identity: Identity) -> None:
     """The runbook (as it was when the run was created) names who may approve; whoever
     started or asked for the run may not, unless it says so."""
-    policy = Approval.model_validate(execution.runbook_spec.get("approval", False))
+    policy = approval_policy(execution)
     if not policy.permits(identity):
         raise Forbidden(
             f"{identity.name} may not approve {execution.runbook}: only {policy.who()} may"
         )
-    asked = {a.identity for a in execution.actions if a.action in ("run", "ask")}
-    if identity.name in asked and not policy.allow_self_approval:
+    if identity.name in {a.identity for a in askers(execution)} and not policy.allow_self_approval:
         raise Forbidden(
             f"{identity.name} started this run, so cannot approve it: four-eyes approval "
             f"needs someone else ({policy.who()})"
         )
+
+
+def approval_policy(execution: Execution) -> Approval:
+    """Who may approve, as the runbook said when the run was created (a reload since
+    does not change it)."""
+    return Approval.model_validate(execution.runbook_spec.get("approval", False))
+
+
+def askers(execution: Execution) -> list[ActionRow]:
+    return [a for a in execution.actions if a.action in ASKING]
 
 
 REDELIVERABLE = ("delivered", "gave_up")

@@ -20,9 +20,9 @@ from app.errors import (
     EscalationError,
 )
 from app.escalation.base import EscalationMessage
+from app.executions.actions import approval_policy, askers
 from app.logs import log_context
 from app.redaction import redact
-from app.runbooks.models import Approval
 from app.services import Services
 from app.store.db import Database
 from app.store.models import EscalationRow, Execution
@@ -50,8 +50,8 @@ def escalation_message(
 
 def approvers(execution: Execution) -> str:
     """Who may approve `execution`, in words: its runbook's policy, less whoever asked."""
-    policy = Approval.model_validate(execution.runbook_spec.get("approval", False))
-    asked = sorted({a.by for a in execution.actions if a.action in ("run", "ask")})
+    policy = approval_policy(execution)
+    asked = sorted({a.by for a in askers(execution)})
     if not asked or policy.allow_self_approval:
         return policy.who()
     return f"{policy.who()}; not {', '.join(asked)}, who asked for it"

@@ -26,7 +26,7 @@ from pydantic_core import CoreSchema, InitErrorDetails
 
 from app.executors.base import StepKind
 from app.executors.kinds import step_kinds
-from app.identity import ROLES, Identity
+from app.identity import IDENTITY_NAME, ROLES, Identity, roles_granting
 from app.incident import Severity
 from app.runbooks.duration import Duration
 from app.sinks import url_template_problem
@@ -237,7 +237,8 @@ class Verify(Strict):
         return self
 
 
-_APPROVER = re.compile(r"^(role:[a-z]+|[A-Za-z0-9][A-Za-z0-9._@+-]{0,199})$")
+# A role entry, or an identity's name.
+_APPROVER = re.compile(rf"^role:[a-z]+$|{IDENTITY_NAME}")
 
 
 def _or_boolean(schema: dict[str, Any]) -> None:
@@ -290,7 +291,7 @@ class Approval(Strict):
     def who(self) -> str:
         """Who may approve, in words, for the approval notice and a refusal."""
         if not self.approvers:
-            return "anyone with role responder or admin"
+            return f"anyone with role {' or '.join(roles_granting('operate'))}"
         names = [e for e in self.approvers if not e.startswith("role:")]
         roles = [e[5:] for e in self.approvers if e.startswith("role:")]
         return " or ".join(names + ([f"anyone with role {' or '.join(roles)}"] if roles else []))
