@@ -11,7 +11,10 @@ from typing import Any
 
 import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
+from pydantic import SecretStr
 
+from app.config import SlackTarget
+from app.escalation.slack import Click, answer_click
 from tests.conftest import TOKENS, Api, Recorder, alert, ansible_step, bearer, runbook
 
 ROLES = ("viewer", "responder", "ci", "admin")
@@ -194,3 +197,21 @@ def test_whoami_says_who_and_what(make_api: Callable[..., Api]) -> None:
     assert api.client.get("/api/whoami", headers={"authorization": "Bearer " + "x" * 20}
                           ).status_code == 401  # fmt: skip
     assert TOKENS["ci"] not in api.client.get("/api/audit", headers=api.auth).text
+
+
+def test_a_slack_click_cannot_choose_where_the_update_goes(recorder: Recorder) -> None:
+    """The response_url is the click's (data): only one under the configured prefix is
+    posted to; any other is dropped, whatever the click says."""
+    config = SlackTarget(webhook_url=SecretStr(recorder.url + "/slack"),
+                         response_url_prefix=recorder.url + "/actions/")  # fmt: skip
+    for hostile in (
+        recorder.url + "/elsewhere",
+        "http://169.254.169.254/latest/meta-data",
+        recorder.url.replace("127.0.0.1", "127.0.0.1.evil.example") + "/actions/x",
+    ):
+        answer_click(config, Click("U1", "approve", "e1", hostile), "hi", replace=True)
+    assert recorder.requests == []
+    answer_click(config, Click("U1", "approve", "e1", recorder.url + "/actions/T/1/a"), "hi",
+                 replace=True)  # fmt: skip
+    [update] = recorder.wait_for(1)
+    assert update.path == "/hook/actions/T/1/a" and update.json()["text"] == "hi"
