@@ -187,6 +187,19 @@ class TrustedProxy(Strict):
     roles: dict[str, Role] = Field(default_factory=dict)
 
 
+class EngineConfig(Strict):
+    """An automation engine that remote steps drive (AWX/AAP, HCP Terraform, GitHub,
+    GitLab), under `executors.<engine>`. The engine's answers are data like a webhook's:
+    `url` is the only place this service connects to for it."""
+
+    url: str = Field(pattern=r"^https?://[^/?#@\s]+(/[^?#\s]*)?$")
+    token: SecretStr
+    verify_tls: bool = True
+    # How often a launched job is looked at; how long one call to the engine may take.
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+
 class AuthConfig(Strict):
     trusted_proxy: TrustedProxy | None = None
 
@@ -240,6 +253,9 @@ class Settings(BaseSettings):
     # > 0: look at runbooks_dir this often and reload when a file changed (0: only on
     # SIGHUP or POST /api/runbooks/reload, which suits a deploy that restarts anyway).
     runbooks_watch_s: float = Field(default=0.0, ge=0)
+    # Engines that remote step kinds drive, by engine name (awx, terraform_cloud, github,
+    # gitlab); a kind whose engine is missing fails its steps saying so.
+    executors: dict[str, EngineConfig] = Field(default_factory=dict)
     # Environment variables a step's processes get besides PATH, HOME, LANG, LC_*, TMPDIR
     # (cloud credentials meant for playbooks, say); nothing else of the service's reaches them.
     step_env: list[str] = Field(default_factory=list)

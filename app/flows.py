@@ -29,6 +29,7 @@ from app.errors import (
     UnknownSource,
     UnsupportedPayload,
 )
+from app.executions.lifecycle import add_execution, note_resolution
 from app.incident import Incident
 from app.logs import log_context
 from app.metrics import source_label
@@ -39,13 +40,11 @@ from app.sources.registry import get_source
 from app.store.models import ActionRow, Execution
 from app.store.records import (
     add_event,
-    add_execution,
     add_incidents,
     attach,
     find_event,
     in_their_occurrences,
     latest_executions,
-    note_resolution,
 )
 
 log = logging.getLogger("remediator.flows")
@@ -224,7 +223,11 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
         arrival.source, arrival.delivery, arrival.plans, arrival.started_by
     )  # fmt: skip
     moment = datetime.fromtimestamp(arrival.now, UTC)
-    event_id = add_event(session=session, source=source_name, delivery=delivery, received_at=moment)
+    event_id = add_event(
+        session=session, source=source_name, delivery_id=delivery.delivery_id,
+        event_type=delivery.event_type, incident_count=len(delivery.incidents),
+        shared=delivery.shared, received_at=moment,
+    )  # fmt: skip
     created: list[Execution] = []
     attached: list[str] = []
     placed = in_their_occurrences(session=session, incidents=[incident for incident, _ in plans])

@@ -126,8 +126,8 @@ class DatabaseCollector(Collector):
             ).one()
         for runbook, status, count in by_status:
             executions.add_metric([runbook, status], count)
-        for target, status, count in by_target:
-            escalations.add_metric([target, status], count)
+        for target, delivery, count in by_target:
+            escalations.add_metric([target, delivery], count)
         depth.add_metric([], queued)
         age = 0.0
         if first is not None:

@@ -102,6 +102,8 @@ def steps_detail(message: EscalationMessage) -> list[dict[str, Any]]:
                     "exit_status": attempt.rc,
                     "duration_s": round(attempt.duration_s, 3),
                     "summary": attempt_summary(attempt.detail),
+                    # Where the step ran, when that is an engine with its own page for it.
+                    "url": (attempt.detail or {}).get("url"),
                     "output_tail": attempt.output_tail[-_MAX_TAIL:],
                     "error": attempt.error,
                 }
@@ -131,6 +133,8 @@ def note_text(message: EscalationMessage) -> str:
             )
             if attempt["summary"]:
                 lines.append(f"  {attempt['summary']}")
+            if attempt["url"]:
+                lines.append(f"  {attempt['url']}")
     if message.execution.error:
         lines.append(f"Error: {message.execution.error}")
     return "\n".join(lines)[:25000]

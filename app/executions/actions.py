@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from app.errors import Conflict, Forbidden, NotFound
+from app.executions.lifecycle import finish_execution
 from app.identity import Identity, roles_granting
 from app.runbooks.models import Approval
 from app.services import Services
 from app.store.models import ActionRow, EscalationRow, Execution
-from app.store.records import finish_execution
 from app.store.views import ExecutionView, execution_view
 
 Action = Literal["approve", "reject", "cancel"]
@@ -59,8 +59,11 @@ def act(
             finish_execution(execution=execution, status="rejected", error=f"rejected by {said}",
                              now=now)  # fmt: skip
         elif execution.status == "running":
-            # The worker running it (on whichever replica) sees this and stops the step.
+            # The worker running it (on whichever replica) sees this and stops the step;
+            # a step running on an engine is looked at now, to ask the engine to stop it.
             execution.cancel_requested = True
+            if execution.claimed_by is None:
+                execution.next_check_at = now
         else:
             finish_execution(execution=execution, status="cancelled",
                              error=f"cancelled by {said}", now=now, escalate=False)  # fmt: skip

@@ -1,6 +1,8 @@
 """run_execution: (a worker claimed it) each step with retries → final status →
-escalations owed, written with that status. recover_expired: work whose worker died is
-requeued if no step started, else interrupted and escalated."""
+escalations owed, written with that status. A remote step is launched here and the
+execution handed to the follower (app.executions.follow) until the engine says it ended.
+recover_expired: work whose worker died is requeued if no step started, else
+interrupted and escalated."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import InterfaceError, OperationalError
@@ -28,18 +30,14 @@ from tenacity import (
 from app.errors import (
     ExecutorError,
 )
-from app.executors.base import Executor, StepInput, StepResult
+from app.executions.lifecycle import finish_execution, record_attempt, start_verification
+from app.executors.base import LocalExecutor, Remote, RemoteExecutor, StepInput, StepResult
 from app.logs import log_context
 from app.redaction import redact
 from app.runbooks.models import Retry
 from app.services import Services
-from app.store.models import ActionRow, Execution, StepRow
+from app.store.models import ActionRow, Execution, ExecutionStatus, StepRow
 from app.store.queue import expired_executions
-from app.store.records import (
-    finish_execution,
-    record_attempt,
-    start_verification,
-)
 
 log = logging.getLogger("remediator.executions")
 T = TypeVar("T")
@@ -58,7 +56,7 @@ class Stop:
 
 
 def run_step(
-    executor: Executor,
+    executor: LocalExecutor,
     step: StepInput,
     policy: Retry,
     *,
@@ -113,7 +111,7 @@ def execution_logged(services: Services, execution_id: str) -> Iterator[None]:
         yield
 
 
-def run_execution(services: Services, execution_id: str, stop: Stop) -> str:
+def run_execution(services: Services, execution_id: str, stop: Stop) -> ExecutionStatus:
     """Run a claimed execution's pending steps; answers the status it is left in: final,
     `verifying`, or `queued` when shutdown released it for another worker."""
     with services.db.read() as session:
@@ -122,22 +120,24 @@ def run_execution(services: Services, execution_id: str, stop: Stop) -> str:
         if execution.cancel_requested:  # asked while it went back to the queue
             stop.cancelled.set()
         steps = [
-            (s.id, s.position, s.kind, s.spec, s.idempotent, s.attempts)
+            Pending(s.id, s.position, s.kind, s.spec, s.idempotent, s.attempts)
             for s in execution.steps
             if s.status == "pending"
         ]
-    for step_id, position, kind, spec, idempotent, done in steps:
+    for pending in steps:
         if stop.cancelled.is_set() or services.stopping.is_set():
             # Between steps nothing is half-done: hand the rest back, or end it as asked.
             return _stop_between_steps(services, execution_id, stop)
         with services.db.write() as session:
-            row = session.get_one(StepRow, step_id)
+            row = session.get_one(StepRow, pending.step_id)
             row.status, row.started_at = "running", row.started_at or datetime.now(UTC)
-        result = _run_one(services, execution_id, step_id, position, kind, spec, done, policy, stop)
+        executor = services.executors.get(pending.kind)
+        if isinstance(executor, RemoteExecutor):
+            return _launch(services, executor, execution_id, pending, policy)
+        result = _run_one(services, execution_id, pending, policy, stop)
         after = functools.partial(
-            _after_step, services=services, execution_id=execution_id, step_id=step_id,
-            result=result, policy=policy, stop=stop, position=position, kind=kind,
-            idempotent=idempotent,
+            _after_step, services=services, execution_id=execution_id, pending=pending,
+            result=result, policy=policy, stop=stop,
         )  # fmt: skip
         ended = persist(services, after)
         if ended is not None:
@@ -155,19 +155,17 @@ def _after_step(
     *,
     services: Services,
     execution_id: str,
-    step_id: int,
+    pending: Pending,
     result: StepResult,
     policy: Retry,
     stop: Stop,
-    position: int,
-    kind: str,
-    idempotent: bool,
-) -> str | None:
+) -> ExecutionStatus | None:
     """Record how a step ended; the status the execution is left in, or None to go on."""
-    row = session.get_one(StepRow, step_id)
+    row = session.get_one(StepRow, pending.step_id)
     execution = session.get_one(Execution, execution_id)
     now = datetime.now(UTC)
     retries_left = row.attempts < policy.attempts
+    final: ExecutionStatus
     if result.status == "succeeded":
         row.status, row.finished_at = "succeeded", now
         return None
@@ -175,7 +173,7 @@ def _after_step(
         final, error = "cancelled", cancel_note(execution)
     elif services.stopping.is_set() and (
         result.status == "cancelled"
-        and idempotent
+        and pending.idempotent
         or result.status in ("failed", "timed_out")
         and retries_left
     ):
@@ -193,7 +191,7 @@ def _after_step(
     row.status, row.finished_at = final, now
     finish_execution(
         execution=execution, status=final, now=now,
-        error=f"step {position + 1} ({kind}): {error}",
+        error=f"step {pending.position + 1} ({pending.kind}): {error}",
         escalate=final != "cancelled",
     )  # fmt: skip
     return final
@@ -231,49 +229,62 @@ def _store_away(state: RetryCallState) -> None:
                 type(failure).__name__, wait)  # fmt: skip
 
 
-def _run_one(
-    services: Services,
-    execution_id: str,
-    step_id: int,
-    position: int,
-    kind: str,
-    spec: dict[str, Any],
-    done: int,
-    policy: Retry,
-    stop: Stop,
-) -> StepResult:
+def record_result(
+    services: Services, step_id: int, position: int, kind: str, number: int, result: StepResult
+) -> Callable[[Session], None]:
+    """The write recording one attempt's result, masked first: a step that printed a
+    configured secret (its own environment, a file it read, an engine's log) must not
+    hand it to every reader of the API."""
     secrets = services.secrets
+    result = replace(
+        result,
+        output_tail=redact(result.output_tail, secrets),
+        error=redact(result.error, secrets) if result.error else None,
+    )
+    took = (result.finished_at - result.started_at).total_seconds()
+    services.metrics.step_seconds.labels(kind, result.status).observe(took)
+    log.info(
+        "step %d (%s) attempt %d: %s, exit %s, %.1fs%s", position + 1, kind, number,
+        result.status, result.rc, took, f": {result.error}" if result.error else "",
+    )  # fmt: skip
+    return lambda session: record_attempt(
+        session=session, step_id=step_id, number=number, result=result
+    )
 
+
+@dataclass(frozen=True)
+class Pending:
+    """A step still to run, as read when the execution was claimed."""
+
+    step_id: int
+    position: int
+    kind: str
+    spec: dict[str, Any]
+    idempotent: bool
+    done: int  # attempts made before (a resumed step keeps its count)
+
+    def input(self, execution_id: str) -> StepInput:
+        timeout_s = float(self.spec.get("timeout", 300))
+        return StepInput(execution_id, self.position, self.done + 1, self.spec, timeout_s)
+
+
+def _run_one(
+    services: Services, execution_id: str, pending: Pending, policy: Retry, stop: Stop
+) -> StepResult:
     def record(number: int, result: StepResult) -> None:
-        # Masked before it is stored: a step that printed a configured secret (its own
-        # environment, a file it read) must not hand it to every reader of the API.
-        result = replace(
-            result,
-            output_tail=redact(result.output_tail, secrets),
-            error=redact(result.error, secrets) if result.error else None,
-        )
-        persist(
-            services,
-            lambda session: record_attempt(
-                session=session, step_id=step_id, number=number, result=result
-            ),
-        )
-        took = (result.finished_at - result.started_at).total_seconds()
-        services.metrics.step_seconds.labels(kind, result.status).observe(took)
-        log.info(
-            "step %d (%s) attempt %d: %s, exit %s, %.1fs%s", position + 1, kind, number,
-            result.status, result.rc, took, f": {result.error}" if result.error else "",
-        )  # fmt: skip
+        persist(services, record_result(services, pending.step_id, pending.position,
+                                        pending.kind, number, result))  # fmt: skip
 
-    executor = services.executors.get(kind)
-    if executor is None:
+    executor = services.executors.get(pending.kind)
+    if not isinstance(executor, LocalExecutor):
         now = datetime.now(UTC)
-        result = StepResult("failed", None, "", now, now, error=f"no executor for {kind!r}")
-        record(done + 1, result)
+        error = f"no executor for {pending.kind!r}"
+        result = StepResult("failed", None, "", now, now, error=error)
+        record(pending.done + 1, result)
         return result
     return run_step(
         executor,
-        StepInput(execution_id, position, done + 1, spec, float(spec.get("timeout", 300))),
+        pending.input(execution_id),
         policy,
         stop=stop,
         keep_trying=lambda: not services.stopping.is_set(),
@@ -282,7 +293,92 @@ def _run_one(
     )
 
 
-def _stop_between_steps(services: Services, execution_id: str, stop: Stop) -> str:
+def _launch(
+    services: Services,
+    executor: RemoteExecutor,
+    execution_id: str,
+    pending: Pending,
+    policy: Retry,
+) -> ExecutionStatus:
+    """Start a remote step on its engine. Launched: the handle is written, in the same
+    transaction as the execution passing to the follower, before anyone waits on it.
+    Refused or unreachable: the attempt is recorded and settled like a follower's."""
+    step_id, position, kind = pending.step_id, pending.position, pending.kind
+    step = pending.input(execution_id)
+    number, started = step.attempt, datetime.now(UTC)
+    try:
+        remote = executor.launch(step)
+    except ExecutorError as exc:
+        remote = Remote({}, None, ended=StepResult("failed", None, "", started,
+                                                   datetime.now(UTC), error=str(exc)))  # fmt: skip
+    if remote.ended is not None:
+        ended = replace(remote.ended, started_at=started)
+        write = record_result(services, step_id, position, kind, number, ended)
+
+        def settled(session: Session) -> ExecutionStatus:
+            write(session)
+            execution = session.get_one(Execution, execution_id)
+            return settle(execution, session.get_one(StepRow, step_id), ended, policy)
+
+        return persist(services, settled)
+
+    def launched(session: Session) -> ExecutionStatus:
+        row = session.get_one(StepRow, step_id)
+        execution = session.get_one(Execution, execution_id)
+        row.attempts = number
+        row.remote = {"handle": remote.handle, "url": remote.url, "attempt": number,
+                      "launched_at": started.isoformat()}  # fmt: skip
+        row.detail = {"summary": f"launched on its engine: {remote.url or remote.handle}",
+                      "url": remote.url}  # fmt: skip
+        now = datetime.now(UTC)
+        # No worker holds it from here: the follower looks at it by its row.
+        execution.claimed_by = execution.lease_expires_at = None
+        execution.next_check_at = now + timedelta(seconds=executor.poll_interval_s)
+        execution.deadline_at = started + timedelta(seconds=step.timeout_s)
+        return "running"
+
+    status = persist(services, launched)
+    log.info("step %d (%s) attempt %d launched: %s", position + 1, kind, number, remote.url)
+    return status
+
+
+def settle(
+    execution: Execution, row: StepRow, result: StepResult, policy: Retry
+) -> ExecutionStatus:
+    """A remote step's attempt ended (on its engine, or refused or unreachable at
+    launch): the next step goes to a worker, a failed attempt with retries left is
+    launched again by one, anything else ends the execution."""
+    now = datetime.now(UTC)
+    row.remote = None
+    execution.next_check_at = execution.deadline_at = None
+    if result.status == "succeeded":
+        row.status, row.finished_at = "succeeded", now
+        if any(step.status == "pending" for step in execution.steps):
+            release(execution)
+            return "queued"
+        return start_verification(execution, now)
+    if (
+        result.status in ("failed", "timed_out")
+        and row.attempts < policy.attempts
+        and not execution.cancel_requested
+    ):
+        row.status = "pending"
+        release(execution)
+        return "queued"
+    final: ExecutionStatus = result.status
+    if execution.cancel_requested:
+        final = "cancelled"
+    row.status, row.finished_at = final, now
+    execution.guard = (result.detail or {}).get("guard", execution.guard)
+    error = cancel_note(execution) if final == "cancelled" else result.error or result.status
+    finish_execution(
+        execution=execution, status=final, now=now,
+        error=f"step {row.position + 1} ({row.kind}): {error}", escalate=final != "cancelled",
+    )  # fmt: skip
+    return final
+
+
+def _stop_between_steps(services: Services, execution_id: str, stop: Stop) -> ExecutionStatus:
     with services.db.write() as session:
         execution = session.get_one(Execution, execution_id)
         if stop.cancelled.is_set():

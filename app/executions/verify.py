@@ -16,11 +16,11 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from app.errors import SinkError
+from app.executions.lifecycle import finish_execution
 from app.services import Services
 from app.sinks import check_destination
 from app.store.models import Execution
 from app.store.queue import claim_due_checks, past_deadline
-from app.store.records import finish_execution
 
 log = logging.getLogger("remediator.verification")
 CHECKS_AT_ONCE = 8

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 
 from app.errors import RemediatorError
 from app.executions.escalate import deliver_escalation
+from app.executions.follow import follow_remote
 from app.executions.run import Stop, execution_logged, recover_expired, release, run_execution
 from app.executions.verify import expire_deadlines, run_http_checks
 from app.services import Services, reload_runbooks, runbooks_signature
@@ -54,6 +55,7 @@ class WorkerPool:
         self._spawn(self._housekeeping_loop, "housekeeper")
         self._spawn(self._retention_loop, "retention")
         self._spawn(self._verification_loop, "verifier")
+        self._spawn(self._follow_loop, "follower")
         if settings.runbooks_watch_s > 0:
             self._spawn(self._runbook_watch_loop, "runbook-watcher")
 
@@ -200,6 +202,17 @@ class WorkerPool:
                 run_http_checks(services, self.http)
             except Exception:
                 log.exception("verification error; retrying")
+
+    def _follow_loop(self) -> None:
+        """Remote steps are looked at here, however many: no worker waits on them."""
+        services = self.services
+        while not services.stopping.is_set():
+            try:
+                if not follow_remote(services):
+                    services.stopping.wait(min(services.settings.poll_interval_s, 0.5))
+            except Exception:
+                log.exception("follower error; retrying")
+                services.stopping.wait(services.settings.poll_interval_s)
 
     def _runbook_watch_loop(self) -> None:
         """Reload when the files differ from those the runbooks in use were read from. A

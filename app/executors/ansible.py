@@ -85,6 +85,7 @@ class RenderedAnsibleStep(AnsibleStep):
 class AnsibleKind:
     name = "ansible"
     spec_model = AnsibleStep
+    engines = ()
 
     def templates(self, spec: AnsibleStep) -> Iterator[tuple[str, str]]:
         if spec.limit:

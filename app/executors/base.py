@@ -5,6 +5,11 @@ means the machinery to run it broke.
 
 Adding a kind is one module holding its StepKind and Executor, and one line in
 `app.executors.kinds`; nothing else names a kind.
+
+An executor is local (`run` blocks a worker thread until the step ends: a child process
+on this host) or remote (`launch` starts work on an engine and answers at once with a
+handle; `poll` and `cancel` follow it by that handle, from any replica, after any
+restart, without a thread waiting on it).
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -50,11 +55,43 @@ class StepResult:
 class Executor(Protocol):
     kind: str
 
+    def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """What the step would act on, for `simulate`, without changing anything."""
+
+
+@runtime_checkable
+class LocalExecutor(Executor, Protocol):
     def run(self, step: StepInput, *, cancelled: Callable[[], bool]) -> StepResult:
         """Run the step to its end, its timeout, or until `cancelled()` turns true."""
 
-    def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
-        """What the step would act on, for `simulate`, without changing anything."""
+
+@dataclass(frozen=True)
+class Remote:
+    """What an engine said of a remote step at one look. `handle` is all that following
+    it needs (stored with the step, JSON); it may change as the work moves on (a run that
+    was planned and is now applying). `ended` is set once the engine says it is over."""
+
+    handle: dict[str, Any]
+    url: str | None
+    ended: StepResult | None = None
+
+
+@runtime_checkable
+class RemoteExecutor(Executor, Protocol):
+    # How often a launched step is looked at; the engine's own pace, from its config.
+    poll_interval_s: float
+
+    def launch(self, step: StepInput) -> Remote:
+        """Start the work; answers once the engine has it (or has refused it: `ended`).
+        ExecutorError when the engine could not be asked."""
+
+    def poll(self, step: StepInput, handle: dict[str, Any]) -> Remote:
+        """Where the work is now. ExecutorError when the engine could not be asked (it
+        is asked again at the next look)."""
+
+    def cancel(self, step: StepInput, handle: dict[str, Any], status: StepStatus) -> Remote:
+        """Ask the engine to stop the work, and answer what it then reports, ended with
+        `status` (timed_out or cancelled) whatever the engine says it is now."""
 
 
 class StepSpec(BaseModel):
@@ -76,6 +113,10 @@ class StepKind(Protocol[Spec]):
     @property
     def spec_model(self) -> type[BaseModel]: ...
 
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """The `executors.<engine>` config entries the kind reads (none for a local kind)."""
+
     def templates(self, spec: Spec) -> Iterator[tuple[str, str]]:
         """Each template in the spec with its field (`extra_vars.host`), checked at load."""
 
@@ -93,9 +134,10 @@ class StepKind(Protocol[Spec]):
         """(field, the setting naming its base directory, path relative to it) for each
         path the step names: checked at load to exist and not leave that directory."""
 
-    def executor(self, settings: Settings, db: Database) -> Executor:
+    def executor(self, settings: Settings, db: Database) -> Executor | None:
         """What runs (and previews) steps of this kind, built once at start (`db` for a
-        kind that reads what the store knows, as terraform's `last_good`)."""
+        kind that reads what the store knows, as terraform's `last_good`); None when the
+        engine it drives is not configured (its steps then fail saying so)."""
 
 
 def strings_in(value: Any, where: str) -> Iterator[tuple[str, str]]:

@@ -6,12 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from app.config import Settings
+from app.errors import ConfigError
 from app.executors.ansible import AnsibleKind
+from app.executors.awx import AwxKind
 from app.executors.base import Executor, StepKind
 from app.executors.terraform import TerraformKind
 from app.store.db import Database
 
-KINDS: dict[str, StepKind[Any]] = {kind.name: kind for kind in (AnsibleKind(), TerraformKind())}
+KINDS: dict[str, StepKind[Any]] = {
+    kind.name: kind for kind in (AnsibleKind(), TerraformKind(), AwxKind())
+}
 
 
 def step_kinds() -> dict[str, StepKind[Any]]:
@@ -20,5 +24,13 @@ def step_kinds() -> dict[str, StepKind[Any]]:
 
 
 def build_executors(settings: Settings, db: Database) -> dict[str, Executor]:
-    """One executor per kind, built once at start."""
-    return {name: kind.executor(settings, db) for name, kind in step_kinds().items()}
+    """One executor per kind whose engine is configured, built once at start."""
+    known = {engine for kind in step_kinds().values() for engine in kind.engines}
+    unknown = sorted(set(settings.executors) - known)
+    if unknown:
+        raise ConfigError(
+            f"executors: no step kind drives {', '.join(unknown)} (known: "
+            f"{', '.join(sorted(known)) or 'none'})"
+        )
+    built = {name: kind.executor(settings, db) for name, kind in step_kinds().items()}
+    return {name: executor for name, executor in built.items() if executor is not None}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import (
     JSON,
@@ -118,10 +118,19 @@ class IncidentRow(Base):
         return whole | self.data
 
 
+# The one list of an execution's statuses. Here, with the column, because the store's own
+# partial indexes are built from them and the store imports nothing above it; what each
+# status means and when it is entered is app/executions/lifecycle.py.
+ExecutionStatus = Literal[
+    "queued", "waiting_approval", "running", "verifying",
+    "succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected",
+]  # fmt: skip
 # Statuses in which an execution still holds its concurrency key / is open for its incident.
-HOLDS_KEY = ("running", "verifying")
-OPEN = ("queued", "waiting_approval", "running", "verifying")
-FINAL = ("succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected")
+HOLDS_KEY: tuple[ExecutionStatus, ...] = ("running", "verifying")
+OPEN: tuple[ExecutionStatus, ...] = ("queued", "waiting_approval", "running", "verifying")
+FINAL: tuple[ExecutionStatus, ...] = (
+    "succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected",
+)  # fmt: skip
 
 
 def _status_in(statuses: tuple[str, ...]) -> Any:
@@ -162,7 +171,7 @@ class Execution(Base):
     runbook_spec: Mapped[dict[str, Any]]
     incident_id: Mapped[str] = mapped_column(ForeignKey("incidents.id"), index=True)
     trigger: Mapped[str] = mapped_column(String(16), default="webhook")
-    status: Mapped[str] = mapped_column(String(20))
+    status: Mapped[ExecutionStatus] = mapped_column(String(20))
     concurrency_key: Mapped[str | None] = mapped_column(String(255), index=True)
     # What cooldown counts runs by: the concurrency key, else the incident's fingerprint.
     guard_key: Mapped[str] = mapped_column(String(255))
@@ -173,7 +182,8 @@ class Execution(Base):
     guard: Mapped[str | None] = mapped_column(String(32))
     escalate_to: Mapped[list[Any]]
     verify: Mapped[dict[str, Any] | None]
-    # Approval deadline while waiting_approval; verification deadline while verifying.
+    # Approval deadline while waiting_approval; verification deadline while verifying;
+    # a remote step's timeout while running unclaimed (followed on its engine).
     deadline_at: Mapped[datetime | None]
     next_check_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
@@ -221,6 +231,10 @@ class StepRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # The last attempt's findings (terraform: version and plan summary).
     detail: Mapped[dict[str, Any] | None]
+    # A step launched on an engine and not yet ended there: what following it needs
+    # (`handle`, `url`, `attempt`, `launched_at`). Written with the launch, so whoever
+    # follows it after a restart re-attaches instead of launching again.
+    remote: Mapped[dict[str, Any] | None]
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
 

@@ -115,6 +115,30 @@ def claim_due_checks(
     return rows
 
 
+def claim_due_waits(
+    *, session: Session, now: datetime, hold_s: float, limit: int = 100
+) -> list[Execution]:
+    """Running executions that no worker holds (their step is running elsewhere, and the
+    row is how it is followed) whose next look is due; pushed `hold_s` into the future so
+    no other replica looks meanwhile."""
+    rows = list(
+        session.scalars(
+            select(Execution)
+            .where(
+                Execution.status == "running",
+                Execution.claimed_by.is_(None),
+                Execution.next_check_at <= now,
+            )
+            .order_by(Execution.next_check_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True, of=Execution)
+        )
+    )
+    for row in rows:
+        row.next_check_at = now + timedelta(seconds=hold_s)
+    return rows
+
+
 def claim_next_escalation(
     *,
     session: Session,

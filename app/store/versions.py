@@ -7,8 +7,6 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.executors.git_versions import GoodVersion, LastGoodLookup
-from app.store.db import Database
 from app.store.models import Execution, GoodVersionRow
 
 
@@ -53,14 +51,3 @@ def record_applied_versions(*, session: Session, execution: Execution, now: date
                 now=now,
                 execution_id=execution.id,
             )
-
-
-def last_good_lookup(db: Database) -> LastGoodLookup:
-    def lookup(workdir: str) -> GoodVersion | None:
-        with db.read() as session:
-            newest = good_versions(session=session, workdir=workdir, limit=1)
-        if not newest:
-            return None
-        return GoodVersion(newest[0].commit, newest[0].recorded_by, newest[0].recorded_at)
-
-    return lookup

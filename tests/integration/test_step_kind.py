@@ -55,6 +55,7 @@ class NoteExecutor:
 class NoteKind:
     name = "note"
     spec_model = NoteStep
+    engines = ()
 
     def templates(self, spec: NoteStep) -> Iterator[tuple[str, str]]:
         yield "text", spec.text

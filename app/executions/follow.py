@@ -1,0 +1,163 @@
+"""Following remote steps: work launched on an engine (an AWX job, a pipeline run) is
+looked at by its handle until the engine says it ended, without a thread waiting on it.
+
+The state is the row (the step's `remote` handle, the execution's next look and
+deadline), as with verification: any replica picks a look up, a restart or a replica
+taking over re-attaches to the same handle, and nothing is launched twice because the
+local process went away. A look that is due is claimed by pushing it `HOLD_S` ahead; a
+follower that dies mid-look only delays the next one by that much.
+
+Each look: cancel asked for → ask the engine to cancel; past the step's timeout → ask
+the engine to cancel and end `timed_out`; else ask where it is. An engine that cannot be
+asked is asked again at the next look (after the wait it asked for, on 429/503).
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.errors import ExecutorError
+from app.executions.run import persist, record_result, settle
+from app.executors.base import Remote, RemoteExecutor, StepInput, StepResult, StepStatus
+from app.executors.engine_http import EngineError
+from app.runbooks.models import Retry
+from app.services import Services
+from app.store.models import Execution, StepRow
+from app.store.queue import claim_due_waits
+
+log = logging.getLogger("remediator.follow")
+HOLD_S = 30.0
+LOOKS_AT_ONCE = 8
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """One launched step, as read when its look was claimed."""
+
+    execution_id: str
+    step_id: int
+    position: int
+    kind: str
+    spec: dict[str, Any]
+    remote: dict[str, Any]
+    cancel_requested: bool
+    deadline_at: datetime | None
+
+
+@dataclass(frozen=True)
+class Look:
+    remote: Remote | None
+    # The engine could not be asked: why, and how long it asked us to wait.
+    failure: str | None = None
+    wait_s: float = 0.0
+
+
+def follow_remote(services: Services) -> int:
+    """One round of due looks; answers how many were taken."""
+    now = datetime.now(UTC)
+    with services.db.write() as session:
+        waiting = [
+            Waiting(
+                e.id,
+                step.id,
+                step.position,
+                step.kind,
+                dict(step.spec),
+                dict(step.remote),
+                e.cancel_requested,
+                e.deadline_at,
+            )  # fmt: skip
+            for e in claim_due_waits(session=session, now=now, hold_s=HOLD_S)
+            for step in e.steps
+            if step.status == "running" and step.remote is not None
+        ]
+    if not waiting:
+        return 0
+    # Side by side: an engine that answers slowly holds one slot, and the rest go on.
+    with ThreadPoolExecutor(max_workers=min(LOOKS_AT_ONCE, len(waiting))) as pool:
+        looks = list(pool.map(lambda w: _look(services, w), waiting))
+    for one, look in zip(waiting, looks, strict=True):
+        _apply(services, one, look)
+    return len(waiting)
+
+
+def _look(services: Services, waiting: Waiting) -> Look:
+    executor = services.executors.get(waiting.kind)
+    remote = waiting.remote
+    if not isinstance(executor, RemoteExecutor):
+        return Look(_unfollowable(waiting, f"no executor for {waiting.kind!r} to follow it"))
+    step = StepInput(waiting.execution_id, waiting.position, int(remote["attempt"]),
+                     waiting.spec, float(waiting.spec.get("timeout", 300)))  # fmt: skip
+    overdue = waiting.deadline_at is not None and datetime.now(UTC) >= waiting.deadline_at
+    stopping: StepStatus | None = (
+        "cancelled" if waiting.cancel_requested else "timed_out" if overdue else None
+    )
+    try:
+        if stopping is not None:
+            return Look(executor.cancel(step, remote["handle"], stopping))
+        return Look(executor.poll(step, remote["handle"]))
+    except ExecutorError as exc:
+        if stopping == "timed_out":
+            # Out of time, and the engine cannot even be asked to stop: end it here, and
+            # say the job may still be running, so the human paged looks at the engine.
+            why = f"timed out; could not ask the engine to cancel it ({exc}): it may still run"
+            return Look(_unfollowable(waiting, why, status="timed_out"))
+        wait = exc.retry_after_s if isinstance(exc, EngineError) else 0.0
+        return Look(None, failure=str(exc), wait_s=wait)
+
+
+def _unfollowable(waiting: Waiting, why: str, status: StepStatus = "failed") -> Remote:
+    now = datetime.now(UTC)
+    url = waiting.remote.get("url")
+    return Remote(
+        waiting.remote["handle"], url,
+        ended=StepResult(status, None, "", now, now, error=why, detail={"url": url}),
+    )  # fmt: skip
+
+
+def _apply(services: Services, waiting: Waiting, look: Look) -> None:
+    executor = services.executors.get(waiting.kind)
+    interval = executor.poll_interval_s if isinstance(executor, RemoteExecutor) else HOLD_S
+    remote = look.remote
+    ended = remote.ended if remote is not None else None
+    if ended is not None:
+        launched_at = datetime.fromisoformat(str(waiting.remote["launched_at"]))
+        ended = replace(ended, started_at=launched_at)
+        write = record_result(services, waiting.step_id, waiting.position, waiting.kind,
+                              int(waiting.remote["attempt"]), ended)  # fmt: skip
+
+    def apply(session: Session) -> str | None:
+        execution = session.get(Execution, waiting.execution_id, with_for_update={"of": Execution})
+        row = session.get(StepRow, waiting.step_id)
+        if (
+            execution is None
+            or row is None
+            or execution.status != "running"
+            or execution.claimed_by is not None
+            or row.remote != waiting.remote
+        ):
+            return None  # someone else moved it on meanwhile
+        now = datetime.now(UTC)
+        if ended is None:
+            if look.failure is not None:
+                execution.error = f"step {waiting.position + 1} ({waiting.kind}): {look.failure}"
+            elif remote is not None and remote.handle != waiting.remote["handle"]:
+                row.remote = {**waiting.remote, "handle": remote.handle, "url": remote.url}
+            execution.next_check_at = now + timedelta(seconds=max(interval, look.wait_s))
+            return None
+        write(session)
+        policy = Retry.model_validate(execution.runbook_spec.get("retry", {}))
+        execution.error = None
+        return settle(execution, row, ended, policy)
+
+    status = persist(services, apply)
+    if status is not None:
+        log.info("execution %s: step %d (%s) ended on its engine; execution %s",
+                 waiting.execution_id, waiting.position + 1, waiting.kind, status)  # fmt: skip
+        services.work_ready.set()

@@ -1,0 +1,270 @@
+"""An execution's life: the guards that refuse a new run (cooldown, rate limit), the
+state changes from queued to its final status, and the escalations each status owes,
+written in the same transaction as the status. The store below keeps the rows; what a
+status means, and which ones page someone, is decided here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Select, func, select
+from sqlalchemy.orm import Session, object_session
+
+from app.executors.base import StepResult
+from app.runbooks.plan import Plan
+from app.store.models import (
+    OPEN,
+    AttemptRow,
+    EscalationRow,
+    Execution,
+    ExecutionStatus,
+    StepRow,
+)
+from app.store.records import attach, open_execution
+from app.store.versions import record_applied_versions
+
+ESCALATE_ON: frozenset[ExecutionStatus] = frozenset(
+    {"failed", "timed_out", "refused", "interrupted", "rejected"}
+)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    guard: str
+    reason: str
+    # The refusal already made in this guard's window, if any: later alerts fold into it
+    # (one row, one page per storm), and only a first refusal is escalated.
+    earlier: Execution | None = None
+
+    @property
+    def escalate(self) -> bool:
+        return self.earlier is None
+
+
+def _runs(runbook: str, since: datetime) -> Select[Execution]:
+    """Runs (not refusals) of `runbook` created since `since`."""
+    return select(Execution).where(
+        Execution.runbook == runbook,
+        Execution.created_at >= since,
+        Execution.status != "refused",
+    )
+
+
+def _refused(runbook: str, guard: str, since: datetime) -> Select[Any]:
+    return (
+        select(Execution)
+        .where(
+            Execution.runbook == runbook,
+            Execution.guard == guard,
+            Execution.created_at >= since,
+            Execution.status == "refused",
+        )
+        .limit(1)
+    )
+
+
+def _cooldown(*, session: Session, plan: Plan, now: datetime) -> Refusal | None:
+    """Refused while the last run for this key is younger than the cooldown; only the
+    first refusal after that run is escalated (one page per storm, not one per alert)."""
+    runbook = plan.runbook
+    if not runbook.cooldown:
+        return None
+    since = now - timedelta(seconds=runbook.cooldown)
+    previous = session.scalars(
+        _runs(runbook.name, since)
+        .where(Execution.guard_key == plan.guard_key)
+        .order_by(Execution.created_at.desc())
+        .limit(1)
+    ).first()
+    if previous is None:
+        return None
+    already = session.scalars(
+        _refused(runbook.name, "cooldown", previous.created_at).where(
+            Execution.guard_key == plan.guard_key
+        )
+    ).first()
+    reason = (
+        f"cooldown: {runbook.name} already ran for {plan.guard_key} at "
+        f"{previous.created_at.isoformat()} (execution {previous.id}); "
+        f"cooldown is {runbook.cooldown:g}s"
+    )
+    return Refusal("cooldown", reason, already)
+
+
+def _rate_limit(*, session: Session, plan: Plan, now: datetime) -> Refusal | None:
+    """Refused once the runbook ran `max_runs.count` times (any key) within `per`;
+    the first refusal in that window is escalated."""
+    limit = plan.runbook.max_runs
+    if limit is None:
+        return None
+    since = now - timedelta(seconds=limit.per)
+    runs = session.scalar(
+        select(func.count()).select_from(_runs(plan.runbook.name, since).subquery())
+    )
+    if (runs or 0) < limit.count:
+        return None
+    already = session.scalars(_refused(plan.runbook.name, "rate_limit", since)).first()
+    reason = (
+        f"rate limit: {plan.runbook.name} ran {runs} time(s) in the last {limit.per:g}s; "
+        f"max_runs is {limit.count} per {limit.per:g}s"
+    )
+    return Refusal("rate_limit", reason, already)
+
+
+def add_execution(
+    *,
+    session: Session,
+    plan: Plan,
+    incident_id: str,
+    escalate_to: list[str],
+    now: datetime,
+    trigger: str = "webhook",
+) -> tuple[Execution, bool]:
+    """The execution this plan leads to, and whether it is an existing one that the
+    incident was attached to: a repeat of an incident whose remediation is open, or an
+    alert that a guard already refused in this window (a storm makes one refusal).
+
+    A new one is queued (or waiting_approval), or ends at once, with its escalations:
+    refused by a guard, or failed when a template did not render. The caller holds
+    `lock_names` on the runbook so that replicas see each other's runs.
+    """
+    runbook = plan.runbook
+    current = open_execution(session=session, runbook=runbook.name, incident_key=plan.incident_key)
+    if current is not None:
+        attach(session=session, execution_id=current.id, incident_id=incident_id, now=now)
+        return current, True
+    # Before the new row exists: autoflush would otherwise count it as its own previous run.
+    refusal = None
+    if plan.error is None:
+        refusal = _cooldown(session=session, plan=plan, now=now) or _rate_limit(
+            session=session, plan=plan, now=now
+        )
+    if refusal is not None and refusal.earlier is not None:
+        attach(session=session, execution_id=refusal.earlier.id, incident_id=incident_id, now=now)
+        return refusal.earlier, True
+    execution = Execution(
+        runbook=runbook.name,
+        runbook_spec=runbook.model_dump(mode="json", by_alias=True),
+        incident_id=incident_id,
+        trigger=trigger,
+        status="queued",
+        concurrency_key=plan.concurrency_key,
+        guard_key=plan.guard_key,
+        incident_key=plan.incident_key,
+        escalate_to=escalate_to,
+        verify=plan.verify,
+        created_at=now,
+    )
+    session.add(execution)
+    for position, step in enumerate(plan.steps):
+        execution.steps.append(
+            StepRow(position=position, kind=step.kind, spec=step.spec, idempotent=step.idempotent)
+        )
+    if plan.error is not None:
+        finish_execution(execution=execution, status="failed", error=plan.error, now=now)
+    elif refusal is not None:
+        execution.guard = refusal.guard
+        finish_execution(
+            execution=execution,
+            status="refused",
+            error=refusal.reason,
+            now=now,
+            escalate=refusal.escalate,
+        )
+    elif runbook.approval.required:
+        execution.status = "waiting_approval"
+        execution.deadline_at = now + timedelta(seconds=runbook.approval_timeout)
+        _owe_escalations(execution, "waiting_approval", now)
+    return execution, False
+
+
+def note_resolution(*, session: Session, incident_key: str, now: datetime) -> list[str]:
+    """A resolved incident arrived: open executions for it learn so, and those waiting
+    for it to resolve (`verify.resolved_within`) succeed. Answers the ones that did."""
+    succeeded = []
+    for execution in session.scalars(
+        select(Execution).where(Execution.incident_key == incident_key, Execution.status.in_(OPEN))
+    ):
+        execution.resolved_at = execution.resolved_at or now
+        if execution.status == "verifying" and _awaits_resolution(execution):
+            finish_execution(execution=execution, status="succeeded", error=None, now=now)
+            succeeded.append(execution.id)
+    return succeeded
+
+
+def _awaits_resolution(execution: Execution) -> bool:
+    return bool(execution.verify and "resolved_within" in execution.verify)
+
+
+def finish_execution(
+    *,
+    execution: Execution,
+    status: ExecutionStatus,
+    error: str | None,
+    now: datetime,
+    escalate: bool = True,
+    reason: str | None = None,
+) -> None:
+    """The final state and, in the same transaction, the escalations it owes (for
+    `reason`, by default the status itself)."""
+    execution.status = status
+    execution.error = error
+    execution.finished_at = now
+    execution.claimed_by = None
+    execution.lease_expires_at = None
+    for step in execution.steps:
+        if step.status == "pending":
+            step.status = "skipped"
+    execution.deadline_at = None
+    execution.next_check_at = None
+    session = object_session(execution)
+    if status == "succeeded" and session is not None:
+        record_applied_versions(session=session, execution=execution, now=now)
+    if escalate and status in ESCALATE_ON:
+        _owe_escalations(execution, reason or status, now)
+
+
+def _owe_escalations(execution: Execution, reason: str, now: datetime) -> None:
+    for target in execution.escalate_to:
+        execution.escalations.append(
+            EscalationRow(target=target, reason=reason, next_attempt_at=now, created_at=now)
+        )
+
+
+def start_verification(execution: Execution, now: datetime) -> ExecutionStatus:
+    """Every step succeeded: succeeded now, or `verifying` until the runbook's check
+    passes. Verifying executions belong to no worker; the verifier looks after them."""
+    verify, awaits = execution.verify, _awaits_resolution(execution)
+    if not verify or (awaits and execution.resolved_at is not None):
+        finish_execution(execution=execution, status="succeeded", error=None, now=now)
+        return "succeeded"
+    within = verify["resolved_within"] if awaits else verify["http"]["within"]
+    execution.status = "verifying"
+    execution.claimed_by = execution.lease_expires_at = None
+    execution.deadline_at = now + timedelta(seconds=float(within))
+    execution.next_check_at = None if awaits else now
+    return "verifying"
+
+
+def record_attempt(*, session: Session, step_id: int, number: int, result: StepResult) -> None:
+    step = session.get_one(StepRow, step_id)
+    step.attempts = number
+    step.rc = result.rc
+    step.output_tail = result.output_tail
+    step.error = result.error
+    step.detail = result.detail
+    session.add(
+        AttemptRow(
+            step_id=step_id,
+            number=number,
+            status=result.status,
+            rc=result.rc,
+            output_tail=result.output_tail,
+            error=result.error,
+            detail=result.detail,
+            started_at=result.started_at,
+            finished_at=result.finished_at,
+        )
+    )

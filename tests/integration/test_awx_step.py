@@ -1,0 +1,189 @@
+"""The `awx` step through the real app against a stand-in AWX that checks each call
+against AWX's documented contract: templated values reach the job, failures carry the
+job's output and link, timeouts and cancels reach the engine, a template that would drop
+our values is refused before any job runs, and an engine that is busy or down is waited
+out without launching twice."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.awx_server import AWX_TOKEN, AwxStandIn, awx_stand_in
+from tests.conftest import Api, alert, runbook
+
+
+@pytest.fixture
+def awx() -> Iterator[AwxStandIn]:
+    with awx_stand_in() as stand_in:
+        yield stand_in
+
+
+def awx_config(awx: AwxStandIn, **extra: Any) -> dict[str, Any]:
+    return {"awx": {"url": awx.base, "token": AWX_TOKEN, "poll_interval_s": 0.1, **extra}}
+
+
+def awx_runbook(name: str = "restart-nginx", **step: Any) -> dict[str, Any]:
+    spec = {
+        "job_template": name,
+        "extra_vars": {"host": "{{ incident.labels.instance }}", "reason": "{{ incident.title }}"},
+        "limit": "{{ incident.labels.instance }}",
+        "timeout": "30s",
+        **step,
+    }
+    return runbook("restart-via-awx", "NginxDown", {"awx": spec})
+
+
+def start(make_api: Callable[..., Api], awx: AwxStandIn, book: dict[str, Any], **extra: Any) -> Api:
+    return make_api([book], executors=awx_config(awx), **extra)
+
+
+def fire(api: Api, instance: str = "web-1", fingerprint: str = "fp-1") -> str:
+    answer = api.alertmanager(alert("NginxDown", instance=instance, fingerprint=fingerprint))
+    assert answer.status_code == 202, answer.text
+    (execution_id,) = answer.json()["executions"]
+    return str(execution_id)
+
+
+def test_a_job_runs_with_the_incidents_values_and_succeeds(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("restart-nginx", seconds=0.6)
+    api = start(make_api, awx, awx_runbook())
+    execution = api.wait(fire(api, instance="web-7"))
+    assert execution["status"] == "succeeded", execution
+    (launch,) = awx.launches
+    assert launch["limit"] == "web-7"
+    assert launch["extra_vars"]["host"] == "web-7"
+    step = execution["steps"][0]
+    assert step["detail"]["engine_status"] == "successful"
+    assert step["detail"]["url"].endswith(f"/#/jobs/playbook/{step['detail']['job']}/output")
+    assert "limit=web-7" in step["output_tail"]
+    assert awx.violations == []
+
+
+def test_a_failed_job_is_escalated_with_its_output_and_link(
+    make_api: Callable[..., Api], awx: AwxStandIn, recorder: Any
+) -> None:
+    awx.template("restart-nginx", outcome="failed", seconds=0.3)
+    api = make_api(
+        [awx_runbook()], executors=awx_config(awx),
+        escalation={"webhook": {"url": recorder.url}}, default_escalate=["webhook"],
+    )  # fmt: skip
+    execution = api.wait(fire(api))
+    assert execution["status"] == "failed"
+    assert "AWX job" in execution["error"] and "failed" in execution["error"]
+    (sent,) = recorder.wait_for(1)
+    attempt = sent.json()["execution"]["steps"][0]["attempt_log"][0]
+    assert "PLAY RECAP *** failed" in attempt["output_tail"]
+    assert attempt["detail"]["url"].startswith(f"{awx.base}/#/jobs/playbook/")
+    assert attempt["detail"]["engine_status"] == "failed"
+    assert awx.violations == []
+
+
+def test_a_job_past_its_timeout_is_cancelled_on_the_engine(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("restart-nginx", seconds=60)
+    api = start(make_api, awx, awx_runbook(timeout="1s"))
+    execution = api.wait(fire(api), timeout=30)
+    assert execution["status"] == "timed_out", execution
+    assert awx.cancels == [next(iter(awx.jobs))]
+    assert execution["steps"][0]["detail"]["engine_status"] == "canceled"
+
+
+def test_cancel_asks_the_engine_to_stop_the_job(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("restart-nginx", seconds=60)
+    api = start(make_api, awx, awx_runbook())
+    execution_id = fire(api)
+    api.wait(execution_id, until=lambda e: bool(awx.launches) and e["steps"][0]["detail"])
+    assert api.act(execution_id, "cancel", reason="doing it by hand").status_code == 200
+    execution = api.wait(execution_id, timeout=20)
+    assert execution["status"] == "cancelled"
+    assert len(awx.cancels) == 1
+    assert "doing it by hand" in execution["error"]
+
+
+@pytest.mark.parametrize("prompt", ["ask_limit", "ask_variables"])
+def test_a_template_that_would_drop_our_values_is_refused_before_any_job(
+    make_api: Callable[..., Api], awx: AwxStandIn, prompt: str
+) -> None:
+    awx.template("restart-nginx", **{prompt: False})
+    api = start(make_api, awx, awx_runbook())
+    execution = api.wait(fire(api))
+    assert execution["status"] == "refused"
+    assert execution["guard"] == "prompt_on_launch"
+    assert "Prompt on launch" in execution["error"]
+    assert ("Limit" if prompt == "ask_limit" else "Variables") in execution["error"]
+    assert awx.launches == []
+
+
+def test_ignored_fields_in_the_launch_answer_cancel_the_job_and_refuse(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("restart-nginx", seconds=30, ignores=("limit",))
+    api = start(make_api, awx, awx_runbook())
+    execution = api.wait(fire(api))
+    assert execution["status"] == "refused"
+    assert "ignored limit" in execution["error"] and "was cancelled" in execution["error"]
+    assert awx.cancels == [next(iter(awx.jobs))]
+
+
+def test_a_limit_from_the_payload_may_only_name_hosts(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("restart-nginx")
+    api = start(make_api, awx, awx_runbook())
+    execution = api.wait(fire(api, instance="all:!db-1"))
+    assert execution["status"] == "failed"
+    assert "limit" in execution["error"]
+    assert awx.launches == []
+
+
+def test_the_aap_gateway_root_is_found_and_used(make_api: Callable[..., Api]) -> None:
+    with awx_stand_in(root="/api/controller/v2/") as aap:
+        aap.template("restart-nginx")
+        api = start(make_api, aap, awx_runbook())
+        execution = api.wait(fire(api))
+        assert execution["status"] == "succeeded", execution
+        assert "/execution/jobs/playbook/" in execution["steps"][0]["detail"]["url"]
+        assert aap.violations == []
+
+
+def test_a_busy_engine_is_waited_out_and_launched_once(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("restart-nginx", seconds=0.5)
+    awx.busy = 3
+    api = start(make_api, awx, awx_runbook())
+    execution = api.wait(fire(api), timeout=40)
+    assert execution["status"] == "succeeded", execution
+    assert len(awx.launches) == 1
+
+
+def test_an_engine_down_while_a_job_runs_is_followed_once_it_is_back(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("restart-nginx", seconds=2)
+    api = start(make_api, awx, awx_runbook())
+    execution_id = fire(api)
+    api.wait(execution_id, until=lambda e: bool(awx.launches) and bool(e["steps"][0]["detail"]))
+    awx.stop()
+    time.sleep(1.0)
+    assert api.execution(execution_id)["status"] == "running"
+    awx.start()
+    execution = api.wait(execution_id, timeout=30)
+    assert execution["status"] == "succeeded", execution
+    assert len(awx.launches) == 1
+
+
+def test_an_unconfigured_engine_fails_the_step_saying_so(make_api: Callable[..., Api]) -> None:
+    api = make_api([awx_runbook()])
+    execution = api.wait(fire(api))
+    assert execution["status"] == "failed"
+    assert "no executor for 'awx'" in execution["error"]
