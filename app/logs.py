@@ -70,3 +70,6 @@ def configure_logging(level: str, style: LogFormat, secrets: Iterable[str]) -> N
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+    # httpx logs every request at info: a follower looking at hundreds of remote jobs
+    # would drown the log. Our own lines say what was asked and what came of it.
+    logging.getLogger("httpx").setLevel(max(logging.WARNING, root.level))
