@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import jsonschema
 
 from tests.contracts import EXTRACTS
-from tests.loopback import answer_json
+from tests.loopback import StandInHandler, answer_json
 
 AWX_TOKEN = "awx-token-for-remediator-0001"
 CONTRACT: dict[str, Any] = json.loads((EXTRACTS / "awx-job-api.json").read_text())
@@ -92,7 +92,7 @@ class AwxStandIn:
     # --------------------------------------------------------------- serving
 
     def start(self) -> None:
-        handler = type("Handler", (_Handler,), {"awx": self})
+        handler = type("Handler", (_Handler,), {"awx": self, "violations": self.violations})
         self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
         self.port = self._server.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
@@ -116,27 +116,14 @@ def awx_stand_in(root: str = "/api/v2/") -> Iterator[AwxStandIn]:
         awx.stop()
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(StandInHandler):
     awx: AwxStandIn
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def do_GET(self) -> None:  # noqa: N802
-        self._answer("GET")
-
-    def do_POST(self) -> None:  # noqa: N802
-        self._answer("POST")
 
     def _refuse(self, status: int, why: str) -> None:
-        self.awx.violations.append(f"{self.command} {self.path}: {why}")
-        answer_json(self, status, {"detail": why})
+        self.refuse(status, why, key="detail")
 
-    def _answer(self, method: str) -> None:
+    def answer(self, method: str, raw: bytes) -> None:
         awx = self.awx
-        length = int(self.headers.get("content-length") or 0)
-        raw = self.rfile.read(length) if length else b""
         if self.headers.get("authorization") != f"Bearer {AWX_TOKEN}":
             answer_json(self, 401, {"detail": "Authentication credentials were not provided."})
             return
@@ -228,16 +215,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 if query.get("format") != ["txt"]:
                     self._refuse(400, "stdout asked without format=txt")
                     return
-                text = (
+                self.text(200, (
                     f"PLAY [{job.template.name}] ***\nTASK [restart] ***\n"
                     f"limit={job.body.get('limit')} vars={json.dumps(job.body.get('extra_vars', {}))}\n"
                     f"PLAY RECAP *** {status}\n"
-                ).encode()
-                self.send_response(200)
-                self.send_header("content-type", "text/plain")
-                self.send_header("content-length", str(len(text)))
-                self.end_headers()
-                self.wfile.write(text)
+                ))  # fmt: skip
                 return
             answer = self._job(job, status)
             jsonschema.validate(answer, CONTRACT["job_response"])

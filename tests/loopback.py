@@ -26,7 +26,7 @@ def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
 def answer_json(
     handler: http.server.BaseHTTPRequestHandler,
     status: int,
-    body: dict[str, Any],
+    body: dict[str, Any] | list[Any],
     headers: dict[str, str] | None = None,
 ) -> None:
     """Answer as the JSON APIs the stand-ins play do."""
@@ -37,3 +37,36 @@ def answer_json(
     handler.send_header("content-length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+
+
+class StandInHandler(http.server.BaseHTTPRequestHandler):
+    """A stand-in engine's request handler: GET and POST go to `answer(method, raw body)`;
+    a call that breaks the contract is recorded in `violations` and refused."""
+
+    protocol_version = "HTTP/1.1"
+    violations: list[str]
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def do_GET(self) -> None:  # noqa: N802
+        self.answer("GET", b"")
+
+    def do_POST(self) -> None:  # noqa: N802
+        length = int(self.headers.get("content-length") or 0)
+        self.answer("POST", self.rfile.read(length) if length else b"")
+
+    def answer(self, method: str, raw: bytes) -> None:
+        raise NotImplementedError
+
+    def refuse(self, status: int, why: str, key: str = "message") -> None:
+        self.violations.append(f"{self.command} {self.path}: {why}")
+        answer_json(self, status, {key: why})
+
+    def text(self, status: int, body: str) -> None:
+        data = body.encode()
+        self.send_response(status)
+        self.send_header("content-type", "text/plain")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)

@@ -32,8 +32,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
@@ -46,6 +44,8 @@ from app.executors.base import (
     StepResult,
     StepSpec,
     StepStatus,
+    engine_result,
+    refused_now,
     strings_in,
     tail,
 )
@@ -61,6 +61,7 @@ ENGINE = "awx"
 # How long a launch waits out an engine that is busy (429/503) or refuses connections,
 # before the attempt fails (and the runbook's retry policy decides).
 LAUNCH_WAIT_S = 20.0
+PROMPT_GUARD = "prompt_on_launch"
 API_ROOTS = ("/api/controller/v2/", "/api/v2/")
 RUNNING = frozenset({"new", "pending", "waiting", "running"})
 ENDED: dict[str, StepStatus] = {
@@ -171,9 +172,7 @@ class AwxExecutor:
         prompts = self.api.get(launch_path, busy_wait_s=LAUNCH_WAIT_S).json()
         refusal = _not_prompted(prompts, body, template)
         if refusal is not None:
-            return Remote(
-                {}, None, ended=_ended("refused", error=refusal, guard="prompt_on_launch")
-            )
+            return Remote({}, None, ended=refused_now(refusal, PROMPT_GUARD))
         answer = self.api.post(launch_path, body, busy_wait_s=LAUNCH_WAIT_S).json()
         jobs = "workflow_jobs" if workflow else "jobs"
         job = answer.get("workflow_job" if workflow else "job", answer.get("id"))
@@ -189,7 +188,7 @@ class AwxExecutor:
                 f"{', '.join(PROMPTS[f][1] for f in ignored if f in PROMPTS)} on the template. "
                 f"Job {job} was cancelled."
             )
-            return Remote(handle, self._link(handle), ended=_refused(error))
+            return Remote(handle, self._link(handle), ended=refused_now(error, PROMPT_GUARD))
         return Remote(handle, self._link(handle))
 
     def poll(self, _step: StepInput, handle: dict[str, Any]) -> Remote:
@@ -244,22 +243,14 @@ class AwxExecutor:
         if stopped is not None and engine_status != "successful":
             # We stopped it; a job that finished first keeps the engine's word for it.
             status = stopped
-        output = "" if handle["jobs"] == "workflow_jobs" else self._stdout(handle)
-        explanation = str(job.get("job_explanation") or "").strip()
-        error = None
-        if status != "succeeded":
-            error = f"AWX job {handle['job']} {engine_status}" + (
-                f": {explanation}" if explanation else ""
-            )
-        return replace(
-            _ended(status, error=error),
-            output_tail=output,
-            detail={
-                "summary": f"AWX job {handle['job']} ({handle['template']}): {engine_status}",
-                "url": self._link(handle),
-                "engine_status": engine_status,
-                "job": handle["job"],
-            },
+        return engine_result(
+            status,
+            what=f"AWX job {handle['job']} ({handle['template']})",
+            engine_status=engine_status,
+            url=self._link(handle),
+            output="" if handle["jobs"] == "workflow_jobs" else self._stdout(handle),
+            explanation=str(job.get("job_explanation") or "").strip(),
+            job=handle["job"],
         )
 
     def _stdout(self, handle: dict[str, Any]) -> str:
@@ -304,14 +295,3 @@ def _not_prompted(
         f"AWX would run the job without them; turn on 'Prompt on launch' for "
         f"{', '.join(missing)} on the template"
     )
-
-
-def _refused(error: str) -> StepResult:
-    """Not run as asked: named as a guard, like terraform's max_destroy, and not retried."""
-    return _ended("refused", error=error, guard="prompt_on_launch")
-
-
-def _ended(status: StepStatus, *, error: str | None = None, guard: str | None = None) -> StepResult:
-    now = datetime.now(UTC)
-    return StepResult(status, None, "", now, now, error=error,
-                      detail={"guard": guard} if guard else None)  # fmt: skip

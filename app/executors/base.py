@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
@@ -138,6 +138,34 @@ class StepKind(Protocol[Spec]):
         """What runs (and previews) steps of this kind, built once at start (`db` for a
         kind that reads what the store knows, as terraform's `last_good`); None when the
         engine it drives is not configured (its steps then fail saying so)."""
+
+
+def engine_result(
+    status: StepStatus,
+    *,
+    what: str,
+    engine_status: str,
+    url: str | None,
+    output: str = "",
+    explanation: str = "",
+    **found: Any,
+) -> StepResult:
+    """How a remote step ended, in the one form every engine's is recorded and escalated:
+    `what: engine_status` as the summary and the error, the link, the engine's own word.
+    Stamped now; the follower sets when the attempt began (at its launch)."""
+    now = datetime.now(UTC)
+    error = None
+    if status != "succeeded":
+        error = f"{what}: {engine_status}" + (f": {explanation}" if explanation else "")
+    detail = {"summary": f"{what}: {engine_status}", "url": url, "engine_status": engine_status}
+    return StepResult(status, None, output, now, now, error=error, detail=detail | found)
+
+
+def refused_now(error: str, guard: str) -> StepResult:
+    """Not run as asked, by the step's own guard: named like terraform's max_destroy, and
+    never retried."""
+    now = datetime.now(UTC)
+    return StepResult("refused", None, "", now, now, error=error, detail={"guard": guard})
 
 
 def strings_in(value: Any, where: str) -> Iterator[tuple[str, str]]:

@@ -93,7 +93,7 @@ class EngineClient:
                 continue
             if response.status_code in ok:
                 return response
-            if response.status_code in BUSY and time.monotonic() < deadline:
+            if _busy(response) and time.monotonic() < deadline:
                 wait = min(_retry_after(response) or 1.0, deadline - time.monotonic())
                 time.sleep(max(0.0, wait))
                 continue
@@ -125,15 +125,29 @@ def _checked(name: str, response: httpx.Response) -> httpx.Response:
         f"{name} answered {response.status_code} to {response.request.method} "
         f"{response.request.url.path}: {response.text[:300]}",
         status=response.status_code,
-        retry_after_s=_retry_after(response) or 0.0,
+        retry_after_s=(_retry_after(response) or 0.0) if _busy(response) else 0.0,
     )
 
 
+def _busy(response: httpx.Response) -> bool:
+    """Asked to come back later: 429/503, or GitHub's 403 with its rate limit spent."""
+    if response.status_code in BUSY:
+        return True
+    return response.status_code == 403 and response.headers.get("x-ratelimit-remaining") == "0"
+
+
 def _retry_after(response: httpx.Response) -> float | None:
+    """How long the engine asked us to wait: Retry-After, or until GitHub's
+    x-ratelimit-reset (epoch seconds); capped."""
     value = response.headers.get("retry-after")
-    if value is None:
-        return None
+    reset = response.headers.get("x-ratelimit-reset")
     try:
-        return min(MAX_RETRY_AFTER_S, max(0.0, float(value)))
+        if value is not None:
+            wait = float(value)
+        elif reset is not None and response.headers.get("x-ratelimit-remaining") == "0":
+            wait = float(reset) - time.time()
+        else:
+            return None
     except ValueError:
         return None
+    return min(MAX_RETRY_AFTER_S, max(0.0, wait))

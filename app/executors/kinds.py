@@ -10,11 +10,12 @@ from app.errors import ConfigError
 from app.executors.ansible import AnsibleKind
 from app.executors.awx import AwxKind
 from app.executors.base import Executor, StepKind
+from app.executors.pipeline import PipelineKind
 from app.executors.terraform import TerraformKind
 from app.store.db import Database
 
 KINDS: dict[str, StepKind[Any]] = {
-    kind.name: kind for kind in (AnsibleKind(), TerraformKind(), AwxKind())
+    kind.name: kind for kind in (AnsibleKind(), TerraformKind(), AwxKind(), PipelineKind())
 }
 
 

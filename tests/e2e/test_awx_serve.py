@@ -24,14 +24,6 @@ def awx() -> Iterator[AwxStandIn]:
         yield stand_in
 
 
-@pytest.fixture
-def servers() -> Iterator[list[Server]]:
-    started: list[Server] = []
-    yield started
-    for server in started:
-        server.close()
-
-
 def awx_runbook(**step: Any) -> dict[str, Any]:
     spec = {"job_template": "restart-node", "extra_vars": {"node": "{{ incident.labels.i }}"},
             "limit": "{{ incident.labels.i }}", "timeout": "2m", **step}  # fmt: skip
