@@ -57,11 +57,19 @@ class EngineClient:
         return path if path.startswith(("http://", "https://")) else self.base + path
 
     def get(
-        self, path: str, *, params: Mapping[str, str] | None = None, busy_wait_s: float = 0.0
+        self,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        busy_wait_s: float = 0.0,
+        follow: bool = False,
     ) -> httpx.Response:
         """A read. Within `busy_wait_s`, an engine that is busy or unreachable is asked
-        again; past it, or for any other error answer, EngineError."""
-        return self._request("GET", path, busy_wait_s=busy_wait_s, params=params)
+        again; past it, or for any other error answer, EngineError. `follow`: where the
+        engine answers with a redirect to the content (HCP Terraform's plan JSON); the
+        token is not sent on to another host."""
+        return self._request("GET", path, busy_wait_s=busy_wait_s, params=params,
+                             follow_redirects=follow)  # fmt: skip
 
     def post(
         self,

@@ -12,10 +12,12 @@ from app.executors.awx import AwxKind
 from app.executors.base import Executor, StepKind
 from app.executors.pipeline import PipelineKind
 from app.executors.terraform import TerraformKind
+from app.executors.terraform_cloud import TerraformCloudKind
 from app.store.db import Database
 
 KINDS: dict[str, StepKind[Any]] = {
-    kind.name: kind for kind in (AnsibleKind(), TerraformKind(), AwxKind(), PipelineKind())
+    kind.name: kind
+    for kind in (AnsibleKind(), TerraformKind(), AwxKind(), PipelineKind(), TerraformCloudKind())
 }
 
 

@@ -48,12 +48,12 @@ from app.executors.base import (
     tail,
 )
 from app.executors.environment import step_environment
-from app.executors.git_versions import GitVersions, GoodVersion, LastGoodLookup, Version
+from app.executors.git_versions import GitVersions, LastGoodLookup, Version
 from app.executors.interruptible import Finished, run_interruptible
+from app.executors.known_good import last_good_lookup
 from app.executors.terraform_plan import refusal, summarise
 from app.runbooks.duration import Duration
 from app.runbooks.templating import render_value
-from app.store.versions import good_versions
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -123,19 +123,6 @@ class TerraformKind:
             settings.terraform_dir, last_good_lookup(db), binary=settings.terraform_bin,
             step_env=settings.step_env,
         )  # fmt: skip
-
-
-def last_good_lookup(db: Database) -> LastGoodLookup:
-    """`revert_to: last_good`: the newest version recorded as good for a workdir."""
-
-    def lookup(workdir: str) -> GoodVersion | None:
-        with db.read() as session:
-            newest = good_versions(session=session, workdir=workdir, limit=1)
-        if not newest:
-            return None
-        return GoodVersion(newest[0].commit, newest[0].recorded_by, newest[0].recorded_at)
-
-    return lookup
 
 
 BACKEND_OVERRIDE = "zz_remediator_backend_override.tf.json"

@@ -1,0 +1,100 @@
+"""The `terraform_cloud` step through the real app against a stand-in HCP Terraform that
+checks each call against its documented contract: a revert plans on the earlier
+configuration version, the guard discards a plan that destroys too much, a timeout
+cancels the run, and a verified revert is recorded as known good for `last_good`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api, alert, runbook
+from tests.tfc_server import TFC_TOKEN, TfcStandIn, tfc_stand_in
+
+
+@pytest.fixture
+def tfc() -> Iterator[TfcStandIn]:
+    with tfc_stand_in() as stand_in:
+        yield stand_in
+
+
+def start(make_api: Callable[..., Api], tfc: TfcStandIn, **step: Any) -> Api:
+    spec = {"organization": "acme", "workspace": "web-prod", "revert_to": "previous", **step}
+    book = runbook("revert-web", "WebReleaseErrors", {"terraform_cloud": spec})
+    return make_api([book], executors={"terraform_cloud": {"url": tfc.base, "token": TFC_TOKEN,
+                                                           "poll_interval_s": 0.1}})  # fmt: skip
+
+
+def fire(api: Api, fingerprint: str = "fp-1") -> str:
+    answer = api.alertmanager(alert("WebReleaseErrors", fingerprint=fingerprint))
+    assert answer.status_code == 202, answer.text
+    (execution_id,) = answer.json()["executions"]
+    return str(execution_id)
+
+
+def test_a_revert_plans_the_previous_version_applies_it_and_records_it_good(
+    make_api: Callable[..., Api], tfc: TfcStandIn
+) -> None:
+    api = start(make_api, tfc)
+    execution = api.wait(fire(api))
+    assert execution["status"] == "succeeded", execution
+    (created,) = tfc.created
+    version = created["data"]["relationships"]["configuration-version"]["data"]["id"]
+    assert version == "cv-before"
+    assert created["data"]["attributes"]["auto-apply"] is False
+    (run_id,) = tfc.runs
+    assert (run_id, "apply") in tfc.actions
+    assert execution["steps"][0]["detail"]["engine_status"] == "applied"
+    assert tfc.violations == []
+    # Now known good: a last_good revert asks for that version.
+    second = start(make_api, tfc, revert_to="last_good")
+    assert second.wait(fire(second, "fp-2"))["status"] == "succeeded"
+    assert tfc.created[-1]["data"]["relationships"]["configuration-version"]["data"]["id"] == (
+        "cv-before"
+    )
+
+
+def test_a_plan_that_destroys_too_much_is_discarded_and_refused(
+    make_api: Callable[..., Api], tfc: TfcStandIn
+) -> None:
+    tfc.versions["cv-before"] = 3
+    api = start(make_api, tfc)
+    execution = api.wait(fire(api))
+    assert execution["status"] == "refused"
+    assert execution["guard"] == "max_destroy"
+    (run_id,) = tfc.runs
+    assert (run_id, "discard") in tfc.actions
+    assert (run_id, "apply") not in tfc.actions
+    assert tfc.runs[run_id].status == "discarded"
+
+
+def test_a_plan_with_no_changes_succeeds_without_applying(
+    make_api: Callable[..., Api], tfc: TfcStandIn
+) -> None:
+    tfc.no_changes = True
+    api = start(make_api, tfc)
+    execution = api.wait(fire(api))
+    assert execution["status"] == "succeeded"
+    assert [a for _, a in tfc.actions] == []
+
+
+def test_a_run_past_its_timeout_is_cancelled(make_api: Callable[..., Api], tfc: TfcStandIn) -> None:
+    tfc.plan_seconds = 60
+    api = start(make_api, tfc, timeout="1s")
+    execution = api.wait(fire(api), timeout=30)
+    assert execution["status"] == "timed_out", execution
+    (run_id,) = tfc.runs
+    assert (run_id, "cancel") in tfc.actions
+    assert tfc.runs[run_id].status == "canceled"
+
+
+def test_last_good_with_nothing_recorded_fails_clearly(
+    make_api: Callable[..., Api], tfc: TfcStandIn
+) -> None:
+    api = start(make_api, tfc, revert_to="last_good")
+    execution = api.wait(fire(api))
+    assert execution["status"] == "failed"
+    assert "no version of tfc:acme/web-prod is recorded as good" in execution["error"]
+    assert tfc.runs == {}

@@ -1,0 +1,186 @@
+"""A stand-in HCP Terraform on a loopback port, checking each call against the cut-out in
+fixtures/contracts/hcp-terraform-runs.json (JSON:API media type, bearer token, the run
+body's shape) and answering as HCP Terraform does: runs go pending → planning → planned
+(confirmable) → after `apply`, applying → applied; `planned_and_finished` for a plan
+with no changes; the plan's JSON behind a redirect; discard and cancel end a run."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import jsonschema
+
+from tests.contracts import EXTRACTS
+from tests.loopback import StandInHandler, answer_json, serving
+
+TFC_TOKEN = "tfc-team-token.atlasv1.stand-in-0001"
+CONTRACT: dict[str, Any] = json.loads((EXTRACTS / "hcp-terraform-runs.json").read_text())
+WORKSPACE = "ws-web0prod"
+
+
+@dataclass
+class Run:
+    id: str
+    version: str
+    started: float
+    plan_seconds: float
+    apply_seconds: float
+    status: str = "pending"
+    applied_at: float | None = None
+
+
+@dataclass
+class TfcStandIn:
+    # configuration version → how many resources its plan destroys (0: a plain revert).
+    versions: dict[str, int] = field(default_factory=lambda: {"cv-current": 0, "cv-before": 0})
+    applied: list[str] = field(default_factory=lambda: ["cv-current", "cv-before"])
+    plan_seconds: float = 0.3
+    apply_seconds: float = 0.3
+    no_changes: bool = False
+    runs: dict[str, Run] = field(default_factory=dict)
+    created: list[dict[str, Any]] = field(default_factory=list)
+    actions: list[tuple[str, str]] = field(default_factory=list)
+    violations: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    base: str = ""
+
+    def state(self, run: Run) -> str:
+        now = time.monotonic()
+        if run.status in ("discarded", "canceled", "applied", "planned_and_finished"):
+            return run.status
+        if run.applied_at is not None:
+            run.status = "applied" if now - run.applied_at >= run.apply_seconds else "applying"
+            return run.status
+        if now - run.started < 0.1:
+            return "pending"
+        if now - run.started < run.plan_seconds:
+            return "planning"
+        run.status = "planned_and_finished" if self.no_changes else "planned"
+        return run.status
+
+
+@contextmanager
+def tfc_stand_in(**options: Any) -> Iterator[TfcStandIn]:
+    tfc = TfcStandIn(**options)
+    handler = type("Handler", (_Handler,), {"tfc": tfc, "violations": tfc.violations})
+    with serving(handler) as base:
+        tfc.base = base
+        yield tfc
+
+
+class _Handler(StandInHandler):
+    tfc: TfcStandIn
+
+    def answer(self, method: str, raw: bytes) -> None:
+        if self.headers.get("authorization") != f"Bearer {TFC_TOKEN}":
+            answer_json(self, 401, {"errors": [{"status": "401", "title": "unauthorized"}]})
+            return
+        if method == "POST" and self.headers.get("content-type") != "application/vnd.api+json":
+            self.refuse(415, "a body that is not application/vnd.api+json")
+            return
+        split = urlsplit(self.path)
+        with self.tfc.lock:
+            self._route(method, split.path, parse_qs(split.query), raw)
+
+    def _route(self, method: str, path: str, query: dict[str, list[str]], raw: bytes) -> None:
+        tfc = self.tfc
+        if method == "GET" and path == "/api/v2/organizations/acme/workspaces/web-prod":
+            answer_json(self, 200, {"data": {"id": WORKSPACE, "type": "workspaces",
+                                             "attributes": {"name": "web-prod"}}})  # fmt: skip
+            return
+        if method == "GET" and path == f"/api/v2/workspaces/{WORKSPACE}/runs":
+            if query.get("filter[status]") != ["applied"]:
+                self.refuse(400, "runs listed without filter[status]=applied")
+                return
+            size = int(query.get("page[size]", ["20"])[0])
+            data = [{"id": f"run-old{i}", "type": "runs", "attributes": {"status": "applied"},
+                     "relationships": {"configuration-version": {
+                         "data": {"id": cv, "type": "configuration-versions"}}}}
+                    for i, cv in enumerate(tfc.applied[:size])]  # fmt: skip
+            answer_json(self, 200, {"data": data})
+            return
+        if method == "POST" and path == "/api/v2/runs":
+            self._create(raw)
+            return
+        one = re.fullmatch(r"/api/v2/runs/(run-[a-z0-9]+)(/actions/(apply|discard|cancel))?", path)
+        if one and one.group(1) in tfc.runs:
+            run = tfc.runs[one.group(1)]
+            state = tfc.state(run)
+            if one.group(3):
+                self._action(run, state, one.group(3), raw)
+                return
+            answer_json(self, 200, {"data": {
+                "id": run.id, "type": "runs",
+                "attributes": {"status": state, "actions": {"is-confirmable": state == "planned"}},
+                "relationships": {"plan": {"data": {"id": f"plan-{run.id[4:]}", "type": "plans"}}},
+            }})  # fmt: skip
+            return
+        plan = re.fullmatch(r"/api/v2/plans/plan-([a-z0-9]+)/json-output", path)
+        if method == "GET" and plan:
+            # As HCP Terraform does: a redirect to a temporary URL of the JSON.
+            self.send_response(307)
+            self.send_header("location", f"{tfc.base}/archivist/plan-{plan.group(1)}.json")
+            self.send_header("content-length", "0")
+            self.end_headers()
+            return
+        archived = re.fullmatch(r"/archivist/plan-([a-z0-9]+)\.json", path)
+        if method == "GET" and archived:
+            run = tfc.runs[f"run-{archived.group(1)}"]
+            destroys = tfc.versions[run.version]
+            changes = [{"address": f"aws_instance.web[{i}]", "change": {"actions": ["delete"]}}
+                       for i in range(destroys)]  # fmt: skip
+            changes.append({"address": "aws_lb.web", "change": {"actions": ["update"]}})
+            answer_json(self, 200, {"format_version": "1.2", "resource_changes": changes})
+            return
+        self.refuse(404, "no such HCP Terraform endpoint")
+
+    def _create(self, raw: bytes) -> None:
+        tfc = self.tfc
+        try:
+            body = json.loads(raw)
+            jsonschema.validate(body, CONTRACT["create_run_request"])
+        except (ValueError, jsonschema.ValidationError) as exc:
+            self.refuse(422, f"run body breaks the contract: {str(exc)[:200]}")
+            return
+        relationships = body["data"]["relationships"]
+        version = relationships["configuration-version"]["data"]["id"]
+        if version not in tfc.versions or relationships["workspace"]["data"]["id"] != WORKSPACE:
+            answer_json(self, 404, {"errors": [{"status": "404", "title": "not found"}]})
+            return
+        run = Run(id=f"run-{len(tfc.runs) + 1:04d}x", version=version, started=time.monotonic(),
+                  plan_seconds=tfc.plan_seconds, apply_seconds=tfc.apply_seconds)  # fmt: skip
+        tfc.runs[run.id] = run
+        tfc.created.append(body)
+        answer_json(self, 201, {"data": {"id": run.id, "type": "runs",
+                                         "attributes": {"status": "pending"}}})  # fmt: skip
+
+    def _action(self, run: Run, state: str, action: str, raw: bytes) -> None:
+        try:
+            jsonschema.validate(json.loads(raw or b"{}"), CONTRACT["action_request"])
+        except (ValueError, jsonschema.ValidationError) as exc:
+            self.refuse(422, f"action body breaks the contract: {str(exc)[:200]}")
+            return
+        self.tfc.actions.append((run.id, action))
+        allowed = {"apply": state == "planned", "discard": state == "planned",
+                   "cancel": state in ("pending", "planning", "applying")}  # fmt: skip
+        if not allowed[action]:
+            answer_json(
+                self, 409, {"errors": [{"status": "409", "title": "transition not allowed"}]}
+            )
+            return
+        if action == "apply":
+            run.applied_at = time.monotonic()
+            run.status = "applying"
+        else:
+            run.status = "discarded" if action == "discard" else "canceled"
+        self.send_response(202)
+        self.send_header("content-length", "0")
+        self.end_headers()
