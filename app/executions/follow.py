@@ -32,7 +32,9 @@ from app.store.models import Execution, StepRow
 from app.store.queue import claim_due_waits
 
 log = logging.getLogger("remediator.follow")
-HOLD_S = 30.0
+# Long enough for a look to finish (two calls within the engine's request timeout,
+# usually milliseconds); a look taken twice is harmless (see _current), only wasteful.
+HOLD_S = 10.0
 LOOKS_AT_ONCE = 8
 
 
@@ -82,8 +84,18 @@ def follow_remote(services: Services) -> int:
     # Side by side: an engine that answers slowly holds one slot, and the rest go on.
     with ThreadPoolExecutor(max_workers=min(LOOKS_AT_ONCE, len(waiting))) as pool:
         looks = list(pool.map(lambda w: _look(services, w), waiting))
-    for one, look in zip(waiting, looks, strict=True):
-        _apply(services, one, look)
+    going = [(w, look) for w, look in zip(waiting, looks, strict=True)
+             if look.remote is None or look.remote.ended is None]  # fmt: skip
+    if going:
+        # Still going: every next look written in one transaction, not one per job.
+        def still_going(session: Session) -> None:
+            for w, look in going:
+                _still_going(services, session, w, look)
+
+        persist(services, still_going)
+    for w, look in zip(waiting, looks, strict=True):
+        if look.remote is not None and look.remote.ended is not None:
+            _ended(services, w, look.remote.ended)
     return len(waiting)
 
 
@@ -121,42 +133,53 @@ def _unfollowable(waiting: Waiting, why: str, status: StepStatus = "failed") -> 
     )  # fmt: skip
 
 
-def _apply(services: Services, waiting: Waiting, look: Look) -> None:
+def _current(session: Session, waiting: Waiting) -> tuple[Execution, StepRow] | None:
+    """The execution and step as they are now, if they are still as the look found them
+    (nobody cancelled, settled or re-attached them meanwhile)."""
+    execution = session.get(Execution, waiting.execution_id, with_for_update={"of": Execution})
+    row = session.get(StepRow, waiting.step_id)
+    if (
+        execution is None
+        or row is None
+        or execution.status != "running"
+        or execution.claimed_by is not None
+        or row.remote != waiting.remote
+    ):
+        return None
+    return execution, row
+
+
+def _still_going(services: Services, session: Session, waiting: Waiting, look: Look) -> None:
+    current = _current(session, waiting)
+    if current is None:
+        return
+    execution, row = current
     executor = services.executors.get(waiting.kind)
     interval = executor.poll_interval_s if isinstance(executor, RemoteExecutor) else HOLD_S
-    remote = look.remote
-    ended = remote.ended if remote is not None else None
-    if ended is not None:
-        launched_at = datetime.fromisoformat(str(waiting.remote["launched_at"]))
-        ended = replace(ended, started_at=launched_at)
-        write = record_result(services, waiting.step_id, waiting.position, waiting.kind,
-                              int(waiting.remote["attempt"]), ended)  # fmt: skip
+    if look.failure is not None:
+        execution.error = f"step {waiting.position + 1} ({waiting.kind}): {look.failure}"
+    elif look.remote is not None and look.remote.handle != waiting.remote["handle"]:
+        row.remote = {**waiting.remote, "handle": look.remote.handle, "url": look.remote.url}
+    execution.next_check_at = datetime.now(UTC) + timedelta(seconds=max(interval, look.wait_s))
 
-    def apply(session: Session) -> str | None:
-        execution = session.get(Execution, waiting.execution_id, with_for_update={"of": Execution})
-        row = session.get(StepRow, waiting.step_id)
-        if (
-            execution is None
-            or row is None
-            or execution.status != "running"
-            or execution.claimed_by is not None
-            or row.remote != waiting.remote
-        ):
-            return None  # someone else moved it on meanwhile
-        now = datetime.now(UTC)
-        if ended is None:
-            if look.failure is not None:
-                execution.error = f"step {waiting.position + 1} ({waiting.kind}): {look.failure}"
-            elif remote is not None and remote.handle != waiting.remote["handle"]:
-                row.remote = {**waiting.remote, "handle": remote.handle, "url": remote.url}
-            execution.next_check_at = now + timedelta(seconds=max(interval, look.wait_s))
+
+def _ended(services: Services, waiting: Waiting, ended: StepResult) -> None:
+    launched_at = datetime.fromisoformat(str(waiting.remote["launched_at"]))
+    ended = replace(ended, started_at=launched_at)
+    write = record_result(services, waiting.step_id, waiting.position, waiting.kind,
+                          int(waiting.remote["attempt"]), ended)  # fmt: skip
+
+    def settled(session: Session) -> str | None:
+        current = _current(session, waiting)
+        if current is None:
             return None
+        execution, row = current
         write(session)
         policy = Retry.model_validate(execution.runbook_spec.get("retry", {}))
         execution.error = None
         return settle(execution, row, ended, policy)
 
-    status = persist(services, apply)
+    status = persist(services, settled)
     if status is not None:
         log.info("execution %s: step %d (%s) ended on its engine; execution %s",
                  waiting.execution_id, waiting.position + 1, waiting.kind, status)  # fmt: skip

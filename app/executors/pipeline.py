@@ -219,7 +219,7 @@ class PipelineExecutor:
         else:
             run_id = int(answer.json()["workflow_run_id"])
         handle = {"engine": "github", "repo": spec["repo"], "run": run_id}
-        return Remote(handle, f"{_web(api.base)}/{spec['repo']}/actions/runs/{run_id}")
+        return Remote(handle, self._link(handle))
 
     def _github_find_run(
         self, api: EngineClient, repo: str, spec: dict[str, Any], since: datetime
@@ -246,7 +246,7 @@ class PipelineExecutor:
             busy_wait_s=LAUNCH_WAIT_S,
         ).json()
         handle = {"engine": "gitlab", "project": spec["project"], "pipeline": int(answer["id"])}
-        return Remote(handle, str(answer.get("web_url") or ""))
+        return Remote(handle, self._link(handle))
 
     # ------------------------------------------------------------------ follow
 
@@ -254,13 +254,13 @@ class PipelineExecutor:
         if handle["engine"] == "github":
             run = self._github_run(handle)
             if run.get("status") != "completed":
-                return Remote(handle, run.get("html_url"))
-            return Remote(handle, run.get("html_url"), ended=self._github_result(handle, run, None))
+                return Remote(handle, self._link(handle))
+            return Remote(handle, self._link(handle), ended=self._github_result(handle, run, None))
         pipeline = self._gitlab_pipeline(handle)
         if pipeline.get("status") in GITLAB_RUNNING:
-            return Remote(handle, pipeline.get("web_url"))
+            return Remote(handle, self._link(handle))
         ended = self._gitlab_result(handle, pipeline, None)
-        return Remote(handle, pipeline.get("web_url"), ended=ended)
+        return Remote(handle, self._link(handle), ended=ended)
 
     def cancel(self, _step: StepInput, handle: dict[str, Any], status: StepStatus) -> Remote:
         if handle["engine"] == "github":
@@ -268,14 +268,13 @@ class PipelineExecutor:
             run_path = f"/repos/{_segments(handle['repo'])}/actions/runs/{handle['run']}"
             api.post(f"{run_path}/cancel", ok=(409,))
             run = self._github_run(handle)
-            return Remote(
-                handle, run.get("html_url"), ended=self._github_result(handle, run, status)
-            )
+            ended = self._github_result(handle, run, status)
+            return Remote(handle, self._link(handle), ended=ended)
         api = self._client("gitlab")
         api.post(f"{self._gitlab_path(handle)}/cancel")
         pipeline = self._gitlab_pipeline(handle)
         ended = self._gitlab_result(handle, pipeline, status)
-        return Remote(handle, pipeline.get("web_url"), ended=ended)
+        return Remote(handle, self._link(handle), ended=ended)
 
     def _github_run(self, handle: dict[str, Any]) -> dict[str, Any]:
         api = self._client("github")
@@ -293,7 +292,7 @@ class PipelineExecutor:
             status = stopped
         return engine_result(
             status, what=f"GitHub run {handle['run']} ({run.get('name', '')})",
-            engine_status=conclusion, url=run.get("html_url"), output=self._github_jobs(handle),
+            engine_status=conclusion, url=self._link(handle), output=self._github_jobs(handle),
         )  # fmt: skip
 
     def _github_jobs(self, handle: dict[str, Any]) -> str:
@@ -313,6 +312,15 @@ class PipelineExecutor:
             )
         return tail("\n".join(lines))
 
+    def _link(self, handle: dict[str, Any]) -> str:
+        """The run's page, built from the configured address and the handle: a link in
+        an escalation never comes from an engine's answer."""
+        if handle["engine"] == "github":
+            web = _web(self._client("github").base)
+            return f"{web}/{_segments(handle['repo'])}/actions/runs/{handle['run']}"
+        web = self._client("gitlab").base
+        return f"{web}/{_segments(str(handle['project']))}/-/pipelines/{handle['pipeline']}"
+
     def _gitlab_path(self, handle: dict[str, Any]) -> str:
         project = quote(str(handle["project"]), safe="")
         return f"/api/v4/projects/{project}/pipelines/{handle['pipeline']}"
@@ -331,7 +339,7 @@ class PipelineExecutor:
         output = "" if engine_status == "success" else self._gitlab_trace(handle)
         return engine_result(
             status, what=f"GitLab pipeline {handle['pipeline']}", engine_status=engine_status,
-            url=pipeline.get("web_url"), output=output,
+            url=self._link(handle), output=output,
         )  # fmt: skip
 
     def _gitlab_trace(self, handle: dict[str, Any]) -> str:

@@ -59,3 +59,9 @@ def test_dispatch_compares_remediator_with_ansible_runner() -> None:
 def test_terraform_revert_compares_with_the_commands_by_hand() -> None:
     out = bench("terraform_revert.py", "--rounds", "1")
     assert "revert through remediator" in out and "by hand" in out
+
+
+def test_remote_jobs_are_launched_once_and_followed_through_a_kill() -> None:
+    out = bench("remote_jobs.py", "--jobs", "10", "--job-seconds", "3", "--poll", "0.2")
+    assert "10 launches for 10 jobs; all succeeded" in out
+    assert "a local ansible step queued behind them ran in" in out

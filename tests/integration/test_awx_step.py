@@ -187,3 +187,45 @@ def test_an_unconfigured_engine_fails_the_step_saying_so(make_api: Callable[...,
     execution = api.wait(fire(api))
     assert execution["status"] == "failed"
     assert "no executor for 'awx'" in execution["error"]
+
+
+def test_a_workflow_job_template_is_launched_and_followed(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("patch-and-restart", workflow=True, seconds=0.4)
+    book = awx_runbook()
+    book["steps"] = [{"awx": {"workflow_job_template": "patch-and-restart",
+                              "extra_vars": {"host": "{{ incident.labels.instance }}"}}}]  # fmt: skip
+    api = start(make_api, awx, book)
+    execution = api.wait(fire(api))
+    assert execution["status"] == "succeeded", execution
+    assert "/#/jobs/workflow/" in execution["steps"][0]["detail"]["url"]
+    assert awx.violations == []
+
+
+def test_a_local_step_after_a_remote_one_runs_once_the_job_succeeded(
+    make_api: Callable[..., Api], awx: AwxStandIn, tmp_path: Any
+) -> None:
+    awx.template("restart-nginx", seconds=0.3)
+    dest = tmp_path / "after.json"
+    book = awx_runbook()
+    book["steps"].append({"ansible": {"playbook": "write.yml", "extra_vars": {
+        "message": "after awx", "host": "{{ incident.labels.instance }}", "dest": str(dest)}}})  # fmt: skip
+    api = start(make_api, awx, book)
+    execution = api.wait(fire(api, instance="web-2"))
+    assert execution["status"] == "succeeded", execution
+    assert [s["status"] for s in execution["steps"]] == ["succeeded", "succeeded"]
+    assert '"host": "web-2"' in dest.read_text()
+
+
+def test_a_failed_job_is_launched_again_as_the_retry_policy_says(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("restart-nginx", outcome="failed", seconds=0.2)
+    book = awx_runbook()
+    book["retry"] = {"attempts": 2, "backoff": "0.1s"}
+    api = start(make_api, awx, book)
+    execution = api.wait(fire(api))
+    assert execution["status"] == "failed"
+    assert execution["steps"][0]["attempts"] == 2
+    assert len(awx.launches) == 2
