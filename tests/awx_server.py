@@ -21,7 +21,7 @@ from urllib.parse import parse_qs, urlsplit
 import jsonschema
 
 from tests.contracts import EXTRACTS
-from tests.loopback import StandInHandler, answer_json
+from tests.loopback import QuietServer, StandInHandler, answer_json
 
 AWX_TOKEN = "awx-token-for-remediator-0001"
 CONTRACT: dict[str, Any] = json.loads((EXTRACTS / "awx-job-api.json").read_text())
@@ -93,7 +93,7 @@ class AwxStandIn:
 
     def start(self) -> None:
         handler = type("Handler", (_Handler,), {"awx": self, "violations": self.violations})
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), handler)
+        self._server = QuietServer(("127.0.0.1", self.port), handler)
         self.port = self._server.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()

@@ -10,10 +10,18 @@ from contextlib import contextmanager
 from typing import Any
 
 
+class QuietServer(http.server.ThreadingHTTPServer):
+    """A client that goes away mid-request (a service killed on purpose) is expected
+    here, not an error to print."""
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
 @contextmanager
 def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
     """Serve `handler` on 127.0.0.1; yields the base URL, shuts down after."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server = QuietServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

@@ -22,7 +22,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import jsonschema
 
 from tests.contracts import EXTRACTS
-from tests.loopback import StandInHandler, answer_json
+from tests.loopback import QuietServer, StandInHandler, answer_json
 
 GITHUB_TOKEN = "ghp_stand_in_token_0001"
 GITLAB_TOKEN = "glpat-stand-in-token-0001"
@@ -67,7 +67,7 @@ class PipelineStandIn:
 
     def start(self) -> None:
         handler = type("Handler", (_Handler,), {"ci": self, "violations": self.violations})
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._server = QuietServer(("127.0.0.1", 0), handler)
         self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 

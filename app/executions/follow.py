@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.errors import ExecutorError
@@ -64,21 +65,15 @@ def follow_remote(services: Services) -> int:
     """One round of due looks; answers how many were taken."""
     now = datetime.now(UTC)
     with services.db.write() as session:
-        waiting = [
-            Waiting(
-                e.id,
-                step.id,
-                step.position,
-                step.kind,
-                dict(step.spec),
-                dict(step.remote),
-                e.cancel_requested,
-                e.deadline_at,
-            )  # fmt: skip
-            for e in claim_due_waits(session=session, now=now, hold_s=HOLD_S)
-            for step in e.steps
-            if step.status == "running" and step.remote is not None
-        ]
+        ids = claim_due_waits(session=session, now=now, hold_s=HOLD_S)
+        rows = session.execute(
+            select(StepRow.execution_id, StepRow.id, StepRow.position, StepRow.kind,
+                   StepRow.spec, StepRow.remote, Execution.cancel_requested,
+                   Execution.deadline_at)
+            .join(Execution, Execution.id == StepRow.execution_id)
+            .where(StepRow.execution_id.in_(ids), StepRow.status == "running")
+        ).all() if ids else []  # fmt: skip
+        waiting = [Waiting(*row) for row in rows if row.remote is not None]
     if not waiting:
         return 0
     # Side by side: an engine that answers slowly holds one slot, and the rest go on.
@@ -133,34 +128,37 @@ def _unfollowable(waiting: Waiting, why: str, status: StepStatus = "failed") -> 
     )  # fmt: skip
 
 
-def _current(session: Session, waiting: Waiting) -> tuple[Execution, StepRow] | None:
-    """The execution and step as they are now, if they are still as the look found them
-    (nobody cancelled, settled or re-attached them meanwhile)."""
-    execution = session.get(Execution, waiting.execution_id, with_for_update={"of": Execution})
-    row = session.get(StepRow, waiting.step_id)
-    if (
-        execution is None
-        or row is None
-        or execution.status != "running"
-        or execution.claimed_by is not None
-        or row.remote != waiting.remote
-    ):
-        return None
-    return execution, row
+def _unchanged(session: Session, waiting: Waiting) -> bool:
+    """The execution and its step are still as the look found them (nobody cancelled,
+    settled or re-attached them meanwhile); the execution's row is locked from here."""
+    now = session.execute(
+        select(Execution.status, Execution.claimed_by, StepRow.remote)
+        .join(StepRow, StepRow.execution_id == Execution.id)
+        .where(Execution.id == waiting.execution_id, StepRow.id == waiting.step_id)
+        .with_for_update(of=Execution)
+    ).first()
+    return (
+        now is not None
+        and now.status == "running"
+        and now.claimed_by is None
+        and now.remote == waiting.remote
+    )
 
 
 def _still_going(services: Services, session: Session, waiting: Waiting, look: Look) -> None:
-    current = _current(session, waiting)
-    if current is None:
+    if not _unchanged(session, waiting):
         return
-    execution, row = current
     executor = services.executors.get(waiting.kind)
     interval = executor.poll_interval_s if isinstance(executor, RemoteExecutor) else HOLD_S
+    changes: dict[str, Any] = {
+        "next_check_at": datetime.now(UTC) + timedelta(seconds=max(interval, look.wait_s))
+    }
     if look.failure is not None:
-        execution.error = f"step {waiting.position + 1} ({waiting.kind}): {look.failure}"
+        changes["error"] = f"step {waiting.position + 1} ({waiting.kind}): {look.failure}"
     elif look.remote is not None and look.remote.handle != waiting.remote["handle"]:
-        row.remote = {**waiting.remote, "handle": look.remote.handle, "url": look.remote.url}
-    execution.next_check_at = datetime.now(UTC) + timedelta(seconds=max(interval, look.wait_s))
+        remote = {**waiting.remote, "handle": look.remote.handle, "url": look.remote.url}
+        session.execute(update(StepRow).where(StepRow.id == waiting.step_id).values(remote=remote))
+    session.execute(update(Execution).where(Execution.id == waiting.execution_id).values(changes))
 
 
 def _ended(services: Services, waiting: Waiting, ended: StepResult) -> None:
@@ -170,10 +168,10 @@ def _ended(services: Services, waiting: Waiting, ended: StepResult) -> None:
                           int(waiting.remote["attempt"]), ended)  # fmt: skip
 
     def settled(session: Session) -> str | None:
-        current = _current(session, waiting)
-        if current is None:
+        if not _unchanged(session, waiting):
             return None
-        execution, row = current
+        execution = session.get_one(Execution, waiting.execution_id)
+        row = session.get_one(StepRow, waiting.step_id)
         write(session)
         policy = Retry.model_validate(execution.runbook_spec.get("retry", {}))
         execution.error = None

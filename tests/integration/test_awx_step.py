@@ -229,3 +229,14 @@ def test_a_failed_job_is_launched_again_as_the_retry_policy_says(
     assert execution["status"] == "failed"
     assert execution["steps"][0]["attempts"] == 2
     assert len(awx.launches) == 2
+
+
+def test_jobs_are_followed_on_each_database(
+    make_api: Callable[..., Api], awx: AwxStandIn, database_url: str
+) -> None:
+    awx.template("restart-nginx", seconds=0.5)
+    api = make_api([awx_runbook()], executors=awx_config(awx), database_url=database_url)
+    ids = [fire(api, instance=f"web-{i}", fingerprint=f"fp-{i}") for i in range(5)]
+    for execution_id in ids:
+        assert api.wait(execution_id)["status"] == "succeeded"
+    assert len(awx.launches) == 5
