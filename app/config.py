@@ -246,7 +246,9 @@ class Settings(BaseSettings):
     sources: dict[str, SourceConfig] = Field(default_factory=dict)
     escalation: EscalationTargets = Field(default_factory=EscalationTargets)
     default_escalate: list[str] = Field(default_factory=list)
-    workers: int = Field(default=2, ge=1, le=64)
+    # Execution workers (threads): each runs one local step at a time and mostly waits on
+    # its child process; remote steps hold none while they run. By default two per core.
+    workers: int = Field(default_factory=lambda: default_workers(), ge=1, le=64)
     poll_interval_s: float = Field(default=1.0, gt=0)
     lease_s: float = Field(default=60.0, gt=0)
     shutdown_grace_s: float = Field(default=30.0, ge=0)
@@ -350,6 +352,14 @@ class Settings(BaseSettings):
         found: list[str] = list(self._env_values)
         _collect_secrets(self, found)
         return sorted({s for s in found if len(s) >= 4}, key=len, reverse=True)
+
+
+def default_workers() -> int:
+    """Two per core, at least 2 and at most 16: a local step is a child process that
+    spends most of its time waiting (on SSH, on a cloud API) after ansible-playbook's
+    start-up, so one per core leaves the cores idle; more than 16 on one replica is a
+    fleet's work, which wants replicas (or batched runs) rather than threads."""
+    return max(2, min(16, 2 * (os.cpu_count() or 1)))
 
 
 def _named_tokens(entries: list[Any]) -> tuple[list[Any], list[str]]:

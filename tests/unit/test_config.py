@@ -1,11 +1,12 @@
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 
 import pytest
 
-from app.config import load_settings
+from app.config import Settings, load_settings
 from app.errors import ConfigError
 from app.sources.registry import check_sources
 
@@ -155,3 +156,12 @@ def test_identity_configuration_problems_are_refused_at_start(
 ) -> None:
     with pytest.raises(ConfigError, match=problem):
         load_settings(write(tmp_path, text))
+
+
+@pytest.mark.parametrize(("cores", "workers"), [(None, 2), (1, 2), (2, 4), (4, 8), (64, 16)])
+def test_the_default_worker_pool_follows_the_machine(
+    monkeypatch: pytest.MonkeyPatch, cores: int | None, workers: int
+) -> None:
+    monkeypatch.setattr(os, "cpu_count", lambda: cores)
+    assert Settings().workers == workers
+    assert Settings(workers=3).workers == 3
