@@ -65,3 +65,8 @@ def test_remote_jobs_are_launched_once_and_followed_through_a_kill() -> None:
     out = bench("remote_jobs.py", "--jobs", "10", "--job-seconds", "3", "--poll", "0.2")
     assert "10 launches for 10 jobs; all succeeded" in out
     assert "a local ansible step queued behind them ran in" in out
+
+
+def test_drain_reports_every_incident_remediated_once() -> None:
+    out = bench("drain.py", "--incidents", "5", "--services", "remediator")
+    assert "5 incidents:" in out and "twice 0, not run 0" in out
