@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, insert, select
+from sqlalchemy import bindparam, exists, insert, select
 from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
 
 from app.incident import Incident
@@ -119,6 +119,24 @@ def _newest_per_key(
         yield from (tuple(row) for row in rows)
 
 
+# Built once, with bound values: the newest incident of one fingerprint is one seek
+# backwards along ix_incidents_latest. Per fingerprint it is several times cheaper than
+# the batched NOT EXISTS below, whose statement was rebuilt and whose cache key was
+# recomputed for every delivery: that was two thirds of the group-commit writer's time.
+_LATEST_OF_ONE = (
+    select(IncidentRow.status, IncidentRow.occurrence)
+    .where(
+        IncidentRow.source == bindparam("source"),
+        IncidentRow.fingerprint == bindparam("fingerprint"),
+    )
+    .order_by(IncidentRow.received_at.desc())
+    .limit(1)
+)
+# Up to this many fingerprints in a delivery are looked up one seek each; a larger
+# group (a fleet's alerts) in the batched query, 500 keys a round trip.
+FEW_FINGERPRINTS = 20
+
+
 def in_their_occurrences(*, session: Session, incidents: list[Incident]) -> list[Incident]:
     """Each incident placed in its occurrence, against the latest one stored for its
     fingerprint: an `opened` event of an occurrence that is still open (a repeat, a
@@ -128,6 +146,14 @@ def in_their_occurrences(*, session: Session, incidents: list[Incident]) -> list
     latest: dict[tuple[str, str], tuple[str, str]] = {}
     for source in {incident.source for incident in incidents}:
         fingerprints = sorted({i.fingerprint for i in incidents if i.source == source})
+        if len(fingerprints) <= FEW_FINGERPRINTS:
+            for fingerprint in fingerprints:
+                row = session.execute(
+                    _LATEST_OF_ONE, {"source": source, "fingerprint": fingerprint}
+                ).first()
+                if row is not None:
+                    latest[(source, fingerprint)] = (row.status, row.occurrence or fingerprint)
+            continue
         for fingerprint, status, occurrence in _newest_per_key(
             session,
             columns=(IncidentRow.fingerprint, IncidentRow.status, IncidentRow.occurrence),
