@@ -118,9 +118,7 @@ def awx_stand_in(root: str = "/api/v2/") -> Iterator[AwxStandIn]:
 
 class _Handler(StandInHandler):
     awx: AwxStandIn
-
-    def _refuse(self, status: int, why: str) -> None:
-        self.refuse(status, why, key="detail")
+    error_key = "detail"
 
     def answer(self, method: str, raw: bytes) -> None:
         awx = self.awx
@@ -145,7 +143,7 @@ class _Handler(StandInHandler):
             )
             return
         if not path.startswith(awx.root):
-            self._refuse(404, f"not under the API root {awx.root}")
+            self.refuse(404, f"not under the API root {awx.root}")
             return
         rest = path[len(awx.root) :]
         with awx.lock:
@@ -213,7 +211,7 @@ class _Handler(StandInHandler):
                 return
             if job_path.group(3) == "stdout/":
                 if query.get("format") != ["txt"]:
-                    self._refuse(400, "stdout asked without format=txt")
+                    self.refuse(400, "stdout asked without format=txt")
                     return
                 self.text(200, (
                     f"PLAY [{job.template.name}] ***\nTASK [restart] ***\n"
@@ -225,18 +223,15 @@ class _Handler(StandInHandler):
             jsonschema.validate(answer, CONTRACT["job_response"])
             answer_json(self, 200, answer)
             return
-        self._refuse(404, "no such AWX endpoint")
+        self.refuse(404, "no such AWX endpoint")
 
     def _launch(self, template: Template, raw: bytes) -> None:
         awx = self.awx
         if not (self.headers.get("content-type") or "").startswith("application/json"):
-            self._refuse(415, "launch body is not application/json")
+            self.refuse(415, "launch body is not application/json")
             return
-        try:
-            body = json.loads(raw or b"{}")
-            jsonschema.validate(body, CONTRACT["launch_request"])
-        except (ValueError, jsonschema.ValidationError) as exc:
-            self._refuse(400, f"launch body breaks the contract: {str(exc)[:200]}")
+        body = self.contract_body(raw, CONTRACT["launch_request"], 400, "launch")
+        if body is None:
             return
         prompts = {"extra_vars": template.ask_variables or template.survey_enabled,
                    "limit": template.ask_limit, "inventory": template.ask_inventory}  # fmt: skip

@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import jsonschema
+
 
 class QuietServer(http.server.ThreadingHTTPServer):
     """A client that goes away mid-request (a service killed on purpose) is expected
@@ -53,6 +55,8 @@ class StandInHandler(http.server.BaseHTTPRequestHandler):
 
     protocol_version = "HTTP/1.1"
     violations: list[str]
+    # Where the engine puts an error's text in its JSON answer.
+    error_key = "message"
 
     def log_message(self, *args: object) -> None:
         pass
@@ -67,9 +71,20 @@ class StandInHandler(http.server.BaseHTTPRequestHandler):
     def answer(self, method: str, raw: bytes) -> None:
         raise NotImplementedError
 
-    def refuse(self, status: int, why: str, key: str = "message") -> None:
+    def refuse(self, status: int, why: str) -> None:
         self.violations.append(f"{self.command} {self.path}: {why}")
-        answer_json(self, status, {key: why})
+        answer_json(self, status, {self.error_key: why})
+
+    def contract_body(self, raw: bytes, schema: dict[str, Any], status: int, what: str) -> Any:
+        """The request's JSON body if it keeps `schema`; else the call is refused with
+        `status` and None is answered."""
+        try:
+            body = json.loads(raw or b"{}")
+            jsonschema.validate(body, schema)
+        except (ValueError, jsonschema.ValidationError) as exc:
+            self.refuse(status, f"{what} body breaks the contract: {str(exc)[:200]}")
+            return None
+        return body
 
     def text(self, status: int, body: str) -> None:
         data = body.encode()

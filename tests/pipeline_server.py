@@ -133,11 +133,8 @@ class _Handler(StandInHandler):
         ci = self.ci
         dispatch = re.fullmatch(r"/repos/([^/]+/[^/]+)/actions/workflows/([^/]+)/dispatches", path)
         if method == "POST" and dispatch:
-            try:
-                body = json.loads(raw)
-                jsonschema.validate(body, GITHUB["dispatch_request"])
-            except (ValueError, jsonschema.ValidationError) as exc:
-                self.refuse(422, f"dispatch body breaks the contract: {str(exc)[:200]}")
+            body = self.contract_body(raw, GITHUB["dispatch_request"], 422, "dispatch")
+            if body is None:
                 return
             if ci.old_github and "return_run_details" in body:
                 answer_json(
@@ -205,11 +202,8 @@ class _Handler(StandInHandler):
         ci = self.ci
         create = re.fullmatch(r"/api/v4/projects/([^/]+)/pipeline", path)
         if method == "POST" and create:
-            try:
-                body = json.loads(raw)
-                jsonschema.validate(body, GITLAB["create_request"])
-            except (ValueError, jsonschema.ValidationError) as exc:
-                self.refuse(400, f"pipeline body breaks the contract: {str(exc)[:200]}")
+            body = self.contract_body(raw, GITLAB["create_request"], 400, "pipeline")
+            if body is None:
                 return
             if "/" in create.group(1):
                 self.refuse(404, "the project path was not percent-encoded")

@@ -16,8 +16,6 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-import jsonschema
-
 from tests.contracts import EXTRACTS
 from tests.loopback import StandInHandler, answer_json, serving
 
@@ -144,11 +142,8 @@ class _Handler(StandInHandler):
 
     def _create(self, raw: bytes) -> None:
         tfc = self.tfc
-        try:
-            body = json.loads(raw)
-            jsonschema.validate(body, CONTRACT["create_run_request"])
-        except (ValueError, jsonschema.ValidationError) as exc:
-            self.refuse(422, f"run body breaks the contract: {str(exc)[:200]}")
+        body = self.contract_body(raw, CONTRACT["create_run_request"], 422, "run")
+        if body is None:
             return
         relationships = body["data"]["relationships"]
         version = relationships["configuration-version"]["data"]["id"]
@@ -163,10 +158,7 @@ class _Handler(StandInHandler):
                                          "attributes": {"status": "pending"}}})  # fmt: skip
 
     def _action(self, run: Run, state: str, action: str, raw: bytes) -> None:
-        try:
-            jsonschema.validate(json.loads(raw or b"{}"), CONTRACT["action_request"])
-        except (ValueError, jsonschema.ValidationError) as exc:
-            self.refuse(422, f"action body breaks the contract: {str(exc)[:200]}")
+        if self.contract_body(raw, CONTRACT["action_request"], 422, "action") is None:
             return
         self.tfc.actions.append((run.id, action))
         allowed = {"apply": state == "planned", "discard": state == "planned",

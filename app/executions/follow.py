@@ -24,8 +24,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.errors import ExecutorError
-from app.executions.run import persist, record_result, settle
-from app.executors.base import Remote, RemoteExecutor, StepInput, StepResult, StepStatus
+from app.executions.run import persist, record_result, settle, step_input
+from app.executors.base import Remote, RemoteExecutor, StepResult, StepStatus
 from app.executors.engine_http import EngineError
 from app.runbooks.models import Retry
 from app.services import Services
@@ -34,7 +34,7 @@ from app.store.queue import claim_due_waits
 
 log = logging.getLogger("remediator.follow")
 # Long enough for a look to finish (two calls within the engine's request timeout,
-# usually milliseconds); a look taken twice is harmless (see _current), only wasteful.
+# usually milliseconds); a look taken twice is harmless (see _unchanged), only wasteful.
 HOLD_S = 10.0
 LOOKS_AT_ONCE = 8
 
@@ -99,8 +99,8 @@ def _look(services: Services, waiting: Waiting) -> Look:
     remote = waiting.remote
     if not isinstance(executor, RemoteExecutor):
         return Look(_unfollowable(waiting, f"no executor for {waiting.kind!r} to follow it"))
-    step = StepInput(waiting.execution_id, waiting.position, int(remote["attempt"]),
-                     waiting.spec, float(waiting.spec.get("timeout", 300)))  # fmt: skip
+    step = step_input(waiting.execution_id, waiting.position, int(remote["attempt"]),
+                      waiting.spec)  # fmt: skip
     overdue = waiting.deadline_at is not None and datetime.now(UTC) >= waiting.deadline_at
     stopping: StepStatus | None = (
         "cancelled" if waiting.cancel_requested else "timed_out" if overdue else None

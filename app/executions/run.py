@@ -188,13 +188,20 @@ def _after_step(
         final, error = result.status, result.error or result.status
         # A step's own guard (terraform's max_destroy) is named like the others.
         execution.guard = (result.detail or {}).get("guard", execution.guard)
+    _end_at_step(execution, row, final, error, now)
+    return final
+
+
+def _end_at_step(
+    execution: Execution, row: StepRow, final: ExecutionStatus, error: str, now: datetime
+) -> None:
+    """The execution ends with this step: both carry the final status, the error names
+    the step, and a cancel (asked for by a human) is not escalated back to them."""
     row.status, row.finished_at = final, now
     finish_execution(
         execution=execution, status=final, now=now,
-        error=f"step {pending.position + 1} ({pending.kind}): {error}",
-        escalate=final != "cancelled",
+        error=f"step {row.position + 1} ({row.kind}): {error}", escalate=final != "cancelled",
     )  # fmt: skip
-    return final
 
 
 # Errors that say the store is away (connection refused, server gone), not that the
@@ -264,8 +271,12 @@ class Pending:
     done: int  # attempts made before (a resumed step keeps its count)
 
     def input(self, execution_id: str) -> StepInput:
-        timeout_s = float(self.spec.get("timeout", 300))
-        return StepInput(execution_id, self.position, self.done + 1, self.spec, timeout_s)
+        return step_input(execution_id, self.position, self.done + 1, self.spec)
+
+
+def step_input(execution_id: str, position: int, attempt: int, spec: dict[str, Any]) -> StepInput:
+    """One attempt of a step, with the timeout its spec was rendered with."""
+    return StepInput(execution_id, position, attempt, spec, float(spec.get("timeout", 300)))
 
 
 def _run_one(
@@ -368,13 +379,9 @@ def settle(
     final: ExecutionStatus = result.status
     if execution.cancel_requested:
         final = "cancelled"
-    row.status, row.finished_at = final, now
     execution.guard = (result.detail or {}).get("guard", execution.guard)
     error = cancel_note(execution) if final == "cancelled" else result.error or result.status
-    finish_execution(
-        execution=execution, status=final, now=now,
-        error=f"step {row.position + 1} ({row.kind}): {error}", escalate=final != "cancelled",
-    )  # fmt: skip
+    _end_at_step(execution, row, final, error, now)
     return final
 
 

@@ -53,9 +53,6 @@ class EngineClient:
             follow_redirects=False,
         )
 
-    def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else self.base + path
-
     def get(
         self,
         path: str,
@@ -109,7 +106,7 @@ class EngineClient:
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            return self.client.request(method, self.url(path), **kwargs)
+            return self.client.request(method, self.base + path, **kwargs)
         except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
             # Refused or unreachable: the request never arrived, so it may be sent again.
             raise EngineError(
@@ -121,9 +118,6 @@ class EngineClient:
             raise EngineError(
                 f"{self.name}: {method} {path} {where}: {type(exc).__name__}", status=0
             ) from exc
-
-    def close(self) -> None:
-        self.client.close()
 
 
 def _checked(name: str, response: httpx.Response) -> httpx.Response:

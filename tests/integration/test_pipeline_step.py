@@ -111,3 +111,17 @@ def test_a_ref_or_repo_that_would_leave_its_path_is_refused_at_load(
                 {"repo": "acme/web", "workflow": "../r.yml", "ref": "main"}):  # fmt: skip
         with pytest.raises((ValueError, RunbookError)):
             Runbook.model_validate(runbook("r", "A", {"pipeline": {"github": bad}}))
+
+
+@pytest.mark.parametrize("step", [GITHUB_STEP, GITLAB_STEP], ids=["github", "gitlab"])
+def test_a_hostile_payload_value_reaches_the_engine_as_inert_data(
+    make_api: Callable[..., Api], ci: PipelineStandIn, step: dict[str, Any]
+) -> None:
+    hostile = "{{ 7*7 }} $(rm -rf /); ../../orgs ${{ secrets.TOKEN }}"
+    api = start(make_api, ci, step)
+    assert api.wait(fire(api, service=hostile))["status"] == "succeeded"
+    (dispatch,) = ci.dispatches
+    sent = dispatch["inputs"]["service"] if "github" in step else dispatch["variables"][0]["value"]
+    assert sent == hostile
+    assert dispatch["where"] == "acme/web"
+    assert ci.violations == []
