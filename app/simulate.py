@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from app.executors.base import Executor
+from app.executors.base import BatchExecutor, Executor
 from app.flows import parse_json
 from app.runbooks.matcher import Matcher, explain, mismatch
+from app.runbooks.models import Batch
 from app.runbooks.plan import PlannedStep, plan
 from app.sources.base import WebhookRequest
 from app.sources.registry import get_source
@@ -50,7 +51,10 @@ def simulate(
                     "decided_by": explain(item.runbook.match, context),
                     "concurrency_key": planned.concurrency_key,
                     "error": planned.error,
-                    "steps": [_step(step, executors.get(step.kind)) for step in planned.steps],
+                    "steps": [
+                        _step(step, executors.get(step.kind), item.runbook.batch)
+                        for step in planned.steps
+                    ],
                     "verify": planned.verify,
                     "approval": item.runbook.approval.required,
                     "approvers": item.runbook.approval.who()
@@ -70,8 +74,23 @@ def simulate(
     return result
 
 
-def _step(step: PlannedStep, executor: Executor | None) -> dict[str, Any]:
+def _step(step: PlannedStep, executor: Executor | None, batch: Batch | None) -> dict[str, Any]:
     shown = {"kind": step.kind, "idempotent": step.idempotent, **step.spec}
     if executor is not None:
         shown["would_act_on"] = executor.preview(step.spec)
+    if batch is not None:
+        shown["batch"] = _batching(step, executor, batch)
     return shown
+
+
+def _batching(step: PlannedStep, executor: Executor | None, batch: Batch) -> str:
+    """Whether the step would share its run, and with whom (the execution's view then
+    names the batch that ran it)."""
+    if not isinstance(executor, BatchExecutor):
+        return f"runs alone: {step.kind} steps do not batch"
+    if executor.batch_key(step.spec) is None:
+        return "runs alone: its limit is a pattern, not host or group names"
+    return (
+        f"batched: one run with the other incidents of this runbook queued within "
+        f"{batch.window:g}s (up to {batch.max}) whose step differs only in its limit"
+    )

@@ -1,14 +1,18 @@
-"""Draining a fleet-wide incident: N distinct incidents (each its own host, each the same
-runbook) sent in one burst to remediator and to its peer ansible-rulebook, in the same
-run, with the same trivial playbook; each incident's run writes its own sequence number.
+"""Draining a fleet-wide incident: N distinct incidents (each for its own host of one
+inventory, each the same runbook) sent in one burst; each incident's run writes its own
+host's sequence number. Compared in the same run: remediator with the runbook batched
+(`batch: {window: 2s, max: 200}`: one ansible-playbook over many incidents' hosts),
+the same runbook unbatched (one ansible-playbook per incident), and the peer
+ansible-rulebook running the same playbook per event.
 
-Printed, for each service: how long the burst took to send; how long until the last
+Printed, for each: how long the burst took to send; how long until the last
 remediation was done; remediations/s; the service's peak RSS (the service and the
 playbook processes it started, sampled every 0.2 s); and what ran once, twice or not at
 all. remediator runs with its default worker pool (two per core); the peer with its
 default (`execution_strategy: sequential`).
 
-    .venv/bin/python bench/drain.py [--incidents 100,500] [--services remediator,ansible-rulebook]
+    .venv/bin/python bench/drain.py [--incidents 100,500] \
+        [--services batched,unbatched,ansible-rulebook]
 """
 
 from __future__ import annotations
@@ -18,19 +22,112 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.peer import REMEDIATE, Service, remediator, rulebook, runs  # noqa: E402
+from bench.loadgen import signed  # noqa: E402
+from bench.peer import Service, running_rulebook, runs  # noqa: E402
+from tests.conftest import free_port, runbook, write_config  # noqa: E402
+from tests.servers import start_server  # noqa: E402
 
-SERVICES: dict[str, Callable[[Path], AbstractContextManager[Service]]] = {
-    "remediator": remediator,
+ALERT = "DiskFull"
+# The same playbook for all: remediator narrows `hosts` with the step's limit, the peer
+# (which has no limit) with the `target` extra var. `seq` is each host's own variable.
+PLAYBOOK = """\
+- name: fleet remediation
+  hosts: "{{ target | default('all') }}"
+  gather_facts: false
+  tasks:
+    - name: Note this host's remediation
+      ansible.builtin.shell: "echo {{ seq | quote }} >> {{ runs | quote }}"
+"""
+RULEBOOK = """\
+- name: remediate on webhook
+  hosts: all
+  sources:
+    - eda.builtin.webhook:
+        host: 127.0.0.1
+        port: {port}
+  rules:
+    - name: fleet remediation
+      condition: event.payload.labels.alertname == "{alertname}"
+      action:
+        run_playbook:
+          name: {playbook}
+          extra_vars:
+            runs: {runs}
+            target: "{{{{ event.payload.labels.host }}}}"
+"""
+
+
+def fleet(work: Path, hosts: int) -> Path:
+    """The playbook and an inventory of `hosts` local hosts, each with its own `seq`."""
+    (work / "fleet.yml").write_text(PLAYBOOK)
+    inventory = work / "fleet.ini"
+    inventory.write_text("".join(
+        f"host-{i} seq={i} ansible_connection=local"
+        ' ansible_python_interpreter="{{ ansible_playbook_python }}"\n'
+        for i in range(hosts)
+    ))  # fmt: skip
+    return inventory
+
+
+def alert(sequence: int) -> dict[str, object]:
+    return {
+        "title": f"disk full on host-{sequence}", "severity": "high",
+        "fingerprint": f"disk-{sequence}",
+        "labels": {"alertname": ALERT, "host": f"host-{sequence}"},
+    }  # fmt: skip
+
+
+def remediator(work: Path, hosts: int, *, batched: bool) -> AbstractContextManager[Service]:
+    @contextmanager
+    def started() -> Iterator[Service]:
+        fleet(work, hosts)
+        step = {"ansible": {
+            "playbook": "fleet.yml", "inventory": "fleet.ini", "timeout": "30m",
+            "limit": "{{ incident.labels.host }}", "extra_vars": {"runs": str(work / "runs")},
+        }}  # fmt: skip
+        extra: dict[str, Any] = {"batch": {"window": "2s", "max": 200}} if batched else {}
+        config = write_config(
+            work, [runbook("fleet", ALERT, step, **extra)], playbooks_dir=str(work),
+            poll_interval_s=1.0, lease_s=30,
+        )  # fmt: skip
+        server = start_server(config, name=f"remediator-{time.monotonic_ns()}")
+        try:
+            yield Service("remediator", f"{server.base}/webhooks/generic",
+                          lambda _, n: signed(alert(n)), 202, server.proc)  # fmt: skip
+        finally:
+            if server.proc.poll() is None:
+                server.terminate()
+
+    return started()
+
+
+@contextmanager
+def rulebook(work: Path, hosts: int) -> Iterator[Service]:
+    port = free_port()
+    text = RULEBOOK.format(port=port, alertname=ALERT, playbook=work / "fleet.yml",
+                           runs=work / "runs")  # fmt: skip
+
+    def plain(_: str, sequence: int) -> tuple[bytes, dict[str, str]]:
+        body, _headers = signed(alert(sequence))
+        return body, {"content-type": "application/json"}
+
+    with running_rulebook(work, text, fleet(work, hosts), port, plain) as service:
+        yield service
+
+
+SERVICES: dict[str, Callable[[Path, int], AbstractContextManager[Service]]] = {
+    "batched": lambda work, hosts: remediator(work, hosts, batched=True),
+    "unbatched": lambda work, hosts: remediator(work, hosts, batched=False),
     "ansible-rulebook": rulebook,
 }
 
@@ -67,12 +164,12 @@ def _rss(process: psutil.Process) -> int:
 
 
 def drain(name: str, incidents: int, timeout: float) -> str:
-    with tempfile.TemporaryDirectory() as tmp, SERVICES[name](Path(tmp)) as service:
+    with tempfile.TemporaryDirectory() as tmp, SERVICES[name](Path(tmp), incidents) as service:
         work = Path(tmp)
         rss = PeakRss(service.process.pid)
         began = time.perf_counter()
         with ThreadPoolExecutor(max_workers=16) as pool:
-            answers = list(pool.map(lambda i: service.post(REMEDIATE, i), range(incidents)))
+            answers = list(pool.map(lambda i: service.post(ALERT, i), range(incidents)))
         sent_s = time.perf_counter() - began
         refused = sum(1 for status in answers if status != service.ok)
         deadline = began + timeout
@@ -93,7 +190,7 @@ def drain(name: str, incidents: int, timeout: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--incidents", default="100,500")
-    parser.add_argument("--services", default="remediator,ansible-rulebook")
+    parser.add_argument("--services", default="batched,unbatched,ansible-rulebook")
     parser.add_argument("--timeout", type=float, default=1800.0)
     args = parser.parse_args()
     for count in (int(n) for n in args.incidents.split(",")):

@@ -182,34 +182,45 @@ def remediator(work: Path) -> Iterator[Service]:
 @contextmanager
 def rulebook(work: Path, check_hmac: bool = False) -> Iterator[Service]:
     """ansible-rulebook; `check_hmac`: with its optional signature check turned on."""
-    binary = peer_python()
     port = free_port()
     (work / "trivial.yml").write_text(PLAYBOOK)
     (work / "inventory.ini").write_text(
         "localhost ansible_connection=local"
         ' ansible_python_interpreter="{{ ansible_playbook_python }}"\n'
     )
-    (work / "rulebook.yml").write_text(
-        RULEBOOK.format(
-            port=port,
-            hmac=PEER_HMAC if check_hmac else "",
-            alertname=REMEDIATE,
-            playbook=work / "trivial.yml",
-            runs=work / "runs",
-        )  # fmt: skip
-    )
+    text = RULEBOOK.format(
+        port=port,
+        hmac=PEER_HMAC if check_hmac else "",
+        alertname=REMEDIATE,
+        playbook=work / "trivial.yml",
+        runs=work / "runs",
+    )  # fmt: skip
+    body = hub_signed_alert if check_hmac else plain_alert
+    with running_rulebook(work, text, work / "inventory.ini", port, body) as service:
+        yield service
+
+
+@contextmanager
+def running_rulebook(
+    work: Path,
+    text: str,
+    inventory: Path,
+    port: int,
+    body: Callable[[str, int], tuple[bytes, dict[str, str]]],
+) -> Iterator[Service]:
+    """ansible-rulebook on the rulebook `text` (listening on `port`) and `inventory`."""
+    binary = peer_python()
+    (work / "rulebook.yml").write_text(text)
     env = {**os.environ, "PATH": f"{binary.parent}:{os.environ['PATH']}"}
     with (work / f"rulebook-{time.monotonic_ns()}.log").open("wb") as log:
         process = subprocess.Popen(
-            [str(binary), "-r", str(work / "rulebook.yml"), "-i", str(work / "inventory.ini")],
+            [str(binary), "-r", str(work / "rulebook.yml"), "-i", str(inventory)],
             cwd=work, env=env, stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}/endpoint"
     try:
         _wait_listening(port, process)
-        yield Service(
-            "ansible-rulebook", url, hub_signed_alert if check_hmac else plain_alert, 200, process
-        )
+        yield Service("ansible-rulebook", url, body, 200, process)
     finally:
         if process.poll() is None:
             process.terminate()

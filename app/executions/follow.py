@@ -24,7 +24,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from app.errors import ExecutorError
-from app.executions.run import persist, record_result, settle, step_input
+from app.executions.run import settle
+from app.executions.steps import persist, record_result, step_input
 from app.executors.base import Remote, RemoteExecutor, StepResult, StepStatus
 from app.executors.engine_http import EngineError
 from app.runbooks.models import Retry

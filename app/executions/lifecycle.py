@@ -177,6 +177,10 @@ def add_execution(
         execution.status = "waiting_approval"
         execution.deadline_at = now + timedelta(seconds=runbook.approval_timeout)
         _owe_escalations(execution, "waiting_approval", now)
+    elif runbook.batch is not None:
+        # Not claimed before its window is over, so that one worker then takes it with
+        # every other that arrived meanwhile, instead of each worker a few.
+        execution.next_check_at = now + timedelta(seconds=runbook.batch.window)
     return execution, False
 
 

@@ -8,51 +8,44 @@ from __future__ import annotations
 
 import functools
 import logging
-import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.orm import Session
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    retry_if_result,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_exponential,
-)
+from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
 
-from app.errors import (
-    ExecutorError,
+from app.errors import ExecutorError
+from app.executions.batch import Member, hand_back, run_batched
+from app.executions.lifecycle import finish_execution, start_verification
+from app.executions.steps import (
+    Pending,
+    Stop,
+    after_step,
+    after_success,
+    cancel_note,
+    end_at_step,
+    persist,
+    record_result,
+    release,
 )
-from app.executions.lifecycle import finish_execution, record_attempt, start_verification
-from app.executors.base import LocalExecutor, Remote, RemoteExecutor, StepInput, StepResult
+from app.executors.base import (
+    BatchExecutor,
+    LocalExecutor,
+    Remote,
+    RemoteExecutor,
+    StepInput,
+    StepResult,
+)
 from app.logs import log_context
-from app.redaction import redact
 from app.runbooks.models import Retry
 from app.services import Services
 from app.store.models import ActionRow, Execution, ExecutionStatus, StepRow
 from app.store.queue import expired_executions
 
 log = logging.getLogger("remediator.executions")
-T = TypeVar("T")
-
-
-@dataclass
-class Stop:
-    """Why a running execution should stop: a human cancelled it, or the service is
-    shutting down and its grace period is over."""
-
-    cancelled: threading.Event = field(default_factory=threading.Event)
-    shutdown: threading.Event = field(default_factory=threading.Event)
-
-    def __call__(self) -> bool:
-        return self.cancelled.is_set() or self.shutdown.is_set()
 
 
 def run_step(
@@ -111,19 +104,28 @@ def execution_logged(services: Services, execution_id: str) -> Iterator[None]:
         yield
 
 
-def run_execution(services: Services, execution_id: str, stop: Stop) -> ExecutionStatus:
+def run_execution(
+    services: Services, execution_id: str, stop: Stop, partners: Sequence[Member] = ()
+) -> ExecutionStatus:
     """Run a claimed execution's pending steps; answers the status it is left in: final,
-    `verifying`, or `queued` when shutdown released it for another worker."""
+    `verifying`, or `queued` when shutdown released it for another worker. `partners`
+    (claimed with it, app.executions.batch) run its next step with it, as one."""
+    waiting = list(partners)
+    try:
+        return _run_steps(services, execution_id, stop, waiting)
+    finally:
+        hand_back(services, waiting)  # it stopped before their step
+
+
+def _run_steps(
+    services: Services, execution_id: str, stop: Stop, partners: list[Member]
+) -> ExecutionStatus:
     with services.db.read() as session:
         execution = session.get_one(Execution, execution_id)
         policy = Retry.model_validate(execution.runbook_spec.get("retry", {}))
         if execution.cancel_requested:  # asked while it went back to the queue
             stop.cancelled.set()
-        steps = [
-            Pending(s.id, s.position, s.kind, s.spec, s.idempotent, s.attempts)
-            for s in execution.steps
-            if s.status == "pending"
-        ]
+        steps = [Pending.of(s) for s in execution.steps if s.status == "pending"]
     for pending in steps:
         if stop.cancelled.is_set() or services.stopping.is_set():
             # Between steps nothing is half-done: hand the rest back, or end it as asked.
@@ -134,9 +136,16 @@ def run_execution(services: Services, execution_id: str, stop: Stop) -> Executio
         executor = services.executors.get(pending.kind)
         if isinstance(executor, RemoteExecutor):
             return _launch(services, executor, execution_id, pending, policy)
+        if partners and isinstance(executor, BatchExecutor):
+            leader = Member(execution_id, pending, stop, pending.done)
+            batch, partners[:] = list(partners), []
+            ended = run_batched(services, executor, leader, batch, policy)
+            if ended is not None:
+                return ended
+            continue
         result = _run_one(services, execution_id, pending, policy, stop)
         after = functools.partial(
-            _after_step, services=services, execution_id=execution_id, pending=pending,
+            after_step, services=services, execution_id=execution_id, pending=pending,
             result=result, policy=policy, stop=stop,
         )  # fmt: skip
         ended = persist(services, after)
@@ -148,135 +157,6 @@ def run_execution(services: Services, execution_id: str, stop: Stop) -> Executio
             session.get_one(Execution, execution_id), datetime.now(UTC)
         ),
     )
-
-
-def _after_step(
-    session: Session,
-    *,
-    services: Services,
-    execution_id: str,
-    pending: Pending,
-    result: StepResult,
-    policy: Retry,
-    stop: Stop,
-) -> ExecutionStatus | None:
-    """Record how a step ended; the status the execution is left in, or None to go on."""
-    row = session.get_one(StepRow, pending.step_id)
-    execution = session.get_one(Execution, execution_id)
-    now = datetime.now(UTC)
-    retries_left = row.attempts < policy.attempts
-    final: ExecutionStatus
-    if result.status == "succeeded":
-        row.status, row.finished_at = "succeeded", now
-        return None
-    if stop.cancelled.is_set():
-        final, error = "cancelled", cancel_note(execution)
-    elif services.stopping.is_set() and (
-        result.status == "cancelled"
-        and pending.idempotent
-        or result.status in ("failed", "timed_out")
-        and retries_left
-    ):
-        # Shutdown, and this step is safe to run again: idempotent, or it was going to be
-        # retried anyway.
-        row.status = "pending"
-        release(execution)
-        return "queued"
-    elif result.status == "cancelled":
-        final, error = "interrupted", "the service stopped mid-step"
-    else:
-        final, error = result.status, result.error or result.status
-        # A step's own guard (terraform's max_destroy) is named like the others.
-        execution.guard = (result.detail or {}).get("guard", execution.guard)
-    _end_at_step(execution, row, final, error, now)
-    return final
-
-
-def _end_at_step(
-    execution: Execution, row: StepRow, final: ExecutionStatus, error: str, now: datetime
-) -> None:
-    """The execution ends with this step: both carry the final status, the error names
-    the step, and a cancel (asked for by a human) is not escalated back to them."""
-    row.status, row.finished_at = final, now
-    finish_execution(
-        execution=execution, status=final, now=now,
-        error=f"step {row.position + 1} ({row.kind}): {error}", escalate=final != "cancelled",
-    )  # fmt: skip
-
-
-# Errors that say the store is away (connection refused, server gone), not that the
-# write is wrong: a write recording work already done is tried again for these.
-STORE_AWAY = (OperationalError, InterfaceError)
-
-
-def persist(services: Services, write: Callable[[Session], T]) -> T:
-    """A write that records work already done (a step's attempt, the status after it).
-    While the store is away it is tried again, with backoff, for up to `lease_s` or two
-    minutes, whichever is longer: the step ran, so its result is recorded once the store
-    is back, instead of lost and the step run again by recovery. Our own lease is renewed
-    by the housekeeper as soon as the store answers, before it recovers anything."""
-
-    def once() -> T:
-        with services.db.write() as session:
-            return write(session)
-
-    return Retrying(
-        retry=retry_if_exception_type(STORE_AWAY),
-        wait=wait_exponential(multiplier=0.5, max=5.0),
-        stop=stop_after_delay(max(services.settings.lease_s, 120.0)),
-        before_sleep=_store_away,
-        reraise=True,
-    )(once)
-
-
-def _store_away(state: RetryCallState) -> None:
-    failure = state.outcome.exception() if state.outcome else None
-    wait = state.next_action.sleep if state.next_action else 0.0
-    log.warning("the store is unavailable (%s); recording again in %.1fs",
-                type(failure).__name__, wait)  # fmt: skip
-
-
-def record_result(
-    services: Services, step_id: int, position: int, kind: str, number: int, result: StepResult
-) -> Callable[[Session], None]:
-    """The write recording one attempt's result, masked first: a step that printed a
-    configured secret (its own environment, a file it read, an engine's log) must not
-    hand it to every reader of the API."""
-    secrets = services.secrets
-    result = replace(
-        result,
-        output_tail=redact(result.output_tail, secrets),
-        error=redact(result.error, secrets) if result.error else None,
-    )
-    took = (result.finished_at - result.started_at).total_seconds()
-    services.metrics.step_seconds.labels(kind, result.status).observe(took)
-    log.info(
-        "step %d (%s) attempt %d: %s, exit %s, %.1fs%s", position + 1, kind, number,
-        result.status, result.rc, took, f": {result.error}" if result.error else "",
-    )  # fmt: skip
-    return lambda session: record_attempt(
-        session=session, step_id=step_id, number=number, result=result
-    )
-
-
-@dataclass(frozen=True)
-class Pending:
-    """A step still to run, as read when the execution was claimed."""
-
-    step_id: int
-    position: int
-    kind: str
-    spec: dict[str, Any]
-    idempotent: bool
-    done: int  # attempts made before (a resumed step keeps its count)
-
-    def input(self, execution_id: str) -> StepInput:
-        return step_input(execution_id, self.position, self.done + 1, self.spec)
-
-
-def step_input(execution_id: str, position: int, attempt: int, spec: dict[str, Any]) -> StepInput:
-    """One attempt of a step, with the timeout its spec was rendered with."""
-    return StepInput(execution_id, position, attempt, spec, float(spec.get("timeout", 300)))
 
 
 def _run_one(
@@ -364,10 +244,7 @@ def settle(
     execution.next_check_at = execution.deadline_at = None
     if result.status == "succeeded":
         row.status, row.finished_at = "succeeded", now
-        if any(step.status == "pending" for step in execution.steps):
-            release(execution)
-            return "queued"
-        return start_verification(execution, now)
+        return after_success(execution, now)
     if (
         result.status in ("failed", "timed_out")
         and row.attempts < policy.attempts
@@ -381,7 +258,7 @@ def settle(
         final = "cancelled"
     execution.guard = (result.detail or {}).get("guard", execution.guard)
     error = cancel_note(execution) if final == "cancelled" else result.error or result.status
-    _end_at_step(execution, row, final, error, now)
+    end_at_step(execution, row, final, error, now)
     return final
 
 
@@ -396,18 +273,6 @@ def _stop_between_steps(services: Services, execution_id: str, stop: Stop) -> Ex
             return "cancelled"
         release(execution)
         return "queued"
-
-
-def cancel_note(execution: Execution) -> str:
-    asked = [a for a in execution.actions if a.action == "cancel"]
-    if not asked:
-        return "cancelled"
-    return f"cancelled by {asked[-1].by}" + (f": {asked[-1].reason}" if asked[-1].reason else "")
-
-
-def release(execution: Execution) -> None:
-    """Back to the queue for any worker: nothing of it is running now."""
-    execution.status, execution.claimed_by, execution.lease_expires_at = "queued", None, None
 
 
 MAX_RECOVERIES = 3

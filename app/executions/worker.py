@@ -20,9 +20,11 @@ import httpx
 from sqlalchemy.exc import IntegrityError
 
 from app.errors import RemediatorError
+from app.executions.batch import Member, claim_partners
 from app.executions.escalate import deliver_escalation
 from app.executions.follow import follow_remote
-from app.executions.run import Stop, execution_logged, recover_expired, release, run_execution
+from app.executions.run import execution_logged, recover_expired, run_execution
+from app.executions.steps import Stop, release
 from app.executions.verify import expire_deadlines, run_http_checks
 from app.services import Services, reload_runbooks, runbooks_signature
 from app.store.queue import cancel_requested, claim_next_execution, renew_leases
@@ -96,28 +98,38 @@ class WorkerPool:
         settings = services.settings
         while not services.stopping.is_set():
             try:
-                execution_id = self._claim(worker_id)
-                if execution_id is None:
+                claimed = self._claim(worker_id)
+                if claimed is None:
                     services.work_ready.wait(settings.poll_interval_s)
                     services.work_ready.clear()
                     continue
-                stop = Stop(shutdown=self.shutdown)
-                with self.lock:
-                    self.running[execution_id] = (worker_id, stop)
+                execution_id, partners = claimed
+                stop = self._hold(worker_id, execution_id)
+                for partner in partners:
+                    partner.stop = self._hold(worker_id, partner.execution_id)
                 try:
                     with execution_logged(services, execution_id):
                         log.info("execution claimed by %s", worker_id)
-                        status = run_execution(services, execution_id, stop)
+                        status = run_execution(services, execution_id, stop, partners)
                         log.info("execution left %s", status)
                 finally:
                     with self.lock:
-                        self.running.pop(execution_id, None)
+                        for held in [execution_id, *(p.execution_id for p in partners)]:
+                            self.running.pop(held, None)
                 services.work_ready.set()  # an escalation or a key may be free now
             except Exception:
                 log.exception("execution worker error; retrying")
                 services.stopping.wait(settings.poll_interval_s)
 
-    def _claim(self, worker_id: str) -> str | None:
+    def _hold(self, worker_id: str, execution_id: str) -> Stop:
+        """Registered as ours: the housekeeper renews its lease and delivers its cancel."""
+        stop = Stop(shutdown=self.shutdown)
+        with self.lock:
+            self.running[execution_id] = (worker_id, stop)
+        return stop
+
+    def _claim(self, worker_id: str) -> tuple[str, list[Member]] | None:
+        """The next execution, and those claimed to run its next step with it."""
         services = self.services
         for _ in range(5):
             try:
@@ -126,10 +138,12 @@ class WorkerPool:
                         session=session, worker_id=worker_id, now=datetime.now(UTC),
                         lease_s=services.settings.lease_s,
                     )  # fmt: skip
-                    if claimed is not None and services.stopping.is_set():
+                    if claimed is None:
+                        return None
+                    if services.stopping.is_set():
                         release(claimed)  # shutdown began while we claimed it
                         return None
-                    return claimed.id if claimed else None
+                    return claimed.id, claim_partners(session, services, claimed, worker_id)
             except IntegrityError:
                 # Another replica took an execution with the same concurrency key at the
                 # same moment; the database kept only one. Look again.

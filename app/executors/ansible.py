@@ -20,14 +20,17 @@ groups), and SIGKILL whatever is left after a grace period.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shlex
 import shutil
 import signal
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,7 +51,7 @@ from app.executors.base import (
     tail,
 )
 from app.executors.environment import step_environment, without_inherited
-from app.executors.inventory import inventory_names
+from app.executors.inventory import inventory_listing
 from app.runbooks.duration import Duration
 from app.runbooks.paths import inside
 from app.runbooks.templating import render_limit, render_value
@@ -72,6 +75,11 @@ class AnsibleStep(StepSpec):
     )
     extra_vars: dict[str, Any] = Field(default_factory=dict)
     timeout: Duration = 300.0
+    forks: int | None = Field(
+        default=None, ge=1, le=500,
+        description="Hosts worked on at once; Ansible's own default (5) when unset, 50 when "
+        "the runbook batches.",
+    )  # fmt: skip
 
 
 class RenderedAnsibleStep(AnsibleStep):
@@ -115,6 +123,25 @@ class AnsibleKind:
 
 
 RUN_MARKER = "REMEDIATOR_ANSIBLE_RUN"
+NO_HOSTS = "the playbook matched no hosts (check inventory and limit)"
+# A batch is many hosts by design; Ansible's default of 5 at once would serialise it.
+BATCH_FORKS = 50
+# A host or group name as a limit may hold it plainly; anything else is pattern syntax.
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.@-]*")
+
+
+@dataclass(frozen=True)
+class Played:
+    """One ansible-playbook run: how it ended, and each host's line of the recap."""
+
+    status: StepStatus
+    rc: int | None
+    output: str
+    error: str | None
+    recap: dict[str, str]  # host → ok, failed or unreachable
+    events: list[dict[str, Any]]
+
+
 _STATUS: dict[str, StepStatus] = {
     "successful": "succeeded",
     "failed": "failed",
@@ -144,26 +171,117 @@ class AnsibleExecutor:
 
     def _check_limit(self, spec: RenderedAnsibleStep, inventory: Path | None) -> None:
         if spec.limit_names:
-            known = inventory_names(inventory, env=self._environment())
+            known = inventory_listing(inventory, env=self._environment()).names
             shown = spec.inventory or "(Ansible's default)"
             check_limit_names(spec.limit_names, known, shown)
 
-    def run(self, step: StepInput, *, cancelled: Callable[[], bool]) -> StepResult:
-        deadline = time.monotonic() + step.timeout_s
-        stopped: list[StepStatus] = []
-        spec = RenderedAnsibleStep.model_validate(step.spec)
-        started = datetime.now(UTC)
+    def _paths(self, spec: RenderedAnsibleStep) -> tuple[Path, Path | None] | str:
         playbook = inside(self.playbooks_dir, spec.playbook)
         inventory = inside(self.playbooks_dir, spec.inventory) if spec.inventory else None
         if playbook is None or (spec.inventory and inventory is None):
-            return StepResult(
-                "failed", None, "", started, datetime.now(UTC),
-                error="playbook or inventory path leaves the playbooks directory",
-            )  # fmt: skip
+            return "playbook or inventory path leaves the playbooks directory"
+        return playbook, inventory
+
+    def run(self, step: StepInput, *, cancelled: Callable[[], bool]) -> StepResult:
+        spec = RenderedAnsibleStep.model_validate(step.spec)
+        started = datetime.now(UTC)
+        paths = self._paths(spec)
+        if isinstance(paths, str):
+            return StepResult("failed", None, "", started, datetime.now(UTC), error=paths)
         try:
-            self._check_limit(spec, inventory)
+            self._check_limit(spec, paths[1])
         except SinkError as exc:
             return StepResult("failed", None, "", started, datetime.now(UTC), error=str(exc))
+        play = self._play(spec, *paths, spec.limit, spec.forks, step.timeout_s, cancelled)
+        status, error = play.status, play.error
+        if status == "succeeded" and not play.recap:
+            # A remediation that touched no host has not remediated anything.
+            status, error = "failed", NO_HOSTS
+        ended = datetime.now(UTC)
+        return StepResult(status, play.rc, tail(play.output), started, ended, error=error)
+
+    def batch_key(self, spec: dict[str, Any]) -> str | None:
+        """The step but for its limit, when the limit is plain names (hosts or groups):
+        a pattern (`web:&prod`, `!db-1`, `web-*`) means nothing once joined with others."""
+        names = _limit_parts(spec.get("limit"))
+        if not names or not all(_PLAIN_NAME.fullmatch(name) for name in names):
+            return None
+        shared = {k: v for k, v in spec.items() if k not in ("limit", "limit_names")}
+        return json.dumps(shared, sort_keys=True)
+
+    def run_batch(
+        self, steps: Sequence[StepInput], *, cancelled: Callable[[], bool]
+    ) -> list[StepResult]:
+        """One play over the hosts of all `steps`; each step's result from its own hosts'
+        recap, its output from its own hosts' lines (and the play's own). Members whose
+        hosts overlap (two incidents for one host) go to a second play, run after."""
+        specs = [RenderedAnsibleStep.model_validate(step.spec) for step in steps]
+        if len({self.batch_key(step.spec) for step in steps} - {None}) != 1:
+            raise ExecutorError("a batch must be one step but for its limit")
+        started = datetime.now(UTC)
+        results: list[StepResult | None] = [None] * len(steps)
+
+        def ended(index: int, status: StepStatus, error: str | None, output: str = "",
+                  **detail: Any) -> None:  # fmt: skip
+            rc = 0 if status == "succeeded" else None
+            results[index] = StepResult(
+                status, rc, tail(output), started, datetime.now(UTC), error=error, detail=detail
+            )
+
+        first = specs[0]
+        paths = self._paths(first)
+        if isinstance(paths, str):
+            return [StepResult("failed", None, "", started, started, error=paths)] * len(steps)
+        listing = inventory_listing(paths[1], env=self._environment())
+        hosts: dict[int, frozenset[str]] = {}
+        for index, spec in enumerate(specs):
+            try:
+                check_limit_names(spec.limit_names, listing.names,
+                                  spec.inventory or "(Ansible's default)")  # fmt: skip
+            except SinkError as exc:
+                ended(index, "failed", str(exc))
+                continue
+            hosts[index] = listing.hosts_of(_limit_parts(spec.limit))
+            if not hosts[index]:
+                ended(index, "failed", NO_HOSTS)
+        for round_ in _disjoint_rounds({i: h for i, h in hosts.items() if h}):
+            everyone = sorted(set().union(*(hosts[i] for i in round_)))
+            play = self._play(first, *paths, ",".join(everyone), first.forks or BATCH_FORKS,
+                              steps[0].timeout_s, cancelled, with_events=True)  # fmt: skip
+            for index in round_:
+                own = hosts[index]
+                output = _own_lines(play.events, own, frozenset(everyone)) or play.output
+                shown = {"hosts": sorted(own), "batch_hosts": len(everyone)}
+                if play.status in ("timed_out", "cancelled") or not play.recap:
+                    ended(index, play.status if play.status != "succeeded" else "failed",
+                          play.error or NO_HOSTS, output, **shown)  # fmt: skip
+                    continue
+                bad = {
+                    host: why
+                    for host in sorted(own)
+                    if (why := play.recap.get(host, "not reached by the play")) != "ok"
+                }
+                if bad:
+                    error = "; ".join(f"{host}: {why}" for host, why in bad.items())
+                    ended(index, "failed", error, output, **shown)
+                else:
+                    ended(index, "succeeded", None, output, **shown)
+        return [result for result in results if result is not None]
+
+    def _play(
+        self,
+        spec: RenderedAnsibleStep,
+        playbook: Path,
+        inventory: Path | None,
+        limit: str | None,
+        forks: int | None,
+        timeout_s: float,
+        cancelled: Callable[[], bool],
+        *,
+        with_events: bool = False,
+    ) -> Played:
+        deadline = time.monotonic() + timeout_s
+        stopped: list[StepStatus] = []
         with tempfile.TemporaryDirectory(prefix="remediator-ansible-") as private_dir:
 
             def should_stop() -> bool:
@@ -189,7 +307,8 @@ class AnsibleExecutor:
                     project_dir=str(self.playbooks_dir),
                     playbook=str(playbook),
                     inventory=str(inventory) if inventory else None,
-                    limit=spec.limit or None,
+                    limit=limit or None,
+                    forks=forks,
                     cmdline=shlex.join(["--extra-vars", f"@{extravars}"]),
                     quiet=True,
                     envvars=envvars,
@@ -201,19 +320,17 @@ class AnsibleExecutor:
                 runner = ansible_runner.Runner(config, cancel_callback=should_stop)
                 runner.run()
                 output = _read(Path(private_dir) / "artifacts" / runner.config.ident / "stdout")
-                hosts = len((runner.stats or {}).get("processed", {}))
+                events = list(runner.events) if with_events else []
+                stats: dict[str, dict[str, int]] = runner.stats or {}
             except Exception as exc:  # ansible-runner raises many unrelated types
                 raise ExecutorError(f"ansible-runner could not run the playbook: {exc}") from exc
         status = stopped[0] if stopped else _STATUS.get(runner.status, "failed")
         error = {
-            "timed_out": f"playbook did not finish within {step.timeout_s:g}s and was stopped",
+            "timed_out": f"playbook did not finish within {timeout_s:g}s and was stopped",
             "cancelled": "cancelled while running",
             "failed": f"ansible-playbook exited with {runner.rc}",
         }.get(status)
-        if status == "succeeded" and hosts == 0:
-            # A remediation that touched no host has not remediated anything.
-            status, error = "failed", "the playbook matched no hosts (check inventory and limit)"
-        return StepResult(status, runner.rc, tail(output), started, datetime.now(UTC), error=error)
+        return Played(status, runner.rc, output, error, _recap(stats), events)
 
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         rendered = RenderedAnsibleStep.model_validate(spec)
@@ -288,6 +405,58 @@ def _running(proc: psutil.Process) -> bool:
         return bool(proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
+
+
+def _recap(stats: dict[str, dict[str, int]]) -> dict[str, str]:
+    """Each host the play reached, from its stats: failed, unreachable or ok."""
+    recap = {}
+    for host in stats.get("processed") or {}:
+        if (stats.get("dark") or {}).get(host):
+            recap[host] = "unreachable"
+        elif (stats.get("failures") or {}).get(host):
+            recap[host] = "failed"
+        else:
+            recap[host] = "ok"
+    return recap
+
+
+def _limit_parts(limit: str | None) -> list[str]:
+    """The names of a limit, split as Ansible splits a pattern (on commas, else colons)."""
+    if not limit:
+        return []
+    return [part.strip() for part in limit.split("," if "," in limit else ":")]
+
+
+def _disjoint_rounds(hosts: dict[int, frozenset[str]]) -> list[list[int]]:
+    """Members grouped into plays in which no host belongs to two of them: a host's
+    result must be one member's, and two incidents for one host run one after the other
+    as they would unbatched."""
+    rounds: list[tuple[list[int], set[str]]] = []
+    for index, own in hosts.items():
+        for members, taken in rounds:
+            if not own & taken:
+                members.append(index)
+                taken.update(own)
+                break
+        else:
+            rounds.append(([index], set(own)))
+    return [members for members, _ in rounds]
+
+
+def _own_lines(events: list[dict[str, Any]], own: frozenset[str], everyone: frozenset[str]) -> str:
+    """The play's output as one member sees it: its hosts' lines and the play's own
+    (headers, errors), without the lines of the batch's other hosts."""
+    others = everyone - own
+    lines: list[str] = []
+    for event in events:
+        text = event.get("stdout") or ""
+        host = (event.get("event_data") or {}).get("host")
+        if not text or (host is not None and host not in own):
+            continue
+        lines.extend(
+            line for line in text.splitlines() if line.split(" :", 1)[0].strip() not in others
+        )
+    return "\n".join(lines)
 
 
 def _read(path: Path) -> str:

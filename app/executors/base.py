@@ -14,7 +14,7 @@ restart, without a thread waiting on it).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
@@ -63,6 +63,21 @@ class Executor(Protocol):
 class LocalExecutor(Executor, Protocol):
     def run(self, step: StepInput, *, cancelled: Callable[[], bool]) -> StepResult:
         """Run the step to its end, its timeout, or until `cancelled()` turns true."""
+
+
+@runtime_checkable
+class BatchExecutor(LocalExecutor, Protocol):
+    """A local executor that can run the same step for many executions as one run (one
+    `ansible-playbook` over all their hosts), each execution getting its own result."""
+
+    def batch_key(self, spec: dict[str, Any]) -> str | None:
+        """Steps with equal keys may share a run; None: this step always runs alone."""
+
+    def run_batch(
+        self, steps: Sequence[StepInput], *, cancelled: Callable[[], bool]
+    ) -> list[StepResult]:
+        """Run `steps` (equal batch keys) together, to their end, their timeout, or until
+        `cancelled()` turns true; a result for each, in order, from its own part."""
 
 
 @dataclass(frozen=True)

@@ -196,6 +196,17 @@ class Retry(Strict):
     max_backoff: Duration = 300.0
 
 
+class Batch(Strict):
+    """Run many incidents' step as one: queued executions of the runbook whose step is
+    the same but for its `limit` are claimed together and run as one play over all their
+    hosts (a step kind that cannot batch runs each alone)."""
+
+    window: Duration = Field(
+        default=2.0, description="How long the first of a batch waits for others to join."
+    )
+    max: int = Field(default=200, ge=2, le=1000, description="Executions in one batch.")
+
+
 class MaxRuns(Strict):
     count: int = Field(ge=1)
     per: Duration
@@ -311,6 +322,12 @@ class Runbook(Strict):
     )
     max_runs: MaxRuns | None = Field(
         default=None, description="At most `count` runs of this runbook (all keys) per `per`."
+    )
+    batch: Batch | None = Field(
+        default=None,
+        description="Run the step of many incidents as one (Ansible: one play over the union "
+        "of their `limit` hosts); each execution keeps its own result, retries, verify and "
+        "escalation.",
     )
     verify: Verify | None = None
     approval: Approval = Field(

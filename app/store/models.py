@@ -185,6 +185,8 @@ class Execution(Base):
     # Approval deadline while waiting_approval; verification deadline while verifying;
     # a remote step's timeout while running unclaimed (followed on its engine).
     deadline_at: Mapped[datetime | None]
+    # When it is next looked at: its HTTP check while verifying, its engine while running
+    # unclaimed; while queued, the earliest it may be claimed (a batch's window).
     next_check_at: Mapped[datetime | None]
     resolved_at: Mapped[datetime | None]
     cancel_requested: Mapped[bool] = mapped_column(Boolean, default=False)

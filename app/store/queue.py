@@ -9,19 +9,17 @@ executions`: the incident is joined in, and only the execution row is ours to lo
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import and_, exists, select, update
+from sqlalchemy import ColumnElement, and_, exists, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.store.models import HOLDS_KEY, EscalationRow, Execution
 
 
-def claim_next_execution(
-    *, session: Session, worker_id: str, now: datetime, lease_s: float
-) -> Execution | None:
-    """The oldest queued execution whose concurrency key is free, now `running` and ours."""
+def _key_free() -> ColumnElement[bool]:
+    """No other execution holds this one's concurrency key (or it has none)."""
     other = aliased(Execution)
     key_busy = exists().where(
         and_(
@@ -29,23 +27,70 @@ def claim_next_execution(
             other.status.in_(HOLDS_KEY),
         )
     )
+    return ~(Execution.concurrency_key.is_not(None) & key_busy)
+
+
+def _take(execution: Execution, worker_id: str, now: datetime, lease_s: float) -> None:
+    execution.status = "running"
+    execution.claimed_by = worker_id
+    # Read the clock after the query, which waited for the previous holder of the key to
+    # commit: `now` was taken before the wait.
+    execution.started_at = execution.started_at or max(now, datetime.now(UTC))
+    execution.lease_expires_at = now + timedelta(seconds=lease_s)
+
+
+def claim_next_execution(
+    *, session: Session, worker_id: str, now: datetime, lease_s: float
+) -> Execution | None:
+    """The oldest queued execution whose concurrency key is free (and whose batch window,
+    if its runbook batches, is over), now `running` and ours."""
     candidate = session.scalars(
         select(Execution)
         .where(Execution.status == "queued")
-        .where(~(Execution.concurrency_key.is_not(None) & key_busy))
+        .where(or_(Execution.next_check_at.is_(None), Execution.next_check_at <= now))
+        .where(_key_free())
         .order_by(Execution.created_at)
         .limit(1)
         .with_for_update(skip_locked=True, of=Execution)
     ).first()
     if candidate is None:
         return None
-    candidate.status = "running"
-    candidate.claimed_by = worker_id
-    # Read the clock after the query, which waited for the previous holder of the key to
-    # commit: `now` was taken before the wait.
-    candidate.started_at = candidate.started_at or max(now, datetime.now(UTC))
-    candidate.lease_expires_at = now + timedelta(seconds=lease_s)
+    _take(candidate, worker_id, now, lease_s)
     return candidate
+
+
+def claim_batch(
+    *,
+    session: Session,
+    runbook: str,
+    accept: Callable[[Execution], bool],
+    count: int,
+    worker_id: str,
+    now: datetime,
+    lease_s: float,
+) -> list[Execution]:
+    """Up to `count` more queued executions of `runbook` that `accept` says may join a
+    batch, oldest first, each with its concurrency key free (and no two sharing one), now
+    `running` and ours (those still in their window too: they join now)."""
+    taken: list[Execution] = []
+    keys: set[str] = set()
+    candidates = session.scalars(
+        select(Execution)
+        .where(Execution.status == "queued", Execution.runbook == runbook)
+        .where(_key_free())
+        .order_by(Execution.created_at)
+        .limit(count * 2)
+        .with_for_update(skip_locked=True, of=Execution)
+    )
+    for candidate in candidates:
+        key = candidate.concurrency_key
+        if len(taken) == count or (key is not None and key in keys) or not accept(candidate):
+            continue
+        _take(candidate, worker_id, now, lease_s)
+        taken.append(candidate)
+        if key is not None:
+            keys.add(key)
+    return taken
 
 
 def renew_leases(

@@ -1,0 +1,205 @@
+"""Batched Ansible steps through the real app, its workers and the real ansible-playbook:
+many incidents of one runbook run as one play over their hosts, and each execution still
+gets its own result, output, retries and cancel."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api, alert, runbook
+
+PLAYBOOK = """\
+- name: fleet remediation
+  hosts: all
+  gather_facts: false
+  tasks:
+    - name: Note the play (once per ansible-playbook run)
+      ansible.builtin.shell: "echo {{ tag }} >> {{ work }}/plays"
+      run_once: true
+    - name: Fail once where a host is marked broken
+      ansible.builtin.shell: "rm {{ work }}/broken-{{ inventory_hostname }} && exit 3"
+      when: (work + '/broken-' + inventory_hostname) is file
+    - name: Wait where asked
+      ansible.builtin.shell: "sleep {{ pause }}"
+    - name: Mark this host
+      ansible.builtin.shell: "echo {{ inventory_hostname }} {{ tag }} >> {{ work }}/marks"
+"""
+
+
+def fleet(directory: Path, hosts: int) -> Path:
+    """A playbooks directory with the fleet playbook and an inventory of `hosts` local
+    hosts, host-0 .. host-N, in two groups."""
+    playbooks = directory / "playbooks"
+    playbooks.mkdir(exist_ok=True)
+    (playbooks / "fleet.yml").write_text(PLAYBOOK)
+    lines = ["[web]"]
+    lines += [
+        f"host-{i} ansible_connection=local"
+        ' ansible_python_interpreter="{{ ansible_playbook_python }}"'
+        for i in range(hosts)
+    ]
+    (playbooks / "fleet.ini").write_text("\n".join(lines) + "\n")
+    return playbooks
+
+
+def fleet_runbook(work: Path, window: str = "1s", **extra: Any) -> dict[str, Any]:
+    step = {
+        "ansible": {
+            "playbook": "fleet.yml",
+            "inventory": "fleet.ini",
+            "limit": "{{ incident.labels.instance }}",
+            "extra_vars": {
+                "work": str(work),
+                "tag": "{{ incident.labels.tag }}",
+                "pause": "{{ incident.labels.pause }}",
+            },  # fmt: skip
+            "timeout": "60s",
+        }
+    }
+    return runbook("fleet-fix", "DiskFull", step, batch={"window": window, "max": 50}, **extra)
+
+
+def fire(api: Api, host: str, tag: str = "a", pause: str = "0") -> str:
+    answer = api.alertmanager(
+        alert("DiskFull", instance=host, fingerprint=f"fp-{host}-{tag}", tag=tag, pause=pause)
+    )
+    assert answer.status_code == 202, answer.text
+    (execution_id,) = answer.json()["executions"]
+    return str(execution_id)
+
+
+@pytest.fixture
+def start(make_api: Callable[..., Api], tmp_path: Path) -> Callable[..., Api]:
+    def started(hosts: int, **extra: Any) -> Api:
+        playbooks = fleet(tmp_path, hosts)
+        return make_api([fleet_runbook(tmp_path, **extra)], playbooks_dir=str(playbooks), workers=2)
+
+    return started
+
+
+def marks(work: Path) -> Counter[str]:
+    path = work / "marks"
+    return (
+        Counter(line.split()[0] for line in path.read_text().splitlines())
+        if path.exists()
+        else Counter()
+    )
+
+
+def plays(work: Path) -> list[str]:
+    path = work / "plays"
+    return path.read_text().split() if path.exists() else []
+
+
+def test_many_incidents_run_as_one_play_each_with_its_own_result(
+    start: Callable[..., Api], tmp_path: Path
+) -> None:
+    api = start(30, window="5s")  # time to post them all
+    ids = {fire(api, f"host-{i}"): f"host-{i}" for i in range(30)}
+    done = {execution_id: api.wait(execution_id) for execution_id in ids}
+    assert {e["status"] for e in done.values()} == {"succeeded"}
+    assert marks(tmp_path) == Counter(ids.values())  # each host once
+    assert len(plays(tmp_path)) == 1  # one ansible-playbook for all of them
+    batches = {e["steps"][0]["detail"]["batch"]["id"] for e in done.values()}
+    assert len(batches) == 1
+    for execution_id, execution in done.items():
+        step = execution["steps"][0]
+        host = ids[execution_id]
+        assert step["detail"]["hosts"] == [host]
+        assert step["detail"]["batch"]["size"] == 30
+        assert "ran in batch" in step["detail"]["summary"]
+        # Its own host's lines and the play's, none of the other hosts'.
+        assert f"[{host}]" in step["output_tail"] and "PLAY RECAP" in step["output_tail"]
+        others = [h for h in ids.values() if h != host]
+        assert not any(f"[{other}]" in step["output_tail"] for other in others)
+
+
+def test_one_failing_host_fails_only_its_execution_and_its_retry_runs_only_that_host(
+    start: Callable[..., Api], tmp_path: Path
+) -> None:
+    (tmp_path / "broken-host-3").write_text("")
+    api = start(8, retry={"attempts": 2, "backoff": "0.2s"})
+    ids = {fire(api, f"host-{i}"): f"host-{i}" for i in range(8)}
+    done = {ids[execution_id]: api.wait(execution_id) for execution_id in ids}
+    assert {e["status"] for e in done.values()} == {"succeeded"}
+    retried = done["host-3"]["steps"][0]
+    assert retried["attempts"] == 2
+    first, second = retried["attempt_log"]
+    assert first["status"] == "failed" and "host-3: failed" in first["error"]
+    assert second["detail"]["batch"]["size"] == 1  # the retry ran host-3 alone
+    assert all(done[h]["steps"][0]["attempts"] == 1 for h in done if h != "host-3")
+    assert marks(tmp_path) == Counter(ids.values())
+    assert len(plays(tmp_path)) == 2
+
+
+def test_a_host_that_keeps_failing_fails_its_execution_alone(
+    start: Callable[..., Api], tmp_path: Path
+) -> None:
+    (tmp_path / "broken-host-1").write_text("")
+    api = start(4)
+    ids = {ids_host: fire(api, ids_host) for ids_host in ("host-0", "host-1", "host-2")}
+    done = {host: api.wait(execution_id) for host, execution_id in ids.items()}
+    assert done["host-1"]["status"] == "failed"
+    assert "host-1: failed" in done["host-1"]["error"]
+    assert done["host-0"]["status"] == done["host-2"]["status"] == "succeeded"
+
+
+def test_different_values_never_share_a_run(start: Callable[..., Api], tmp_path: Path) -> None:
+    api = start(6)
+    tags = {fire(api, f"host-{i}", tag="blue" if i % 2 else "green"): i for i in range(6)}
+    done = [api.wait(execution_id) for execution_id in tags]
+    assert {e["status"] for e in done} == {"succeeded"}
+    assert sorted(plays(tmp_path)) == ["blue", "green"]
+    by_batch: dict[str, set[str]] = {}
+    for execution in done:
+        batch = execution["steps"][0]["detail"]["batch"]["id"]
+        by_batch.setdefault(batch, set()).add(execution["incident"]["labels"]["tag"])
+    assert all(len(tags) == 1 for tags in by_batch.values())
+
+
+def test_two_incidents_for_one_host_run_one_after_the_other(
+    start: Callable[..., Api], tmp_path: Path
+) -> None:
+    api = start(3)
+    ids = [fire(api, "host-0", tag="a"), fire(api, "host-0", tag="b"), fire(api, "host-1")]
+    done = [api.wait(execution_id) for execution_id in ids]
+    assert {e["status"] for e in done} == {"succeeded"}
+    assert marks(tmp_path) == Counter({"host-0": 2, "host-1": 1})
+
+
+def test_a_cancel_of_one_member_says_its_host_ran_and_the_rest_finish(
+    start: Callable[..., Api], tmp_path: Path
+) -> None:
+    api = start(3)
+    ids = [fire(api, f"host-{i}", pause="3") for i in range(3)]
+    api.wait(
+        ids[0], until=lambda e: e["status"] == "running" and e["steps"][0]["status"] == "running"
+    )
+    time.sleep(0.5)
+    assert api.act(ids[1], "cancel", reason="wrong host").status_code == 200
+    cancelled = api.wait(ids[1])
+    assert cancelled["status"] == "cancelled"
+    assert "Ansible cannot stop one host of a play" in cancelled["error"]
+    assert "wrong host" in cancelled["error"]
+    assert [api.wait(ids[i])["status"] for i in (0, 2)] == ["succeeded", "succeeded"]
+    assert cancelled["escalations"] == []
+
+
+def test_cancelling_every_member_stops_the_play(start: Callable[..., Api], tmp_path: Path) -> None:
+    api = start(2)
+    ids = [fire(api, f"host-{i}", pause="30") for i in range(2)]
+    api.wait(ids[0], until=lambda e: e["steps"][0]["status"] == "running")
+    api.wait(ids[1], until=lambda e: e["steps"][0]["status"] == "running")
+    began = time.monotonic()
+    for execution_id in ids:
+        assert api.act(execution_id, "cancel").status_code == 200
+    done = [api.wait(execution_id) for execution_id in ids]
+    assert {e["status"] for e in done} == {"cancelled"}
+    assert time.monotonic() - began < 20
+    assert marks(tmp_path) == Counter()
