@@ -57,19 +57,20 @@ class Member:
 
 def claim_partners(
     session: Session, services: Services, leader: Execution, worker_id: str
-) -> list[Member]:
+) -> list[Member] | None:
     """In the transaction that claimed `leader`: when its next step is one its runbook
     batches, the runbook's other queued executions whose next step is the same but for
-    what the executor lets differ (its batch key), claimed for the same worker. In the
-    same transaction, so no other worker takes a few of them for a batch of its own."""
+    what the executor lets differ (its batch key), claimed for the same worker (in the
+    same transaction, so no other worker takes a few of them for a batch of its own);
+    none found, the leader's batch is itself alone. None: its next step does not batch."""
     batching = leader.runbook_spec.get("batch")
     step = next_step(leader)
     executor = services.executors.get(step.kind) if step is not None else None
     if not batching or step is None or not isinstance(executor, BatchExecutor):
-        return []
+        return None
     key = executor.batch_key(step.spec)
     if key is None:
-        return []
+        return None
 
     def joins(candidate: Execution) -> bool:
         own = next_step(candidate)

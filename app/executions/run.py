@@ -105,20 +105,22 @@ def execution_logged(services: Services, execution_id: str) -> Iterator[None]:
 
 
 def run_execution(
-    services: Services, execution_id: str, stop: Stop, partners: Sequence[Member] = ()
+    services: Services, execution_id: str, stop: Stop, partners: Sequence[Member] | None = None
 ) -> ExecutionStatus:
     """Run a claimed execution's pending steps; answers the status it is left in: final,
     `verifying`, or `queued` when shutdown released it for another worker. `partners`
-    (claimed with it, app.executions.batch) run its next step with it, as one."""
-    waiting = list(partners)
+    (claimed with it, app.executions.batch; maybe none) run its next step with it, as
+    one batch; None when its next step does not batch."""
+    batch = None if partners is None else list(partners)
     try:
-        return _run_steps(services, execution_id, stop, waiting)
+        return _run_steps(services, execution_id, stop, batch)
     finally:
-        hand_back(services, waiting)  # it stopped before their step
+        if batch:
+            hand_back(services, batch)  # it stopped before their step
 
 
 def _run_steps(
-    services: Services, execution_id: str, stop: Stop, partners: list[Member]
+    services: Services, execution_id: str, stop: Stop, batch: list[Member] | None
 ) -> ExecutionStatus:
     with services.db.read() as session:
         execution = session.get_one(Execution, execution_id)
@@ -136,10 +138,10 @@ def _run_steps(
         executor = services.executors.get(pending.kind)
         if isinstance(executor, RemoteExecutor):
             return _launch(services, executor, execution_id, pending, policy)
-        if partners and isinstance(executor, BatchExecutor):
+        if batch is not None and isinstance(executor, BatchExecutor):
             leader = Member(execution_id, pending, stop, pending.done)
-            batch, partners[:] = list(partners), []
-            ended = run_batched(services, executor, leader, batch, policy)
+            partners, batch[:] = list(batch), []
+            ended = run_batched(services, executor, leader, partners, policy)
             if ended is not None:
                 return ended
             continue

@@ -105,7 +105,7 @@ class WorkerPool:
                     continue
                 execution_id, partners = claimed
                 stop = self._hold(worker_id, execution_id)
-                for partner in partners:
+                for partner in partners or ():
                     partner.stop = self._hold(worker_id, partner.execution_id)
                 try:
                     with execution_logged(services, execution_id):
@@ -114,7 +114,7 @@ class WorkerPool:
                         log.info("execution left %s", status)
                 finally:
                     with self.lock:
-                        for held in [execution_id, *(p.execution_id for p in partners)]:
+                        for held in [execution_id, *(p.execution_id for p in partners or ())]:
                             self.running.pop(held, None)
                 services.work_ready.set()  # an escalation or a key may be free now
             except Exception:
@@ -128,7 +128,7 @@ class WorkerPool:
             self.running[execution_id] = (worker_id, stop)
         return stop
 
-    def _claim(self, worker_id: str) -> tuple[str, list[Member]] | None:
+    def _claim(self, worker_id: str) -> tuple[str, list[Member] | None] | None:
         """The next execution, and those claimed to run its next step with it."""
         services = self.services
         for _ in range(5):
