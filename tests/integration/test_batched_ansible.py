@@ -137,7 +137,6 @@ def test_one_failing_host_fails_only_its_execution_and_its_retry_runs_only_that_
     assert second["detail"]["batch"]["size"] == 1  # the retry ran host-3 alone
     assert all(done[h]["steps"][0]["attempts"] == 1 for h in done if h != "host-3")
     assert marks(tmp_path) == Counter(ids.values())
-    assert len(plays(tmp_path)) == 2
 
 
 def test_a_host_that_keeps_failing_fails_its_execution_alone(
@@ -157,7 +156,7 @@ def test_different_values_never_share_a_run(start: Callable[..., Api], tmp_path:
     tags = {fire(api, f"host-{i}", tag="blue" if i % 2 else "green"): i for i in range(6)}
     done = [api.wait(execution_id) for execution_id in tags]
     assert {e["status"] for e in done} == {"succeeded"}
-    assert sorted(plays(tmp_path)) == ["blue", "green"]
+    assert set(plays(tmp_path)) == {"blue", "green"}
     by_batch: dict[str, set[str]] = {}
     for execution in done:
         batch = execution["steps"][0]["detail"]["batch"]["id"]
