@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
@@ -157,9 +157,14 @@ def _run(
             and not services.stopping.is_set()
         ]
         settled = [(m, r) for m, r in zip(running, results, strict=True) if m not in again]
+        # Built (logged, counted, masked) once, outside the write that may be tried again.
+        writes = [
+            _attempt(services, member, result)
+            for member, result in zip(running, results, strict=True)
+        ]
         record = functools.partial(
-            _record, services=services, running=running, results=results, settled=settled,
-            policy=policy, leader_id=leader_id,
+            _record, services=services, writes=writes, settled=settled, policy=policy,
+            leader_id=leader_id,
         )  # fmt: skip
         statuses |= persist(services, record)
         for member in running:
@@ -172,6 +177,13 @@ def _run(
                 statuses |= persist(services, functools.partial(_hand_back, members=active))
                 active = []
     return statuses
+
+
+def _attempt(services: Services, member: Member, result: StepResult) -> Callable[[Session], None]:
+    """The write recording a member's attempt, logged under the member's own id."""
+    with log_context(execution_id=member.execution_id):
+        return record_result(services, member.pending.step_id, member.pending.position,
+                             member.pending.kind, member.done + 1, result)  # fmt: skip
 
 
 def _all_stopped(members: Sequence[Member]) -> bool:
@@ -194,17 +206,14 @@ def _record(
     session: Session,
     *,
     services: Services,
-    running: Sequence[Member],
-    results: Sequence[StepResult],
+    writes: Sequence[Callable[[Session], None]],
     settled: Sequence[tuple[Member, StepResult]],
     policy: Retry,
     leader_id: str,
 ) -> dict[str, ExecutionStatus | None]:
     """Every member's attempt, and where each settled member goes, in one transaction."""
-    for member, result in zip(running, results, strict=True):
-        with log_context(execution_id=member.execution_id):
-            record_result(services, member.pending.step_id, member.pending.position,
-                          member.pending.kind, member.done + 1, result)(session)  # fmt: skip
+    for write in writes:
+        write(session)
     return {
         member.execution_id: _settle(
             session, services, member, result, policy, leads=member.execution_id == leader_id
