@@ -57,6 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         log_level=args.log_level,
         timeout_graceful_shutdown=int(settings.shutdown_grace_s) + 5,
         log_config=None,
+        access_log=settings.access_log,
         # Who may speak for a caller is decided in one place, `auth.trusted_proxy`; uvicorn
         # would otherwise rewrite the peer address from X-Forwarded-For for 127.0.0.1.
         proxy_headers=False,

@@ -225,6 +225,10 @@ class Settings(BaseSettings):
     metrics_require_token: bool = True
     # json: one object a line, with the execution's context, for a log pipeline.
     log_format: Literal["json", "text"] = "json"
+    # A log line per HTTP request. Off: webhooks are counted (/metrics), every accepted one
+    # is a stored event and every refused one a warning, and at full rate the access line
+    # was the largest single cost of a webhook after the framework's.
+    access_log: bool = False
     max_body_bytes: int = Field(default=1_048_576, gt=0)
     # A request head over either limit is answered 431 while it arrives, before any work.
     max_header_bytes: int = Field(default=16 * 1024, ge=1024)

@@ -84,7 +84,9 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     errors.install(app)
     # Outside the error answers: a fault's 500 is audited like any other outcome.
     app.add_middleware(AuditTrail)
-    app.include_router(webhooks.router)
+    # Outermost of ours: a webhook passes none of the layers above (see webhooks.py).
+    app.add_middleware(webhooks.WebhookIntake)
+    webhooks.document(app)
     app.include_router(executions.router)
     app.include_router(runbooks.router)
     app.include_router(terraform.router)

@@ -92,6 +92,22 @@ def answer_for(exc: RemediatorError) -> tuple[int, str]:
     return 500, "internal"
 
 
+def error_response(exc: RemediatorError) -> JSONResponse:
+    """The answer to a refused call."""
+    status, name = answer_for(exc)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(error_body(name, str(exc)), status_code=status, headers=headers)
+
+
+def fault_response(exc: Exception) -> JSONResponse:
+    """The answer to a fault of the service: 503 with Retry-After when the store cannot
+    take the write (a full or read-only disk, a database gone), so senders retry."""
+    if isinstance(exc, SQLAlchemyError | OSError):
+        body = error_body("storage_unavailable", "the store cannot take this write now")
+        return JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
+    return JSONResponse(error_body("internal", "a fault of the service (logged)"), status_code=500)
+
+
 class FaultsAsJson:
     """A fault of the service (a bug, a store that refuses writes) answered as the one
     error shape, `{"error", "detail"}`, on a connection that stays open: uvicorn would
@@ -119,13 +135,7 @@ class FaultsAsJson:
             if started:
                 raise
             log.exception("fault answering %s %s", scope.get("method"), scope.get("path"))
-            if isinstance(exc, SQLAlchemyError | OSError):
-                body = error_body("storage_unavailable", "the store cannot take this write now")
-                answer = JSONResponse(body, status_code=503, headers={"Retry-After": "5"})
-            else:
-                answer = JSONResponse(error_body("internal", "a fault of the service (logged)"),
-                                      status_code=500)  # fmt: skip
-            await answer(scope, receive, send)
+            await fault_response(exc)(scope, receive, send)
 
 
 def install(app: FastAPI) -> None:
@@ -133,9 +143,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RemediatorError)
     async def _remediator_error(_: Request, exc: RemediatorError) -> JSONResponse:
-        status, name = answer_for(exc)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        return JSONResponse(error_body(name, str(exc)), status_code=status, headers=headers)
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:

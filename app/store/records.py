@@ -183,9 +183,26 @@ def _placed(incident: Incident, latest: tuple[str, str] | None) -> Incident:
     return incident.model_copy(update={"occurrence": occurrence})
 
 
+# The newest execution of one incident key: one seek backwards along ix_executions_incident.
+# A re-sent alert (Alertmanager repeats each firing alert) looks one up on every delivery,
+# and the batched NOT EXISTS, rebuilt per call, was a third of the writer's time.
+_LATEST_EXECUTION_OF_ONE = (
+    select(Execution.id)
+    .where(Execution.incident_key == bindparam("incident_key"))
+    .order_by(Execution.created_at.desc())
+    .limit(1)
+)
+
+
 def latest_executions(*, session: Session, incident_keys: list[str]) -> dict[str, str]:
     """The newest execution's id, open or finished, for each incident key
     (`source:fingerprint`) that has one."""
+    keys = sorted(set(incident_keys))
+    if len(keys) <= FEW_FINGERPRINTS:
+        found = (
+            (key, session.scalar(_LATEST_EXECUTION_OF_ONE, {"incident_key": key})) for key in keys
+        )
+        return {key: str(execution_id) for key, execution_id in found if execution_id is not None}
     return {
         str(incident_key): str(execution_id)
         for incident_key, execution_id in _newest_per_key(
@@ -193,7 +210,7 @@ def latest_executions(*, session: Session, incident_keys: list[str]) -> dict[str
             columns=(Execution.incident_key, Execution.id),
             key=Execution.incident_key,
             at=Execution.created_at,
-            keys=sorted(set(incident_keys)),
+            keys=keys,
         )
     }
 

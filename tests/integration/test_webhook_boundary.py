@@ -123,6 +123,43 @@ def test_unknown_and_unconfigured_sources(api: Api) -> None:
     assert answer.json()["error"] == "unknown_source"
 
 
+def test_the_webhook_path_takes_post_only_and_one_segment(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    answer = api.client.get("/webhooks/generic")
+    assert answer.status_code == 405 and answer.headers["allow"] == "POST"
+    assert answer.json()["error"] == "method_not_allowed"
+    # A source name is one path segment: anything deeper is no webhook at all.
+    assert api.client.post("/webhooks/generic/more", json={}).json()["error"] == "http_error"
+    assert api.client.post("/webhooks/", json={}).status_code == 404
+    with caplog.at_level("WARNING", logger="remediator.api"):
+        assert api.generic(b"{}", {"webhook-id": "x"}).status_code == 401
+    # Refused calls are no rows (anyone could make them) but each is a warning and a count.
+    assert any("webhook refused (401 invalid_signature)" in r.getMessage() for r in caplog.records)
+    metrics = api.client.get("/metrics", headers=api.auth).text
+    assert 'remediator_webhooks_total{code="401",source="generic"} 1.0' in metrics
+    nothing_stored(api)
+
+
+def test_openapi_documents_the_webhook(api: Api) -> None:
+    document = api.client.get("/openapi.json").json()
+    receive = document["paths"]["/webhooks/{source}"]["post"]
+    assert receive["requestBody"]["content"]["application/json"]["schema"] == {"type": "object"}
+    answer = receive["responses"]["202"]["content"]["application/json"]["schema"]["$ref"]
+    assert answer.endswith("/WebhookAnswer")
+    assert receive["responses"]["401"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/ErrorBody"
+    )
+    fields = document["components"]["schemas"]["WebhookAnswer"]["properties"]
+    assert {"event_id", "executions", "attached", "duplicate", "incidents", "ignored"} == set(
+        fields
+    )
+    # What the webhook answers is what the description says it answers.
+    body = json.dumps({"title": "t"}).encode()
+    stored = api.generic(body, sign_generic(body))
+    assert stored.status_code == 202 and set(stored.json()) <= set(fields)
+
+
 def test_api_requires_a_valid_token(api: Api) -> None:
     assert api.client.get("/api/executions").status_code == 401
     bad = api.client.get("/api/executions", headers={"authorization": "Bearer nope"})

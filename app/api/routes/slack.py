@@ -15,9 +15,9 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import authenticator
+from app.api.bodies import read_body
 from app.api.deps import get_services
 from app.api.errors import answer_for, error_body
-from app.api.routes.webhooks import read_body
 from app.config import SlackTarget, SlackUser
 from app.errors import Conflict, Forbidden, NotFound
 from app.escalation.slack import answer_click, read_click, verify_click
@@ -50,7 +50,9 @@ async def slack_interactions(request: Request) -> JSONResponse:
     if config is None or config.signing_secret is None:
         raise NotFound("Slack interactivity is not configured (escalation.slack.signing_secret)")
     settings = services.settings
-    body = await read_body(request, settings.max_body_bytes, settings.body_timeout_s)
+    body = await read_body(
+        request.receive, request.headers, settings.max_body_bytes, settings.body_timeout_s
+    )
     verify_click(config.signing_secret.get_secret_value(), request.headers, body, time.time())
     click = read_click(body)
     if click is None:
