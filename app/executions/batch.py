@@ -171,8 +171,7 @@ def _run(
             member.done += 1
         active = again
         if active:
-            delay = min(policy.max_backoff, policy.backoff * 2 ** (active[0].done - 1))
-            if services.stopping.wait(delay):
+            if services.stopping.wait(policy.delay(active[0].done)):
                 # Stopping: the retries are left to whoever resumes them.
                 statuses |= persist(services, functools.partial(_hand_back, members=active))
                 active = []

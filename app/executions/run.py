@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
-from tenacity import Retrying, retry_if_result, stop_after_attempt, wait_exponential
+from tenacity import Retrying, retry_if_result, stop_after_attempt
 
 from app.errors import ExecutorError
 from app.executions.batch import Member, hand_back, run_batched
@@ -83,7 +83,7 @@ def run_step(
 
     retrying = Retrying(
         stop=stop_after_attempt(max(1, policy.attempts - step.attempt + 1)),
-        wait=wait_exponential(multiplier=policy.backoff, max=policy.max_backoff),
+        wait=lambda state: policy.delay(state.attempt_number),
         retry=retry_if_result(
             lambda r: r.status in ("failed", "timed_out") and not stop() and keep_trying()
         ),

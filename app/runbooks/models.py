@@ -195,6 +195,11 @@ class Retry(Strict):
     backoff: Duration = 10.0
     max_backoff: Duration = 300.0
 
+    def delay(self, failed: int) -> float:
+        """The wait after the `failed`-th failed attempt: `backoff`, doubled each time, at
+        most `max_backoff`."""
+        return float(min(self.max_backoff, self.backoff * 2 ** (failed - 1)))
+
 
 class Batch(Strict):
     """Run many incidents' step as one: queued executions of the runbook whose step is

@@ -151,6 +151,24 @@ def test_a_host_that_keeps_failing_fails_its_execution_alone(
     assert done["host-0"]["status"] == done["host-2"]["status"] == "succeeded"
 
 
+def test_a_hostile_limit_in_a_batch_fails_its_own_execution_and_reaches_no_other_host(
+    start: Callable[..., Api], tmp_path: Path
+) -> None:
+    api = start(4, window="2s")
+    good = {fire(api, host): host for host in ("host-0", "host-1")}
+    hostile = {
+        fire(api, limit): limit
+        for limit in ("host-2:!host-3", "all", "host-*", "not-in-inventory", "host-3,nowhere")
+    }
+    for execution_id, limit in hostile.items():
+        execution = api.wait(execution_id)
+        assert execution["status"] == "failed", (limit, execution["status"])
+        assert "limit" in execution["error"], execution["error"]
+    assert {api.wait(execution_id)["status"] for execution_id in good} == {"succeeded"}
+    # Only the two named hosts ran: not the group, not every host, not the pattern's.
+    assert marks(tmp_path) == Counter(good.values())
+
+
 def test_different_values_never_share_a_run(start: Callable[..., Api], tmp_path: Path) -> None:
     api = start(6)
     tags = {fire(api, f"host-{i}", tag="blue" if i % 2 else "green"): i for i in range(6)}
