@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 
-from tests.servers import Server
+from tests.conftest import write_config
+from tests.servers import Server, start_server
 
 
 @pytest.fixture
@@ -14,5 +17,23 @@ def servers() -> Iterator[list[Server]]:
     """Servers a test starts (append them); each is stopped after the test."""
     started: list[Server] = []
     yield started
+    for server in started:
+        server.close()
+
+
+@pytest.fixture
+def replicas(tmp_path: Path, database_url: str) -> Iterator[Any]:
+    """`start(runbooks, count=2, **config)`: that many `remediator serve` replicas on one
+    database (the test's SQLite file or PostgreSQL), short leases; stopped after the test."""
+    started: list[Server] = []
+
+    def start(runbooks: list[dict[str, Any]], count: int = 2, **overrides: Any) -> list[Server]:
+        config = write_config(tmp_path, runbooks, database_url=database_url, workers=2,
+                              lease_s=3, **overrides)  # fmt: skip
+        for _ in range(count):
+            started.append(start_server(config, name=f"replica-{len(started)}"))
+        return started[-count:]
+
+    yield start
     for server in started:
         server.close()

@@ -9,7 +9,6 @@ import contextlib
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -18,29 +17,11 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import Recorder, alert, write_config
+from tests.conftest import Recorder, alert
 from tests.integration.test_batched_ansible import fleet, fleet_runbook, marks, plays
-from tests.servers import Server, start_server
+from tests.servers import Server
 
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
-
-
-@pytest.fixture
-def replicas(tmp_path: Path, database_url: str) -> Iterator[Any]:
-    started: list[Server] = []
-
-    def start(book: dict[str, Any], hosts: int, count: int = 2, **overrides: Any) -> list[Server]:
-        config = write_config(
-            tmp_path, [book], database_url=database_url, workers=2, lease_s=3,
-            playbooks_dir=str(fleet(tmp_path, hosts)), **overrides,
-        )  # fmt: skip
-        for _ in range(count):
-            started.append(start_server(config, name=f"replica-{len(started)}"))
-        return started[-count:]
-
-    yield start
-    for server in started:
-        server.close()
 
 
 def burst(servers: list[Server], hosts: range, pause: str = "0") -> list[str]:
@@ -81,7 +62,8 @@ def kill_tree(server: Server) -> None:
 
 
 def test_a_fleet_wide_burst_drains_in_a_few_plays(replicas: Any, tmp_path: Path) -> None:
-    servers = replicas(fleet_runbook(tmp_path, window="5s", most=200), hosts=200)
+    book = fleet_runbook(tmp_path, window="5s", most=200)
+    servers = replicas([book], playbooks_dir=str(fleet(tmp_path, 200)))
     ids = burst(servers, range(200))
     final = servers[0].wait_all_final(ids, timeout=300)
     assert {e["status"] for e in final} == {"succeeded"}, Counter(e["status"] for e in final)
@@ -99,7 +81,11 @@ def test_kill_9_mid_batch_loses_nothing(
 ) -> None:
     book = fleet_runbook(tmp_path, window="1s", escalate=["webhook"])
     book["steps"][0]["idempotent"] = idempotent
-    (a,) = replicas(book, hosts=20, count=1, escalation={"webhook": {"url": recorder.url}})
+    config = {
+        "playbooks_dir": str(fleet(tmp_path, 20)),
+        "escalation": {"webhook": {"url": recorder.url}},
+    }
+    (a,) = replicas([book], 1, **config)
     ids = burst([a], range(20), pause="20")
     deadline = time.monotonic() + 60
     while sleeping(a) < 20 and time.monotonic() < deadline:
@@ -107,7 +93,7 @@ def test_kill_9_mid_batch_loses_nothing(
     assert sleeping(a) == 20, "the play never reached every host"
     in_play = [e["id"] for e in a.api("/executions", status="running", limit=100)]
     kill_tree(a)  # mid-play: the tasks sleep 20 s
-    (b,) = replicas(book, hosts=20, count=1, escalation={"webhook": {"url": recorder.url}})
+    (b,) = replicas([book], 1, **config)
     final = {e["id"]: e for e in b.wait_all_final(ids, timeout=240)}
     assert len(final) == 20
     for execution_id, execution in final.items():

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
@@ -16,26 +15,10 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Recorder, alert, ansible_step, runbook, write_config
-from tests.servers import Server, start_server
+from tests.conftest import Recorder, alert, ansible_step, runbook
+from tests.servers import Server
 
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
-
-
-@pytest.fixture
-def replicas(tmp_path: Path, database_url: str) -> Iterator[Any]:
-    started: list[Server] = []
-
-    def start(runbooks: list[dict[str, Any]], count: int = 2, **overrides: Any) -> list[Server]:
-        config = write_config(tmp_path, runbooks, database_url=database_url, workers=2,
-                              lease_s=3, **overrides)  # fmt: skip
-        for _ in range(count):
-            started.append(start_server(config, name=f"replica-{len(started)}"))
-        return started[-count:]
-
-    yield start
-    for server in started:
-        server.close()
 
 
 def appender(directory: Path, pause: float) -> dict[str, Any]:
