@@ -18,22 +18,32 @@ import jsonschema
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "contracts"
 EXTRACTS = Path(__file__).resolve().parent / "fixtures" / "contracts"
-# The calls whose request bodies the stand-ins check, by contract file.
+# The calls whose request bodies the stand-ins check, by contract file: a path (its POST)
+# or "<method> <path>".
 CHECKED = {
-    "rootly-openapi.json": ["/v1/incidents/{incident_id}/events", "/v1/alerts"],
+    "rootly-openapi.json": [
+        "/v1/incidents/{incident_id}/events", "/v1/alerts", "put /v1/incidents/{id}/resolve",
+    ],
     "pagerduty-events-v2-openapi.json": ["/enqueue"],
-    "pagerduty-rest-openapi.json": ["/incidents/{id}/notes"],
-}
+    "pagerduty-rest-openapi.json": ["/incidents/{id}/notes", "put /incidents/{id}"],
+}  # fmt: skip
 
 
-def extract(document: dict[str, Any], paths: list[str]) -> dict[str, Any]:
-    """The POST request bodies of `paths`, with every component they refer to."""
+def _call(entry: str) -> tuple[str, str]:
+    method, _, path = entry.rpartition(" ")
+    return method or "post", path
+
+
+def extract(document: dict[str, Any], calls: list[str]) -> dict[str, Any]:
+    """The request bodies of `calls`, with every component they refer to."""
+    paths: dict[str, Any] = {}
+    for method, path in map(_call, calls):
+        body = document["paths"][path][method]["requestBody"]
+        paths.setdefault(path, {})[method] = {"requestBody": body}
     kept: dict[str, Any] = {
         "openapi": document["openapi"],
         "info": document["info"],
-        "paths": {
-            p: {"post": {"requestBody": document["paths"][p]["post"]["requestBody"]}} for p in paths
-        },  # fmt: skip
+        "paths": paths,
         "components": {},
     }
     pending: list[Any] = [kept["paths"]]
@@ -58,10 +68,10 @@ def contract(file: str) -> dict[str, Any]:
     return cut_out
 
 
-def request_schema(file: str, path: str) -> dict[str, Any]:
-    """The JSON Schema of `path`'s POST body in `file`, with its refs resolvable."""
+def request_schema(file: str, path: str, method: str = "post") -> dict[str, Any]:
+    """The JSON Schema of `path`'s request body in `file`, with its refs resolvable."""
     document = contract(file)
-    [body] = document["paths"][path]["post"]["requestBody"]["content"].values()
+    [body] = document["paths"][path][method]["requestBody"]["content"].values()
     schema: dict[str, Any] = {**body["schema"], "components": document["components"]}
     return schema
 

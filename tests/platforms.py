@@ -193,10 +193,41 @@ def fails_on(source: str, target: str) -> list[dict[str, Any]]:
     ]
 
 
-def escalated_from(api: Api, source: str, file: str) -> dict[str, Any]:
-    """Send a documented sample of `source`, signed; the execution once escalated."""
-    payload = load(f"{source}/{file}")
-    body = json.dumps(live(payload)).encode()
+def clears_cache(cache_dir: Path) -> dict[str, Any]:
+    """A step that succeeds: the example playbook empties `cache_dir` (under /tmp)."""
+    return {"ansible": {"playbook": "clear-cache.yml", "inventory": "inventories/local.ini",
+                        "extra_vars": {"cache_dir": str(cache_dir)}}}  # fmt: skip
+
+
+def remediates(source: str, target: str, cache_dir: Path, **extra: Any) -> list[dict[str, Any]]:
+    """A runbook for any incident from `source` that succeeds and tells `target` so
+    (`notify_on_success`)."""
+    return [{"name": "fixes", "match": {"source": source}, "steps": [clears_cache(cache_dir)],
+             "notify_on_success": [target], **extra}]  # fmt: skip
+
+
+def send_sample(api: Api, source: str, file: str) -> str:
+    """Send a documented sample of `source`, signed; the execution it started."""
+    body = json.dumps(live(load(f"{source}/{file}"))).encode()
     answer = api.client.post(f"/webhooks/{source}", content=body, headers=SIGNERS[source](body))
     assert answer.status_code == 202, answer.text
-    return delivered(api, answer.json()["executions"][0])
+    (execution_id,) = answer.json()["executions"]
+    return str(execution_id)
+
+
+def told(api: Api, execution_id: str) -> dict[str, Any]:
+    """The execution once it succeeded and its success notice was delivered or given up."""
+    return api.wait(
+        execution_id,
+        until=lambda e: (
+            e["status"] not in ("queued", "running", "verifying")
+            and any(
+                x["reason"] == "remediated" and x["status"] != "pending" for x in e["escalations"]
+            )
+        ),
+    )
+
+
+def escalated_from(api: Api, source: str, file: str) -> dict[str, Any]:
+    """Send a documented sample of `source`, signed; the execution once escalated."""
+    return delivered(api, send_sample(api, source, file))

@@ -23,6 +23,8 @@ REASONS = {
     # A notice, not a failure: someone has to say yes before it runs.
     "waiting_approval": "remediation waits for approval",
 }
+# A success notice (`notify_on_success`), owed and delivered like an escalation.
+REMEDIATED = "remediated"
 
 
 class Progress(Protocol):
@@ -48,16 +50,32 @@ class EscalationMessage:
     progress: Progress
     # For an approval notice: who may approve, in words (four eyes: never the asker).
     approvers: str | None = None
+    # For a success notice: resolve the incident too (`resolve_on_success`, and the
+    # platform has not resolved it already).
+    resolve: bool = False
 
     @property
     def headline(self) -> str:
         incident = self.execution.incident
+        title = incident.get("title", "")
+        if self.reason == REMEDIATED:
+            return f"[remediator] remediated by {self.execution.runbook} in {self.took}: “{title}”"
         why = REASONS.get(self.reason, self.reason)
-        return f"[remediator] {why}: {self.execution.runbook} for “{incident.get('title', '')}”"
+        return f"[remediator] {why}: {self.execution.runbook} for “{title}”"
+
+    @property
+    def took(self) -> str:
+        """From the execution's start (the incident's arrival) to its end, in words."""
+        execution = self.execution
+        end = execution.finished_at or execution.created_at
+        seconds = max(0, round((end - execution.created_at).total_seconds()))
+        return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min {seconds % 60} s"
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "type": "remediation.escalated",
+            "type": "remediation.succeeded"
+            if self.reason == REMEDIATED
+            else "remediation.escalated",
             "escalation_id": self.escalation_id,
             "reason": self.reason,
             "summary": self.headline,
@@ -140,6 +158,25 @@ def note_text(message: EscalationMessage) -> str:
     return "\n".join(lines)[:25000]
 
 
+def success_text(message: EscalationMessage) -> str:
+    """A success notice, for the incident's own timeline: what ran, how long it took,
+    what it found, and where the whole story is."""
+    execution = message.execution
+    summaries = [
+        summary
+        for step in execution.steps
+        for attempt in step.attempt_log[-1:]
+        if (summary := attempt_summary(attempt.detail))
+    ]
+    done = summaries[-1] if summaries else f"{len(execution.steps)} step(s) succeeded"
+    checked = " and verified" if execution.verify else ""
+    lines = [
+        f"Remediated automatically by {execution.runbook} in {message.took}{checked}: {done}",
+        f"Execution: {message.execution_url}",
+    ]
+    return "\n".join(lines)[:25000]
+
+
 def once(progress: Progress, part: str, send: Callable[[], None]) -> None:
     """`send` unless an earlier attempt of this escalation already did it."""
     if not progress.done(part):
@@ -189,9 +226,11 @@ def post_json(
     content: bytes,
     headers: dict[str, str],
     timeout_s: float,
+    method: str = "POST",
 ) -> None:
     try:
-        response = client.post(
+        response = client.request(
+            method,
             url,
             content=content,
             headers={"content-type": "application/json", **headers},

@@ -12,6 +12,13 @@ and process the request asynchronously):
   the runbook, status and execution URL, `priority` from the severity (critical → P1,
   high → P2, medium → P3, low → P4, info and the approval notice → P5), and
   `responders` from the configuration.
+
+A success notice (`notify_on_success`) opens no alert: on the alert the incident came
+from, a note "remediated automatically by <runbook> in 42 s: ..." and, with
+`resolve_on_success`, `POST /v2/alerts/{id}/close?identifierType=id`. For any other
+incident, `resolve_on_success` closes the alert remediator opened for it, by its alias
+(`/v2/alerts/<alias, percent-encoded>/close?identifierType=alias`; Opsgenie answers 202
+and ignores it when there is none). Each call is recorded as done once it lands.
 """
 
 from __future__ import annotations
@@ -23,8 +30,17 @@ from typing import Any
 import httpx
 
 from app.config import OpsgenieTarget
-from app.escalation.base import EscalationMessage, dedup_key, level, note_text, post_json
-from app.sinks import path_segment
+from app.escalation.base import (
+    REMEDIATED,
+    EscalationMessage,
+    dedup_key,
+    level,
+    note_text,
+    once,
+    post_json,
+    success_text,
+)
+from app.sinks import path_segment, url_part
 
 # Opsgenie alert ids are UUIDs, with a `-<epoch ms>` suffix on older accounts.
 ALERT_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
@@ -66,17 +82,42 @@ class OpsgenieNotifier:
         self.config = config
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
-        incident = message.execution.incident
-        alert_id = path_segment((incident.get("labels") or {}).get("opsgenie_alert_id"), ALERT_ID)
-        base = self.config.base_url.rstrip("/")
-        if incident.get("source") == "opsgenie" and alert_id:
-            url = f"{base}/v2/alerts/{alert_id}/notes?identifierType=id"
-            body: dict[str, Any] = {"note": note_text(message)[:25000], "source": "remediator"}
+        alert_id = _own_alert(message)
+        if message.reason == REMEDIATED:
+            self._remediated(message, client, alert_id)
+        elif alert_id is not None:
+            note = {"note": note_text(message)[:25000], "source": "remediator"}
+            self._post(client, f"/v2/alerts/{alert_id}/notes?identifierType=id", note)
         else:
-            url = f"{base}/v2/alerts"
-            body = alert_body(message, self.config.responders)
+            self._post(client, "/v2/alerts", alert_body(message, self.config.responders))
+
+    def _remediated(
+        self, message: EscalationMessage, client: httpx.Client, alert_id: str | None
+    ) -> None:
+        note = {"note": success_text(message), "source": "remediator"}
+        if alert_id is not None:
+            notes = f"/v2/alerts/{alert_id}/notes?identifierType=id"
+            once(message.progress, "note", lambda: self._post(client, notes, note))
+            close = f"/v2/alerts/{alert_id}/close?identifierType=id"
+        else:
+            # The alert remediator opened for this incident, if it did.
+            close = f"/v2/alerts/{url_part(dedup_key(message)[:512])}/close?identifierType=alias"
+        if message.resolve:
+            once(message.progress, "resolve", lambda: self._post(client, close, note))
+
+    def _post(self, client: httpx.Client, path: str, body: dict[str, Any]) -> None:
         post_json(
-            client, self.name, url, content=json.dumps(body).encode(),
+            client, self.name, f"{self.config.base_url.rstrip('/')}{path}",
+            content=json.dumps(body).encode(),
             headers={"authorization": f"GenieKey {self.config.api_key.get_secret_value()}"},
             timeout_s=self.config.timeout_s,
         )  # fmt: skip
+
+
+def _own_alert(message: EscalationMessage) -> str | None:
+    """The Opsgenie alert this incident came from, if it came from Opsgenie."""
+    incident = message.execution.incident
+    alert_id = path_segment((incident.get("labels") or {}).get("opsgenie_alert_id"), ALERT_ID)
+    if incident.get("source") != "opsgenie" or not alert_id:
+        return None
+    return alert_id

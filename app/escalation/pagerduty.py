@@ -14,6 +14,14 @@ Endpoints (PagerDuty's published contracts):
   `api_token` is configured: the responders see on their own incident what automation
   tried. The page is sent first and recorded as done, so a retry after the note
   failed (or after a crash) sends only the note.
+
+A success notice (`notify_on_success`) pages nobody: on the PagerDuty incident it came
+from, a note "remediated automatically by <runbook> in 42 s: ..." and, with
+`resolve_on_success`, `PUT {api_url}/incidents/{id}` with `status: resolved` (the
+`From` header names who resolved it). For any other incident, `resolve_on_success` sends
+an Events API v2 `resolve` with the incident's dedup key: the page remediator raised for
+it, if any, is resolved (PagerDuty drops a resolve that matches no open alert). Each
+call is recorded as done once it lands, so a retry repeats none.
 """
 
 from __future__ import annotations
@@ -25,7 +33,9 @@ from typing import Any
 import httpx
 
 from app.config import PagerDutyTarget
+from app.errors import EscalationError
 from app.escalation.base import (
+    REMEDIATED,
     EscalationMessage,
     dedup_key,
     level,
@@ -33,6 +43,7 @@ from app.escalation.base import (
     once,
     post_json,
     steps_detail,
+    success_text,
 )
 from app.sinks import path_segment
 
@@ -102,29 +113,70 @@ class PagerDutyNotifier:
         self.config = config
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
+        if message.reason == REMEDIATED:
+            self._remediated(message, client)
+            return
         body = event_body(message, self.config.routing_key.get_secret_value())
-        once(message.progress, "page", lambda: post_json(
-            client, self.name, f"{self.config.events_url.rstrip('/')}/v2/enqueue",
-            content=json.dumps(body).encode(), headers={}, timeout_s=self.config.timeout_s,
-        ))  # fmt: skip
+        once(message.progress, "page", lambda: self._event(client, body))
+        pagerduty_id = self._own_incident(message)
+        if pagerduty_id is not None:
+            note = {"note": {"content": note_text(message)}}
+            self._rest(client, "incident note", "POST", f"/incidents/{pagerduty_id}/notes", note)
+
+    def _remediated(self, message: EscalationMessage, client: httpx.Client) -> None:
+        pagerduty_id = self._own_incident(message)
+        text = success_text(message)
+        if pagerduty_id is not None:
+            note = {"note": {"content": text}}
+            path = f"/incidents/{pagerduty_id}"
+            once(
+                message.progress,
+                "note",
+                lambda: self._rest(client, "incident note", "POST", f"{path}/notes", note),
+            )
+            if message.resolve:
+                status = {"type": "incident_reference", "status": "resolved", "resolution": text}
+                once(
+                    message.progress,
+                    "resolve",
+                    lambda: self._rest(client, "resolve", "PUT", path, {"incident": status}),
+                )
+        elif message.resolve:
+            resolve = {
+                "routing_key": self.config.routing_key.get_secret_value(),
+                "event_action": "resolve",
+                "dedup_key": dedup_key(message),
+            }
+            once(message.progress, "resolve", lambda: self._event(client, resolve))
+
+    def _own_incident(self, message: EscalationMessage) -> str | None:
+        """The PagerDuty incident this one came from, when the REST API can reach it."""
         incident = message.execution.incident
         labels = incident.get("labels") or {}
         pagerduty_id = path_segment(labels.get("pagerduty_incident_id"), INCIDENT_ID)
-        if (
-            self.config.api_token is None
-            or incident.get("source") != "pagerduty"
-            or not pagerduty_id
-        ):
-            return
-        note = {"note": {"content": note_text(message)}}
+        if self.config.api_token is None or incident.get("source") != "pagerduty":
+            return None
+        return pagerduty_id or None
+
+    def _event(self, client: httpx.Client, body: dict[str, Any]) -> None:
         post_json(
-            client, f"{self.name} (incident note)",
-            f"{self.config.api_url.rstrip('/')}/incidents/{pagerduty_id}/notes",
-            content=json.dumps(note).encode(),
+            client, self.name, f"{self.config.events_url.rstrip('/')}/v2/enqueue",
+            content=json.dumps(body).encode(), headers={}, timeout_s=self.config.timeout_s,
+        )  # fmt: skip
+
+    def _rest(
+        self, client: httpx.Client, what: str, method: str, path: str, body: dict[str, Any]
+    ) -> None:
+        token = self.config.api_token
+        if token is None:
+            raise EscalationError("pagerduty: the REST API needs api_token", retryable=False)
+        post_json(
+            client, f"{self.name} ({what})", f"{self.config.api_url.rstrip('/')}{path}",
+            content=json.dumps(body).encode(),
             headers={
-                "authorization": f"Token token={self.config.api_token.get_secret_value()}",
+                "authorization": f"Token token={token.get_secret_value()}",
                 "accept": "application/vnd.pagerduty+json;version=2",
                 "from": self.config.from_email or "",
             },
-            timeout_s=self.config.timeout_s,
+            timeout_s=self.config.timeout_s, method=method,
         )  # fmt: skip

@@ -16,6 +16,12 @@ Rootly has no dedup key on alert creation: `external_id` carries the incident ke
 (`remediator/<source>/<fingerprint>`) so repeats can be grouped by Rootly's alert rules.
 The timeline event is recorded as done once posted, so a retry after the alert failed
 (or after a crash) does not post it twice.
+
+A success notice (`notify_on_success`) raises no alert: on the Rootly incident it came
+from, a timeline event "remediated automatically by <runbook> in 42 s: ..." and, with
+`resolve_on_success`, `PUT /v1/incidents/{id}/resolve` (`data.type: incidents`, the
+notice as `resolution_message`). An incident from elsewhere has no Rootly incident to
+tell: nothing is sent. Each call is recorded as done once it lands.
 """
 
 from __future__ import annotations
@@ -27,7 +33,15 @@ from typing import Any
 import httpx
 
 from app.config import RootlyTarget
-from app.escalation.base import EscalationMessage, dedup_key, note_text, once, post_json
+from app.escalation.base import (
+    REMEDIATED,
+    EscalationMessage,
+    dedup_key,
+    note_text,
+    once,
+    post_json,
+    success_text,
+)
 from app.sinks import path_segment
 
 JSON_API = "application/vnd.api+json"
@@ -64,27 +78,55 @@ class RootlyNotifier:
     def __init__(self, config: RootlyTarget) -> None:
         self.config = config
 
-    def _post(self, client: httpx.Client, what: str, path: str, body: dict[str, Any]) -> None:
+    def _send(
+        self, client: httpx.Client, what: str, path: str, body: dict[str, Any], method: str = "POST"
+    ) -> None:
         post_json(
             client, f"{self.name} ({what})", f"{self.config.base_url.rstrip('/')}{path}",
             content=json.dumps(body).encode(),
             headers={"authorization": f"Bearer {self.config.api_token.get_secret_value()}",
                      "content-type": JSON_API, "accept": JSON_API},
-            timeout_s=self.config.timeout_s,
+            timeout_s=self.config.timeout_s, method=method,
         )  # fmt: skip
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
-        incident = message.execution.incident
-        incident_id = path_segment(
-            (incident.get("labels") or {}).get("rootly_incident_id"), INCIDENT_ID
-        )
-        if incident.get("source") == "rootly" and incident_id:
-            attributes = {"event": note_text(message), "visibility": "internal"}
-            event = {"data": {"type": "incident_events", "attributes": attributes}}
-            path = f"/v1/incidents/{incident_id}/events"
-            once(
-                message.progress,
-                "timeline",
-                lambda: self._post(client, "timeline event", path, event),
-            )
-        self._post(client, "alert", "/v1/alerts", alert_body(message, self.config))
+        incident_id = _own_incident(message)
+        if message.reason == REMEDIATED:
+            if incident_id is not None:
+                self._remediated(message, client, incident_id)
+            return
+        if incident_id is not None:
+            self._timeline(message, client, incident_id, note_text(message))
+        self._send(client, "alert", "/v1/alerts", alert_body(message, self.config))
+
+    def _timeline(
+        self, message: EscalationMessage, client: httpx.Client, incident_id: str, text: str
+    ) -> None:
+        attributes = {"event": text, "visibility": "internal"}
+        event = {"data": {"type": "incident_events", "attributes": attributes}}
+        path = f"/v1/incidents/{incident_id}/events"
+        once(message.progress, "timeline",
+             lambda: self._send(client, "timeline event", path, event))  # fmt: skip
+
+    def _remediated(
+        self, message: EscalationMessage, client: httpx.Client, incident_id: str
+    ) -> None:
+        text = success_text(message)
+        self._timeline(message, client, incident_id, text)
+        if message.resolve:
+            attributes = {"resolution_message": text}
+            body = {"data": {"type": "incidents", "attributes": attributes}}
+            path = f"/v1/incidents/{incident_id}/resolve"
+            once(message.progress, "resolve",
+                 lambda: self._send(client, "resolve", path, body, method="PUT"))  # fmt: skip
+
+
+def _own_incident(message: EscalationMessage) -> str | None:
+    """The Rootly incident this one came from, if it came from Rootly."""
+    incident = message.execution.incident
+    incident_id = path_segment(
+        (incident.get("labels") or {}).get("rootly_incident_id"), INCIDENT_ID
+    )
+    if incident.get("source") != "rootly" or not incident_id:
+        return None
+    return incident_id

@@ -19,7 +19,7 @@ from app.config import Settings
 from app.errors import (
     EscalationError,
 )
-from app.escalation.base import EscalationMessage
+from app.escalation.base import REMEDIATED, EscalationMessage
 from app.executions.actions import approval_policy, askers
 from app.logs import log_context
 from app.redaction import redact
@@ -45,6 +45,11 @@ def escalation_message(
         api_url=f"{base}/api/executions/{execution.id}",
         progress=DurableProgress(services.db, row.id, set(row.progress or [])),
         approvers=approvers(execution) if row.reason == "waiting_approval" else None,
+        # Not when the platform resolved it first (that is how `verify.resolved_within`
+        # passes): a resolve then would only add noise to its timeline.
+        resolve=row.reason == REMEDIATED
+        and bool(execution.runbook_spec.get("resolve_on_success"))
+        and execution.resolved_at is None,
     )
 
 

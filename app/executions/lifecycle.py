@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, object_session
 
+from app.escalation.base import REMEDIATED
 from app.executors.base import StepResult
 from app.runbooks.plan import Plan
 from app.store.models import (
@@ -176,7 +177,7 @@ def add_execution(
     elif runbook.approval.required:
         execution.status = "waiting_approval"
         execution.deadline_at = now + timedelta(seconds=runbook.approval_timeout)
-        _owe_escalations(execution, "waiting_approval", now)
+        _owe_escalations(execution, execution.escalate_to, "waiting_approval", now)
     elif runbook.batch is not None:
         # Not claimed before its window is over, so that one worker then takes it with
         # every other that arrived meanwhile, instead of each worker a few.
@@ -227,11 +228,15 @@ def finish_execution(
     if status == "succeeded" and session is not None:
         record_applied_versions(session=session, execution=execution, now=now)
     if escalate and status in ESCALATE_ON:
-        _owe_escalations(execution, reason or status, now)
+        _owe_escalations(execution, execution.escalate_to, reason or status, now)
+    if status == "succeeded":
+        # Only here, after `verify` passed (or there was none): a notice, maybe a resolve.
+        told = list(execution.runbook_spec.get("notify_on_success") or [])
+        _owe_escalations(execution, told, REMEDIATED, now)
 
 
-def _owe_escalations(execution: Execution, reason: str, now: datetime) -> None:
-    for target in execution.escalate_to:
+def _owe_escalations(execution: Execution, targets: list[str], reason: str, now: datetime) -> None:
+    for target in targets:
         execution.escalations.append(
             EscalationRow(target=target, reason=reason, next_attempt_at=now, created_at=now)
         )

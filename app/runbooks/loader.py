@@ -224,13 +224,15 @@ def _check_targets(
     loaded: list[RunbookFile], known: set[str], problems: list[RunbookProblem]
 ) -> None:
     for item in loaded:
-        for target in item.runbook.escalate:
+        named = [("escalate", t) for t in item.runbook.escalate]
+        named += [("notify_on_success", t) for t in item.runbook.notify_on_success]
+        for key, target in named:
             if target not in known:
                 problems.append(
                     RunbookProblem(
                         item.file,
                         item.line,
-                        "escalate",
+                        key,
                         f"escalation target {target!r} is not configured "
                         f"(configured: {', '.join(sorted(known)) or 'none'})",
                     )

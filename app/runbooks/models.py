@@ -343,12 +343,32 @@ class Runbook(Strict):
         default=3600.0, description="Unapproved this long: timed_out and escalated."
     )
     escalate: list[str] = Field(default_factory=list)
+    notify_on_success: list[str] = Field(
+        default_factory=list,
+        description="Targets told once the remediation succeeded (after `verify` passed): a "
+        "note on the incident it came from (PagerDuty, Rootly, Opsgenie), a message to chat "
+        "(Slack, Teams) or a `remediation.succeeded` call (webhook). Delivered like "
+        "escalations: durable, retried, once.",
+    )
+    resolve_on_success: bool = Field(
+        default=False,
+        description="Also resolve the incident through its platform's API (PagerDuty, "
+        "Rootly: the incident it came from; Opsgenie: the alert it came from, or the one "
+        "remediator opened; PagerDuty: a page remediator raised), for the targets in "
+        "`notify_on_success`, unless the platform resolved it first.",
+    )
     secret_vars: list[str] = Field(
         default_factory=list,
         description="extra_vars (or terraform var) whose rendered values are secret: shown "
         "as *** in the API, in output tails and in escalations (values of 4 characters or "
         "more).",
     )
+
+    @model_validator(mode="after")
+    def _resolve_needs_a_target(self) -> Runbook:
+        if self.resolve_on_success and not self.notify_on_success:
+            raise ValueError("resolve_on_success needs the platform's target in notify_on_success")
+        return self
 
     @model_validator(mode="after")
     def _secret_vars_exist(self) -> Runbook:

@@ -8,17 +8,29 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
 from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
 from tests.loopback import answer_json, serving
-from tests.platforms import SIGNERS, SOURCES, escalated_from, fails_on, live, load
+from tests.platforms import (
+    SIGNERS,
+    SOURCES,
+    escalated_from,
+    fails_on,
+    live,
+    load,
+    remediates,
+    send_sample,
+    told,
+)
 
 API_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
 NOTES = re.compile(r"^/v2/alerts/([^/]+)/notes$")
+CLOSE = re.compile(r"^/v2/alerts/([^/]+)/close$")
 RESPONDER_TYPES = {"team", "user", "escalation", "schedule"}
 
 
@@ -27,8 +39,24 @@ class Opsgenie:
     url: str = ""
     alerts: list[dict[str, Any]] = field(default_factory=list)
     notes: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
+    closes: list[tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=list)
     script: list[int] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+
+
+def close_problems(query: dict[str, str], body: dict[str, Any]) -> list[str]:
+    """The Alert API's Close Alert (`POST /v2/alerts/:identifier/close`): an optional
+    `identifierType` of id, tiny or alias; a body of `user`, `source` (at most 100
+    characters each) and `note` (at most 25,000), nothing else."""
+    problems = []
+    if query.get("identifierType", "id") not in {"id", "tiny", "alias"}:
+        problems.append(f"identifierType {query.get('identifierType')}")
+    for name in set(body) - {"user", "source", "note"}:
+        problems.append(f"{name}: not a field of a close request")
+    for name, limit in (("user", 100), ("source", 100), ("note", 25000)):
+        if name in body and (not isinstance(body[name], str) or len(body[name]) > limit):
+            problems.append(f"{name}: a string of at most {limit} characters")
+    return problems
 
 
 def alert_problems(body: dict[str, Any]) -> list[str]:
@@ -84,6 +112,15 @@ def opsgenie() -> Iterator[Opsgenie]:
                     state.problems.append("note: required, at most 25000 characters")
                     return self.answer(422, {"message": "note", "took": 0.0, "requestId": "r"})
                 state.notes.append((match.group(1), query, body))
+            elif match := CLOSE.match(parts.path):
+                query = {k: v[0] for k, v in parse_qs(parts.query).items()}
+                problems = close_problems(query, body)
+                state.problems.extend(problems)
+                if problems:
+                    return self.answer(
+                        422, {"message": "; ".join(problems), "took": 0.0, "requestId": "r"}
+                    )
+                state.closes.append((unquote(match.group(1)), query, body))
             else:
                 return self.answer(404, {"message": "Not found", "took": 0.0, "requestId": "r"})
             self.answer(
@@ -164,3 +201,37 @@ def test_a_crafted_alert_id_never_reaches_another_endpoint(
     final = delivered(api, answer.json()["executions"][0])
     assert final["escalations"][0]["status"] == "delivered" and opsgenie.problems == []
     assert opsgenie.notes == [] and len(opsgenie.alerts) == 1
+
+
+def test_a_remediated_opsgenie_alert_gets_a_note_and_is_closed(
+    make_api: Any, opsgenie: Opsgenie, tmp_path: Path
+) -> None:
+    api = start(make_api, opsgenie, remediates("opsgenie", "opsgenie", tmp_path,
+                                               resolve_on_success=True))  # fmt: skip
+    execution_id = send_sample(api, "opsgenie", "create.json")
+    final = told(api, execution_id)
+    assert final["status"] == "succeeded" and final["escalations"][0]["status"] == "delivered"
+    assert opsgenie.problems == [] and opsgenie.alerts == []  # no new alert
+    [(alert_id, query, note)] = opsgenie.notes
+    assert alert_id == "44f717bf-44bd-11c9-44c7-2d0cf1d07b23-1542112011032" and query == {
+        "identifierType": "id"
+    }
+    assert note["note"].startswith("Remediated automatically by fixes in ")
+    [(closed, close_query, body)] = opsgenie.closes
+    assert (closed, close_query) == (alert_id, {"identifierType": "id"})
+    assert body == {"note": note["note"], "source": "remediator"}
+
+
+def test_a_remediated_incident_from_elsewhere_closes_the_alert_remediator_opened(
+    make_api: Any, opsgenie: Opsgenie, tmp_path: Path
+) -> None:
+    api = start(make_api, opsgenie, remediates("alertmanager", "opsgenie", tmp_path,
+                                               resolve_on_success=True))  # fmt: skip
+    answer = api.alertmanager(alert("CacheFull", fingerprint="fp/with spaces"))
+    final = told(api, answer.json()["executions"][0])
+    assert final["escalations"][0]["status"] == "delivered"
+    [(alias, query, _)] = opsgenie.closes
+    # The alias is one path segment, percent-encoded: its `/` and spaces stay in it.
+    assert alias == "remediator/alertmanager/fp/with spaces"
+    assert query == {"identifierType": "alias"}
+    assert opsgenie.notes == [] and opsgenie.alerts == [] and opsgenie.problems == []

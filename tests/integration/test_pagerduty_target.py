@@ -5,13 +5,24 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
+from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, Recorder, alert, delivered, runbook
 from tests.pagerduty_server import PagerDuty, pagerduty_server
-from tests.platforms import SOURCES, escalated_from, fails_on
+from tests.platforms import (
+    SIGNERS,
+    SOURCES,
+    escalated_from,
+    fails_on,
+    live,
+    load,
+    remediates,
+    send_sample,
+    told,
+)
 
 ROUTING_KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY12"
 API_TOKEN = "pd-rest-api-token-u+1"
@@ -23,7 +34,9 @@ def pagerduty() -> Iterator[PagerDuty]:
         yield server
 
 
-def start(make_api: Any, pagerduty: PagerDuty, runbooks: list[dict[str, Any]]) -> Api:
+def start(
+    make_api: Any, pagerduty: PagerDuty, runbooks: list[dict[str, Any]], **config: Any
+) -> Api:
     target = {"routing_key": ROUTING_KEY, "api_token": API_TOKEN, "from_email": "remediator@example.com",
               "events_url": pagerduty.url, "api_url": pagerduty.url}  # fmt: skip
     api: Api = make_api(
@@ -32,6 +45,7 @@ def start(make_api: Any, pagerduty: PagerDuty, runbooks: list[dict[str, Any]]) -
         escalation={"pagerduty": target},
         sources={**SOURCES, "generic": {"secret": "whsec_dGVzdA=="}},
         escalation_max_backoff_s=0.5,
+        **config,
     )
     return api
 
@@ -107,3 +121,75 @@ def test_a_refused_event_is_given_up_not_retried_forever(
     [escalation] = final["escalations"]
     assert escalation["status"] == "gave_up" and "400" in escalation["last_error"]
     assert ROUTING_KEY not in escalation["last_error"]
+
+
+def test_a_remediated_pagerduty_incident_gets_a_note_and_is_resolved_only_after_verify(
+    make_api: Any, pagerduty: PagerDuty, recorder: Recorder, tmp_path: Path
+) -> None:
+    recorder.replies = [503] * 1000  # the service is not back yet
+    check = {"url": recorder.url, "within": "60s", "interval": "0.2s"}
+    book = remediates("pagerduty", "pagerduty", tmp_path, verify={"http": check},
+                      resolve_on_success=True)  # fmt: skip
+    api = start(make_api, pagerduty, book, verify_allowed_hosts=["127.0.0.1"])
+    # The resolve fails once (PagerDuty is down): its retry must not repeat the note.
+    pagerduty.update_script = [(503, {}, {"error": {"message": "Service Unavailable"}})]
+    execution_id = send_sample(api, "pagerduty", "incident-triggered.json")
+    recorder.wait_for(3)
+    assert api.execution(execution_id)["status"] == "verifying"
+    assert pagerduty.notes == [] and pagerduty.updates == [], "told before verify passed"
+    recorder.replies.clear()
+    final = told(api, execution_id)
+    assert final["status"] == "succeeded"
+    [notice] = final["escalations"]
+    assert (notice["reason"], notice["status"], notice["attempts"]) == (
+        "remediated",
+        "delivered",
+        2,
+    )
+    assert pagerduty.problems == [] and pagerduty.events == []  # nobody paged
+    [note] = pagerduty.notes
+    assert note.path == "/incidents/PGR0VU2/notes"
+    content = note.body["note"]["content"]
+    assert content.startswith("Remediated automatically by fixes in ") and "verified" in content
+    assert f"/ui/#/executions/{execution_id}" in content
+    [update] = pagerduty.updates
+    assert (
+        update.path == "/incidents/PGR0VU2" and update.headers["from"] == "remediator@example.com"
+    )
+    assert update.body["incident"]["type"] == "incident_reference"
+    assert update.body["incident"]["status"] == "resolved"
+    assert update.body["incident"]["resolution"] == content
+
+
+def test_a_remediated_incident_from_elsewhere_resolves_the_page_by_its_dedup_key(
+    make_api: Any, pagerduty: PagerDuty, tmp_path: Path
+) -> None:
+    api = start(make_api, pagerduty, remediates("alertmanager", "pagerduty", tmp_path,
+                                                resolve_on_success=True))  # fmt: skip
+    answer = api.alertmanager(alert("CacheFull", fingerprint="fp-cache"))
+    final = told(api, answer.json()["executions"][0])
+    assert final["escalations"][0]["status"] == "delivered"
+    [event] = pagerduty.events
+    assert event.body == {"routing_key": ROUTING_KEY, "event_action": "resolve",
+                          "dedup_key": "remediator/alertmanager/fp-cache"}  # fmt: skip
+    assert pagerduty.notes == [] and pagerduty.updates == [] and pagerduty.problems == []
+
+
+def test_an_incident_the_platform_resolved_first_gets_the_note_and_no_resolve(
+    make_api: Any, pagerduty: PagerDuty, tmp_path: Path
+) -> None:
+    book = remediates("pagerduty", "pagerduty", tmp_path, verify={"resolved_within": "60s"},
+                      resolve_on_success=True)  # fmt: skip
+    api = start(make_api, pagerduty, book)
+    execution_id = send_sample(api, "pagerduty", "incident-triggered.json")
+    api.wait(execution_id, until=lambda e: e["status"] == "verifying")
+    assert pagerduty.notes == []
+    # The platform resolves it: that is what verify waits for.
+    body = json.dumps(live(load("pagerduty/incident-resolved.json"))).encode()
+    resolved = api.client.post(
+        "/webhooks/pagerduty", content=body, headers=SIGNERS["pagerduty"](body)
+    )
+    assert resolved.status_code == 202
+    final = told(api, execution_id)
+    assert final["status"] == "succeeded"
+    assert len(pagerduty.notes) == 1 and pagerduty.updates == []

@@ -9,6 +9,7 @@ import re
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,12 +17,14 @@ import pytest
 from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
 from tests.contracts import problems, request_schema
 from tests.loopback import answer_json, serving
-from tests.platforms import SOURCES, escalated_from, fails_on
+from tests.platforms import SOURCES, escalated_from, fails_on, remediates, send_sample, told
 
 API_TOKEN = "rootly_0123456789abcdef"
 EVENTS = re.compile(r"^/v1/incidents/([^/]+)/events$")
 EVENT_SCHEMA = request_schema("rootly-openapi.json", "/v1/incidents/{incident_id}/events")
 ALERT_SCHEMA = request_schema("rootly-openapi.json", "/v1/alerts")
+RESOLVE = re.compile(r"^/v1/incidents/([^/]+)/resolve$")
+RESOLVE_SCHEMA = request_schema("rootly-openapi.json", "/v1/incidents/{id}/resolve", "put")
 POLICY = "c3a1f7e2-5b4d-4e6f-8a9b-0c1d2e3f4a5b"
 
 
@@ -30,6 +33,7 @@ class Rootly:
     url: str = ""
     events: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    resolves: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     script: list[int] = field(default_factory=list)
     alert_script: list[int] = field(default_factory=list)  # answers for /v1/alerts only
     problems: list[str] = field(default_factory=list)
@@ -78,6 +82,26 @@ def rootly() -> Iterator[Rootly]:
                 "attributes": body["data"]["attributes"],
             }
             answer_json(self, 201, {"data": data})
+
+        def do_PUT(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
+            if self.headers.get("authorization") != f"Bearer {API_TOKEN}":
+                return answer_json(
+                    self, 401, {"errors": [{"title": "Unauthorized", "status": "401"}]}
+                )
+            match = RESOLVE.match(self.path)
+            if match is None:
+                return answer_json(self, 404, {"errors": [{"title": "Not found", "status": "404"}]})
+            found = problems(RESOLVE_SCHEMA, body)
+            if found:
+                state.problems.extend(found)
+                return answer_json(
+                    self, 422, {"errors": [{"title": p, "status": "422"} for p in found]}
+                )
+            state.resolves.append((match.group(1), body))
+            attributes = {"status": "resolved", **body["data"]["attributes"]}
+            answer_json(self, 200, {"data": {"id": match.group(1), "type": "incidents",
+                                             "attributes": attributes}})  # fmt: skip
 
         def log_message(self, *args: object) -> None:
             pass
@@ -152,3 +176,30 @@ def test_a_wrong_token_gives_up_with_the_platforms_answer(make_api: Any, rootly:
     assert escalation["status"] == "gave_up" and "answered 401" in escalation["last_error"]
     assert "rootly_wrong_token_value" not in escalation["last_error"]
     assert rootly.alerts == []
+
+
+def test_a_remediated_rootly_incident_gets_a_timeline_event_and_is_resolved(
+    make_api: Any, rootly: Rootly, tmp_path: Path
+) -> None:
+    api = start(make_api, rootly, remediates("rootly", "rootly", tmp_path, resolve_on_success=True))
+    execution_id = send_sample(api, "rootly", "incident-created.json")
+    final = told(api, execution_id)
+    assert final["status"] == "succeeded" and final["escalations"][0]["status"] == "delivered"
+    assert rootly.problems == [] and rootly.alerts == []  # nobody paged
+    [(incident_id, event)] = rootly.events
+    assert incident_id == "b7eed587-50e6-44fe-b010-7a2bb05d737a"
+    text = event["data"]["attributes"]["event"]
+    assert text.startswith("Remediated automatically by fixes in ") and execution_id in text
+    [(resolved_id, body)] = rootly.resolves
+    assert resolved_id == incident_id
+    assert body == {"data": {"type": "incidents", "attributes": {"resolution_message": text}}}
+
+
+def test_a_success_notice_without_a_rootly_incident_sends_nothing(
+    make_api: Any, rootly: Rootly, tmp_path: Path
+) -> None:
+    api = start(make_api, rootly, remediates("alertmanager", "rootly", tmp_path,
+                                             resolve_on_success=True))  # fmt: skip
+    final = told(api, api.alertmanager(alert("CacheFull")).json()["executions"][0])
+    assert final["escalations"][0]["status"] == "delivered"
+    assert rootly.events == [] and rootly.alerts == [] and rootly.resolves == []

@@ -26,6 +26,7 @@ from tests.conftest import (
     sign_generic,
 )
 from tests.loopback import serving
+from tests.platforms import clears_cache
 
 pytestmark = pytest.mark.ansible
 
@@ -162,6 +163,36 @@ def test_failing_playbook_is_retried_then_escalated_signed(
         ("webhook", "delivered", 1),
         ("slack", "delivered", 1),
     }
+
+
+def test_success_is_told_to_chat_and_webhook_once_and_failure_never_is(
+    make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path
+) -> None:
+    told = ["webhook", "slack"]
+    api = make_api(
+        [runbook("w", "Write", clears_cache(tmp_path), notify_on_success=told),
+         runbook("f", "Fail", FAILING_STEP, notify_on_success=told)],
+        playbooks_dir=str(PLAYBOOKS),
+        escalation={"webhook": {"url": recorder.url, "secret": ESCALATION_SECRET},
+                    "slack": {"webhook_url": recorder.url + "/slack"}},
+    )  # fmt: skip
+    failed = api.wait(api.alertmanager(alert("Fail")).json()["executions"][0])
+    assert failed["status"] == "failed" and failed["escalations"] == []  # no escalate: none
+    execution = api.wait(
+        api.alertmanager(alert("Write")).json()["executions"][0],
+        until=lambda e: (
+            len(e["escalations"]) == 2 and all(x["status"] == "delivered" for x in e["escalations"])
+        ),
+    )
+    assert {x["reason"] for x in execution["escalations"]} == {"remediated"}
+    by_path = {r.path: r for r in recorder.wait_for(2)}
+    assert len(recorder.requests) == 2
+    message = Webhook(ESCALATION_SECRET).verify(by_path["/hook"].body, by_path["/hook"].headers)
+    assert message["type"] == "remediation.succeeded" and message["reason"] == "remediated"
+    assert message["summary"].startswith("[remediator] remediated by w in ")
+    assert message["execution"]["status"] == "succeeded"
+    slack = by_path["/hook/slack"].json()
+    assert slack["text"].startswith("[remediator] remediated by w in ")
 
 
 def test_retry_succeeds_on_second_attempt(make_api: Callable[..., Api], tmp_path: Path) -> None:

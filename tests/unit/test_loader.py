@@ -89,6 +89,21 @@ def test_escalation_targets_must_be_configured(tmp_path: Path) -> None:
     assert "escalation target 'pagerduty' is not configured (configured: slack)" in found[0]
 
 
+def test_success_notice_targets_must_be_configured_and_a_resolve_needs_one(
+    tmp_path: Path,
+) -> None:
+    steps = "name: x\nsteps: [{ansible: {playbook: p}}]\n"
+    found = problems(tmp_path, steps + "notify_on_success: [rootly]\n", known_targets={"slack"})
+    assert "at notify_on_success escalation target 'rootly' is not configured" in found[0]
+    found = problems(tmp_path, steps + "resolve_on_success: true\n", known_targets={"slack"})
+    assert "resolve_on_success needs the platform's target in notify_on_success" in found[0]
+    (tmp_path / "rb.yml").write_text(
+        steps + "notify_on_success: [slack]\nresolve_on_success: true\n"
+    )
+    [loaded] = load_runbooks([tmp_path], known_targets={"slack"})
+    assert loaded.runbook.notify_on_success == ["slack"] and loaded.runbook.resolve_on_success
+
+
 @pytest.mark.parametrize("text", ["[", "42", "- 1\n- 2\n", "name: x\nsteps: {}\n", "\t"])
 def test_nonsense_is_an_error_not_a_crash(tmp_path: Path, text: str) -> None:
     assert problems(tmp_path, text)
