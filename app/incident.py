@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from hashlib import sha256
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 KEY_MAX = 200
+STARTED_WITHIN = timedelta(days=30)
 Status = Literal["firing", "resolved"]
 # Where an event stands in its incident's occurrence: `opened` starts one (a new alert, a
 # trigger, a reopen), `updated` is anything later about the same one (acknowledged,
@@ -32,6 +33,10 @@ class Incident(BaseModel):
     url: str | None = None
     fingerprint: str
     received_at: datetime
+    # When the platform says the incident began (an alert's startsAt, an incident's
+    # creation), where it says so: time to remediate counts from here, else from arrival.
+    # Payload data, so believed only between 30 days before arrival and arrival.
+    started_at: datetime | None = None
     # The occurrence this event belongs to (each source's rule is at the top of its
     # module); empty: the fingerprint's. An `opened` event whose occurrence is already
     # open is stored as `updated`: a repeat starts nothing (see app.flows).
@@ -52,6 +57,11 @@ class Incident(BaseModel):
                 object.__setattr__(self, name, "sha256:" + sha256(value.encode()).hexdigest())
         if not self.occurrence:
             object.__setattr__(self, "occurrence", self.fingerprint)
+        started = self.started_at
+        if started is not None and not (
+            self.received_at - STARTED_WITHIN <= started <= self.received_at
+        ):
+            object.__setattr__(self, "started_at", None)
         if self.status == "resolved" and self.phase != "resolved":
             object.__setattr__(self, "phase", "resolved")
         return self

@@ -22,6 +22,7 @@ from app.api.routes import (
     metrics,
     runbooks,
     slack,
+    stats,
     terraform,
     web,
     webhooks,
@@ -89,6 +90,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     webhooks.document(app)
     app.include_router(executions.router)
     app.include_router(runbooks.router)
+    app.include_router(stats.router)
     app.include_router(terraform.router)
     app.include_router(identity.router)
     app.include_router(slack.router)

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -28,6 +28,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.sources.registry import SOURCES
 from app.store.db import Database
 from app.store.models import EscalationRow, Execution
+from app.store.stats import REMEDIATION_BUCKETS, remediation_histograms
 
 log = logging.getLogger("remediator.metrics")
 
@@ -108,7 +109,21 @@ class DatabaseCollector(Collector):
             "remediator_queue_oldest_age_seconds",
             "Age of the oldest queued execution (0 when none is queued).",
         )
+        # From the database, not counted in each process: every replica reports the same
+        # totals, and a restart does not reset them.
+        remediated = HistogramMetricFamily(
+            "remediator_time_to_remediate_seconds",
+            "Succeeded executions, by runbook: seconds from the incident's start (the "
+            "platform's, else its arrival) to the end of verification.",
+            labels=["runbook"],
+        )
         with self.db.read() as session:
+            for runbook, cumulative, count, total in remediation_histograms(session):
+                bounds = [
+                    (f"{bound}", n)
+                    for bound, n in zip(REMEDIATION_BUCKETS, cumulative, strict=True)
+                ]
+                remediated.add_metric([runbook], [*bounds, ("+Inf", count)], total)
             by_status = session.execute(
                 select(Execution.runbook, Execution.status, func.count()).group_by(
                     Execution.runbook, Execution.status
@@ -134,4 +149,4 @@ class DatabaseCollector(Collector):
             first = first if first.tzinfo else first.replace(tzinfo=UTC)
             age = max(0.0, (self.now() - first).total_seconds())
         oldest.add_metric([], age)
-        return [executions, escalations, depth, oldest]
+        return [executions, escalations, depth, oldest, remediated]

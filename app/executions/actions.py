@@ -55,6 +55,7 @@ def act(
         said = by.label + (f": {reason}" if reason else "")
         if action == "approve":
             execution.status, execution.deadline_at = "queued", None
+            execution.approval_wait_s = round((now - execution.created_at).total_seconds(), 3)
         elif action == "reject":
             finish_execution(execution=execution, status="rejected", error=f"rejected by {said}",
                              now=now)  # fmt: skip

@@ -29,6 +29,8 @@ from app.store.versions import record_applied_versions
 ESCALATE_ON: frozenset[ExecutionStatus] = frozenset(
     {"failed", "timed_out", "refused", "interrupted", "rejected"}
 )
+# Escalation reasons that tell rather than page: not counted as an escalated execution.
+NOTICES = frozenset({"waiting_approval", REMEDIATED})
 
 
 @dataclass(frozen=True)
@@ -157,6 +159,7 @@ def add_execution(
         escalate_to=escalate_to,
         verify=plan.verify,
         created_at=now,
+        incident_started_at=plan.started_at,
     )
     session.add(execution)
     for position, step in enumerate(plan.steps):
@@ -225,6 +228,9 @@ def finish_execution(
     execution.deadline_at = None
     execution.next_check_at = None
     session = object_session(execution)
+    if status == "succeeded":
+        began = execution.incident_started_at or execution.created_at
+        execution.remediation_s = round(max(0.0, (now - began).total_seconds()), 3)
     if status == "succeeded" and session is not None:
         record_applied_versions(session=session, execution=execution, now=now)
     if escalate and status in ESCALATE_ON:
@@ -236,6 +242,8 @@ def finish_execution(
 
 
 def _owe_escalations(execution: Execution, targets: list[str], reason: str, now: datetime) -> None:
+    if targets and reason not in NOTICES:
+        execution.escalated = True
     for target in targets:
         execution.escalations.append(
             EscalationRow(target=target, reason=reason, next_attempt_at=now, created_at=now)

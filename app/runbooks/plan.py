@@ -7,6 +7,7 @@ runbook reload does not change queued work) and a template error is known at onc
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from app.errors import TemplateError
@@ -32,6 +33,8 @@ class Plan:
     steps: list[PlannedStep] = field(default_factory=list)
     verify: dict[str, Any] | None = None
     error: str | None = None
+    # When the platform says the incident began (see Incident.started_at).
+    started_at: datetime | None = None
 
 
 def template_context(runbook: Runbook, incident: Incident) -> dict[str, Any]:
@@ -67,6 +70,7 @@ def plan(runbook: Runbook, incident: Incident) -> Plan:
         verify = _render_verify(runbook, context)
     except TemplateError as exc:
         guard = f"fingerprint:{incident.fingerprint}"
-        return Plan(runbook, None, guard, incident_key, error=f"template: {exc}")
+        return Plan(runbook, None, guard, incident_key, error=f"template: {exc}",
+                    started_at=incident.started_at)  # fmt: skip
     guard = f"key:{key}" if key else f"fingerprint:{incident.fingerprint}"
-    return Plan(runbook, key, guard, incident_key, steps, verify)
+    return Plan(runbook, key, guard, incident_key, steps, verify, started_at=incident.started_at)

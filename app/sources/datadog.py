@@ -146,6 +146,7 @@ class DatadogSource:
             url=scalar(payload.get("link")),
             fingerprint=fingerprint,
             received_at=request.received_at,
+            started_at=epoch_time(payload.get("date")),
             occurrence=fingerprint if cycle or not opens else f"{fingerprint}@{date}",
             phase="opened" if opens else "updated",
             raw=payload,

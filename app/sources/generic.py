@@ -12,7 +12,8 @@ word: critical/high/error/warning/p1..p5..., default medium), `service`, `labels
 `event_type` (default `incident.<status>`), `occurrence` (default: the fingerprint) and
 `phase` (`opened` or `updated`; default `opened` while firing: a repeat of an occurrence
 that is still open is stored as `updated` and starts nothing; once it resolved, the same
-fingerprint opens a new one). The whole object is `raw`.
+fingerprint opens a new one), `started_at` (when it began, RFC 3339 with a zone; time
+to remediate counts from it). The whole object is `raw`.
 Delivery id: the `webhook-id` header when the call is signed (the signature covers it).
 With a token the id is the sender's own choice, so it is the `webhook-id` with a hash of
 the body: a captured id cannot be used to mark a different body as already seen, and a
@@ -23,7 +24,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+)
 
 from app.config import SourceConfig
 from app.errors import Unauthenticated, UnsupportedPayload
@@ -67,6 +75,7 @@ class GenericIncident(BaseModel):
     event_type: str | None = None
     occurrence: str | None = Field(default=None, max_length=255)
     phase: Literal["opened", "updated"] = "opened"
+    started_at: AwareDatetime | None = None
 
     @field_validator("title")
     @classmethod
@@ -139,6 +148,7 @@ class GenericSource:
             fingerprint=parsed.fingerprint
             or stable_fingerprint(parsed.title, parsed.service, labels),
             received_at=request.received_at,
+            started_at=parsed.started_at,
             occurrence=parsed.occurrence or "",
             phase=parsed.phase,
             raw=item,

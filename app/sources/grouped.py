@@ -102,6 +102,7 @@ def group_delivery(
                 url=url if isinstance(url, str) and url else None,
                 fingerprint=fingerprint,
                 received_at=request.received_at,
+                started_at=iso_time(started),
                 occurrence=f"{fingerprint}@{started}" if isinstance(started, str) else "",
                 raw={**group, "alert": alert},
                 raw_shared=shared,

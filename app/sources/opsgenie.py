@@ -105,6 +105,7 @@ class OpsgenieSource:
             url=ALERT_URL.format(alert_id),
             fingerprint=text(alert.get("alias")) or alert_id,
             received_at=request.received_at,
+            started_at=epoch_time(alert.get("createdAt")),
             occurrence=alert_id,
             raw=payload,
         )

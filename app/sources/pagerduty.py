@@ -180,6 +180,7 @@ class PagerDutySource:
             url=text(data.get("html_url")),
             fingerprint=incident_id,
             received_at=request.received_at,
+            started_at=iso_time(data.get("created_at")),
             occurrence=f"{incident_id}@{event_id}" if event_type in OPENS else incident_id,
             phase="opened" if event_type in OPENS else "updated",
             raw=payload,

@@ -49,6 +49,7 @@ from app.sources.base import (
     WebhookRequest,
     any_matches,
     hmac_hex,
+    iso_time,
     require_secret,
     severity_from,
     signing_key,
@@ -211,6 +212,7 @@ class RootlySource:
             fingerprint=f"incident:{record_id}",
             phase="updated" if event_type == "incident.updated" else "opened",
             received_at=request.received_at,
+            started_at=iso_time(record.get("started_at")) or iso_time(record.get("created_at")),
             raw=payload,
         )
 
@@ -243,5 +245,6 @@ class RootlySource:
             url=text(record.get("external_url")),
             fingerprint=f"alert:{record_id}",
             received_at=request.received_at,
+            started_at=iso_time(record.get("started_at")) or iso_time(record.get("created_at")),
             raw=payload,
         )
