@@ -318,6 +318,80 @@ async function showSimulate() {
   });
 }
 
+// ---------------------------------------------------------------- stats
+
+// The plotted series' colours (the page's test looks for them in a screenshot).
+const COLOURS = { success: "#2e7d32", p50: "#1565c0", p90: "#ef6c00" };
+
+function percent(rate) {
+  return rate === null ? "—" : `${(rate * 100).toFixed(1)} %`;
+}
+
+function seconds(value) {
+  if (value === null) return "—";
+  return value < 120 ? `${value.toFixed(1)} s` : `${(value / 60).toFixed(1)} min`;
+}
+
+function barChart(target, names, series) {
+  // Runbooks along x (0..n-1, named on the axis); with two series, the first's bar to the
+  // left of its runbook and the second's to the right.
+  const xs = names.map((_, index) => index);
+  const align = (index) => (series.length === 1 ? 0 : index === 0 ? -1 : 1);
+  const options = {
+    width: Math.max(360, Math.min(900, 140 * names.length + 120)), height: 240,
+    legend: { live: false },
+    scales: {
+      x: { time: false, range: [-0.7, Math.max(0, names.length - 1) + 0.7] },
+      // Bars stand on zero, whatever the smallest value.
+      y: { range: (_, min, max) => [0, max > 0 ? max * 1.1 : 1] },
+    },
+    axes: [{ splits: () => xs, values: (_, ticks) => ticks.map((tick) => names[tick] ?? "") }, {}],
+    series: [{}, ...series.map((one, index) => ({
+      label: one.label, stroke: one.colour, fill: one.colour, width: 0,
+      paths: uPlot.paths.bars({ size: [series.length === 1 ? 0.6 : 0.35, 80], align: align(index) }),
+      points: { show: false },
+    }))],
+  };
+  target.replaceChildren();
+  return new uPlot(options, [xs, ...series.map((one) => one.values)], target);
+}
+
+async function showStats() {
+  stopPolling();
+  const view = document.getElementById("view");
+  view.replaceChildren(document.getElementById("stats-view").content.cloneNode(true));
+  const form = view.querySelector("#stats-filters");
+  const load = async () => {
+    const days = Number(new FormData(form).get("days"));
+    const since = new Date(Date.now() - days * 86400 * 1000).toISOString();
+    const { body: stats } = await api(`/api/stats?since=${encodeURIComponent(since)}`);
+    const all = stats.overall;
+    view.querySelector(".overall").textContent =
+      `${all.runs} run(s), ${percent(all.success_rate)} succeeded, ${all.pages_avoided} ` +
+      `page(s) avoided, time to remediate p50 ${seconds(all.time_to_remediate_s.p50)}.`;
+    const rows = stats.runbooks.map((row) => el("tr", { "data-runbook": row.runbook },
+      el("td", {}, row.runbook), el("td", {}, row.runs), el("td", {}, row.succeeded),
+      el("td", {}, percent(row.success_rate)), el("td", {}, row.escalated),
+      el("td", {}, row.pages_avoided),
+      el("td", {}, `${seconds(row.time_to_remediate_s.p50)} / ${seconds(row.time_to_remediate_s.p90)}`),
+      el("td", {}, seconds(row.approval_wait_s.p50))));
+    view.querySelector("#stats tbody").replaceChildren(...rows);
+    const names = stats.runbooks.map((row) => row.runbook);
+    barChart(view.querySelector("#plot-success"), names, [
+      { label: "success rate", colour: COLOURS.success,
+        values: stats.runbooks.map((row) => row.success_rate === null ? null : row.success_rate * 100) },
+    ]);
+    barChart(view.querySelector("#plot-time"), names, [
+      { label: "p50", colour: COLOURS.p50, values: stats.runbooks.map((row) => row.time_to_remediate_s.p50) },
+      { label: "p90", colour: COLOURS.p90, values: stats.runbooks.map((row) => row.time_to_remediate_s.p90) },
+    ]);
+  };
+  form.addEventListener("change", () => load().catch((error) => {
+    if (!(error instanceof Unauthorized)) showError(error.message);
+  }));
+  await load();
+}
+
 // ---------------------------------------------------------------- routing
 
 async function whoAmI() {
@@ -340,6 +414,7 @@ async function route() {
     if (page === "executions" && id) await showExecution(decodeURIComponent(id));
     else if (page === "runbooks") await showRunbooks();
     else if (page === "simulate") await showSimulate();
+    else if (page === "stats") await showStats();
     else await showExecutions();
   } catch (error) {
     if (!(error instanceof Unauthorized)) showError(error.message);

@@ -42,6 +42,12 @@ def test_big_group_is_answered_first_re_sent_and_amid_other_senders() -> None:
     assert out.count("answered 202 in") == 3 and "database grew" in out
 
 
+def test_stats_times_each_call_over_a_generated_history() -> None:
+    out = bench("stats.py", "--executions", "300", "--rounds", "1")
+    assert "300 executions written" in out
+    assert all(call in out for call in ("/api/stats (7 days)", "/api/stats?runbook=", "/metrics"))
+
+
 def test_matching_finds_the_same_runbook_indexed_and_by_scan() -> None:
     lines = bench("matching.py").splitlines()
     assert [line.split()[0] for line in lines[2:]] == ["10", "100", "1000", "10000"]

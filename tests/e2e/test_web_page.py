@@ -5,16 +5,20 @@ incident text stays text."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from app.store.db import Database
 from tests.conftest import API_TOKEN, TOKENS, alert, ansible_step, runbook, write_config
+from tests.history import make_history, write_history
 from tests.servers import Server, start_server
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -173,3 +177,60 @@ def test_the_page_is_served_with_a_strict_content_policy(server: Server) -> None
     assert httpx.get(f"{server.base}/ui/secrets.txt").status_code == 404
     # The page holds no data: what it shows comes from /api, which wants the token.
     assert httpx.get(f"{server.base}/api/executions").status_code == 401
+
+
+def colour_share(png: bytes, colour: str) -> float:
+    """How much of a screenshot is within a few levels of `colour` (#rrggbb)."""
+    from PIL import Image
+
+    want = tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
+    image = Image.open(io.BytesIO(png)).convert("RGB")
+    counted: list[tuple[int, tuple[int, int, int]]] = image.getcolors(  # type: ignore[assignment]
+        maxcolors=image.width * image.height
+    )
+    near = [
+        n for n, rgb in counted if max(abs(c - w) for c, w in zip(rgb, want, strict=True)) <= 12
+    ]
+    return sum(near) / (image.width * image.height)
+
+
+def test_the_stats_page_plots_each_runbook(browser: Any, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    now = datetime.now(UTC)
+    history = make_history(400, now=now)
+    config = write_config(tmp_path, [])
+    db = Database(f"sqlite:///{tmp_path / 'remediator.db'}")
+    db.upgrade()
+    write_history(db, history)
+    db.close()
+    server = start_server(config, name="stats-page")
+    try:
+        browser.get(f"{server.base}/ui/#/stats")
+        wait_for(browser, "#sign-in-form")
+        browser.find_element(By.ID, "token").send_keys(TOKENS["dashboards"])  # a viewer
+        browser.find_element(By.CSS_SELECTOR, "#sign-in-form button").click()
+        row = wait_for(browser, 'tr[data-runbook="restart-web"]')
+        week = [
+            p
+            for p in history
+            if p.runbook == "restart-web" and p.created_at >= now - timedelta(days=7)
+        ]
+        won = sum(p.status == "succeeded" for p in week)
+        runs = sum(p.status != "refused" for p in week)
+        assert f"{won / runs * 100:.1f} %" in row.text
+        wait_for(browser, "#plot-success canvas")
+        wait_for(browser, "#plot-time canvas")
+        success = browser.find_element(By.ID, "plot-success").screenshot_as_png
+        times = browser.find_element(By.ID, "plot-time").screenshot_as_png
+        (tmp_path / "stats-success.png").write_bytes(success)
+        (tmp_path / "stats-time.png").write_bytes(times)
+        # Each plotted series is there, in its colour: bars, not an empty frame.
+        assert colour_share(success, "#2e7d32") > 0.02, "no success-rate bars"
+        assert colour_share(times, "#1565c0") > 0.005, "no p50 bars"
+        assert colour_share(times, "#ef6c00") > 0.01, "no p90 bars"
+        assert colour_share(success, "#ef6c00") == 0.0  # and only where they belong
+        legend = browser.find_element(By.ID, "plot-time").text
+        assert "p50" in legend and "p90" in legend
+    finally:
+        server.close()

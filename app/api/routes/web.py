@@ -20,6 +20,8 @@ router = APIRouter(include_in_schema=False)
 
 WEB = Path(__file__).resolve().parents[2] / "web"
 FILES = {"index.html", "app.js", "style.css"}
+# The stats page's chart library, as its package ships it (see web/vendor/README.md).
+VENDORED = {"uPlot.iife.min.js", "uPlot.min.css"}
 HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
     "connect-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; "
@@ -50,3 +52,10 @@ def ui_file(name: str) -> FileResponse:
     if name not in FILES:
         raise NotFound(f"no page file {name!r}")
     return FileResponse(WEB / name, headers=HEADERS)
+
+
+@router.get("/ui/vendor/{name}")
+def ui_vendored(name: str) -> FileResponse:
+    if name not in VENDORED:
+        raise NotFound(f"no page file {name!r}")
+    return FileResponse(WEB / "vendor" / name, headers=HEADERS)
