@@ -22,6 +22,7 @@ REASONS = {
     "approval_timeout": "nobody approved the remediation in time",
     # A notice, not a failure: someone has to say yes before it runs.
     "waiting_approval": "remediation waits for approval",
+    "attention": "remediation succeeded, but a human must finish it",
 }
 # A success notice (`notify_on_success`), owed and delivered like an escalation.
 REMEDIATED = "remediated"

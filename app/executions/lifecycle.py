@@ -29,6 +29,8 @@ from app.store.versions import record_applied_versions
 ESCALATE_ON: frozenset[ExecutionStatus] = frozenset(
     {"failed", "timed_out", "refused", "interrupted", "rejected"}
 )
+# A step succeeded with something left for a human (StepResult.attention).
+ATTENTION = "attention"
 # Escalation reasons that tell rather than page: not counted as an escalated execution.
 NOTICES = frozenset({"waiting_approval", REMEDIATED})
 
@@ -267,6 +269,9 @@ def start_verification(execution: Execution, now: datetime) -> ExecutionStatus:
 
 def record_attempt(*, session: Session, step_id: int, number: int, result: StepResult) -> None:
     step = session.get_one(StepRow, step_id)
+    if result.attention is not None:
+        execution = session.get_one(Execution, step.execution_id)
+        _owe_escalations(execution, execution.escalate_to, ATTENTION, result.finished_at)
     step.attempts = number
     step.rc = result.rc
     step.output_tail = result.output_tail

@@ -50,6 +50,9 @@ class StepResult:
     # What the executor found out, for people and escalations (terraform: the version
     # and the plan summary); JSON-serialisable.
     detail: dict[str, Any] | None = None
+    # It succeeded, but a human must still do something (a revert that applied and could
+    # not be proposed in git): escalated, without failing the step.
+    attention: str | None = None
 
 
 class Executor(Protocol):

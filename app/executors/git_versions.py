@@ -89,7 +89,7 @@ class GitVersions:
                 f"terraform_dir {self.terraform_dir} is not inside a git repository: {exc}"
             ) from exc
 
-    def _in_repo(self, workdir: Path) -> str:
+    def in_repo(self, workdir: Path) -> str:
         """`workdir` as a path relative to the repository root (for pathspecs)."""
         return workdir.resolve().relative_to(self.root().resolve()).as_posix() or "."
 
@@ -108,7 +108,7 @@ class GitVersions:
     def resolve(self, workdir: Path, revert_to: str, last_good: LastGoodLookup) -> Version:
         """The commit whose configuration `revert_to` names for `workdir`."""
         root = self.root()
-        relative = self._in_repo(workdir)  # pathspecs are relative to the root
+        relative = self.in_repo(workdir)  # pathspecs are relative to the root
         if revert_to == "previous":
             last = self._out("rev-list", "-n", "1", "HEAD", "--", relative, cwd=root)
             if not last:
@@ -142,7 +142,7 @@ class GitVersions:
     def export(self, commit: str, dest: Path) -> Path:
         """Write the terraform directory as of `commit` under `dest`; answers where the
         terraform directory landed (so `answer / workdir` is the workdir's copy)."""
-        subtree = self._in_repo(self.terraform_dir)
+        subtree = self.in_repo(self.terraform_dir)
         archive = self._git("archive", "--format=tar", commit, "--", subtree, cwd=self.root())
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             tar.extractall(dest, filter="data")

@@ -48,6 +48,7 @@ from app.executors.base import (
     tail,
 )
 from app.executors.environment import step_environment
+from app.executors.git_propose import Propose, propose_revert
 from app.executors.git_versions import GitVersions, LastGoodLookup, Version
 from app.executors.interruptible import Finished, run_interruptible
 from app.executors.known_good import last_good_lookup
@@ -85,6 +86,12 @@ class TerraformStep(StepSpec):
     timeout: Duration = 600.0
     lock_timeout: Duration = Field(
         default=60.0, description="How long to wait for a state lock someone else holds."
+    )
+    propose: Propose | None = Field(
+        default=None,
+        description="After the revert applies, propose it in git: a branch with one commit "
+        "restoring the workdir's files to the applied version, on top of `base`, pushed to "
+        "`remote` (runbook text only).",
     )
 
     @field_validator("var")
@@ -174,7 +181,8 @@ class TerraformExecutor:
     def run(self, step: StepInput, *, cancelled: Callable[[], bool]) -> StepResult:
         started = datetime.now(UTC)
         spec = TerraformStep.model_validate(step.spec)
-        attempt = _Attempt(self, spec, time.monotonic() + step.timeout_s, cancelled)
+        attempt = _Attempt(self, spec, time.monotonic() + step.timeout_s, cancelled,
+                           step.execution_id)  # fmt: skip
         try:
             status, error = attempt.run()
         except StepEnded as ended:
@@ -189,6 +197,7 @@ class TerraformExecutor:
             datetime.now(UTC),
             error=error,
             detail=attempt.detail or None,
+            attention=attempt.attention,
         )
 
 
@@ -201,12 +210,15 @@ class _Attempt:
         spec: TerraformStep,
         deadline: float,
         cancelled: Callable[[], bool],
+        execution_id: str,
     ) -> None:
         self.executor, self.spec = executor, spec
+        self.execution_id = execution_id
         self.deadline, self.cancelled = deadline, cancelled
         self.transcript = ""
         self.rc: int | None = None
         self.detail: dict[str, Any] = {}
+        self.attention: str | None = None
         self.binary = executor.binary
         self.cwd = executor.terraform_dir
 
@@ -248,7 +260,33 @@ class _Attempt:
                 return "succeeded", None
             self._terraform("apply", "-input=false", lock, plan_file)
             self.detail["applied"] = True
+            self._propose(workdir, version)
             return "succeeded", None
+
+    def _propose(self, workdir: Path, version: Version) -> None:
+        """The applied revert, proposed in git; a failure leaves the revert succeeded and
+        asks a human to bring git in line (`attention`)."""
+        versions, settings = self.executor.versions, self.spec.propose
+        if settings is None:
+            return
+        message = (
+            f"Revert {self.spec.workdir} to {version.commit[:12]} ({version.subject})\n\n"
+            f"remediator applied this version to the state after an incident "
+            f"(execution {self.execution_id}); {self.detail['summary']}.\n"
+        )
+        try:
+            proposal = propose_revert(
+                versions.root(), versions.in_repo(workdir), self.spec.workdir, version,
+                self.execution_id, settings, message,
+            )  # fmt: skip
+        except VersionError as exc:
+            self.detail["proposal"] = {"error": str(exc)}
+            self.attention = f"the revert applied, but it could not be proposed in git: {exc}"
+            self.detail["summary"] += f"; NOT proposed in git: {exc}"
+            return
+        self.detail["proposal"] = proposal.as_dict()
+        if proposal.drift:
+            self.detail["summary"] += f"; {proposal.drift}"
 
     def _init(self, copy: Path, live: Path) -> None:
         self._terraform("init", "-input=false")

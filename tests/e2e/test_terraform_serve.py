@@ -4,6 +4,8 @@ interrupted and leaves the state unlocked, and a version can be recorded as know
 
 from __future__ import annotations
 
+import json
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,6 +23,7 @@ from tests.terraform_repo import (
     requires_terraform,
     sleepers,
     terraform_repo,
+    web_tf,
 )
 
 pytestmark = requires_terraform
@@ -36,7 +39,7 @@ def serve(tmp_path: Path) -> Iterator[Any]:
         repo: TerraformRepo, step: dict[str, Any], escalation: Any = None, **extra: Any
     ) -> Server:
         service = tmp_path / "service"
-        service.mkdir()
+        service.mkdir(exist_ok=True)
         revert = runbook("web-revert", "WebReleaseErrors", {"terraform": step}, **extra)
         config = write_config(
             service, [revert], terraform_dir=str(repo.terraform_dir), terraform_bin=TERRAFORM,
@@ -161,3 +164,93 @@ def test_a_revision_expression_reverts_through_a_running_server(tmp_path: Path, 
     assert execution["status"] == "succeeded", execution
     assert execution["steps"][0]["detail"]["version"]["commit"] == repo.good
     assert repo.state()["terraform_data.web"] == "release-1"
+
+
+def bare_remote(repo: TerraformRepo, tmp_path: Path) -> Path:
+    """A bare repository as `origin`, holding main as the live repository has it."""
+    remote = tmp_path / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(remote)], check=True)
+    repo.git("remote", "add", "origin", str(remote))
+    repo.git("push", "-q", "origin", "main")
+    return remote
+
+
+def git_at(remote: Path, *args: str) -> str:
+    done = subprocess.run(["git", "-C", str(remote), *args], capture_output=True, text=True,
+                          check=True)  # fmt: skip
+    return done.stdout.strip()
+
+
+def test_an_applied_revert_is_proposed_in_git_once_and_updated_by_the_next(
+    tmp_path: Path, serve: Any
+) -> None:
+    repo = terraform_repo(tmp_path)
+    remote = bare_remote(repo, tmp_path)
+    live_head = repo.git("rev-parse", "HEAD")
+    step = {"workdir": "web", "revert_to": "previous", "propose": {"remote": "origin"}}
+    server = serve(repo, step)
+    first = fire(server)
+    assert first["status"] == "succeeded", first
+    assert repo.state()["terraform_data.web"] == "release-1"
+    proposal = first["steps"][0]["detail"]["proposal"]
+    branch = f"remediator/revert-web-{first['id'][:8]}"
+    assert proposal["branch"] == branch and proposal["updated"] is False
+    assert proposal["applied"] == repo.good and proposal["base_commit"] == repo.bad
+    assert proposal["drift"].startswith(f"drift: git at {repo.bad[:12]} (main) says")
+    assert "drift: git at" in first["steps"][0]["detail"]["summary"]
+    # One branch, one commit on top of main, touching only the workdir, restoring it.
+    assert git_at(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/") == (
+        f"main\n{branch}"
+    )
+    assert git_at(remote, "rev-list", f"main..{branch}") == proposal["commit"]
+    assert git_at(remote, "diff", "--name-only", "main", branch) == "terraform/web/main.tf"
+    assert git_at(remote, "show", f"{branch}:terraform/web/main.tf") == git_at(
+        remote, "show", f"{repo.good}:terraform/web/main.tf"
+    )
+    assert git_at(remote, "log", "-1", "--format=%an %s", branch).startswith(
+        "remediator Revert web to"
+    )
+    assert git_at(remote, "rev-parse", "main") == repo.bad  # nothing force-pushed
+    # The live checkout was never touched: same HEAD, clean, no new branch or remote ref.
+    assert repo.git("rev-parse", "HEAD") == live_head and repo.git("status", "--porcelain") == ""
+    assert "remediator" not in repo.git("for-each-ref", "--format=%(refname)")
+
+    # A later revert of the same workdir, to another version (a hotfix committed since),
+    # adds its commit to the open proposal instead of opening another.
+    hotfix = repo.commit(web_tf("release-1.1"), "web: release 1.1")
+    server.close()
+    again = serve(repo, {**step, "revert_to": f"git:{hotfix}"})
+    second = fire(again)
+    assert second["status"] == "succeeded", second
+    later = second["steps"][0]["detail"]["proposal"]
+    assert later["branch"] == branch and later["updated"] is True
+    assert git_at(remote, "rev-list", f"main..{branch}").split() == [later["commit"],
+                                                                     proposal["commit"]]  # fmt: skip
+    assert git_at(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/") == (
+        f"main\n{branch}"
+    )
+    assert 'input = "release-1.1"' in git_at(remote, "show", f"{branch}:terraform/web/main.tf")
+
+
+def test_a_push_the_remote_refuses_is_escalated_and_the_revert_stays_succeeded(
+    tmp_path: Path, serve: Any, recorder: Recorder
+) -> None:
+    repo = terraform_repo(tmp_path)
+    remote = bare_remote(repo, tmp_path)
+    hook = remote / "hooks" / "pre-receive"
+    hook.write_text("#!/bin/sh\necho 'protected: pushes need review' >&2\nexit 1\n")
+    hook.chmod(0o755)
+    step = {"workdir": "web", "revert_to": "previous", "propose": {"remote": "origin"}}
+    server = serve(repo, step, escalation={"webhook": {"url": recorder.url}},
+                   escalate=["webhook"])  # fmt: skip
+    execution = fire(server)
+    assert execution["status"] == "succeeded", execution
+    assert repo.state()["terraform_data.web"] == "release-1"
+    detail = execution["steps"][0]["detail"]
+    assert "pre-receive hook declined" in detail["proposal"]["error"]
+    assert "protected: pushes need review" in detail["proposal"]["error"]
+    assert "NOT proposed in git" in detail["summary"]
+    [message] = [r.json() for r in recorder.wait_for(1)]
+    assert message["reason"] == "attention"
+    assert "NOT proposed in git" in json.dumps(message["execution"]["steps"])
+    assert git_at(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/") == "main"
