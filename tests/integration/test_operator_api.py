@@ -3,6 +3,7 @@ reload (good and broken sets, while webhooks keep arriving), and execution pages
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 import time
@@ -239,3 +240,21 @@ def test_openapi_names_every_call_and_the_one_error_shape(
     run = document["paths"]["/api/runbooks/{name}/run"]["post"]
     assert run["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("ManualRun")
     assert document["components"]["schemas"]["ManualRun"]["examples"]
+
+
+def test_times_without_a_zone_are_utc_and_no_cursor_is_a_fault(
+    make_api: Callable[..., Api],
+) -> None:
+    api = make_api([])
+    for path, params in [
+        ("/api/executions", {"since": "2026-01-01T00:00:00", "until": "2099-01-01T00:00"}),
+        ("/api/audit", {"since": "2026-01-01T00:00:00"}),
+        ("/api/stats", {"since": "2026-01-01T00:00:00"}),
+    ]:
+        answer = api.client.get(path, params=params, headers=api.auth)
+        assert answer.status_code == 200, (path, answer.text)
+    too_far = api.client.get("/api/audit", params={"cursor": str(2**72)}, headers=api.auth)
+    assert too_far.status_code == 422 and too_far.json()["error"] == "invalid_request"
+    naive = base64.urlsafe_b64encode(b"2026-01-01T00:00:00|x").decode()
+    crafted = api.client.get("/api/executions", params={"cursor": naive}, headers=api.auth)
+    assert crafted.status_code == 400 and crafted.json()["error"] == "bad_request"

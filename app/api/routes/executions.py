@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy import select, tuple_
 
 from app.api.auth import Admin, Operator, Reader, acting_as
-from app.api.deps import ServicesDep
+from app.api.deps import QueryTime, ServicesDep
 from app.api.pages import link_next
 from app.errors import BadRequest, NotFound
 from app.executions.actions import Action, act, redeliver
@@ -36,8 +36,8 @@ def list_executions(
     runbook: str | None = None,
     source: Annotated[str | None, Query(description="The incident's platform.")] = None,
     trigger: Annotated[str | None, Query(pattern="^(webhook|manual)$")] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: QueryTime | None = None,
+    until: QueryTime | None = None,
     cursor: Annotated[
         str | None, Query(description="From the previous page's `Link: rel=next`.")
     ] = None,
@@ -83,7 +83,10 @@ def _read_cursor(cursor: str) -> tuple[datetime, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         created_at, execution_id = raw.split("|", 1)
-        return datetime.fromisoformat(created_at), execution_id
+        moment = datetime.fromisoformat(created_at)
+        if moment.tzinfo is None:
+            raise ValueError("a cursor's time has its zone")
+        return moment, execution_id
     except ValueError as exc:
         raise BadRequest(f"cursor {cursor!r} is not one this API gave out") from exc
 

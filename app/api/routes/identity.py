@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import Admin, Caller
-from app.api.deps import ServicesDep
+from app.api.deps import MAX_ROW_ID, QueryTime, ServicesDep
 from app.api.pages import link_next
 from app.identity import PERMISSIONS, Permission, Role, Via
 from app.store.audit import AuditOutcome, audit_page
@@ -59,10 +59,11 @@ def list_audit(
     request: Request,
     response: Response,
     identity: str | None = None,
-    since: datetime | None = None,
+    since: QueryTime | None = None,
     outcome: AuditOutcome | None = None,
     cursor: Annotated[
-        int | None, Query(ge=1, description="From the previous page's `Link: rel=next`.")
+        int | None,
+        Query(ge=1, le=MAX_ROW_ID, description="From the previous page's `Link: rel=next`."),
     ] = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AuditView]:

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
 from app.api.auth import Reader
-from app.api.deps import ServicesDep
+from app.api.deps import QueryTime, ServicesDep
 from app.errors import BadRequest
 from app.services import Services
 from app.store.stats import Stats, remediation_stats
@@ -24,23 +24,18 @@ async def stats(
     _: Reader,
     services: ServicesDep,
     since: Annotated[
-        datetime | None, Query(description="Executions created from here (default: 7 days ago).")
+        QueryTime | None, Query(description="Executions created from here (default: 7 days ago).")
     ] = None,
-    until: Annotated[datetime | None, Query(description="... up to here (default: now).")] = None,
+    until: Annotated[QueryTime | None, Query(description="... up to here (default: now).")] = None,
     runbook: Annotated[str | None, Query(description="One runbook only.")] = None,
 ) -> Stats:
     """Runs, success and escalation rates, pages avoided, and time to remediate and to
     approval (nearest-rank p50/p90, seconds), over the executions created in the window."""
-    end = _aware(until) if until is not None else datetime.now(UTC)
-    start = _aware(since) if since is not None else end - DEFAULT_WINDOW
+    end = until if until is not None else datetime.now(UTC)
+    start = since if since is not None else end - DEFAULT_WINDOW
     if start >= end:
         raise BadRequest(f"since ({start.isoformat()}) must be before until ({end.isoformat()})")
     return await run_in_threadpool(_read, services, start, end, runbook)
-
-
-def _aware(moment: datetime) -> datetime:
-    """A time without a zone is taken as UTC, as every stored time is."""
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _read(services: Services, since: datetime, until: datetime, runbook: str | None) -> Stats:
