@@ -133,7 +133,9 @@ def test_an_on_call_engineer_sees_approves_and_simulates(browser: Any, server: S
     wait_for(browser, '.runbook[data-name="approve-me"]')
 
     browser.find_element(By.ID, "nav-simulate").click()
-    Select(wait_for(browser, "#sources")).select_by_visible_text("alertmanager")
+    # The list of sources arrives from /api/sources after the form: wait for its option.
+    wait_for(browser, "#sources option", "alertmanager")
+    Select(browser.find_element(By.ID, "sources")).select_by_visible_text("alertmanager")
     textarea = browser.find_element(By.NAME, "payload")
     textarea.send_keys(json.dumps(alert("DiskFull", instance="db-2")))
     browser.find_element(By.CSS_SELECTOR, "#simulate-form button").click()

@@ -22,6 +22,7 @@ ROLES = ("viewer", "responder", "ci", "admin")
 # needs. Every /api route must be here (a new route without a row fails the test).
 NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/api/executions"): "read",
+    ("GET", "/api/stats"): "read",
     ("GET", "/api/executions/{execution_id}"): "read",
     ("POST", "/api/executions/{execution_id}/approve"): "operate",
     ("POST", "/api/executions/{execution_id}/reject"): "operate",
