@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 from typing import Any, Literal
@@ -187,17 +188,71 @@ class TrustedProxy(Strict):
     roles: dict[str, Role] = Field(default_factory=dict)
 
 
+API_URL = r"^https?://[^/?#@\s]+(/[^?#\s]*)?$"
+# A name that is one path segment of an API URL, never `.` or `..` (no leading dot).
+PATH_NAME = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
+# A git remote's name as runbooks and the config write it (no leading `-`: an option).
+GIT_REMOTE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$"
+
+
 class EngineConfig(Strict):
     """An automation engine that remote steps drive (AWX/AAP, HCP Terraform, GitHub,
     GitLab), under `executors.<engine>`. The engine's answers are data like a webhook's:
     `url` is the only place this service connects to for it."""
 
-    url: str = Field(pattern=r"^https?://[^/?#@\s]+(/[^?#\s]*)?$")
+    url: str = Field(pattern=API_URL)
     token: SecretStr
     verify_tls: bool = True
     # How often a launched job is looked at; how long one call to the engine may take.
     poll_interval_s: float = Field(default=5.0, gt=0)
     request_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class CodeHostConfig(Strict):
+    """A code host's API, where proposed reverts become pull or merge requests. Its
+    token also authenticates the push when the remote is an HTTPS URL on the same host."""
+
+    api_url: str = Field(pattern=API_URL)
+    token: SecretStr
+    verify_tls: bool = True
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class GitHubHosting(CodeHostConfig):
+    api_url: str = Field(default="https://api.github.com", pattern=API_URL)
+    repo: str = Field(pattern=rf"^{PATH_NAME}/{PATH_NAME}$", description="owner/name")
+
+
+class GitLabHosting(CodeHostConfig):
+    api_url: str = Field(default="https://gitlab.com", pattern=API_URL)
+    # A path (`group/subgroup/project`, percent-encoded when sent) or a numeric id.
+    project: str = Field(pattern=rf"^{PATH_NAME}(/{PATH_NAME})*$")
+
+
+class GitHosting(Strict):
+    """`git_hosting`: the one code host whose API opens the requests (none: push only),
+    and where proposals are pushed when not to the checkout's own remote."""
+
+    github: GitHubHosting | None = None
+    gitlab: GitLabHosting | None = None
+    # A `propose.remote` name → the URL (or absolute path) pushed to instead of the
+    # checkout's remote of that name: a checkout cloned read-only, or none configured.
+    remotes: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one(self) -> GitHosting:
+        if self.github is not None and self.gitlab is not None:
+            raise ValueError("git_hosting: name one of github, gitlab")
+        for name, url in self.remotes.items():
+            if not re.fullmatch(GIT_REMOTE_NAME, name):
+                raise ValueError(f"git_hosting.remotes: {name!r} is not a remote name")
+            if not (re.match(r"^[a-z][a-z0-9+.-]*://\S+$", url) or url.startswith("/")
+                    or re.match(r"^[\w.-]+@[\w.-]+:\S+$", url)):  # fmt: skip
+                raise ValueError(
+                    f"git_hosting.remotes.{name}: give a URL (https://, ssh://, file://), "
+                    "user@host:path, or an absolute path"
+                )
+        return self
 
 
 class AuthConfig(Strict):
@@ -262,6 +317,8 @@ class Settings(BaseSettings):
     # Engines that remote step kinds drive, by engine name (awx, terraform_cloud, github,
     # gitlab); a kind whose engine is missing fails its steps saying so.
     executors: dict[str, EngineConfig] = Field(default_factory=dict)
+    # Where a terraform step's `propose` opens a pull or merge request for its revert.
+    git_hosting: GitHosting = Field(default_factory=GitHosting)
     # Environment variables a step's processes get besides PATH, HOME, LANG, LC_*, TMPDIR
     # (cloud credentials meant for playbooks, say); nothing else of the service's reaches them.
     step_env: list[str] = Field(default_factory=list)

@@ -13,6 +13,10 @@ type allows, and it is checked or encoded here, never in each caller:
 - Platform API paths (an Opsgenie alert id, a PagerDuty or Rootly incident id): checked
   against the platform's id format and percent-encoded as one segment.
 - Chat markup (Slack mrkdwn): payload text escaped so it cannot mention, link or format.
+- Markdown (a pull or merge request's description on GitHub or GitLab): payload text
+  with every ASCII punctuation mark escaped, so it cannot mention (`@org/team`),
+  reference (`#12`, `!3`), link, autolink or format; a payload URL is a link only when
+  it is http(s) with nothing that could end the link.
 
 Everything else a template fills (extra_vars, terraform var, concurrency keys) is data:
 it reaches Ansible tagged `!unsafe` and Terraform as `-var` arguments, never a shell.
@@ -148,3 +152,32 @@ def slack_text(value: object) -> str:
     """Payload text for Slack mrkdwn: `&`, `<`, `>` escaped as Slack documents, so it
     cannot mention (`<!channel>`), link (`<url|text>`) or break out of formatting."""
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+# ------------------------------------------------------------------ markdown
+
+# CommonMark lets a backslash escape any ASCII punctuation mark, and GitHub and GitLab
+# both honour it, so escaping all of them leaves no markup, mention or reference.
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_LINKABLE = re.compile(r"https?://[^\s<>\\`\x00-\x1f\x7f]{1,2000}")
+
+
+def markdown_text(value: object, limit: int = 500) -> str:
+    """Payload text as inert markdown on one line, at most `limit` characters of it."""
+    text = " ".join(str(value).split())[:limit]
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+
+
+def markdown_link(label: str, url: object) -> str:
+    """`label` (runbook text) linking to a payload URL, or the label with the URL as
+    escaped text when it is not a plain http(s) URL (`javascript:`, `<` or spaces)."""
+    if isinstance(url, str) and _LINKABLE.fullmatch(url):
+        return f"[{label}](<{url}>)"
+    return f"{label} ({markdown_text(url)})" if url else label
+
+
+def markdown_code_block(text: str) -> str:
+    """Text shown as it is, in a fenced block no line of it can close."""
+    longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}text\n{text}\n{fence}"

@@ -38,6 +38,7 @@ from app.signing import secret_key, signed_headers
 ROOT = Path(__file__).resolve().parent.parent
 WEB_WORKDIR = ROOT / "terraform" / "web"
 DEMO_DIR = Path("/tmp/remediator-demo")
+PROPOSALS = DEMO_DIR / "proposals.git"  # remediator.yaml's git_hosting.remotes.proposals
 DEFAULTS = {
     "REMEDIATOR_API_TOKEN": "demo-api-token-0001",
     "ALERTMANAGER_TOKEN": "demo-alertmanager-token",
@@ -156,8 +157,8 @@ def main() -> int:
     return 0
 
 
-def send_alert(client: httpx.Client, payload: str) -> None:
-    """Send an Alertmanager sample from tests/fixtures and show what it started."""
+def send_alert(client: httpx.Client, payload: str) -> list[dict[str, Any]]:
+    """Send an Alertmanager sample from tests/fixtures; show and answer what it started."""
     alert = json.loads((ROOT / "tests/fixtures/payloads/alertmanager" / payload).read_text())
     # A fresh startsAt makes this a new notification rather than a redelivery.
     alert["alerts"][0]["startsAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
@@ -167,8 +168,10 @@ def send_alert(client: httpx.Client, payload: str) -> None:
         headers={"authorization": f"Bearer {os.environ['ALERTMANAGER_TOKEN']}"},
     )
     print(f"    POST /webhooks/alertmanager → {answer.status_code} {answer.json()}")
-    for execution_id in answer.json().get("executions", []):
-        show(wait_done(client, execution_id))
+    executions = [wait_done(client, one) for one in answer.json().get("executions", [])]
+    for execution in executions:
+        show(execution)
+    return executions
 
 
 def run_demo(client: httpx.Client, receiver_port: int) -> None:
@@ -231,8 +234,46 @@ def terraform_demo(client: httpx.Client) -> None:
         if done.returncode != 0:
             sys.exit(f"terraform {args[0]} in {WEB_WORKDIR} failed:\n{done.stderr}")
     print(f"    state says: {released(terraform)}")
-    send_alert(client, "web-release-errors.json")
+    proposals = proposals_remote()
+    executions = send_alert(client, "web-release-errors.json")
     print(f"    state now says: {released(terraform)}")
+    if proposals:
+        show_proposal(executions)
+
+
+def proposals_remote() -> bool:
+    """A bare repository for the revert to be proposed to (remediator.yaml's remote
+    `proposals`), whose main is this checkout's HEAD. Nothing is written to the checkout."""
+    shutil.rmtree(PROPOSALS, ignore_errors=True)
+    made = subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(PROPOSALS)],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    if made.returncode == 0:
+        made = subprocess.run(
+            ["git", "-C", str(ROOT), "push", "-q", str(PROPOSALS), "HEAD:refs/heads/main"],
+            capture_output=True, text=True, check=False,
+        )  # fmt: skip
+    if made.returncode != 0:
+        say(f"not proposing the revert in git: no bare remote could be made ({made.stderr})")
+        return False
+    print(f"    proposals go to {PROPOSALS} (a bare repository; its main is this checkout's HEAD)")
+    return True
+
+
+def show_proposal(executions: list[dict[str, Any]]) -> None:
+    """The branch the revert was proposed on, and its diff against main."""
+    proposals = [
+        step["detail"]["proposal"] for execution in executions for step in execution["steps"]
+        if (step.get("detail") or {}).get("proposal", {}).get("commit")
+    ]  # fmt: skip
+    if not proposals:
+        say("the revert was not proposed in git (see the step's summary above)")
+        return
+    branch = proposals[0]["branch"]
+    say(f"the revert is proposed in git: branch {branch} on {PROPOSALS}")
+    for args in (["log", "--format=%h %an: %s", f"main..{branch}"], ["diff", "main", branch]):
+        shown = subprocess.run(["git", "--git-dir", str(PROPOSALS), *args],
+                               capture_output=True, text=True, check=True)  # fmt: skip
+        print("    | " + "\n    | ".join(shown.stdout.rstrip().splitlines()))
 
 
 def released(terraform: str) -> str:

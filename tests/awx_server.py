@@ -15,13 +15,13 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 
 from tests.contracts import EXTRACTS
-from tests.loopback import QuietServer, StandInHandler, answer_json
+from tests.loopback import LoopbackStandIn, StandInHandler, answer_json
 
 AWX_TOKEN = "awx-token-for-remediator-0001"
 CONTRACT: dict[str, Any] = json.loads((EXTRACTS / "awx-job-api.json").read_text())
@@ -64,7 +64,7 @@ class Job:
 
 
 @dataclass
-class AwxStandIn:
+class AwxStandIn(LoopbackStandIn):
     root: str = "/api/v2/"
     templates: dict[str, Template] = field(default_factory=dict)
     jobs: dict[int, Job] = field(default_factory=dict)
@@ -77,6 +77,10 @@ class AwxStandIn:
     base: str = ""
     port: int = 0
     _server: http.server.ThreadingHTTPServer | None = None
+    handler_name: ClassVar[str] = "awx"
+
+    def handler_class(self) -> type[StandInHandler]:
+        return _Handler
 
     def template(self, name: str, **options: Any) -> Template:
         made = Template(id=len(self.templates) + 7, name=name, **options)
@@ -88,22 +92,6 @@ class AwxStandIn:
             (t for t in self.templates.values() if t.id == template_id and t.workflow == workflow),
             None,
         )
-
-    # --------------------------------------------------------------- serving
-
-    def start(self) -> None:
-        handler = type("Handler", (_Handler,), {"awx": self, "violations": self.violations})
-        self._server = QuietServer(("127.0.0.1", self.port), handler)
-        self.port = self._server.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        """Down: connections to its port are refused until `start` again."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
 
 @contextmanager

@@ -7,7 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, ClassVar
 
 import jsonschema
 
@@ -31,6 +31,36 @@ def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class LoopbackStandIn:
+    """A stand-in served from a thread on a loopback port: `start` binds `port` (0: any
+    free one, then kept, so a restart is at the same address) and sets `base`; `stop`
+    takes it down, and connections are refused until `start` again. Its handler class
+    reaches the stand-in as the attribute `handler_name`."""
+
+    handler_name: ClassVar[str]
+    violations: list[str]
+    base: str
+    port: int
+    _server: http.server.ThreadingHTTPServer | None
+
+    def start(self) -> None:
+        attributes = {self.handler_name: self, "violations": self.violations}
+        self._server = QuietServer(("127.0.0.1", self.port),
+                                   type("Handler", (self.handler_class(),), attributes))  # fmt: skip
+        self.port = self._server.server_address[1]
+        self.base = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def handler_class(self) -> type[StandInHandler]:
+        raise NotImplementedError
 
 
 def answer_json(
@@ -65,8 +95,17 @@ class StandInHandler(http.server.BaseHTTPRequestHandler):
         self.answer("GET", b"")
 
     def do_POST(self) -> None:  # noqa: N802
+        self.answer("POST", self._body())
+
+    def do_PATCH(self) -> None:  # noqa: N802
+        self.answer("PATCH", self._body())
+
+    def do_PUT(self) -> None:  # noqa: N802
+        self.answer("PUT", self._body())
+
+    def _body(self) -> bytes:
         length = int(self.headers.get("content-length") or 0)
-        self.answer("POST", self.rfile.read(length) if length else b"")
+        return self.rfile.read(length) if length else b""
 
     def answer(self, method: str, raw: bytes) -> None:
         raise NotImplementedError

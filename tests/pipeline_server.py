@@ -16,13 +16,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import jsonschema
 
 from tests.contracts import EXTRACTS
-from tests.loopback import QuietServer, StandInHandler, answer_json
+from tests.loopback import LoopbackStandIn, StandInHandler, answer_json
 
 GITHUB_TOKEN = "ghp_stand_in_token_0001"
 GITLAB_TOKEN = "glpat-stand-in-token-0001"
@@ -52,7 +52,7 @@ class Run:
 
 
 @dataclass
-class PipelineStandIn:
+class PipelineStandIn(LoopbackStandIn):
     seconds: float = 0.5
     outcome: str = "success"  # success | failure
     # Playing a GitHub Enterprise Server from before return_run_details.
@@ -63,18 +63,12 @@ class PipelineStandIn:
     violations: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     base: str = ""
+    port: int = 0
     _server: http.server.ThreadingHTTPServer | None = None
+    handler_name: ClassVar[str] = "ci"
 
-    def start(self) -> None:
-        handler = type("Handler", (_Handler,), {"ci": self, "violations": self.violations})
-        self._server = QuietServer(("127.0.0.1", 0), handler)
-        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+    def handler_class(self) -> type[StandInHandler]:
+        return _Handler
 
     def new_run(self, where: str, body: dict[str, Any]) -> Run:
         run = Run(id=len(self.runs) + 5000, where=where, body=body, started=time.monotonic(),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -10,8 +11,11 @@ from typing import Any, Protocol
 import httpx
 
 from app.errors import EscalationError
+from app.sinks import path_segment
 from app.store.views import ExecutionView
 
+# A step succeeded with something left for a human (StepResult.attention).
+ATTENTION = "attention"
 REASONS = {
     "failed": "remediation failed",
     "timed_out": "remediation timed out",
@@ -22,7 +26,7 @@ REASONS = {
     "approval_timeout": "nobody approved the remediation in time",
     # A notice, not a failure: someone has to say yes before it runs.
     "waiting_approval": "remediation waits for approval",
-    "attention": "remediation succeeded, but a human must finish it",
+    ATTENTION: "remediation succeeded, but a human must finish it",
 }
 # A success notice (`notify_on_success`), owed and delivered like an escalation.
 REMEDIATED = "remediated"
@@ -176,6 +180,18 @@ def success_text(message: EscalationMessage) -> str:
         f"Execution: {message.execution_url}",
     ]
     return "\n".join(lines)[:25000]
+
+
+def own_id(
+    message: EscalationMessage, source: str, label: str, form: re.Pattern[str]
+) -> str | None:
+    """The id, as one URL path segment, of the platform object this execution's incident
+    came from (a PagerDuty incident, an Opsgenie alert): its `label`, when the incident
+    came from `source` and the label has the platform's id `form`; else None."""
+    incident = message.execution.incident
+    if incident.get("source") != source:
+        return None
+    return path_segment((incident.get("labels") or {}).get(label), form) or None
 
 
 def once(progress: Progress, part: str, send: Callable[[], None]) -> None:

@@ -37,10 +37,11 @@ from app.escalation.base import (
     level,
     note_text,
     once,
+    own_id,
     post_json,
     success_text,
 )
-from app.sinks import path_segment, url_part
+from app.sinks import url_part
 
 # Opsgenie alert ids are UUIDs, with a `-<epoch ms>` suffix on older accounts.
 ALERT_ID = re.compile(r"[A-Za-z0-9-]{1,128}")
@@ -82,7 +83,7 @@ class OpsgenieNotifier:
         self.config = config
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
-        alert_id = _own_alert(message)
+        alert_id = own_id(message, "opsgenie", "opsgenie_alert_id", ALERT_ID)
         if message.reason == REMEDIATED:
             self._remediated(message, client, alert_id)
         elif alert_id is not None:
@@ -112,12 +113,3 @@ class OpsgenieNotifier:
             headers={"authorization": f"GenieKey {self.config.api_key.get_secret_value()}"},
             timeout_s=self.config.timeout_s,
         )  # fmt: skip
-
-
-def _own_alert(message: EscalationMessage) -> str | None:
-    """The Opsgenie alert this incident came from, if it came from Opsgenie."""
-    incident = message.execution.incident
-    alert_id = path_segment((incident.get("labels") or {}).get("opsgenie_alert_id"), ALERT_ID)
-    if incident.get("source") != "opsgenie" or not alert_id:
-        return None
-    return alert_id

@@ -41,11 +41,11 @@ from app.escalation.base import (
     level,
     note_text,
     once,
+    own_id,
     post_json,
     steps_detail,
     success_text,
 )
-from app.sinks import path_segment
 
 # PagerDuty object ids: letters and digits (PT4KHLK, Q0RIJJZL24RC6W).
 INCIDENT_ID = re.compile(r"[A-Za-z0-9]{1,32}")
@@ -151,12 +151,9 @@ class PagerDutyNotifier:
 
     def _own_incident(self, message: EscalationMessage) -> str | None:
         """The PagerDuty incident this one came from, when the REST API can reach it."""
-        incident = message.execution.incident
-        labels = incident.get("labels") or {}
-        pagerduty_id = path_segment(labels.get("pagerduty_incident_id"), INCIDENT_ID)
-        if self.config.api_token is None or incident.get("source") != "pagerduty":
+        if self.config.api_token is None:
             return None
-        return pagerduty_id or None
+        return own_id(message, "pagerduty", "pagerduty_incident_id", INCIDENT_ID)
 
     def _event(self, client: httpx.Client, body: dict[str, Any]) -> None:
         post_json(

@@ -39,10 +39,10 @@ from app.escalation.base import (
     dedup_key,
     note_text,
     once,
+    own_id,
     post_json,
     success_text,
 )
-from app.sinks import path_segment
 
 JSON_API = "application/vnd.api+json"
 # Rootly record ids: UUIDs (and slugs of letters, digits, `-`, `_`).
@@ -90,7 +90,7 @@ class RootlyNotifier:
         )  # fmt: skip
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
-        incident_id = _own_incident(message)
+        incident_id = own_id(message, "rootly", "rootly_incident_id", INCIDENT_ID)
         if message.reason == REMEDIATED:
             if incident_id is not None:
                 self._remediated(message, client, incident_id)
@@ -119,14 +119,3 @@ class RootlyNotifier:
             path = f"/v1/incidents/{incident_id}/resolve"
             once(message.progress, "resolve",
                  lambda: self._send(client, "resolve", path, body, method="PUT"))  # fmt: skip
-
-
-def _own_incident(message: EscalationMessage) -> str | None:
-    """The Rootly incident this one came from, if it came from Rootly."""
-    incident = message.execution.incident
-    incident_id = path_segment(
-        (incident.get("labels") or {}).get("rootly_incident_id"), INCIDENT_ID
-    )
-    if incident.get("source") != "rootly" or not incident_id:
-        return None
-    return incident_id

@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, object_session
 
-from app.escalation.base import REMEDIATED
+from app.escalation.base import ATTENTION, REMEDIATED
 from app.executors.base import StepResult
 from app.runbooks.plan import Plan
 from app.store.models import (
@@ -29,8 +29,6 @@ from app.store.versions import record_applied_versions
 ESCALATE_ON: frozenset[ExecutionStatus] = frozenset(
     {"failed", "timed_out", "refused", "interrupted", "rejected"}
 )
-# A step succeeded with something left for a human (StepResult.attention).
-ATTENTION = "attention"
 # Escalation reasons that tell rather than page: not counted as an escalated execution.
 NOTICES = frozenset({"waiting_approval", REMEDIATED})
 

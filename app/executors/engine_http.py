@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -84,6 +84,13 @@ class EngineClient:
         return self._request("POST", path, busy_wait_s=busy_wait_s, ok=ok, json=body,
                              headers=headers)  # fmt: skip
 
+    def update(
+        self, method: Literal["PATCH", "PUT"], path: str, body: Any, *, busy_wait_s: float = 20.0
+    ) -> httpx.Response:
+        """A call that changes an object to a whole new value: sending it twice leaves
+        the same result, so it is sent again within `busy_wait_s` whatever went wrong."""
+        return self._request(method, path, busy_wait_s=busy_wait_s, json=body)
+
     def _request(
         self, method: str, path: str, *, busy_wait_s: float, ok: tuple[int, ...] = (), **kwargs: Any
     ) -> httpx.Response:
@@ -113,7 +120,12 @@ class EngineClient:
                 f"{self.name} unreachable at {self.base}: {type(exc).__name__}"
             ) from exc
         except httpx.HTTPError as exc:
-            # It may have arrived: say so, with a status, so a launch is not sent twice.
+            # It may have arrived. An update sets the same value again, so it may be
+            # repeated; a launch may not (a status says so), it would run the job twice.
+            if method in ("PATCH", "PUT"):
+                raise EngineError(
+                    f"{self.name}: {method} {path} failed: {type(exc).__name__}"
+                ) from exc
             where = "may have arrived" if method == "POST" else "failed"
             raise EngineError(
                 f"{self.name}: {method} {path} {where}: {type(exc).__name__}", status=0

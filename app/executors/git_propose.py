@@ -19,22 +19,22 @@ from `revert_to`'s resolution, the execution id is ours.
 from __future__ import annotations
 
 import re
-import subprocess
 import tempfile
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from app.config import GIT_REMOTE_NAME
 from app.errors import VersionError
-from app.executors.environment import step_environment
-from app.executors.git_versions import GIT_TIMEOUT_S, Version
+from app.executors.git_versions import Version, run_git
 
 BRANCH_PREFIX = "remediator/revert-"
 # A remote's name and a branch name as runbook text may give them (git check-ref-format
 # allows more; nothing here needs more).
-GIT_NAME = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$"
+GIT_NAME = GIT_REMOTE_NAME
 AUTHOR = {
     "GIT_AUTHOR_NAME": "remediator",
     "GIT_AUTHOR_EMAIL": "remediator@localhost",
@@ -79,6 +79,17 @@ class Proposal:
         return asdict(self) | {"drift": self.drift}
 
 
+class Reviewing(Protocol):
+    """Where proposals are reviewed (a code host), as proposing needs it."""
+
+    def still_open(self, branch: str, base: str) -> bool:
+        """A proposal branch found on the remote is still under review, so a later
+        revert adds to it rather than opening another."""
+
+    def git_env(self, url: str) -> Mapping[str, str]:
+        """git's environment for talking to the remote at `url` (its credentials)."""
+
+
 class ProposeError(VersionError):
     """The revert applied, but proposing it in git failed (a refused push, say)."""
 
@@ -91,68 +102,60 @@ def propose_revert(
     execution_id: str,
     settings: Propose,
     message: str,
+    reviews: Reviewing | None = None,
+    url: str | None = None,
 ) -> Proposal:
     """Push the revert of `workdir` (a path relative to `repo_root`; `name` as the step
-    names it, for the branch) to `applied`."""
-    git = _Git(repo_root)
-    url = git.out("remote", "get-url", "--", settings.remote)
+    names it, for the branch) to `applied`. Without `reviews` (no code host configured),
+    any proposal branch of the workdir on the remote counts as still under review. `url`
+    (from the config) is pushed to instead of the checkout's remote of that name."""
+    url = url or _git(repo_root, "remote", "get-url", "--", settings.remote)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "root"
     with tempfile.TemporaryDirectory(prefix="remediator-propose-") as private:
-        work = _Git(Path(private) / "repo")
-        git.out("clone", "--quiet", "--no-checkout", "--shared", "--no-tags", "--",
-                str(repo_root), str(work.root))  # fmt: skip
+        work = Path(private) / "repo"
+        _git(None, "clone", "--quiet", "--no-checkout", "--shared", "--no-tags", "--",
+             str(repo_root), str(work))  # fmt: skip
         ours = f"refs/heads/{BRANCH_PREFIX}{slug}-*"
-        work.out("fetch", "--quiet", "--no-tags", "--", url,
-                 f"+refs/heads/{settings.base}:refs/proposing/base",
-                 f"+{ours}:refs/proposing/open/{BRANCH_PREFIX}{slug}-*")  # fmt: skip
-        base_commit = work.out("rev-parse", "--verify", "refs/proposing/base^{commit}")
-        git_version = work.out("rev-list", "-n", "1", base_commit, "--", workdir) or base_commit
-        open_branches = work.out(
-            "for-each-ref", "--sort=-committerdate", "--format=%(refname)", "refs/proposing/open/"
-        ).splitlines()
-        if open_branches:
-            parent = work.out("rev-parse", open_branches[0])
-            branch = open_branches[0].removeprefix("refs/proposing/open/")
+        talk = reviews.git_env(url) if reviews is not None else {}
+        _git(work, "fetch", "--quiet", "--no-tags", "--", url,
+             f"+refs/heads/{settings.base}:refs/proposing/base",
+             f"+{ours}:refs/proposing/open/{BRANCH_PREFIX}{slug}-*", env=talk)  # fmt: skip
+        base_commit = _git(work, "rev-parse", "--verify", "refs/proposing/base^{commit}")
+        git_version = _git(work, "rev-list", "-n", "1", base_commit, "--", workdir) or base_commit
+        found = _git(
+            work, "for-each-ref", "--sort=-committerdate", "--format=%(refname)",
+            "refs/proposing/open/",
+        ).splitlines()  # fmt: skip
+        open_refs = [
+            ref
+            for ref in found
+            if reviews is None
+            or reviews.still_open(ref.removeprefix("refs/proposing/open/"), settings.base)
+        ]
+        if open_refs:
+            parent = _git(work, "rev-parse", open_refs[0])
+            branch = open_refs[0].removeprefix("refs/proposing/open/")
         else:
             parent, branch = base_commit, f"{BRANCH_PREFIX}{slug}-{execution_id[:8]}"
         index = {"GIT_INDEX_FILE": str(Path(private) / "index")}
-        work.out("read-tree", parent, env=index)
-        work.out("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", workdir, env=index)
-        work.out("read-tree", f"--prefix={workdir}/", f"{applied.commit}:{workdir}", env=index)
-        tree = work.out("write-tree", env=index)
+        _git(work, "read-tree", parent, env=index)
+        _git(work, "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", workdir, env=index)
+        _git(work, "read-tree", f"--prefix={workdir}/", f"{applied.commit}:{workdir}", env=index)
+        tree = _git(work, "write-tree", env=index)
         drifted = _tree(work, base_commit, workdir) != _tree(work, applied.commit, workdir)
         commit = None
-        if drifted and tree != work.out("rev-parse", f"{parent}^{{tree}}"):
-            commit = work.out("commit-tree", tree, "-p", parent, "-m", message, env=AUTHOR)
-            work.out("push", "--quiet", "--", url, f"{commit}:refs/heads/{branch}")
+        if drifted and tree != _git(work, "rev-parse", f"{parent}^{{tree}}"):
+            commit = _git(work, "commit-tree", tree, "-p", parent, "-m", message, env=AUTHOR)
+            _git(work, "push", "--quiet", "--", url, f"{commit}:refs/heads/{branch}", env=talk)
         # else: git already says the applied version, or the open proposal does
         return Proposal(branch, commit, settings.remote, settings.base, base_commit,
-                        git_version, applied.commit, bool(open_branches), drifted)  # fmt: skip
+                        git_version, applied.commit, bool(open_refs), drifted)  # fmt: skip
 
 
-def _tree(work: _Git, commit: str, path: str) -> str:
-    return work.out("rev-parse", f"{commit}:{path}")
+def _tree(work: Path, commit: str, path: str) -> str:
+    return _git(work, "rev-parse", f"{commit}:{path}")
 
 
-class _Git:
-    def __init__(self, root: Path) -> None:
-        self.root = root
-
-    def out(self, *args: str, env: dict[str, str] | None = None) -> str:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(self.root), *args] if self.root.exists() else ["git", *args],
-                capture_output=True, timeout=GIT_TIMEOUT_S, check=False,
-                env=step_environment([], GIT_TERMINAL_PROMPT="0", LC_ALL="C") | (env or {}),
-            )  # fmt: skip
-        except FileNotFoundError as exc:
-            raise ProposeError("git is not installed") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise ProposeError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:g}s") from exc
-        if done.returncode != 0:
-            # The last lines: a refused push says why there ("remote: ...", "! [remote
-            # rejected] ... (pre-receive hook declined)"), before git's own summary.
-            why = [line for line in done.stderr.decode(errors="replace").splitlines() if line]
-            said = " | ".join(line.strip() for line in why[-4:]) or f"exit {done.returncode}"
-            raise ProposeError(f"git {args[0]}: {said[:1000]}")
-        return done.stdout.decode(errors="replace").strip()
+def _git(cwd: Path | None, *args: str, env: Mapping[str, str] | None = None) -> str:
+    out = run_git(*args, cwd=cwd, error=ProposeError, env=env)
+    return out.decode(errors="replace").strip()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import subprocess
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
@@ -24,6 +24,33 @@ from app.executors.environment import step_environment
 from app.runbooks.paths import inside
 
 GIT_TIMEOUT_S = 60.0
+
+
+def run_git(
+    *args: str,
+    cwd: Path | None,
+    error: type[VersionError] = VersionError,
+    env: Mapping[str, str] | None = None,
+) -> bytes:
+    """git with a bounded time, no prompt and the minimal step environment (plus `env`);
+    a failure is `error` with git's last words."""
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(cwd), *args] if cwd is not None else ["git", *args],
+            capture_output=True, timeout=GIT_TIMEOUT_S, check=False,
+            env=step_environment([], GIT_TERMINAL_PROMPT="0", LC_ALL="C") | dict(env or {}),
+        )  # fmt: skip
+    except FileNotFoundError as exc:
+        raise error("git is not installed; terraform steps need it") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise error(f"git {args[0]} took longer than {GIT_TIMEOUT_S:g}s") from exc
+    if done.returncode != 0:
+        # The last lines: a refused push says why there ("remote: ...", "! [remote
+        # rejected] ... (pre-receive hook declined)"), before git's own summary.
+        why = [line for line in done.stderr.decode(errors="replace").splitlines() if line]
+        said = " | ".join(line.strip() for line in why[-4:]) or f"exit {done.returncode}"
+        raise error(f"git {args[0]}: {said[:1000]}")
+    return done.stdout
 
 
 @dataclass(frozen=True)
@@ -61,22 +88,7 @@ class GitVersions:
         return workdir
 
     def _git(self, *args: str, cwd: Path | None = None) -> bytes:
-        try:
-            done = subprocess.run(
-                ["git", "-C", str(cwd or self.terraform_dir), *args],
-                capture_output=True,
-                timeout=GIT_TIMEOUT_S,
-                check=False,
-                env=step_environment([], GIT_TERMINAL_PROMPT="0", LC_ALL="C"),
-            )
-        except FileNotFoundError as exc:
-            raise VersionError("git is not installed; terraform steps need it") from exc
-        except subprocess.TimeoutExpired as exc:
-            raise VersionError(f"git {args[0]} took longer than {GIT_TIMEOUT_S:g}s") from exc
-        if done.returncode != 0:
-            why = done.stderr.decode(errors="replace").strip().splitlines()
-            raise VersionError(f"git {args[0]}: {why[-1] if why else f'exit {done.returncode}'}")
-        return done.stdout
+        return run_git(*args, cwd=cwd or self.terraform_dir)
 
     def _out(self, *args: str, cwd: Path | None = None) -> str:
         return self._git(*args, cwd=cwd).decode(errors="replace").strip()

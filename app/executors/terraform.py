@@ -47,11 +47,14 @@ from app.executors.base import (
     strings_in,
     tail,
 )
+from app.executors.code_host import Reviews
+from app.executors.code_hosts import code_host
 from app.executors.environment import step_environment
-from app.executors.git_propose import Propose, propose_revert
+from app.executors.git_propose import Propose
 from app.executors.git_versions import GitVersions, LastGoodLookup, Version
 from app.executors.interruptible import Finished, run_interruptible
 from app.executors.known_good import last_good_lookup
+from app.executors.revert_proposal import OriginLookup, RevertProposer, origin_lookup
 from app.executors.terraform_plan import refusal, summarise
 from app.runbooks.duration import Duration
 from app.runbooks.templating import render_value
@@ -126,9 +129,12 @@ class TerraformKind:
         yield "workdir", "terraform_dir", spec.workdir
 
     def executor(self, settings: Settings, db: Database) -> Executor:
+        host = code_host(settings.git_hosting)
         return TerraformExecutor(
             settings.terraform_dir, last_good_lookup(db), binary=settings.terraform_bin,
-            step_env=settings.step_env,
+            step_env=settings.step_env, reviews=Reviews(host) if host else None,
+            public_url=settings.public_url, origin=origin_lookup(db),
+            remotes=settings.git_hosting.remotes,
         )  # fmt: skip
 
 
@@ -155,6 +161,10 @@ class TerraformExecutor:
         binary: str = "terraform",
         interrupt_grace_s: float = INTERRUPT_GRACE_S,
         step_env: list[str] | None = None,
+        reviews: Reviews | None = None,
+        public_url: str = "http://localhost:8080",
+        origin: OriginLookup | None = None,
+        remotes: Mapping[str, str] | None = None,
     ) -> None:
         self.terraform_dir = terraform_dir.resolve()
         # Terraform's own settings pass through (TF_LOG, a plugin cache, TF_TOKEN_* for a
@@ -163,6 +173,7 @@ class TerraformExecutor:
             step_env or [], TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1"
         )
         self.versions = GitVersions(self.terraform_dir)
+        self.proposer = RevertProposer(self.versions, reviews, public_url, origin, remotes or {})
         self.last_good = last_good
         self.binary = binary
         self.interrupt_grace_s = interrupt_grace_s
@@ -266,27 +277,17 @@ class _Attempt:
     def _propose(self, workdir: Path, version: Version) -> None:
         """The applied revert, proposed in git; a failure leaves the revert succeeded and
         asks a human to bring git in line (`attention`)."""
-        versions, settings = self.executor.versions, self.spec.propose
+        settings, proposer = self.spec.propose, self.executor.proposer
         if settings is None:
             return
-        message = (
-            f"Revert {self.spec.workdir} to {version.commit[:12]} ({version.subject})\n\n"
-            f"remediator applied this version to the state after an incident "
-            f"(execution {self.execution_id}); {self.detail['summary']}.\n"
+        plan = str(self.detail.get("plan", {}).get("text", ""))
+        proposed = proposer.propose(
+            settings, self.spec.workdir, workdir, version, self.execution_id, plan
         )
-        try:
-            proposal = propose_revert(
-                versions.root(), versions.in_repo(workdir), self.spec.workdir, version,
-                self.execution_id, settings, message,
-            )  # fmt: skip
-        except VersionError as exc:
-            self.detail["proposal"] = {"error": str(exc)}
-            self.attention = f"the revert applied, but it could not be proposed in git: {exc}"
-            self.detail["summary"] += f"; NOT proposed in git: {exc}"
-            return
-        self.detail["proposal"] = proposal.as_dict()
-        if proposal.drift:
-            self.detail["summary"] += f"; {proposal.drift}"
+        self.detail["proposal"] = proposed.detail
+        self.attention = proposed.attention
+        if proposed.summary:
+            self.detail["summary"] += f"; {proposed.summary}"
 
     def _init(self, copy: Path, live: Path) -> None:
         self._terraform("init", "-input=false")

@@ -244,3 +244,11 @@ def attach(*, session: Session, execution_id: str, incident_id: str, now: dateti
     # Added by id, not through `execution.attachments`: appending to the collection loads
     # every earlier attachment first, which made each alert of a storm slower than the last.
     session.add(Attachment(execution_id=execution_id, incident_id=incident_id, attached_at=now))
+
+
+def execution_origin(*, session: Session, execution_id: str) -> tuple[str, Incident] | None:
+    """The runbook an execution runs and the incident that started it, as it arrived."""
+    execution = session.get(Execution, execution_id)
+    if execution is None:
+        return None
+    return execution.runbook, Incident.model_validate(execution.incident.document)

@@ -11,8 +11,9 @@ nearest-rank percentiles match a count by hand exactly.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from itertools import groupby
 from operator import itemgetter
@@ -116,17 +117,12 @@ def remediation_stats(
     ).all()
     took = _spreads(session, table, _REMEDIATION, [*window, _STATUS == "succeeded"])
     waited = _spreads(session, table, _APPROVAL, [*window, _STATUS.in_(FINAL)])
-    tally: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    tally: dict[str, _Tally] = defaultdict(_Tally)
+    every = _Tally()
     for name, status, count, escalations in counts:
-        tally[name][status] += count
-        tally[name]["escalated"] += int(escalations or 0)
-        if status == "succeeded":
-            tally[name]["succeeded_escalated"] += int(escalations or 0)
+        for kept in (tally[name], every):
+            kept.count(status, count, int(escalations or 0))
     names = sorted(tally)
-    every: dict[str, int] = defaultdict(int)
-    for name in names:
-        for key, count in tally[name].items():
-            every[key] += count
     nothing = Spread()
     return Stats(
         since=since,
@@ -163,22 +159,38 @@ def _spread(ordered: list[float]) -> Spread:
     return Spread(count=n, p50=ordered[-(-n // 2) - 1], p90=ordered[-(-n * 9 // 10) - 1])
 
 
-def _stats(name: str, tally: dict[str, int], took: Spread, waited: Spread) -> RunbookStats:
-    executions = sum(tally[status] for status in FINAL)
-    runs = executions - tally["refused"]
-    succeeded = tally["succeeded"]
+@dataclass
+class _Tally:
+    """One runbook's (or every runbook's) executions in the window, counted."""
+
+    statuses: Counter[str] = field(default_factory=Counter)
+    escalated: int = 0
+    succeeded_escalated: int = 0  # succeeded, yet escalated (a revert git refused, say)
+
+    def count(self, status: str, executions: int, escalated: int) -> None:
+        self.statuses[status] += executions
+        self.escalated += escalated
+        if status == "succeeded":
+            self.succeeded_escalated += escalated
+
+
+def _stats(name: str, tally: _Tally, took: Spread, waited: Spread) -> RunbookStats:
+    statuses = tally.statuses
+    executions = sum(statuses[status] for status in FINAL)
+    runs = executions - statuses["refused"]
+    succeeded = statuses["succeeded"]
     return RunbookStats(
         runbook=name,
         executions=executions,
         runs=runs,
         succeeded=succeeded,
-        failed=sum(tally[status] for status in FAILED),
-        refused=tally["refused"],
-        stopped=sum(tally[status] for status in STOPPED),
+        failed=sum(statuses[status] for status in FAILED),
+        refused=statuses["refused"],
+        stopped=sum(statuses[status] for status in STOPPED),
         success_rate=round(succeeded / runs, 4) if runs else None,
-        escalated=tally["escalated"],
-        escalation_rate=round(tally["escalated"] / executions, 4) if executions else None,
-        pages_avoided=succeeded - tally["succeeded_escalated"],
+        escalated=tally.escalated,
+        escalation_rate=round(tally.escalated / executions, 4) if executions else None,
+        pages_avoided=succeeded - tally.succeeded_escalated,
         time_to_remediate_s=took,
         approval_wait_s=waited,
     )

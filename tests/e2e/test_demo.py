@@ -34,6 +34,11 @@ def test_demo_shows_a_remediation_and_an_escalation(tmp_path: Path) -> None:
         assert "state says: release 2.5.0" in result.stdout
         assert "revert-bad-web-release → succeeded" in result.stdout
         assert "state now says: release 2.4.1, max_connections 200" in result.stdout
+        # The revert is proposed in git: the branch, its commit and its diff are shown.
+        assert "the revert is proposed in git: branch remediator/revert-web-" in result.stdout
+        assert "remediator: Revert web to" in result.stdout
+        assert "diff --git a/terraform/web/" in result.stdout
+        assert '+    version         = "2.4.1"' in result.stdout
 
 
 def _has_history(path: str, commits: int) -> bool:

@@ -5,14 +5,23 @@ interrupted and leaves the state unlocked, and a version can be recorded as know
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from tests.code_host_server import (
+    GITHUB_TOKEN,
+    GITLAB_TOKEN,
+    CodeHostStandIn,
+    code_host_stand_in,
+)
 from tests.conftest import API_TOKEN, Recorder, alert, bearer, runbook, write_config
 from tests.servers import Server, start_server
 from tests.terraform_repo import (
@@ -36,16 +45,20 @@ def serve(tmp_path: Path) -> Iterator[Any]:
     servers: list[Server] = []
 
     def start(
-        repo: TerraformRepo, step: dict[str, Any], escalation: Any = None, **extra: Any
+        repo: TerraformRepo,
+        step: dict[str, Any],
+        escalation: Any = None,
+        config: dict[str, Any] | None = None,
+        **extra: Any,
     ) -> Server:
         service = tmp_path / "service"
         service.mkdir(exist_ok=True)
         revert = runbook("web-revert", "WebReleaseErrors", {"terraform": step}, **extra)
-        config = write_config(
+        written = write_config(
             service, [revert], terraform_dir=str(repo.terraform_dir), terraform_bin=TERRAFORM,
-            escalation=escalation or {},
+            escalation=escalation or {}, **(config or {}),
         )  # fmt: skip
-        servers.append(start_server(config))
+        servers.append(start_server(written))
         return servers[-1]
 
     yield start
@@ -53,8 +66,8 @@ def serve(tmp_path: Path) -> Iterator[Any]:
         server.close()
 
 
-def fire(server: Server) -> dict[str, Any]:
-    answer = server.alertmanager(alert("WebReleaseErrors", service="web"))
+def fire(server: Server, **labels: str) -> dict[str, Any]:
+    answer = server.alertmanager(alert("WebReleaseErrors", service="web", **labels))
     assert answer.status_code == 202, answer.text
     [execution_id] = answer.json()["executions"]
     [execution] = server.wait_all_final([execution_id])
@@ -254,3 +267,123 @@ def test_a_push_the_remote_refuses_is_escalated_and_the_revert_stays_succeeded(
     assert message["reason"] == "attention"
     assert "NOT proposed in git" in json.dumps(message["execution"]["steps"])
     assert git_at(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/") == "main"
+
+
+HOSTILE_INSTANCE = "@acme/oncall #12 [docs](javascript:alert(1)) <img src=x> *now*"
+PROPOSE = {"workdir": "web", "revert_to": "previous", "propose": {"remote": "origin"}}
+HOSTED = {"github": {"token": GITHUB_TOKEN, "repo": "acme/infra"},
+          "gitlab": {"token": GITLAB_TOKEN, "project": "acme/platform/infra"}}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Hosted:
+    repo: TerraformRepo
+    remote: Path
+    host: CodeHostStandIn
+    config: dict[str, Any]  # the service's `git_hosting`
+
+
+@contextmanager
+def hosted(tmp_path: Path, kind: str, **options: Any) -> Iterator[Hosted]:
+    """A terraform repository whose proposals go to a bare remote, and a stand-in code
+    host (`kind`) for their requests, named in the config."""
+    repo = terraform_repo(tmp_path)
+    remote = bare_remote(repo, tmp_path)
+    with code_host_stand_in(remote=remote, **options) as host:
+        config = {"git_hosting": {kind: {"api_url": host.base, **HOSTED[kind]}}}
+        yield Hosted(repo, remote, host, config)
+
+
+def test_a_revert_opens_one_pull_request_the_next_updates_it_and_a_merged_one_is_history(
+    tmp_path: Path, serve: Any, recorder: Recorder
+) -> None:
+    with hosted(tmp_path, "github", rate_limited=1) as hosting:
+        repo, github, step = hosting.repo, hosting.host, PROPOSE
+        server = serve(repo, step, config=hosting.config,
+                       escalation={"webhook": {"url": recorder.url}},
+                       notify_on_success=["webhook"])  # fmt: skip
+        first = fire(server, instance=HOSTILE_INSTANCE)
+        assert first["status"] == "succeeded", first
+        detail = first["steps"][0]["detail"]
+        branch = f"remediator/revert-web-{first['id'][:8]}"
+        [pull] = github.requests.values()
+        # Opened once, after the push (the stand-in refuses a head the remote lacks),
+        # though the first call found the rate limit spent.
+        assert (pull.where, pull.branch, pull.base) == ("acme/infra", branch, "main")
+        assert detail["proposal"]["request"] == {"url": pull_url(github, 1), "number": 1,
+                                                 "opened": True}  # fmt: skip
+        assert f"pull request: {pull_url(github, 1)}" in detail["summary"]
+        assert pull.title == f"Revert web to {repo.good[:12]} (remediator)"
+        assert f"http://remediator.test/ui/#/executions/{first['id']}" in pull.body
+        assert "`web-revert`" in pull.body and "Drift:" in pull.body
+        assert "terraform_data.web" in pull.body  # the plan, in its code block
+        # The incident's title is payload data: no mention, reference, link or markup.
+        for live in ("@acme", "#12", "[docs](", "<img", "*now*"):
+            assert not re.search(r"(?<!\\)" + re.escape(live), pull.body), live
+        assert "\\@acme\\/oncall \\#12 \\[docs\\]" in pull.body
+        # The success notice carries the request's link.
+        [notice] = [r.json() for r in recorder.wait_for(1)]
+        assert notice["type"] == "remediation.succeeded"
+        assert pull_url(github, 1) in json.dumps(notice)
+
+        # A later revert of the workdir adds to the same branch and the same request.
+        hotfix = repo.commit(web_tf("release-1.1"), "web: release 1.1")
+        server.close()
+        again = serve(repo, {**step, "revert_to": f"git:{hotfix}"}, config=hosting.config)
+        second = fire(again)
+        assert second["status"] == "succeeded", second
+        later = second["steps"][0]["detail"]["proposal"]
+        assert later["branch"] == branch and later["updated"] is True
+        assert later["request"] == {"url": pull_url(github, 1), "number": 1, "opened": False}
+        assert list(github.requests) == [1] and len(pull.updates) == 1
+        assert first["id"][:8] in pull.body and second["id"][:8] in pull.body
+
+        # Merged: the branch is history, so the next revert opens a new branch and request.
+        github.merge(1)
+        again.close()
+        third = fire(serve(repo, {**step, "revert_to": f"git:{repo.good}"}, config=hosting.config))
+        assert third["status"] == "succeeded", third
+        newest = third["steps"][0]["detail"]["proposal"]
+        assert newest["branch"] == f"remediator/revert-web-{third['id'][:8]}"
+        assert newest["updated"] is False and newest["request"]["number"] == 2
+        assert github.violations == []
+
+
+def pull_url(host: Any, number: int) -> str:
+    return f"{host.base}/acme/infra/pull/{number}"
+
+
+def test_a_revert_opens_a_gitlab_merge_request_on_a_namespaced_project(
+    tmp_path: Path, serve: Any
+) -> None:
+    with hosted(tmp_path, "gitlab", rate_limited=1) as hosting:
+        gitlab = hosting.host
+        execution = fire(serve(hosting.repo, PROPOSE, config=hosting.config))
+        assert execution["status"] == "succeeded", execution
+        [request] = gitlab.requests.values()
+        assert request.where == "acme/platform/infra" and request.base == "main"
+        assert request.branch == f"remediator/revert-web-{execution['id'][:8]}"
+        url = f"{gitlab.base}/acme/platform/infra/-/merge_requests/1"
+        assert f"merge request: {url}" in execution["steps"][0]["detail"]["summary"]
+        # The project path went as one percent-encoded segment.
+        assert "POST /api/v4/projects/acme%2Fplatform%2Finfra/merge_requests" in gitlab.calls
+        assert gitlab.violations == []
+
+
+def test_a_code_host_that_fails_leaves_the_revert_pushed_and_escalated(
+    tmp_path: Path, serve: Any, recorder: Recorder
+) -> None:
+    with hosted(tmp_path, "github", failing=True) as hosting:
+        repo, remote = hosting.repo, hosting.remote
+        server = serve(repo, PROPOSE, config=hosting.config, escalate=["webhook"],
+                       escalation={"webhook": {"url": recorder.url}})  # fmt: skip
+        execution = fire(server)
+    assert execution["status"] == "succeeded", execution
+    assert repo.state()["terraform_data.web"] == "release-1"
+    detail = execution["steps"][0]["detail"]
+    branch = f"remediator/revert-web-{execution['id'][:8]}"
+    assert detail["proposal"]["branch"] == branch and "500" in detail["proposal"]["request_error"]
+    assert f"pushed {branch}, but NO pull request was opened" in detail["summary"]
+    assert branch in git_at(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/")
+    [message] = [r.json() for r in recorder.wait_for(1)]
+    assert message["reason"] == "attention"

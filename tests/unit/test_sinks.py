@@ -24,6 +24,9 @@ from app.sinks import (
     INVENTORY_NAME,
     check_destination,
     check_limit_names,
+    markdown_code_block,
+    markdown_link,
+    markdown_text,
     path_segment,
     slack_text,
     url_template_problem,
@@ -159,3 +162,39 @@ def test_payload_keys_too_long_for_their_column_are_kept_as_their_hash() -> None
     assert incident.occurrence == "sha256:" + sha256(b"o" * 300).hexdigest()
     short = incident.model_copy(update={"fingerprint": "fp", "occurrence": ""})
     assert Incident.model_validate(short.model_dump()).occurrence == "fp"
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "@acme/oncall please look",
+        "fixes #12 and !3 and ~label and %milestone",
+        "[click](javascript:alert(1))",
+        "<img src=x onerror=alert(1)>",
+        "https://evil.example/login",
+        "*bold* _it_ `code` ~~gone~~ | table |",
+        "# heading\n\n> quote\n- item",
+        ":rotating_light: emoji",
+    ],
+)
+def test_markdown_text_leaves_no_markup_mention_or_reference(hostile: str) -> None:
+    text = markdown_text(hostile)
+    assert "\n" not in text
+    # Every ASCII punctuation mark is escaped: none is left to start markup.
+    unescaped = re.sub(r"\\[!-/:-@\[-`{-~]", "", text)
+    assert not re.search(r"[!-/:-@\[-`{-~]", unescaped), text
+
+
+def test_markdown_link_only_for_plain_http_urls() -> None:
+    assert markdown_link("incident", "https://pd.example/i/1?x=(2)") == (
+        "[incident](<https://pd.example/i/1?x=(2)>)"
+    )
+    for hostile in ("javascript:alert(1)", "https://a b", "https://x>[y](javascript:1)", "ftp://x"):
+        assert "](" not in markdown_link("incident", hostile), hostile
+    assert markdown_link("incident", None) == "incident"
+
+
+def test_a_code_block_cannot_be_closed_from_inside() -> None:
+    block = markdown_code_block('web["```\n@everyone"]')
+    fence = block.splitlines()[0].removesuffix("text")
+    assert len(fence) == 4 and block.endswith("\n" + fence)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -57,3 +57,32 @@ def test_generic_defaults_and_severity_words() -> None:
         source.normalise(["not", "an", "object"], request(b"x"))
     with pytest.raises(UnsupportedPayload, match="title may not be blank"):
         source.normalise({"title": "  "}, request(b"x"))
+
+
+@pytest.mark.parametrize(
+    ("starts_at", "believed"),
+    [
+        ("2999-01-01T00:00:00Z", False),  # in the future: would make remediation negative
+        ("1970-01-01T00:00:00Z", False),  # ancient: would swamp every percentile
+        ("not a time", False),
+        (12345, False),
+        ("now-10m", True),
+    ],
+)
+def test_a_platform_start_time_is_believed_only_within_30_days_before_arrival(
+    starts_at: object, believed: bool
+) -> None:
+    """`startsAt` is payload data that the stats count time to remediate from."""
+    now = datetime.now(UTC)
+    if starts_at == "now-10m":
+        starts_at = (now - timedelta(minutes=10)).isoformat()
+    payload = {"version": "4", "alerts": [
+        {"status": "firing", "labels": {"alertname": "A"}, "startsAt": starts_at}
+    ]}  # fmt: skip
+    [incident] = AlertmanagerSource().normalise(payload, request(b"s")).incidents
+    if believed:
+        assert incident.started_at is not None
+        assert timedelta(minutes=9) < incident.received_at - incident.started_at
+        assert incident.received_at - incident.started_at < timedelta(minutes=11)
+    else:
+        assert incident.started_at is None
