@@ -19,6 +19,7 @@ Everything else is runbook text, configuration, git's own answers or ours.
 from __future__ import annotations
 
 import base64
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal, Protocol
@@ -120,7 +121,10 @@ class Reviews:
         HTTPS remote on the host itself (never to a mirror or another host), through
         GIT_CONFIG_* variables so it is in neither the process list nor any file."""
         parts = urlsplit(url)
-        if parts.scheme != "https" or (parts.hostname or "").lower() != self.host.git_host:
+        host = (parts.hostname or "").lower()
+        # Plain http only to this machine (a code host on loopback): never over a network.
+        secure = parts.scheme == "https" or (parts.scheme == "http" and _loopback(host))
+        if not secure or host != self.host.git_host:
             return {}
         user, password = self.host.git_password()
         basic = base64.b64encode(f"{user}:{password}".encode()).decode()
@@ -143,6 +147,15 @@ class Reviews:
             return Published(self.host.update(found, body), opened=False)
         title = f"Revert {story.workdir} to {story.version.commit[:12]} (remediator)"
         return Published(self.host.open(proposal.branch, proposal.base, title, section), True)
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def describe(story: RevertStory) -> str:

@@ -4,6 +4,7 @@ interrupted and leaves the state unlocked, and a version can be recorded as know
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -23,6 +24,7 @@ from tests.code_host_server import (
     code_host_stand_in,
 )
 from tests.conftest import API_TOKEN, Recorder, alert, bearer, runbook, write_config
+from tests.git_http_server import git_http_server
 from tests.servers import Server, start_server
 from tests.terraform_repo import (
     CANARY,
@@ -387,3 +389,32 @@ def test_a_code_host_that_fails_leaves_the_revert_pushed_and_escalated(
     assert branch in git_at(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/")
     [message] = [r.json() for r in recorder.wait_for(1)]
     assert message["reason"] == "attention"
+
+
+def test_the_push_to_the_code_host_carries_its_token_and_only_there(
+    tmp_path: Path, serve: Any
+) -> None:
+    """A remote over HTTP that demands credentials (real `git http-backend`), named in the
+    config's `git_hosting.remotes`: git is given the code host's token as a header, so
+    the push lands; the live repository has no remote at all."""
+    repo = terraform_repo(tmp_path)
+    served = tmp_path / "served"
+    bare = served / "infra.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    repo.git("push", "-q", str(bare), "main")
+    with (
+        git_http_server(served, "x-access-token", GITHUB_TOKEN) as git_http,
+        code_host_stand_in(remote=bare) as github,
+    ):
+        config = {"git_hosting": {
+            "github": {"api_url": github.base, **HOSTED["github"]},
+            "remotes": {"origin": f"{git_http.base}/infra.git"},
+        }}  # fmt: skip
+        execution = fire(serve(repo, PROPOSE, config=config))
+    assert execution["status"] == "succeeded", execution
+    proposal = execution["steps"][0]["detail"]["proposal"]
+    assert git_at(bare, "rev-parse", proposal["branch"]) == proposal["commit"]
+    assert proposal["request"]["number"] == 1
+    expected = "Basic " + base64.b64encode(f"x-access-token:{GITHUB_TOKEN}".encode()).decode()
+    assert git_http.authorizations and set(git_http.authorizations) == {expected}
+    assert repo.git("remote") == ""  # nothing was written to the live repository's config

@@ -28,10 +28,17 @@ def test_the_github_token_goes_only_to_github_over_https() -> None:
     assert env["GIT_CONFIG_COUNT"] == "1"
     assert env["GIT_CONFIG_KEY_0"] == "http.https://github.com/.extraHeader"
     assert header(env) == "x-access-token:ghp_unit_token_0001"
-    for elsewhere in ("http://github.com/acme/infra.git", "https://mirror.example/acme/infra",
+    for elsewhere in ("http://github.com/acme/infra.git", "http://10.0.0.1/acme/infra", "https://mirror.example/acme/infra",
                       "git@github.com:acme/infra.git", "/srv/git/infra.git",
                       "https://github.com.evil.example/acme/infra"):  # fmt: skip
         assert reviews.git_env(elsewhere) == {}, elsewhere
+
+
+def test_plain_http_only_to_a_code_host_on_this_machine() -> None:
+    local = GitHubHosting(api_url="http://127.0.0.1:8929/api/v3", token=TOKEN, repo="acme/infra")
+    assert Reviews(GitHubHost(local)).git_env("http://127.0.0.1:8930/acme/infra.git") != {}
+    spoofed = GitHubHosting(api_url="http://10.0.0.1/api/v3", token=TOKEN, repo="acme/infra")
+    assert Reviews(GitHubHost(spoofed)).git_env("http://10.0.0.1/acme/infra.git") == {}
 
 
 def test_a_github_enterprise_and_a_gitlab_token_go_to_their_own_host() -> None:
