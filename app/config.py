@@ -319,6 +319,9 @@ class Settings(BaseSettings):
     executors: dict[str, EngineConfig] = Field(default_factory=dict)
     # Where a terraform step's `propose` opens a pull or merge request for its revert.
     git_hosting: GitHosting = Field(default_factory=GitHosting)
+    # How often a revert proposed in git is looked at until git says the applied version
+    # (merged): until then its execution shows the drift.
+    drift_check_interval_s: float = Field(default=300.0, gt=0)
     # Environment variables a step's processes get besides PATH, HOME, LANG, LC_*, TMPDIR
     # (cloud credentials meant for playbooks, say); nothing else of the service's reaches them.
     step_env: list[str] = Field(default_factory=list)

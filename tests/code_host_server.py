@@ -67,9 +67,20 @@ class CodeHostStandIn(LoopbackStandIn):
         return _Handler
 
     def merge(self, number: int) -> None:
-        """Someone merged the request (the branch stays on the remote, as it may)."""
+        """Someone merged the request: `base` on the remote fast-forwards to the branch
+        (which stays on the remote, as it may)."""
         with self.lock:
-            self.requests[number].state = "merged"
+            request = self.requests[number]
+            request.state = "merged"
+            if self.remote is not None:
+                subprocess.run(["git", "--git-dir", str(self.remote), "update-ref",
+                                f"refs/heads/{request.base}", f"refs/heads/{request.branch}"],
+                               check=True)  # fmt: skip
+
+    def close(self, number: int) -> None:
+        """Someone closed the request without merging it."""
+        with self.lock:
+            self.requests[number].state = "closed"
 
     def has_branch(self, branch: str) -> bool:
         if self.remote is None:

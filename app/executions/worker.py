@@ -26,6 +26,7 @@ from app.executions.follow import follow_remote
 from app.executions.run import execution_logged, recover_expired, run_execution
 from app.executions.steps import Stop, release
 from app.executions.verify import expire_deadlines, run_http_checks
+from app.executors.base import LooksAfter
 from app.services import Services, reload_runbooks, runbooks_signature
 from app.store.queue import cancel_requested, claim_next_execution, renew_leases
 from app.store.retention import prune
@@ -58,6 +59,9 @@ class WorkerPool:
         self._spawn(self._retention_loop, "retention")
         self._spawn(self._verification_loop, "verifier")
         self._spawn(self._follow_loop, "follower")
+        carers = [e for e in self.services.executors.values() if isinstance(e, LooksAfter)]
+        if carers:
+            self._spawn(functools.partial(self._after_care_loop, carers), "after-care")
         if settings.runbooks_watch_s > 0:
             self._spawn(self._runbook_watch_loop, "runbook-watcher")
 
@@ -227,6 +231,21 @@ class WorkerPool:
             except Exception:
                 log.exception("follower error; retrying")
                 services.stopping.wait(services.settings.poll_interval_s)
+
+    def _after_care_loop(self, carers: Sequence[LooksAfter]) -> None:
+        """Executors that look after their ended steps, each at its own pace."""
+        services = self.services
+        due = [time.monotonic() + min(5.0, c.look_after_interval_s) for c in carers]
+        while not services.stopping.wait(max(0.05, min(due) - time.monotonic())):
+            for index, carer in enumerate(carers):
+                if time.monotonic() < due[index]:
+                    continue
+                try:
+                    carer.look_after()
+                except Exception:
+                    log.exception("%s: looking after ended steps failed; trying again later",
+                                  type(carer).__name__)  # fmt: skip
+                due[index] = time.monotonic() + carer.look_after_interval_s
 
     def _runbook_watch_loop(self) -> None:
         """Reload when the files differ from those the runbooks in use were read from. A

@@ -112,6 +112,18 @@ class RemoteExecutor(Executor, Protocol):
         `status` (timed_out or cancelled) whatever the engine says it is now."""
 
 
+@runtime_checkable
+class LooksAfter(Protocol):
+    """An executor with something to look after once its steps have ended (a revert
+    proposed in git, until git says what the state holds). Every replica calls
+    `look_after` each `look_after_interval_s`, so it must be safe on several at once."""
+
+    look_after_interval_s: float
+
+    def look_after(self) -> None:
+        """One look; errors are logged by the caller and it is called again later."""
+
+
 class StepSpec(BaseModel):
     """Base of a kind's spec: unknown keys are errors (a typo must not disable a guard)."""
 

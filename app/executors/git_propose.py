@@ -11,7 +11,10 @@ opening another. Nothing is force-pushed.
 All of it happens in a private clone, never checked out, that borrows the live
 repository's objects (`git clone --shared --no-checkout`): the live checkout, its index,
 its refs and its config are never written. The remote is the live repository's own
-(`git remote get-url`), with git's usual credentials for that URL. Nothing of a payload
+(`git remote get-url`) unless the config names its URL (`git_hosting.remotes`), with
+the code host's token for a remote on that host (`code_host.Reviews.git_env`), else
+git's usual credentials for that URL. `git_says` looks again later, the same way, for
+whether `base` now holds the applied version (merged). Nothing of a payload
 reaches a git argument: the workdir and the remote are runbook text, the commit comes
 from `revert_to`'s resolution, the execution id is ours.
 """
@@ -20,7 +23,8 @@ from __future__ import annotations
 
 import re
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -111,15 +115,10 @@ def propose_revert(
     (from the config) is pushed to instead of the checkout's remote of that name."""
     url = url or _git(repo_root, "remote", "get-url", "--", settings.remote)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "root"
-    with tempfile.TemporaryDirectory(prefix="remediator-propose-") as private:
-        work = Path(private) / "repo"
-        _git(None, "clone", "--quiet", "--no-checkout", "--shared", "--no-tags", "--",
-             str(repo_root), str(work))  # fmt: skip
-        ours = f"refs/heads/{BRANCH_PREFIX}{slug}-*"
-        talk = reviews.git_env(url) if reviews is not None else {}
-        _git(work, "fetch", "--quiet", "--no-tags", "--", url,
-             f"+refs/heads/{settings.base}:refs/proposing/base",
-             f"+{ours}:refs/proposing/open/{BRANCH_PREFIX}{slug}-*", env=talk)  # fmt: skip
+    ours = f"refs/heads/{BRANCH_PREFIX}{slug}-*"
+    talk = reviews.git_env(url) if reviews is not None else {}
+    open_ones = f"+{ours}:refs/proposing/open/{BRANCH_PREFIX}{slug}-*"
+    with _fetched(repo_root, url, settings.base, talk, open_ones) as (private, work):
         base_commit = _git(work, "rev-parse", "--verify", "refs/proposing/base^{commit}")
         git_version = _git(work, "rev-list", "-n", "1", base_commit, "--", workdir) or base_commit
         found = _git(
@@ -150,6 +149,48 @@ def propose_revert(
         # else: git already says the applied version, or the open proposal does
         return Proposal(branch, commit, settings.remote, settings.base, base_commit,
                         git_version, applied.commit, bool(open_refs), drifted)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class GitSays:
+    """What `base` on the remote holds for a workdir now."""
+
+    base_commit: str
+    agrees: bool  # its files are the applied version's: the proposal was merged
+
+
+def git_says(
+    repo_root: Path,
+    workdir: str,
+    applied: str,
+    settings: Propose,
+    reviews: Reviewing | None = None,
+    url: str | None = None,
+) -> GitSays:
+    """Whether `base` on the remote now holds the `applied` commit's files for `workdir`
+    (a path relative to `repo_root`), looked up in the same kind of private clone."""
+    url = url or _git(repo_root, "remote", "get-url", "--", settings.remote)
+    talk = reviews.git_env(url) if reviews is not None else {}
+    with _fetched(repo_root, url, settings.base, talk) as (_, work):
+        base_commit = _git(work, "rev-parse", "--verify", "refs/proposing/base^{commit}")
+        agrees = _tree(work, base_commit, workdir) == _tree(work, applied, workdir)
+        return GitSays(base_commit, agrees)
+
+
+@contextmanager
+def _fetched(
+    repo_root: Path, url: str, base: str, env: Mapping[str, str], *refspecs: str
+) -> Iterator[tuple[Path, Path]]:
+    """A private clone that borrows the live repository's objects, never checked out,
+    with the remote's `base` fetched as refs/proposing/base (and `refspecs`); answers its
+    temporary directory and the clone in it."""
+    with tempfile.TemporaryDirectory(prefix="remediator-propose-") as private:
+        work = Path(private) / "repo"
+        _git(None, "clone", "--quiet", "--no-checkout", "--shared", "--no-tags", "--",
+             str(repo_root), str(work))  # fmt: skip
+        _git(work, "fetch", "--quiet", "--no-tags", "--", url,
+             f"+refs/heads/{base}:refs/proposing/base", *refspecs, env=env)  # fmt: skip
+        yield Path(private), work
 
 
 def _tree(work: Path, commit: str, path: str) -> str:

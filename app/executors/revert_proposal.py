@@ -8,18 +8,22 @@ human is escalated with. The revert itself has applied by then and stays succeed
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from app.errors import ExecutorError, VersionError
 from app.executors.code_host import Incident, RevertStory, Reviews
-from app.executors.git_propose import Propose, propose_revert
+from app.executors.git_propose import Propose, git_says, propose_revert
 from app.executors.git_versions import GitVersions, Version
 from app.incident import Incident as ArrivedIncident
 from app.store.db import Database
-from app.store.records import execution_origin
+from app.store.records import ended_steps, execution_origin, set_step_detail
+
+log = logging.getLogger("remediator.executors")
 
 # The runbook an execution runs and the incident that started it (None: unknown id).
 OriginLookup = Callable[[str], tuple[str, ArrivedIncident] | None]
@@ -96,3 +100,86 @@ def origin_lookup(db: Database) -> OriginLookup:
             return execution_origin(session=session, execution_id=execution_id)
 
     return lookup
+
+
+@dataclass(frozen=True)
+class ProposalWatch:
+    """Until git says what a revert applied, its execution shows the drift: each look
+    fetches the remote's `base` for the newest proposal of each workdir and, once its
+    files are the applied version's (the request was merged, or someone committed the
+    same), settles it: the step's drift is cleared and its summary says since when. An
+    older proposal of a workdir that a newer revert changed again is settled as
+    superseded. A request closed without merging is noted; the drift stays."""
+
+    proposer: RevertProposer
+    db: Database
+    keep_days: float  # older steps are not looked at (retention prunes them anyway)
+
+    def look_after(self) -> None:
+        now = datetime.now(UTC)
+        with self.db.read() as session:
+            steps = [
+                (step.id, step.execution_id, step.detail)
+                for step in ended_steps(session=session, kind="terraform",
+                                        since=now - timedelta(days=self.keep_days))
+                if _drifting(step.detail)
+            ]  # fmt: skip
+        newest: dict[str, str] = {}  # workdir → the execution whose revert is newest
+        for step_id, execution_id, detail in steps:
+            assert detail is not None  # _drifting
+            workdir = str(detail.get("workdir"))
+            if workdir in newest:
+                said = f"superseded by the revert of execution {newest[workdir][:8]}"
+                self._record(step_id, detail, settled=said)
+                continue
+            newest[workdir] = execution_id
+            self._check(step_id, detail, workdir, now)
+
+    def _check(self, step_id: int, detail: dict[str, Any], workdir: str, now: datetime) -> None:
+        proposal = detail["proposal"]
+        versions, reviews = self.proposer.versions, self.proposer.reviews
+        settings = Propose(remote=proposal["remote"], base=proposal["base"])
+        says = git_says(
+            versions.root(), versions.in_repo(versions.workdir(workdir)), proposal["applied"],
+            settings, reviews, self.proposer.remotes.get(settings.remote),
+        )  # fmt: skip
+        if says.agrees:
+            settled = (
+                f"git at {says.base_commit[:12]} ({settings.base}) says the applied version "
+                f"since {now.strftime('%Y-%m-%d %H:%M')} UTC"
+            )
+            self._record(step_id, detail, settled=settled)
+            return
+        request = proposal.get("request")
+        if reviews is None or not isinstance(request, dict):
+            return
+        found = reviews.host.find(str(proposal["branch"]), settings.base)
+        state = found.state if found is not None else "gone"
+        if state != request.get("state", "open"):
+            # Closed unmerged (or merged, and base changed the workdir again since): the
+            # drift stays, and the execution says what became of its request.
+            self._record(step_id, detail, request=request | {"state": state})
+
+    def _record(
+        self,
+        step_id: int,
+        detail: dict[str, Any],
+        *,
+        settled: str | None = None,
+        request: dict[str, Any] | None = None,
+    ) -> None:
+        proposal, summary = dict(detail["proposal"]), str(detail.get("summary", ""))
+        if settled is not None:
+            summary = summary.replace(str(proposal["drift"]), f"no drift: {settled}")
+            proposal |= {"drift": None, "settled": settled}
+        if request is not None:
+            proposal["request"] = request
+        with self.db.write() as session:
+            set_step_detail(session=session, step_id=step_id,
+                            detail=detail | {"summary": summary, "proposal": proposal})  # fmt: skip
+        log.info("proposal %s: %s", proposal.get("branch"), settled or f"request {request}")
+
+
+def _drifting(detail: dict[str, Any] | None) -> bool:
+    proposal = (detail or {}).get("proposal")
+    return isinstance(proposal, dict) and bool(proposal.get("drift"))

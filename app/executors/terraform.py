@@ -54,7 +54,12 @@ from app.executors.git_propose import Propose
 from app.executors.git_versions import GitVersions, LastGoodLookup, Version
 from app.executors.interruptible import Finished, run_interruptible
 from app.executors.known_good import last_good_lookup
-from app.executors.revert_proposal import OriginLookup, RevertProposer, origin_lookup
+from app.executors.revert_proposal import (
+    OriginLookup,
+    ProposalWatch,
+    RevertProposer,
+    origin_lookup,
+)
 from app.executors.terraform_plan import refusal, summarise
 from app.runbooks.duration import Duration
 from app.runbooks.templating import render_value
@@ -134,7 +139,8 @@ class TerraformKind:
             settings.terraform_dir, last_good_lookup(db), binary=settings.terraform_bin,
             step_env=settings.step_env, reviews=Reviews(host) if host else None,
             public_url=settings.public_url, origin=origin_lookup(db),
-            remotes=settings.git_hosting.remotes,
+            remotes=settings.git_hosting.remotes, db=db, keep_days=settings.retention_days,
+            look_after_interval_s=settings.drift_check_interval_s,
         )  # fmt: skip
 
 
@@ -165,6 +171,9 @@ class TerraformExecutor:
         public_url: str = "http://localhost:8080",
         origin: OriginLookup | None = None,
         remotes: Mapping[str, str] | None = None,
+        db: Database | None = None,
+        keep_days: float = 30.0,
+        look_after_interval_s: float = 300.0,
     ) -> None:
         self.terraform_dir = terraform_dir.resolve()
         # Terraform's own settings pass through (TF_LOG, a plugin cache, TF_TOKEN_* for a
@@ -174,9 +183,16 @@ class TerraformExecutor:
         )
         self.versions = GitVersions(self.terraform_dir)
         self.proposer = RevertProposer(self.versions, reviews, public_url, origin, remotes or {})
+        # Reverts proposed in git, looked after until git says what the state holds.
+        self.watch = ProposalWatch(self.proposer, db, keep_days) if db is not None else None
+        self.look_after_interval_s = look_after_interval_s
         self.last_good = last_good
         self.binary = binary
         self.interrupt_grace_s = interrupt_grace_s
+
+    def look_after(self) -> None:
+        if self.watch is not None:
+            self.watch.look_after()
 
     def target(self, spec: TerraformStep) -> tuple[Path, Version]:
         workdir = self.versions.workdir(spec.workdir)

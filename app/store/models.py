@@ -243,7 +243,12 @@ class Execution(Base):
 
 class StepRow(Base):
     __tablename__ = "steps"
-    __table_args__ = (UniqueConstraint("execution_id", "position", name="uq_steps_position"),)
+    __table_args__ = (
+        UniqueConstraint("execution_id", "position", name="uq_steps_position"),
+        # A kind that looks after its ended steps (terraform: a revert proposed in git)
+        # reads the recent ones of its kind, not the whole table.
+        Index("ix_steps_kind_finished", "kind", "finished_at"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"), index=True)

@@ -18,6 +18,7 @@ from app.store.models import (
     Event,
     Execution,
     IncidentRow,
+    StepRow,
     new_id,
 )
 
@@ -252,3 +253,22 @@ def execution_origin(*, session: Session, execution_id: str) -> tuple[str, Incid
     if execution is None:
         return None
     return execution.runbook, Incident.model_validate(execution.incident.document)
+
+
+def ended_steps(*, session: Session, kind: str, since: datetime) -> list[StepRow]:
+    """The succeeded steps of `kind` that ended since `since`, newest first."""
+    return list(
+        session.scalars(
+            select(StepRow)
+            .where(StepRow.kind == kind, StepRow.finished_at >= since,
+                   StepRow.status == "succeeded")
+            .order_by(StepRow.finished_at.desc())
+        )
+    )  # fmt: skip
+
+
+def set_step_detail(*, session: Session, step_id: int, detail: dict[str, Any]) -> None:
+    """Replace a step's findings (what it learnt since it ended, say)."""
+    step = session.get(StepRow, step_id)
+    if step is not None:
+        step.detail = detail

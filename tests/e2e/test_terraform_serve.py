@@ -8,7 +8,8 @@ import base64
 import json
 import re
 import subprocess
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -418,3 +419,57 @@ def test_the_push_to_the_code_host_carries_its_token_and_only_there(
     expected = "Basic " + base64.b64encode(f"x-access-token:{GITHUB_TOKEN}".encode()).decode()
     assert git_http.authorizations and set(git_http.authorizations) == {expected}
     assert repo.git("remote") == ""  # nothing was written to the live repository's config
+
+
+def test_the_drift_is_shown_until_the_proposal_is_merged(tmp_path: Path, serve: Any) -> None:
+    with hosted(tmp_path, "github") as hosting:
+        repo, github = hosting.repo, hosting.host
+        config = {**hosting.config, "drift_check_interval_s": 0.3}
+        server = serve(repo, PROPOSE, config=config)
+        first = fire(server)
+        assert first["status"] == "succeeded", first
+        drift = first["steps"][0]["detail"]["proposal"]["drift"]
+        assert drift.startswith("drift: git at")
+        time.sleep(1.5)  # several looks: git still says the bad version
+        assert proposal_of(server, first["id"])["drift"] == drift
+
+        github.close(1)  # closed without merging: said, and the drift stays
+        closed = wait_for(server, first["id"], lambda p: p["request"].get("state") == "closed")
+        assert closed["drift"] == drift
+
+        # A later revert of the workdir supersedes the first one's drift.
+        hotfix = repo.commit(web_tf("release-1.1"), "web: release 1.1")
+        server.close()
+        server = serve(repo, {**PROPOSE, "revert_to": f"git:{hotfix}"}, config=config)
+        second = fire(server)
+        assert second["status"] == "succeeded", second
+        superseded = wait_for(server, first["id"], lambda p: p["drift"] is None)
+        assert superseded["settled"] == f"superseded by the revert of execution {second['id'][:8]}"
+
+        # Merged: git now says what the state holds, and the execution says so.
+        github.merge(second["steps"][0]["detail"]["proposal"]["request"]["number"])
+        merged = wait_for(server, second["id"], lambda p: p["drift"] is None)
+        base = git_at(hosting.remote, "rev-parse", "main")
+        assert merged["settled"].startswith(f"git at {base[:12]} (main) says the applied version")
+        summary = server.api(f"/executions/{second['id']}")["steps"][0]["detail"]["summary"]
+        assert "no drift: git at" in summary and "; drift: git at" not in summary
+        assert github.violations == []
+
+
+def proposal_of(server: Server, execution_id: str) -> dict[str, Any]:
+    proposal: dict[str, Any] = server.api(f"/executions/{execution_id}")["steps"][0]["detail"][
+        "proposal"
+    ]
+    return proposal
+
+
+def wait_for(
+    server: Server, execution_id: str, done: Callable[[dict[str, Any]], bool]
+) -> dict[str, Any]:
+    """The execution's proposal once `done` says so (within 20 s)."""
+    deadline = time.monotonic() + 20
+    while True:
+        proposal = proposal_of(server, execution_id)
+        if done(proposal) or time.monotonic() > deadline:
+            return proposal
+        time.sleep(0.2)
