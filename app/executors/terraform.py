@@ -283,10 +283,11 @@ class _Attempt:
                 self.detail["guard"] = "max_destroy"
                 return "refused", why
             self.detail["applied"] = False
-            if summary.changes_nothing:
-                return "succeeded", None
-            self._terraform("apply", "-input=false", lock, plan_file)
-            self.detail["applied"] = True
+            if not summary.changes_nothing:
+                self._terraform("apply", "-input=false", lock, plan_file)
+                self.detail["applied"] = True
+            # Also when the state already held it (an attempt retried after its apply
+            # landed and the service died): git may still say otherwise.
             self._propose(workdir, version)
             return "succeeded", None
 

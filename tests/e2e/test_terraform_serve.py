@@ -248,6 +248,22 @@ def test_an_applied_revert_is_proposed_in_git_once_and_updated_by_the_next(
     assert 'input = "release-1.1"' in git_at(remote, "show", f"{branch}:terraform/web/main.tf")
 
 
+def test_a_revert_the_state_already_holds_is_still_proposed(tmp_path: Path, serve: Any) -> None:
+    """The state holds the version already (an attempt retried after its apply landed
+    and the service died, say): nothing is applied, and git is still brought in line."""
+    repo = terraform_repo(tmp_path)
+    remote = bare_remote(repo, tmp_path)
+    server = serve(repo, {"workdir": "web", "revert_to": "previous"})
+    assert fire(server)["status"] == "succeeded"
+    server.close()
+    again = fire(serve(repo, PROPOSE))
+    assert again["status"] == "succeeded", again
+    detail = again["steps"][0]["detail"]
+    assert detail["applied"] is False and detail["proposal"]["commit"]
+    branch = detail["proposal"]["branch"]
+    assert git_at(remote, "rev-parse", branch) == detail["proposal"]["commit"]
+
+
 def test_a_push_the_remote_refuses_is_escalated_and_the_revert_stays_succeeded(
     tmp_path: Path, serve: Any, recorder: Recorder
 ) -> None:
