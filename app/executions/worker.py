@@ -28,7 +28,12 @@ from app.executions.steps import Stop, release
 from app.executions.verify import expire_deadlines, run_http_checks
 from app.executors.base import LooksAfter
 from app.services import Services, reload_runbooks, runbooks_signature
-from app.store.queue import cancel_requested, claim_next_execution, renew_leases
+from app.store.queue import (
+    cancel_requested,
+    claim_next_execution,
+    earliest_window,
+    renew_leases,
+)
 from app.store.retention import prune
 
 log = logging.getLogger("remediator.worker")
@@ -104,7 +109,7 @@ class WorkerPool:
             try:
                 claimed = self._claim(worker_id)
                 if claimed is None:
-                    services.work_ready.wait(settings.poll_interval_s)
+                    services.work_ready.wait(self._idle_s())
                     services.work_ready.clear()
                     continue
                 execution_id, partners = claimed
@@ -124,6 +129,17 @@ class WorkerPool:
             except Exception:
                 log.exception("execution worker error; retrying")
                 services.stopping.wait(settings.poll_interval_s)
+
+    def _idle_s(self) -> float:
+        """How long to wait for work: a poll interval, or less when a batch's window
+        ends sooner (its members are claimable then, and nothing else says so)."""
+        services, now = self.services, datetime.now(UTC)
+        with services.db.read() as session:
+            window = earliest_window(session=session, now=now)
+        wait_s = services.settings.poll_interval_s
+        if window is not None:
+            wait_s = min(wait_s, (window - now).total_seconds())
+        return max(0.01, wait_s)
 
     def _hold(self, worker_id: str, execution_id: str) -> Stop:
         """Registered as ours: the housekeeper renews its lease and delivers its cancel."""

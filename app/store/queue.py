@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import ColumnElement, and_, exists, or_, select, update
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select, update
 from sqlalchemy.orm import Session, aliased
 
 from app.store.models import HOLDS_KEY, EscalationRow, Execution
@@ -57,6 +57,17 @@ def claim_next_execution(
         return None
     _take(candidate, worker_id, now, lease_s)
     return candidate
+
+
+def earliest_window(*, session: Session, now: datetime) -> datetime | None:
+    """When the next queued execution held back by a batch's window may be claimed (a
+    window already over is not waited for: what holds such an execution back is another,
+    a concurrency key say, whose release wakes the workers)."""
+    return session.scalar(
+        select(func.min(Execution.next_check_at)).where(
+            Execution.status == "queued", Execution.next_check_at > now
+        )
+    )
 
 
 def claim_batch(

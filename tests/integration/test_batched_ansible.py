@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -245,3 +246,15 @@ def test_simulate_says_whether_the_step_would_batch(
     assert simulated("DiskFull").startswith("batched: one run with the other incidents")
     assert "within 1s (up to 50)" in simulated("DiskFull")
     assert simulated("Other") == "runs alone: its limit is a pattern, not host or group names"
+
+
+def test_a_batch_starts_when_its_window_ends_not_at_the_next_poll(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    playbooks = fleet(tmp_path, 2)
+    api = make_api([fleet_runbook(tmp_path, window="0.5s")], playbooks_dir=str(playbooks),
+                   workers=2, poll_interval_s=10)  # fmt: skip
+    done = api.wait(fire(api, "host-0"))
+    assert done["status"] == "succeeded", done
+    waited = datetime.fromisoformat(done["started_at"]) - datetime.fromisoformat(done["created_at"])
+    assert timedelta(seconds=0.4) < waited < timedelta(seconds=3)  # not the 10 s poll
