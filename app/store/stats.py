@@ -137,12 +137,19 @@ def _spreads(
 ) -> dict[str, Spread]:
     """Per runbook and over all (`ALL`), the count and nearest-rank p50/p90 of `value`:
     the values come sorted by the database, one column of numbers."""
-    rows = session.execute(
+    result = session.connection().execute(
         select(_RUNBOOK, value)
         .select_from(table)
         .where(*where, value.is_not(None))
         .order_by(_RUNBOOK, value)
-    ).all()
+    )
+    # The driver's own tuples: SQLAlchemy's row objects were over half of this query's
+    # time (40,000 values: 115 ms against 53 ms), and a name and a float need no
+    # conversion. The statement, its binds and their types are still SQLAlchemy's.
+    try:
+        rows = result.cursor.fetchall()
+    finally:
+        result.close()
     spreads = {
         name: _spread([seconds for _, seconds in group])
         for name, group in groupby(rows, key=itemgetter(0))
