@@ -217,6 +217,11 @@ class CodeHostConfig(Strict):
     verify_tls: bool = True
     request_timeout_s: float = Field(default=30.0, gt=0)
 
+    def engine(self) -> EngineConfig:
+        """The API as the engine client every remote kind uses takes it."""
+        return EngineConfig(url=self.api_url, token=self.token, verify_tls=self.verify_tls,
+                            request_timeout_s=self.request_timeout_s)  # fmt: skip
+
 
 class GitHubHosting(CodeHostConfig):
     api_url: str = Field(default="https://api.github.com", pattern=API_URL)

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from app.config import EngineConfig, GitHubHosting
+from app.config import GitHubHosting
 from app.executors.code_host import RequestState, ReviewRequest, already_open
 from app.executors.engine_http import EngineClient
 
@@ -32,11 +32,9 @@ class GitHubHost:
         host = (urlsplit(config.api_url).hostname or "").lower()
         # api.github.com serves git at github.com; GitHub Enterprise Server at its own host
         self.git_host = host.removeprefix("api.")
-        engine = EngineConfig(url=config.api_url, token=config.token, verify_tls=config.verify_tls,
-                              request_timeout_s=config.request_timeout_s)  # fmt: skip
         self.client = EngineClient(
             "GitHub",
-            engine,
+            config.engine(),
             auth=lambda token: {"authorization": f"Bearer {token}"},
             headers={"accept": "application/vnd.github+json", "x-github-api-version": API_VERSION},
         )

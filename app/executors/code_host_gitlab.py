@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from app.config import EngineConfig, GitLabHosting
+from app.config import GitLabHosting
 from app.executors.code_host import RequestState, ReviewRequest, already_open
 from app.executors.engine_http import EngineClient
 
@@ -30,9 +30,9 @@ class GitLabHost:
         self.config = config
         self.requests = f"/api/v4/projects/{quote(config.project, safe='')}/merge_requests"
         self.git_host = (urlsplit(config.api_url).hostname or "").lower()
-        engine = EngineConfig(url=config.api_url, token=config.token, verify_tls=config.verify_tls,
-                              request_timeout_s=config.request_timeout_s)  # fmt: skip
-        self.client = EngineClient("GitLab", engine, auth=lambda token: {"private-token": token})
+        self.client = EngineClient(
+            "GitLab", config.engine(), auth=lambda token: {"private-token": token}
+        )
 
     def find(self, branch: str, base: str) -> ReviewRequest | None:
         params = {"source_branch": branch, "target_branch": base, "state": "all",

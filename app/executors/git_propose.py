@@ -113,10 +113,9 @@ def propose_revert(
     names it, for the branch) to `applied`. Without `reviews` (no code host configured),
     any proposal branch of the workdir on the remote counts as still under review. `url`
     (from the config) is pushed to instead of the checkout's remote of that name."""
-    url = url or _git(repo_root, "remote", "get-url", "--", settings.remote)
+    url, talk = _remote(repo_root, settings, reviews, url)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "root"
     ours = f"refs/heads/{BRANCH_PREFIX}{slug}-*"
-    talk = reviews.git_env(url) if reviews is not None else {}
     open_ones = f"+{ours}:refs/proposing/open/{BRANCH_PREFIX}{slug}-*"
     with _fetched(repo_root, url, settings.base, talk, open_ones) as (private, work):
         base_commit = _git(work, "rev-parse", "--verify", "refs/proposing/base^{commit}")
@@ -169,12 +168,20 @@ def git_says(
 ) -> GitSays:
     """Whether `base` on the remote now holds the `applied` commit's files for `workdir`
     (a path relative to `repo_root`), looked up in the same kind of private clone."""
-    url = url or _git(repo_root, "remote", "get-url", "--", settings.remote)
-    talk = reviews.git_env(url) if reviews is not None else {}
+    url, talk = _remote(repo_root, settings, reviews, url)
     with _fetched(repo_root, url, settings.base, talk) as (_, work):
         base_commit = _git(work, "rev-parse", "--verify", "refs/proposing/base^{commit}")
         agrees = _tree(work, base_commit, workdir) == _tree(work, applied, workdir)
         return GitSays(base_commit, agrees)
+
+
+def _remote(
+    repo_root: Path, settings: Propose, reviews: Reviewing | None, url: str | None
+) -> tuple[str, Mapping[str, str]]:
+    """The remote's URL (the config's, else the checkout's remote of that name) and
+    git's environment for talking to it."""
+    url = url or _git(repo_root, "remote", "get-url", "--", settings.remote)
+    return url, reviews.git_env(url) if reviews is not None else {}
 
 
 @contextmanager

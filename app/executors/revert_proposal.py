@@ -114,6 +114,7 @@ class ProposalWatch:
     proposer: RevertProposer
     db: Database
     keep_days: float  # older steps are not looked at (retention prunes them anyway)
+    interval_s: float  # between looks
 
     def look_after(self) -> None:
         now = datetime.now(UTC)

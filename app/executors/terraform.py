@@ -54,12 +54,7 @@ from app.executors.git_propose import Propose
 from app.executors.git_versions import GitVersions, LastGoodLookup, Version
 from app.executors.interruptible import Finished, run_interruptible
 from app.executors.known_good import last_good_lookup
-from app.executors.revert_proposal import (
-    OriginLookup,
-    ProposalWatch,
-    RevertProposer,
-    origin_lookup,
-)
+from app.executors.revert_proposal import ProposalWatch, RevertProposer, origin_lookup
 from app.executors.terraform_plan import refusal, summarise
 from app.runbooks.duration import Duration
 from app.runbooks.templating import render_value
@@ -135,16 +130,21 @@ class TerraformKind:
 
     def executor(self, settings: Settings, db: Database) -> Executor:
         host = code_host(settings.git_hosting)
+        proposer = RevertProposer(
+            GitVersions(settings.terraform_dir), Reviews(host) if host else None,
+            settings.public_url, origin_lookup(db), settings.git_hosting.remotes,
+        )  # fmt: skip
+        watch = ProposalWatch(proposer, db, settings.retention_days,
+                              settings.drift_check_interval_s)  # fmt: skip
         return TerraformExecutor(
             settings.terraform_dir, last_good_lookup(db), binary=settings.terraform_bin,
-            step_env=settings.step_env, reviews=Reviews(host) if host else None,
-            public_url=settings.public_url, origin=origin_lookup(db),
-            remotes=settings.git_hosting.remotes, db=db, keep_days=settings.retention_days,
-            look_after_interval_s=settings.drift_check_interval_s,
+            step_env=settings.step_env, proposer=proposer, watch=watch,
         )  # fmt: skip
 
 
 BACKEND_OVERRIDE = "zz_remediator_backend_override.tf.json"
+# How often an executor without a watch (built outside a service) is asked: it has nothing.
+UNWATCHED_S = 3600.0
 INTERRUPT_GRACE_S = 30.0
 
 
@@ -167,13 +167,8 @@ class TerraformExecutor:
         binary: str = "terraform",
         interrupt_grace_s: float = INTERRUPT_GRACE_S,
         step_env: list[str] | None = None,
-        reviews: Reviews | None = None,
-        public_url: str = "http://localhost:8080",
-        origin: OriginLookup | None = None,
-        remotes: Mapping[str, str] | None = None,
-        db: Database | None = None,
-        keep_days: float = 30.0,
-        look_after_interval_s: float = 300.0,
+        proposer: RevertProposer | None = None,
+        watch: ProposalWatch | None = None,
     ) -> None:
         self.terraform_dir = terraform_dir.resolve()
         # Terraform's own settings pass through (TF_LOG, a plugin cache, TF_TOKEN_* for a
@@ -181,11 +176,12 @@ class TerraformExecutor:
         self.environment = step_environment(
             step_env or [], TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1"
         )
-        self.versions = GitVersions(self.terraform_dir)
-        self.proposer = RevertProposer(self.versions, reviews, public_url, origin, remotes or {})
+        # Without one (built outside a service), a revert is pushed and nothing opened.
+        self.proposer = proposer or RevertProposer(GitVersions(terraform_dir), None, "", None, {})
+        self.versions = self.proposer.versions
         # Reverts proposed in git, looked after until git says what the state holds.
-        self.watch = ProposalWatch(self.proposer, db, keep_days) if db is not None else None
-        self.look_after_interval_s = look_after_interval_s
+        self.watch = watch
+        self.look_after_interval_s = watch.interval_s if watch is not None else UNWATCHED_S
         self.last_good = last_good
         self.binary = binary
         self.interrupt_grace_s = interrupt_grace_s

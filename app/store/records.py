@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, exists, insert, select
-from sqlalchemy.orm import InstrumentedAttribute, Session, aliased
+from sqlalchemy.orm import InstrumentedAttribute, Session, aliased, lazyload
 
 from app.incident import Incident
 from app.store.models import (
@@ -249,10 +249,16 @@ def attach(*, session: Session, execution_id: str, incident_id: str, now: dateti
 
 def execution_origin(*, session: Session, execution_id: str) -> tuple[str, Incident] | None:
     """The runbook an execution runs and the incident that started it, as it arrived."""
-    execution = session.get(Execution, execution_id)
-    if execution is None:
+    # Those two only: the execution's steps, attempts, escalations and actions are not read.
+    found = session.execute(
+        select(Execution.runbook, IncidentRow)
+        .join(IncidentRow, IncidentRow.id == Execution.incident_id)
+        .where(Execution.id == execution_id)
+    ).first()
+    if found is None:
         return None
-    return execution.runbook, Incident.model_validate(execution.incident.document)
+    runbook, incident = found
+    return runbook, Incident.model_validate(incident.document)
 
 
 def ended_steps(*, session: Session, kind: str, since: datetime) -> list[StepRow]:
@@ -263,6 +269,8 @@ def ended_steps(*, session: Session, kind: str, since: datetime) -> list[StepRow
             .where(StepRow.kind == kind, StepRow.finished_at >= since,
                    StepRow.status == "succeeded")
             .order_by(StepRow.finished_at.desc())
+            # Their findings are what is read; each one's attempts are not.
+            .options(lazyload(StepRow.attempt_rows))
         )
     )  # fmt: skip
 
