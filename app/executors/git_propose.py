@@ -6,7 +6,12 @@ A branch `remediator/revert-<workdir>-<execution id, 8 characters>` gets one new
 on top of the remote's `base` whose tree is `base`'s with the workdir's files as of the
 applied version: only that workdir changes. A later revert of the same workdir, while
 such a branch is still on the remote, adds its commit on top of that branch instead of
-opening another. Nothing is force-pushed.
+opening another, but only a branch remediator pushed itself whose tip is still a commit
+it pushed (the `Ledger`): anyone who can push to the repository can push a branch with
+the prefix, and remediator's commit and request on top of a stranger's commit would
+lend it a trust it has not earned. Such a branch is named in the proposal as ignored.
+Whatever is pushed touches only the workdir (checked against `base` before the push).
+Nothing is force-pushed.
 
 All of it happens in a private clone, never checked out, that borrows the live
 repository's objects (`git clone --shared --no-checkout`): the live checkout, its index,
@@ -28,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -69,6 +75,7 @@ class Proposal:
     applied: str  # the commit whose workdir the state now holds
     updated: bool  # added to a branch proposed before, not a new one
     drifted: bool  # `base` holds another configuration for the workdir than the state
+    ignored: tuple[str, ...] = ()  # proposal-like branches not adopted, and why
 
     @property
     def drift(self) -> str | None:
@@ -94,6 +101,18 @@ class Reviewing(Protocol):
         """git's environment for talking to the remote at `url` (its credentials)."""
 
 
+class Ledger(Protocol):
+    """The commits remediator pushed to proposal branches (kept in the database)."""
+
+    def ours(self, remote: str, branch: str, commit: str) -> bool:
+        """Whether remediator pushed `commit` to `branch` on `remote` (a URL without
+        credentials)."""
+
+    def record(self, remote: str, branch: str, commit: str, execution_id: str) -> None:
+        """Remember `execution_id`'s push, before it is made: a push that then fails
+        leaves a record of a commit no branch has, which matches nothing."""
+
+
 class ProposeError(VersionError):
     """The revert applied, but proposing it in git failed (a refused push, say)."""
 
@@ -106,35 +125,38 @@ def propose_revert(
     execution_id: str,
     settings: Propose,
     message: str,
+    ledger: Ledger,
     reviews: Reviewing | None = None,
     url: str | None = None,
 ) -> Proposal:
     """Push the revert of `workdir` (a path relative to `repo_root`; `name` as the step
     names it, for the branch) to `applied`. Without `reviews` (no code host configured),
-    any proposal branch of the workdir on the remote counts as still under review. `url`
-    (from the config) is pushed to instead of the checkout's remote of that name."""
+    any proposal branch of ours on the remote counts as still under review. `url` (from
+    the config) is pushed to instead of the checkout's remote of that name."""
     url, talk = _remote(repo_root, settings, reviews, url)
+    remote = without_credentials(url)
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", name).strip("-") or "root"
     ours = f"refs/heads/{BRANCH_PREFIX}{slug}-*"
-    open_ones = f"+{ours}:refs/proposing/open/{BRANCH_PREFIX}{slug}-*"
-    with _fetched(repo_root, url, settings.base, talk, open_ones) as (private, work):
+    refspec = f"+{ours}:refs/proposing/open/{BRANCH_PREFIX}{slug}-*"
+    with _fetched(repo_root, url, settings.base, talk, refspec) as (private, work):
         base_commit = _git(work, "rev-parse", "--verify", "refs/proposing/base^{commit}")
         git_version = _git(work, "rev-list", "-n", "1", base_commit, "--", workdir) or base_commit
         found = _git(
-            work, "for-each-ref", "--sort=-committerdate", "--format=%(refname)",
+            work, "for-each-ref", "--sort=-committerdate", "--format=%(objectname) %(refname)",
             "refs/proposing/open/",
         ).splitlines()  # fmt: skip
-        open_refs = [
-            ref
-            for ref in found
-            if reviews is None
-            or reviews.still_open(ref.removeprefix("refs/proposing/open/"), settings.base)
-        ]
-        if open_refs:
-            parent = _git(work, "rev-parse", open_refs[0])
-            branch = open_refs[0].removeprefix("refs/proposing/open/")
-        else:
-            parent, branch = base_commit, f"{BRANCH_PREFIX}{slug}-{execution_id[:8]}"
+        open_ones: list[tuple[str, str]] = []
+        ignored: list[str] = []
+        for tip, ref in (line.split(" ", 1) for line in found):
+            branch = ref.removeprefix("refs/proposing/open/")
+            if not ledger.ours(remote, branch, tip):
+                ignored.append(f"{branch}: its tip {tip[:12]} was not pushed by remediator")
+            elif reviews is None or reviews.still_open(branch, settings.base):
+                open_ones.append((tip, branch))
+        # The newest first: our own commits, so their committer dates are ours too.
+        parent, branch = open_ones[0] if open_ones else (
+            base_commit, f"{BRANCH_PREFIX}{slug}-{execution_id[:8]}"
+        )  # fmt: skip
         index = {"GIT_INDEX_FILE": str(Path(private) / "index")}
         _git(work, "read-tree", parent, env=index)
         _git(work, "rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", workdir, env=index)
@@ -144,10 +166,36 @@ def propose_revert(
         commit = None
         if drifted and tree != _git(work, "rev-parse", f"{parent}^{{tree}}"):
             commit = _git(work, "commit-tree", tree, "-p", parent, "-m", message, env=AUTHOR)
+            _only_touches(work, base_commit, commit, workdir)
+            ledger.record(remote, branch, commit, execution_id)
             _git(work, "push", "--quiet", "--", url, f"{commit}:refs/heads/{branch}", env=talk)
-        # else: git already says the applied version, or the open proposal does
+        elif drifted:  # the open proposal says it already; its request is opened on it
+            _only_touches(work, base_commit, parent, workdir)
+        # else: git already says the applied version
         return Proposal(branch, commit, settings.remote, settings.base, base_commit,
-                        git_version, applied.commit, bool(open_refs), drifted)  # fmt: skip
+                        git_version, applied.commit, bool(open_ones), drifted,
+                        tuple(ignored))  # fmt: skip
+
+
+def _only_touches(work: Path, base_commit: str, head: str, workdir: str) -> None:
+    """Refuse a proposal whose branch changes anything outside `workdir` against `base`
+    (since where they meet)."""
+    changed = _git(work, "diff", "--name-only", "-z", "--no-renames",
+                   f"{base_commit}...{head}").split("\0")  # fmt: skip
+    inside = "" if workdir == "." else f"{workdir}/"
+    outside = sorted(path for path in changed if path and not path.startswith(inside))
+    if outside:
+        raise ProposeError(
+            f"the proposal branch would change files outside {workdir}: {', '.join(outside)}"
+        )
+
+
+def without_credentials(url: str) -> str:
+    """A remote's URL as the ledger keys it: a token in its user part is no key."""
+    parts = urlsplit(url)
+    if not parts.scheme or "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from app.errors import ExecutorError, VersionError
 from app.executors.code_host import Incident, RevertStory, Reviews
-from app.executors.git_propose import Propose, git_says, propose_revert
+from app.executors.git_propose import Ledger, Propose, git_says, propose_revert
 from app.executors.git_versions import GitVersions, Version
 from app.incident import Incident as ArrivedIncident
 from app.store.db import Database
 from app.store.records import ended_steps, execution_origin, set_step_detail
+from app.store.versions import pushed_here, record_pushed_branch
 
 log = logging.getLogger("remediator.executors")
 
@@ -44,6 +45,7 @@ class RevertProposer:
     origin: OriginLookup | None
     # Push URLs by remote name, from the config (`git_hosting.remotes`).
     remotes: Mapping[str, str]
+    ledger: Ledger
 
     def propose(
         self,
@@ -64,13 +66,14 @@ class RevertProposer:
         try:
             proposal = propose_revert(
                 self.versions.root(), self.versions.in_repo(workdir), name, version,
-                execution_id, settings, message, reviews=self.reviews,
+                execution_id, settings, message, self.ledger, reviews=self.reviews,
                 url=self.remotes.get(settings.remote),
             )  # fmt: skip
         except (VersionError, ExecutorError) as exc:
             why = f"the revert applied, but it could not be proposed in git: {exc}"
             return Proposed({"error": str(exc)}, f"NOT proposed in git: {exc}", why)
         detail, said = proposal.as_dict(), [proposal.drift] if proposal.drift else []
+        said += [f"ignored {ignored}" for ignored in proposal.ignored]
         if self.reviews is None or not proposal.drifted:
             return Proposed(detail, "; ".join(said))
         noun = self.reviews.host.noun
@@ -100,6 +103,36 @@ def origin_lookup(db: Database) -> OriginLookup:
             return execution_origin(session=session, execution_id=execution_id)
 
     return lookup
+
+
+@dataclass(frozen=True)
+class PushedBranches:
+    """The ledger of proposal branches in the database, which every replica shares."""
+
+    db: Database
+
+    def ours(self, remote: str, branch: str, commit: str) -> bool:
+        with self.db.read() as session:
+            return pushed_here(session=session, remote=remote, branch=branch, commit=commit)
+
+    def record(self, remote: str, branch: str, commit: str, execution_id: str) -> None:
+        with self.db.write() as session:
+            record_pushed_branch(session=session, remote=remote, branch=branch, commit=commit,
+                                 execution_id=execution_id, now=datetime.now(UTC))  # fmt: skip
+
+
+@dataclass
+class RememberedPushes:
+    """The ledger of an executor built outside a service: what this process pushed."""
+
+    pushed: set[tuple[str, str, str]] = field(default_factory=set)
+
+    def ours(self, remote: str, branch: str, commit: str) -> bool:
+        return (remote, branch, commit) in self.pushed
+
+    def record(self, remote: str, branch: str, commit: str, execution_id: str) -> None:
+        del execution_id  # one process: which of its executions pushed is not asked
+        self.pushed.add((remote, branch, commit))
 
 
 @dataclass(frozen=True)

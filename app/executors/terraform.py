@@ -54,7 +54,13 @@ from app.executors.git_propose import Propose
 from app.executors.git_versions import GitVersions, LastGoodLookup, Version
 from app.executors.interruptible import Finished, run_interruptible
 from app.executors.known_good import last_good_lookup
-from app.executors.revert_proposal import ProposalWatch, RevertProposer, origin_lookup
+from app.executors.revert_proposal import (
+    ProposalWatch,
+    PushedBranches,
+    RememberedPushes,
+    RevertProposer,
+    origin_lookup,
+)
 from app.executors.terraform_plan import refusal, summarise
 from app.runbooks.duration import Duration
 from app.runbooks.templating import render_value
@@ -133,6 +139,7 @@ class TerraformKind:
         proposer = RevertProposer(
             GitVersions(settings.terraform_dir), Reviews(host) if host else None,
             settings.public_url, origin_lookup(db), settings.git_hosting.remotes,
+            PushedBranches(db),
         )  # fmt: skip
         watch = ProposalWatch(proposer, db, settings.retention_days,
                               settings.drift_check_interval_s)  # fmt: skip
@@ -177,7 +184,9 @@ class TerraformExecutor:
             step_env or [], TF_IN_AUTOMATION="1", TF_INPUT="0", CHECKPOINT_DISABLE="1"
         )
         # Without one (built outside a service), a revert is pushed and nothing opened.
-        self.proposer = proposer or RevertProposer(GitVersions(terraform_dir), None, "", None, {})
+        self.proposer = proposer or RevertProposer(
+            GitVersions(terraform_dir), None, "", None, {}, RememberedPushes()
+        )
         self.versions = self.proposer.versions
         # Reverts proposed in git, looked after until git says what the state holds.
         self.watch = watch

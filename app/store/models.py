@@ -378,3 +378,19 @@ class AuditRow(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     status: Mapped[int] = mapped_column(Integer)
     client: Mapped[str | None] = mapped_column(String(100))
+
+
+class ProposalBranchRow(Base):
+    """A commit remediator pushed to a proposal branch. A later revert adds to a branch
+    only while the remote's tip is one of these: a branch someone else made or pushed to
+    is never adopted."""
+
+    __tablename__ = "proposal_branches"
+    __table_args__ = (Index("ix_proposal_branches_branch", "remote", "branch", "commit"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    remote: Mapped[str] = mapped_column(String(500))  # its URL, without credentials
+    branch: Mapped[str] = mapped_column(String(255))
+    commit: Mapped[str] = mapped_column(String(64))
+    execution_id: Mapped[str] = mapped_column(String(36))
+    pushed_at: Mapped[datetime] = mapped_column(default=utcnow)

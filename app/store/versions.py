@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.store.models import Execution, GoodVersionRow
+from app.store.models import Execution, GoodVersionRow, ProposalBranchRow
 
 
 def record_good_version(
@@ -51,3 +51,23 @@ def record_applied_versions(*, session: Session, execution: Execution, now: date
                 now=now,
                 execution_id=execution.id,
             )
+
+
+def record_pushed_branch(
+    *, session: Session, remote: str, branch: str, commit: str, execution_id: str, now: datetime
+) -> None:
+    session.add(
+        ProposalBranchRow(
+            remote=remote, branch=branch, commit=commit, execution_id=execution_id, pushed_at=now
+        )
+    )
+
+
+def pushed_here(*, session: Session, remote: str, branch: str, commit: str) -> bool:
+    """Whether remediator pushed `commit` to `branch` on `remote`."""
+    query = select(ProposalBranchRow.id).where(
+        ProposalBranchRow.remote == remote,
+        ProposalBranchRow.branch == branch,
+        ProposalBranchRow.commit == commit,
+    )
+    return session.execute(query.limit(1)).first() is not None

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import re
 import subprocess
 import time
@@ -365,6 +366,69 @@ def test_a_revert_opens_one_pull_request_the_next_updates_it_and_a_merged_one_is
         newest = third["steps"][0]["detail"]["proposal"]
         assert newest["branch"] == f"remediator/revert-web-{third['id'][:8]}"
         assert newest["updated"] is False and newest["request"]["number"] == 2
+        assert github.violations == []
+
+
+def plant(remote: Path, branch: str, on: str, path: str, work: Path) -> str:
+    """Someone with push rights pushes `branch`: `on` plus a file at `path`, committed in
+    the future so that it sorts newest. Answers the planted commit."""
+    clone = work / f"planter-{len(list(work.glob('planter-*')))}"
+    future = "2099-01-01T00:00:00Z"
+    env = {**os.environ, "GIT_AUTHOR_NAME": "remediator", "GIT_AUTHOR_EMAIL": "remediator@localhost",
+           "GIT_COMMITTER_NAME": "remediator", "GIT_COMMITTER_EMAIL": "remediator@localhost",
+           "GIT_AUTHOR_DATE": future, "GIT_COMMITTER_DATE": future}  # fmt: skip
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", "-C", str(clone), *args], capture_output=True, text=True,
+                              env=env, check=True)  # fmt: skip
+        return done.stdout.strip()
+
+    subprocess.run(["git", "clone", "-q", str(remote), str(clone)], check=True)
+    git("checkout", "-q", "--detach", on)
+    (clone / path).parent.mkdir(parents=True, exist_ok=True)
+    (clone / path).write_text("on: push\njobs: {steal: {runs-on: x, steps: [{run: env}]}}\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "Revert web")
+    git("push", "-q", "origin", f"HEAD:refs/heads/{branch}")
+    return git("rev-parse", "HEAD")
+
+
+def test_a_planted_or_moved_proposal_branch_is_never_adopted(tmp_path: Path, serve: Any) -> None:
+    """Anyone who can push can push a branch with remediator's prefix (here a workflow
+    file, committed in the future so it sorts newest), or push onto one of remediator's
+    own: neither gets remediator's commit or its pull request; a fresh branch does, and
+    the step says which branch it ignored and why."""
+    with hosted(tmp_path, "github") as hosting:
+        repo, remote, github = hosting.repo, hosting.remote, hosting.host
+        workflow = ".github/workflows/deploy.yml"
+        planted = plant(remote, "remediator/revert-web-planted1", repo.bad, workflow, tmp_path)
+        server = serve(repo, PROPOSE, config=hosting.config)
+        first = fire(server)
+        assert first["status"] == "succeeded", first
+        proposal = first["steps"][0]["detail"]["proposal"]
+        ours = f"remediator/revert-web-{first['id'][:8]}"
+        assert proposal["branch"] == ours and proposal["updated"] is False
+        assert proposal["ignored"] == [
+            f"remediator/revert-web-planted1: its tip {planted[:12]} was not pushed by remediator"
+        ]
+        assert "ignored remediator/revert-web-planted1" in first["steps"][0]["detail"]["summary"]
+        assert git_at(remote, "rev-parse", "remediator/revert-web-planted1") == planted
+        assert git_at(remote, "diff", "--name-only", "main", ours) == "terraform/web/main.tf"
+        [pull] = github.requests.values()
+        assert pull.branch == ours
+
+        # Someone pushes onto remediator's own branch: it is no longer remediator's.
+        moved = plant(remote, ours, proposal["commit"], workflow, tmp_path)
+        hotfix = repo.commit(web_tf("release-1.1"), "web: release 1.1")
+        server.close()
+        second = fire(serve(repo, {**PROPOSE, "revert_to": f"git:{hotfix}"}, config=hosting.config))
+        assert second["status"] == "succeeded", second
+        later = second["steps"][0]["detail"]["proposal"]
+        assert later["branch"] == f"remediator/revert-web-{second['id'][:8]}"
+        assert f"{ours}: its tip {moved[:12]} was not pushed by remediator" in later["ignored"]
+        assert git_at(remote, "rev-parse", ours) == moved
+        assert sorted(r.branch for r in github.requests.values()) == sorted([ours, later["branch"]])
+        assert workflow not in git_at(remote, "diff", "--name-only", "main", later["branch"])
         assert github.violations == []
 
 
