@@ -1,4 +1,4 @@
-"""Where a payload value may go, and in what shape: the security model in one module.
+r"""Where a payload value may go, and in what shape: the security model in one module.
 
 Runbook text and configuration are trusted; everything that arrived in a webhook is data.
 A value that came from an incident may fill only the part of a field that the field's
@@ -12,11 +12,16 @@ type allows, and it is checked or encoded here, never in each caller:
   not be loopback, link-local or a metadata service unless the config allows the host.
 - Platform API paths (an Opsgenie alert id, a PagerDuty or Rootly incident id): checked
   against the platform's id format and percent-encoded as one segment.
-- Chat markup (Slack mrkdwn): payload text escaped so it cannot mention, link or format.
+- Chat markup (Slack mrkdwn): payload text escaped so it cannot mention, link or format
+  (`*bold*`, `_italic_`, `~strike~`, `` `code` ``, a leading `>` quote).
 - Markdown (a pull or merge request's description on GitHub or GitLab): payload text
-  with every ASCII punctuation mark escaped, so it cannot mention (`@org/team`),
-  reference (`#12`, `!3`), link, autolink or format; a payload URL is a link only when
-  it is http(s) with nothing that could end the link.
+  with every ASCII punctuation mark escaped, so it cannot link, autolink or format, and a
+  zero-width joiner after each reference sigil (`@`, `#`, `!`, `~`, `%`, `$`, `&`), where
+  a backslash is not enough: GitHub still resolves `\@team` and `\#12`; a payload URL
+  is a link only when it is http(s) with nothing that could end the link.
+- Everywhere payload text is shown to a person (requests, chat, tickets, pages, mail):
+  no bidirectional control character (U+202A-U+202E, U+2066-U+2069), which could make
+  the text read in another order than it is (CVE-2021-42574, "Trojan Source").
 
 Everything else a template fills (extra_vars, terraform var, concurrency keys) is data:
 it reaches Ansible tagged `!unsafe` and Terraform as `-var` arguments, never a shell.
@@ -28,6 +33,7 @@ import ipaddress
 import re
 import socket
 from collections.abc import Iterable
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 from app.errors import SinkError
@@ -145,27 +151,81 @@ def path_segment(value: object, pattern: re.Pattern[str]) -> str | None:
     return quote(value, safe="")
 
 
+# ------------------------------------------------------------------ shown to people
+
+_BIDI = re.compile("[\u202a-\u202e\u2066-\u2069]")
+
+
+def without_bidi(value: object) -> str:
+    """Payload text without bidirectional controls."""
+    return _BIDI.sub("", str(value))
+
+
+def inert(value: Any) -> Any:
+    """A payload document (strings in dicts and lists) without bidirectional controls."""
+    if isinstance(value, str):
+        return without_bidi(value)
+    if isinstance(value, dict):
+        return {inert(key): inert(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [inert(item) for item in value]
+    return value
+
+
 # ------------------------------------------------------------------ chat markup
+
+# Slack has no escape for its formatting marks; an invalid date's fallback text is shown
+# as it is, unformatted (the way jsx-slack's <Escape> does it).
+_SLACK_MARKS = re.compile(r"[*_~`]+")
+# Inside a link's label no date can stand: look-alike characters instead (jsx-slack's).
+_SLACK_LOOKALIKES = str.maketrans({"*": "\u2217", "_": "\u02cd", "~": "\u223c", "`": "\u02cb"})
+
+
+def _slack_entities(value: object) -> str:
+    text = without_bidi(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    # A `>` that starts a line would quote it; a soft hyphen before it keeps it text.
+    return re.sub(r"(?m)^&gt;", "\u00ad&gt;", text)
 
 
 def slack_text(value: object) -> str:
     """Payload text for Slack mrkdwn: `&`, `<`, `>` escaped as Slack documents, so it
-    cannot mention (`<!channel>`), link (`<url|text>`) or break out of formatting."""
-    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    cannot mention (`<!channel>`) or link (`<url|text>`), and its formatting marks shown
+    as they are, so it cannot format."""
+    text = _slack_entities(value)
+    return _SLACK_MARKS.sub(lambda found: f"<!date^00000000^{{_}}|{found.group()}>", text)
+
+
+def slack_label(value: object) -> str:
+    """Payload text as a Slack link's label, where no date can stand."""
+    return _slack_entities(value).translate(_SLACK_LOOKALIKES).replace("|", "\u2223")
+
+
+def slack_code(value: object) -> str:
+    """Payload text inside a Slack code block, which no backtick of it can close."""
+    return (
+        without_bidi(value)
+        .replace("&", "&amp;")
+        .replace("<", "&lt;")
+        .replace(">", "&gt;")
+        .replace("`", "\u02cb")
+    )
 
 
 # ------------------------------------------------------------------ markdown
 
 # CommonMark lets a backslash escape any ASCII punctuation mark, and GitHub and GitLab
-# both honour it, so escaping all of them leaves no markup, mention or reference.
+# both honour it for markup; not for references (github/markup#1168,
+# github/cmark-gfm#181): a zero-width joiner after each sigil GitHub or GitLab resolves
+# (`@user`, `#12`, GitLab's `!3`, `~label`, `%milestone`, `$snippet`, `&epic`) does.
 _MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+_REFERENCE_SIGILS = re.compile(r"(\\[@#!~%$&])")
 _LINKABLE = re.compile(r"https?://[^\s<>\\`\x00-\x1f\x7f]{1,2000}")
 
 
 def markdown_text(value: object, limit: int = 500) -> str:
     """Payload text as inert markdown on one line, at most `limit` characters of it."""
-    text = " ".join(str(value).split())[:limit]
-    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
+    text = " ".join(without_bidi(value).split())[:limit]
+    return _REFERENCE_SIGILS.sub("\\1\u200d", _MARKDOWN_PUNCTUATION.sub(r"\\\1", text))
 
 
 def markdown_link(label: str, url: object) -> str:
@@ -178,6 +238,7 @@ def markdown_link(label: str, url: object) -> str:
 
 def markdown_code_block(text: str) -> str:
     """Text shown as it is, in a fenced block no line of it can close."""
+    text = without_bidi(text)
     longest = max((len(run) for run in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
     return f"{fence}text\n{text}\n{fence}"

@@ -3,8 +3,10 @@ the Slack app's signing secret, Approve and Reject buttons on approval notices w
 clicks come back signed to /integrations/slack/interactions.
 
 Everything that came from the incident, or from what a step printed, goes into mrkdwn
-through `app.sinks.slack_text`: a title of `<!channel>` stays text, it does not page
-the channel, and `<https://evil|Runbook>` does not become a link.
+through `app.sinks.slack_text` (`slack_label` in a link's label, `slack_code` in a code
+block): a title of `<!channel>` stays text, it does not page the channel,
+`<https://evil|Runbook>` does not become a link and `*now*` is not bold. Sections that
+carry it are `verbatim`, so Slack does not link URLs or channel names in it either.
 
 A click is believed only with a valid `X-Slack-Signature` (HMAC-SHA256 of
 `v0:<timestamp>:<raw body>` with the signing secret) and a timestamp within five
@@ -30,7 +32,7 @@ from app.config import SlackTarget
 from app.errors import EscalationError, InvalidSignature, UnsupportedPayload
 from app.escalation.base import EscalationMessage, attempt_summary, post_json
 from app.signing import parse_timestamp
-from app.sinks import slack_text
+from app.sinks import slack_code, slack_label, slack_text
 
 # Slack's own advice: refuse a request whose timestamp is more than five minutes away.
 CLICK_WINDOW_S = 300
@@ -57,11 +59,11 @@ class SlackNotifier:
 
 
 def _incident_line(incident: dict[str, Any]) -> str:
-    title = slack_text(incident.get("title", ""))
+    title = incident.get("title", "")
     url = str(incident.get("url") or "")
     # A link only to a plain http(s) URL: `|` or `>` inside would end Slack's link syntax.
     plain = url.startswith(("https://", "http://")) and not set("|<> ") & set(url)
-    linked = f"<{slack_text(url)}|{title}>" if plain else title
+    linked = f"<{slack_code(url)}|{slack_label(title)}>" if plain else slack_text(title)
     return (
         f"*Incident:* {linked}\n*Source:* {slack_text(incident.get('source'))} · *Severity:* "
         f"{slack_text(incident.get('severity'))} · "
@@ -73,11 +75,12 @@ def slack_body(message: EscalationMessage, *, interactive: bool = False) -> dict
     execution = message.execution
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": {"type": "plain_text", "text": message.headline[:150]}},
-        {"type": "section", "text": {"type": "mrkdwn", "text": _incident_line(execution.incident)}},
+        {"type": "section", "text": _verbatim(_incident_line(execution.incident))},
         {
             "type": "section",
             "text": {
                 "type": "mrkdwn",
+                "verbatim": True,
                 "text": f"*Runbook:* `{execution.runbook}` {message.runbook_description}\n"
                 f"*Status:* {execution.status}"
                 + (f" — {slack_text(execution.error)}" if execution.error else ""),
@@ -86,7 +89,7 @@ def slack_body(message: EscalationMessage, *, interactive: bool = False) -> dict
     ]
     for index, step in enumerate(execution.steps):
         for attempt in step.attempt_log:
-            tail = slack_text(attempt.output_tail[-_MAX_TAIL:] or "(no output)")
+            tail = slack_code(attempt.output_tail[-_MAX_TAIL:] or "(no output)")
             summary = attempt_summary(attempt.detail)
             summary = slack_text(summary) if summary else None
             blocks.append(
@@ -94,6 +97,7 @@ def slack_body(message: EscalationMessage, *, interactive: bool = False) -> dict
                     "type": "section",
                     "text": {
                         "type": "mrkdwn",
+                        "verbatim": True,
                         "text": f"*Step {index + 1} ({step.kind}) attempt {attempt.number}:* "
                         f"{attempt.status}, exit {attempt.rc}, {attempt.duration_s:.1f}s\n"
                         + (f"{summary}\n" if summary else "")
@@ -123,6 +127,10 @@ def slack_body(message: EscalationMessage, *, interactive: bool = False) -> dict
     blocks = blocks[:49]
     blocks.append({"type": "actions", "block_id": "remediator_actions", "elements": buttons})
     return {"text": slack_text(message.headline), "blocks": blocks}
+
+
+def _verbatim(text: str) -> dict[str, Any]:
+    return {"type": "mrkdwn", "verbatim": True, "text": text}
 
 
 def _button(text: str, action_id: str, execution_id: str, style: str) -> dict[str, Any]:

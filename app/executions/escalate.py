@@ -24,10 +24,11 @@ from app.executions.actions import approval_policy, askers
 from app.logs import log_context
 from app.redaction import redact
 from app.services import Services
+from app.sinks import inert
 from app.store.db import Database
 from app.store.models import EscalationRow, Execution
 from app.store.queue import claim_next_escalation
-from app.store.views import execution_view
+from app.store.views import ExecutionView, execution_view
 
 log = logging.getLogger("remediator.executions")
 
@@ -39,7 +40,10 @@ def escalation_message(
     return EscalationMessage(
         escalation_id=row.id,
         reason=row.reason,
-        execution=execution_view(execution, services.secrets),
+        # What a person reads of the payload, on any target: no bidirectional controls.
+        execution=ExecutionView.model_validate(
+            inert(execution_view(execution, services.secrets).model_dump())
+        ),
         runbook_description=str(execution.runbook_spec.get("description", "")),
         execution_url=f"{base}/ui/#/executions/{execution.id}",
         api_url=f"{base}/api/executions/{execution.id}",

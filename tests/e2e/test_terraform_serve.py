@@ -289,7 +289,9 @@ def test_a_push_the_remote_refuses_is_escalated_and_the_revert_stays_succeeded(
     assert git_at(remote, "for-each-ref", "--format=%(refname:short)", "refs/heads/") == "main"
 
 
-HOSTILE_INSTANCE = "@acme/oncall #12 [docs](javascript:alert(1)) <img src=x> *now*"
+HOSTILE_INSTANCE = (
+    "@acme/oncall #12 !3 [docs](javascript:alert(1)) <img src=x> *now* \u202eexe.txt\u2066"
+)
 PROPOSE = {"workdir": "web", "revert_to": "previous", "propose": {"remote": "origin"}}
 HOSTED = {"github": {"token": GITHUB_TOKEN, "repo": "acme/infra"},
           "gitlab": {"token": GITLAB_TOKEN, "project": "acme/platform/infra"}}  # fmt: skip
@@ -340,7 +342,10 @@ def test_a_revert_opens_one_pull_request_the_next_updates_it_and_a_merged_one_is
         # The incident's title is payload data: no mention, reference, link or markup.
         for live in ("@acme", "#12", "[docs](", "<img", "*now*"):
             assert not re.search(r"(?<!\\)" + re.escape(live), pull.body), live
-        assert "\\@acme\\/oncall \\#12 \\[docs\\]" in pull.body
+        # GitHub resolves `\\@acme` and `\\#12` all the same: a zero-width joiner breaks them.
+        assert "\\@\u200dacme\\/oncall \\#\u200d12 \\!\u200d3 \\[docs\\]" in pull.body
+        assert not re.search("[@#!][A-Za-z0-9]", pull.body.split("Drift:")[0]), pull.body
+        assert not set("\u202e\u2066") & set(pull.body)
         # The success notice carries the request's link.
         [notice] = [r.json() for r in recorder.wait_for(1)]
         assert notice["type"] == "remediation.succeeded"

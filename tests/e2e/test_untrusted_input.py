@@ -5,6 +5,7 @@ it stores, and the service's secrets reach no playbook, output, API view or esca
 from __future__ import annotations
 
 import json
+import re
 import socket
 import sqlite3
 import subprocess
@@ -64,6 +65,8 @@ def server(
     runbooks = [
         runbook("limit", "Limit", touch(out, "{{ incident.labels.instance }}"),
                 escalate=["webhook"]),
+        runbook("chat", "Chat", touch(out, "{{ incident.labels.instance }}"),
+                escalate=["webhook", "slack"]),
         runbook("verify-loopback", "VerifyLoopback", touch(out, "db-1"), escalate=["webhook"],
                 verify={"http": {"url": hook + "/health/{{ incident.labels.instance }}",
                                  "within": "5s", "interval": "0.2s"}}),
@@ -81,7 +84,7 @@ def server(
         playbooks_dir=str(TEST_PLAYBOOKS),
         step_env=["E2E_PASSED"],
         verify_allowed_hosts=["127.0.0.2"],
-        escalation={"webhook": {"url": recorder.url}},
+        escalation={"webhook": {"url": recorder.url}, "slack": {"webhook_url": hook + "/slack"}},
         escalation_max_backoff_s=0.5,
         sources={"alertmanager": {"token": AM_TOKEN}, "pagerduty": {"secret": PAGERDUTY_SECRET}},
     )
@@ -122,6 +125,38 @@ def test_a_limit_from_the_payload_names_inventory_hosts_or_runs_nothing(
     escalations = [r.body.decode() for r in recorder.wait_for(len(hostile))]
     secrets_absent(environment, json.dumps([serve.api(f"/executions/{i}") for i in ids]),
                    *escalations)  # fmt: skip
+
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_chat_text_cannot_mention_link_format_or_reorder(
+    server: tuple[Server, Path], recorder: Recorder
+) -> None:
+    """A title that tries Slack's mentions, links and formatting, with bidirectional
+    controls in it: Slack's message shows it as text, and no bidi control reaches any
+    target (Slack, the webhook)."""
+    serve, _ = server
+    hostile = f"<!channel> <https://evil.test|Runbook> *now* _it_ ~gone~ `x` {BIDI}exe.txt"
+    [execution] = serve.wait_all_final([fire(serve, "Chat", "fp-chat", instance=hostile)])
+    assert execution["status"] == "failed", execution
+    sent = recorder.wait_for(2)
+    [slack] = [r.json() for r in sent if r.path.endswith("/slack")]
+    [hook] = [r.json() for r in sent if not r.path.endswith("/slack")]
+    marked = [slack["text"]] + [
+        block["text"]["text"] for block in slack["blocks"]
+        if block.get("text", {}).get("type") == "mrkdwn"
+    ]  # fmt: skip
+    for text in marked:
+        outside_dates = re.sub(r"<!date\^00000000\^\{_\}\|[*_~`]+>", "", text)
+        for markup in ("<!channel>", "<https://evil.test", "*now*", "_it_", "~gone~", "`x`"):
+            assert markup not in outside_dates, (markup, text)
+    incident_line = next(t for t in marked if "<!date^00000000^{_}|*>now" in t)
+    assert "&lt;!channel&gt;" in incident_line
+    assert all(block["text"].get("verbatim") for block in slack["blocks"][1:3])
+    for body in (json.dumps(slack, ensure_ascii=False), json.dumps(hook, ensure_ascii=False)):
+        assert not set(BIDI) & set(body)
+    assert "exe.txt" in hook["execution"]["incident"]["title"]
 
 
 def test_verify_never_connects_to_a_loopback_target_and_names_no_socket_error(

@@ -24,10 +24,13 @@ from app.sinks import (
     INVENTORY_NAME,
     check_destination,
     check_limit_names,
+    inert,
     markdown_code_block,
     markdown_link,
     markdown_text,
     path_segment,
+    slack_code,
+    slack_label,
     slack_text,
     url_template_problem,
 )
@@ -148,6 +151,44 @@ def test_slack_text_cannot_mention_or_link() -> None:
     assert slack_text("<!channel> & <https://evil|Runbook>") == (
         "&lt;!channel&gt; &amp; &lt;https://evil|Runbook&gt;"
     )
+
+
+def test_slack_text_cannot_format_or_quote() -> None:
+    """Slack has no escape for `*`, `_`, `~` and backticks: each run is an invalid
+    date's fallback text, which Slack shows as it is; a leading `>` gets a soft hyphen."""
+    shown = slack_text("> *now* _it_ ~gone~ `code`")
+    assert shown.startswith("\u00ad&gt; ")
+    for mark in ("*", "_", "~", "`"):
+        assert f"<!date^00000000^{{_}}|{mark}>" in shown
+        # No mark stands outside a date's fallback.
+        assert mark not in re.sub(r"<!date\^00000000\^\{_\}\|[*_~`]+>", "", shown), mark
+    # In a link's label no date can stand: look-alikes, and no `|` or `>` to end it.
+    assert slack_label("*a*|b>c_`") == "\u2217a\u2217\u2223b&gt;c\u02cd\u02cb"
+    assert "`" not in slack_code("```\n<!here>") and "<" not in slack_code("<!here>")
+
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+
+
+def test_no_bidirectional_control_reaches_a_person() -> None:
+    hostile = f"restart web-1{BIDI} ;rm -rf"
+    for shown in (slack_text(hostile), slack_label(hostile), slack_code(hostile),
+                  markdown_text(hostile), markdown_code_block(hostile)):  # fmt: skip
+        assert not set(BIDI) & set(shown), shown
+    assert inert({"title": hostile, "labels": [hostile], "n": 3}) == {
+        "title": "restart web-1 ;rm -rf", "labels": ["restart web-1 ;rm -rf"], "n": 3,
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "sigil", ["@acme/oncall", "#12", "!3", "~label", "%milestone", "$snippet", "&epic"]
+)
+def test_markdown_text_breaks_every_reference_github_or_gitlab_resolves(sigil: str) -> None:
+    """A backslash does not stop GitHub's `\\@team` or `\\#12` (github/markup#1168):
+    a zero-width joiner after the sigil does, and GitLab's sigils the same."""
+    text = markdown_text(f"see {sigil} now")
+    assert f"\\{sigil[0]}\u200d" in text, text
+    assert not re.search(re.escape(sigil[0]) + r"[A-Za-z0-9]", text), text
 
 
 def test_payload_keys_too_long_for_their_column_are_kept_as_their_hash() -> None:
