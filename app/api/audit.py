@@ -51,9 +51,9 @@ def _entry(scope: Scope, status: int) -> AuditEntry:
     route = scope.get("route")
     params = scope.get("path_params") or {}
     client = scope["client"][0] if scope.get("client") else None
-    forwarded = Headers(scope=scope).get("x-forwarded-for")
-    if identity is not None and identity.via == "sso" and forwarded:
-        client = f"{forwarded.split(',')[0].strip()} via {client}"
+    if identity is not None and identity.via == "sso":
+        forwarded = Headers(scope=scope).getlist("x-forwarded-for")
+        client = scope["app"].state.authenticator.client_address(client, forwarded)
     return AuditEntry(
         at=datetime.now(UTC),
         identity=identity.name if identity else None,

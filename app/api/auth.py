@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 from collections.abc import Callable
 from ipaddress import ip_address
@@ -21,6 +22,8 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from app.config import Settings
 from app.errors import Forbidden, IdentityMismatch, Unauthorized
 from app.identity import IDENTITY_NAME, Identity, Permission, Role, roles_granting
+
+log = logging.getLogger("remediator.auth")
 
 bearer = HTTPBearer(auto_error=False, description="A token from `api_tokens`.")
 
@@ -56,6 +59,41 @@ class Authenticator:
                 found = identity
         return found
 
+    def _identity_headers(self) -> list[str]:
+        proxy = self._proxy
+        if proxy is None:
+            return ["authorization"]
+        return ["authorization", proxy.user_header, *filter(None, [proxy.groups_header])]
+
+    def refuse_repeated_headers(self, request: Request) -> None:
+        """An identity header given twice is refused, from any address: a proxy that
+        appends rather than replaces would otherwise let a client's own copy be read."""
+        for name in self._identity_headers():
+            if len(request.headers.getlist(name)) > 1:
+                # Not a mistake a client makes: someone is trying the proxy.
+                peer = request.client.host if request.client else "?"
+                log.warning("refused: the %s header more than once, from %s", name, peer)
+                raise Unauthorized(f"the {name} header is given more than once")
+
+    def client_address(self, peer: str | None, forwarded_for: list[str]) -> str | None:
+        """Who made the call, as the audit records it. Through a trusted proxy, the
+        address that proxy saw: the rightmost `X-Forwarded-For` entry not itself a
+        trusted proxy (the leftmost is whatever the client wrote), `<it> via <proxy>`."""
+        proxy = self._proxy
+        if proxy is None or peer is None or not forwarded_for:
+            return peer
+        hops = [hop.strip() for header in forwarded_for for hop in header.split(",")]
+        seen = next((hop for hop in reversed(hops) if hop and not self._trusted(hop)), None)
+        return f"{seen} via {peer}" if seen else peer
+
+    def _trusted(self, address: str) -> bool:
+        assert self._proxy is not None
+        try:
+            parsed = ip_address(address)
+        except ValueError:
+            return False
+        return any(parsed in network for network in self._proxy.cidrs)
+
     def from_proxy(self, request: Request) -> Identity | None:
         """The proxy's signed-in person, on a connection from a trusted proxy address
         only: from anywhere else the same headers are anyone's to write, and ignored."""
@@ -66,7 +104,7 @@ class Authenticator:
             address = ip_address(request.client.host)
         except ValueError:
             return None
-        if not any(address in network for network in proxy.cidrs):
+        if not self._trusted(str(address)):
             return None
         user = request.headers.get(proxy.user_header, "").strip()
         if not user:
@@ -84,6 +122,7 @@ class Authenticator:
     ) -> Identity:
         if self.closed:
             raise Unauthorized("no api_tokens (or trusted proxy) are configured, so /api is closed")
+        self.refuse_repeated_headers(request)
         identity = self.from_proxy(request)
         if identity is not None:
             return identity

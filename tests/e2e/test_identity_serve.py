@@ -211,3 +211,43 @@ def test_the_sso_proxy_is_believed_from_its_address_only(
                        params={"outcome": "denied"}, timeout=30).json()  # fmt: skip
     assert {r["client"] for r in spoofs if r["identity"] is None} == {"127.0.0.2"}
     assert TOKENS["dashboards"] not in json.dumps(spoofs)
+
+
+def test_an_identity_header_given_twice_is_refused_and_the_audit_keeps_the_proxy_seen_address(
+    served: tuple[Server, Path],
+) -> None:
+    """A proxy that appends rather than replaces lets a client put its own header first:
+    any identity header given twice is 401, from the proxy's address or any other. The
+    audit records the address the proxy saw (the rightmost hop not a trusted proxy), not
+    the leftmost, which the client writes."""
+    server, _ = served
+    repeated = [
+        [("x-forwarded-email", "admin@example.com"), ("x-forwarded-email", "carol@example.com")],
+        [("x-forwarded-email", "carol@example.com"), ("x-forwarded-groups", "sre-leads"),
+         ("x-forwarded-groups", "staff")],
+        [("authorization", f"Bearer {TOKENS['ops-admin']}"),
+         ("authorization", f"Bearer {TOKENS['dashboards']}")],
+    ]  # fmt: skip
+    with from_address("127.0.0.1") as proxy, from_address("127.0.0.2") as elsewhere:
+        for client in (proxy, elsewhere):
+            for headers in repeated:
+                answer = client.get(f"{server.base}/api/whoami", headers=headers)
+                assert answer.status_code == 401, (headers, answer.text)
+                assert "more than once" in answer.json()["detail"]
+        forged = proxy.post(
+            f"{server.base}/api/automation/nothing", json={},
+            headers={**PROXY, "x-forwarded-for": "6.6.6.6, 198.51.100.7, 127.0.0.1"},
+        )  # fmt: skip
+        assert forged.status_code in (403, 404, 405), forged.text
+        seen = proxy.get(f"{server.base}/api/executions",
+                         headers={**PROXY, "x-forwarded-groups": "staff",
+                                  "x-forwarded-for": "6.6.6.6, 10.9.9.9"})  # fmt: skip
+        assert seen.status_code == 403
+    audit = httpx.get(f"{server.base}/api/audit", headers=bearer("ops-admin"),
+                      params={"identity": "carol@example.com"}, timeout=30).json()  # fmt: skip
+    assert audit[0]["route"] == "/api/executions" and audit[0]["status"] == 403
+    assert audit[0]["client"] == "10.9.9.9 via 127.0.0.1"
+    denied = httpx.get(f"{server.base}/api/audit", headers=bearer("ops-admin"),
+                       params={"outcome": "denied"}, timeout=30).json()  # fmt: skip
+    assert sum(1 for r in denied if r["route"] == "/api/whoami" and r["status"] == 401) == 6
+    assert "more than once" in server.log.read_text()
