@@ -52,6 +52,7 @@ from app.executors.base import (
 )
 from app.executors.environment import step_environment, without_inherited
 from app.executors.inventory import inventory_listing
+from app.executors.tethered import tethered
 from app.runbooks.duration import Duration
 from app.runbooks.paths import inside
 from app.runbooks.templating import render_limit, render_value
@@ -123,6 +124,8 @@ class AnsibleKind:
 
 
 RUN_MARKER = "REMEDIATOR_ANSIBLE_RUN"
+# What a playbook is given, after the service died, to stop before it is killed.
+TETHER_GRACE_S = 5.0
 NO_HOSTS = "the playbook matched no hosts (check inventory and limit)"
 # A batch is many hosts by design; Ansible's default of 5 at once would serialise it.
 BATCH_FORKS = 50
@@ -317,6 +320,8 @@ class AnsibleExecutor:
                 )
                 config.prepare()
                 config.env = without_inherited(config.env, envvars)
+                # Dies with the service, its tree too (a setsid worker, a module's child).
+                config.command = tethered(config.command, "TERM", TETHER_GRACE_S)
                 runner = ansible_runner.Runner(config, cancel_callback=should_stop)
                 runner.run()
                 output = _read(Path(private_dir) / "artifacts" / runner.config.ident / "stdout")

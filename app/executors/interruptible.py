@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+from app.executors.tethered import tethered
+
 Stopped = Literal["timed_out", "cancelled"]
 POLL_S = 0.2
 
@@ -47,7 +49,8 @@ def run_interruptible(
     `output` is stdout and stderr interleaved, or stdout alone with `stderr_apart` (for
     machine-readable output that warnings must not corrupt)."""
     process = subprocess.Popen(
-        list(argv),
+        # Interrupted the same way when the service dies (kill -9 included).
+        tethered(argv, "INT", grace_s),
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,
