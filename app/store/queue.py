@@ -107,10 +107,20 @@ def claim_batch(
 def renew_leases(
     *, session: Session, worker_id: str, execution_ids: list[str], now: datetime, lease_s: float
 ) -> None:
+    """Rows another transaction holds are left for the next renewal (a third of a lease
+    later): that transaction is this replica's own worker recording a result, which may
+    lock the same rows in another order, and a renewal that waited for them could
+    deadlock with it (PostgreSQL aborted one in a soak: 13 members of a batch)."""
     if execution_ids:
+        free = (
+            select(Execution.id)
+            .where(Execution.id.in_(execution_ids), Execution.claimed_by == worker_id)
+            .order_by(Execution.id)
+            .with_for_update(skip_locked=True)
+        )
         session.execute(
             update(Execution)
-            .where(Execution.id.in_(execution_ids), Execution.claimed_by == worker_id)
+            .where(Execution.id.in_(free.scalar_subquery()))
             .values(lease_expires_at=now + timedelta(seconds=lease_s))
         )
 
