@@ -9,12 +9,14 @@ import json
 import sys
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
 
 from app.config import Settings, config_path_from, load_settings
 from app.errors import ConfigError, RemediatorError, RunbookError, UnsupportedPayload
@@ -22,12 +24,16 @@ from app.executors.kinds import build_executors
 from app.identity import Identity
 from app.logs import configure_logging
 from app.manual import run_manually
+from app.runbooks.duration import parse_duration
 from app.runbooks.loader import load_runbooks
 from app.runbooks.models import Runbook
+from app.runbooks.trust import TrustPolicy
 from app.services import build_services, load_matcher
-from app.simulate import simulate
+from app.simulate import Trust, simulate
+from app.store.audit import AuditEntry, record_audit
 from app.store.db import Database
 from app.store.models import FINAL, Execution
+from app.store.trust import clear_pause, set_pause
 from app.store.views import execution_summaries, execution_view
 
 
@@ -84,7 +90,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     try:
         db.upgrade()  # `last_good` versions are read from it
         executors = build_executors(settings, db)
-        _print(simulate(load_matcher(settings), args.source, body, executors))
+        trust = Trust(db, TrustPolicy.of(settings))
+        _print(simulate(load_matcher(settings), args.source, body, executors, trust))
     finally:
         db.close()
     return 0
@@ -152,6 +159,45 @@ def cmd_run(args: argparse.Namespace) -> int:
         services.db.close()
 
 
+def _switch(
+    args: argparse.Namespace, route: str, change: Callable[[Session, datetime], str]
+) -> int:
+    """Throw the pause switch from the command line: the database is the service's (every
+    replica sees it at once), the change is audited under the account's name, `via cli`."""
+    db = Database(_settings(args).database_url)
+    try:
+        now = datetime.now(UTC)
+        with db.write() as session:
+            said = change(session, now)
+            record_audit(session, AuditEntry(
+                at=now, identity=args.by, roles="admin", via="cli", method="CLI", route=route,
+                target=None, outcome="ok", status=200, client=None,
+            ))  # fmt: skip
+        sys.stdout.write(said + "\n")
+        return 0
+    finally:
+        db.close()
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    def pause(session: Session, now: datetime) -> str:
+        until = now + timedelta(seconds=parse_duration(args.until)) if args.until else None
+        set_pause(session, by=f"{args.by} (via cli)", reason=args.reason, since=now,
+                  until=until, runbooks=args.runbook or None)  # fmt: skip
+        which = ", ".join(args.runbook) if args.runbook else "all runbooks"
+        return f"paused {which} until {until.isoformat() if until else 'resumed'}"
+
+    return _switch(args, "remediator pause", pause)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    def resume(session: Session, _: datetime) -> str:
+        was = clear_pause(session)
+        return "resumed" if was is not None else "was not paused"
+
+    return _switch(args, "remediator resume", resume)
+
+
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="remediator", description=__doc__)
     root.add_argument(
@@ -193,6 +239,13 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--reason", default="")
     run.add_argument("--idempotency-key", help="a second run with the same key starts nothing")
     run.add_argument("--wait", type=float, metavar="SECONDS", help="follow it to its end")
+    pause = add("pause", cmd_pause, "pause automation: new runs shadow (or wait for approval)")
+    pause.add_argument("--reason", required=True)
+    pause.add_argument("--until", metavar="DURATION", help="ends by itself after this (2h)")
+    pause.add_argument("--runbook", action="append", help="a glob; repeat; default all")
+    pause.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
+    resume = add("resume", cmd_resume, "resume automation after a pause")
+    resume.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
     return root
 
 

@@ -30,6 +30,7 @@ from typing_extensions import override
 
 from app.errors import ConfigError
 from app.identity import IDENTITY_NAME, Role
+from app.runbooks.trust import Breaker, Budget, Freeze
 
 ENV_PREFIX = "env:"
 DEFAULT_CONFIG_NAME = "remediator.yaml"
@@ -335,6 +336,16 @@ class Settings(BaseSettings):
     verify_allowed_hosts: list[str] = Field(default_factory=list)
     escalation_give_up_after_s: float = Field(default=86_400.0, gt=0)
     escalation_max_backoff_s: float = Field(default=300.0, gt=0)
+    # Every runbook's circuit breaker unless it says its own: after 3 failures within an
+    # hour its runs wait for approval until a human resets it.
+    breaker: Breaker = Field(default_factory=Breaker)
+    # What a pause (POST /api/automation/pause) turns new runs into.
+    pause_mode: Literal["shadow", "approve"] = "shadow"
+    # Change freezes: recurring (cron schedule, duration, time zone) or one-off windows in
+    # which the runbooks they name run in their `mode`.
+    freezes: list[Freeze] = Field(default_factory=list)
+    # Across all runbooks: at most this many targets acted on per window.
+    blast_radius: Budget | None = None
 
     @classmethod
     @override

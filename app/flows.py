@@ -30,6 +30,7 @@ from app.errors import (
     UnsupportedPayload,
 )
 from app.executions.lifecycle import add_execution, note_resolution
+from app.executions.trust import BLAST_RADIUS_LOCK, with_targets
 from app.incident import Incident
 from app.logs import log_context
 from app.metrics import source_label
@@ -142,9 +143,10 @@ def arrive(
     delivery = read_delivery(services, source_name, headers, body, now)
     matcher = services.matcher
     plans = [
-        (incident, [plan(m.runbook, incident) for m in matcher.match(incident)])
+        (incident, [with_targets(plan(m.runbook, incident), services.trust, services.executors)
+                    for m in matcher.match(incident)])
         for incident in delivery.incidents
-    ]
+    ]  # fmt: skip
     return Arrival(source_name, delivery, plans, now)
 
 
@@ -165,9 +167,18 @@ def submit_delivery(services: Services, arrival: Arrival) -> Future[Accepted]:
     resolves once they are durable. Finish with `delivered`."""
     return services.db.together.submit(
         lambda session: _write_arrival(session, services, arrival),
-        locks=(p.runbook.name for _, runbook_plans in arrival.plans for p in runbook_plans),
+        locks=_locks(services, arrival),
         recover=lambda session, failure: _after_conflict(session, services, arrival, failure),
     )
+
+
+def _locks(services: Services, arrival: Arrival) -> list[str]:
+    """The runbooks' names (replicas see each other's runs), and the blast radius when one
+    is configured (two replicas never both spend its last unit)."""
+    names = [p.runbook.name for _, runbook_plans in arrival.plans for p in runbook_plans]
+    if names and services.trust.blast_radius is not None:
+        names.append(BLAST_RADIUS_LOCK)
+    return names
 
 
 def store_delivery(services: Services, arrival: Arrival) -> Accepted:
@@ -264,6 +275,7 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
                 incident_id=incident_id,
                 escalate_to=services.escalate_to(item.runbook.escalate),
                 now=moment,
+                policy=services.trust,
                 trigger="webhook" if started_by is None else "manual",
             )
             if joined:

@@ -16,6 +16,7 @@ from app.api import errors
 from app.api.audit import AuditTrail
 from app.api.auth import Authenticator
 from app.api.routes import (
+    automation,
     executions,
     health,
     identity,
@@ -91,6 +92,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.include_router(executions.router)
     app.include_router(runbooks.router)
     app.include_router(stats.router)
+    app.include_router(automation.router)
     app.include_router(terraform.router)
     app.include_router(identity.router)
     app.include_router(slack.router)

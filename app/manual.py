@@ -27,6 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.errors import NotFound, UnsupportedPayload
+from app.executions.trust import with_targets
 from app.flows import Accepted, Arrival, store_delivery
 from app.identity import Identity
 from app.runbooks.plan import plan
@@ -81,5 +82,6 @@ def run_manually(
         action="run", by=by.label, identity=by.name, reason=reason,
         at=datetime.fromtimestamp(now, UTC),
     )  # fmt: skip
-    plans = [(normalised, [plan(item.runbook, normalised)])]
+    plans = [(normalised, [with_targets(plan(item.runbook, normalised), services.trust,
+                                        services.executors)])]  # fmt: skip
     return store_delivery(services, Arrival(SOURCE, delivery, plans, now, started_by))

@@ -29,6 +29,7 @@ from app.sources.registry import SOURCES
 from app.store.db import Database
 from app.store.models import EscalationRow, Execution
 from app.store.stats import REMEDIATION_BUCKETS, remediation_histograms
+from app.store.trust import breakers, read_pause
 
 log = logging.getLogger("remediator.metrics")
 
@@ -117,7 +118,20 @@ class DatabaseCollector(Collector):
             "platform's, else its arrival) to the end of verification.",
             labels=["runbook"],
         )
+        breaker_open = GaugeMetricFamily(
+            "remediator_breaker_open",
+            "1 while the runbook's circuit breaker is open (its runs are held back).",
+            labels=["runbook"],
+        )
+        paused = GaugeMetricFamily(
+            "remediator_automation_paused", "1 while automation is paused (some or all)."
+        )
         with self.db.read() as session:
+            for name, row in breakers(session).items():
+                breaker_open.add_metric([name], 1 if row.opened_at is not None else 0)
+            pause = read_pause(session)
+            now = self.now()
+            paused.add_metric([], 1 if pause and (pause.until is None or pause.until > now) else 0)
             for runbook, cumulative, count, total in remediation_histograms(session):
                 bounds = [
                     (f"{bound}", n)
@@ -149,4 +163,4 @@ class DatabaseCollector(Collector):
             first = first if first.tzinfo else first.replace(tzinfo=UTC)
             age = max(0.0, (self.now() - first).total_seconds())
         oldest.add_metric([], age)
-        return [executions, escalations, depth, oldest, remediated]
+        return [executions, escalations, depth, oldest, remediated, breaker_open, paused]

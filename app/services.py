@@ -19,6 +19,7 @@ from app.executors.kinds import build_executors
 from app.metrics import Metrics
 from app.runbooks.loader import load_runbooks, runbook_files
 from app.runbooks.matcher import Matcher
+from app.runbooks.trust import TrustPolicy
 from app.sources.registry import check_sources
 from app.store.db import Database
 
@@ -107,9 +108,12 @@ class Services:
     # The configuration's secrets, masked wherever a step's output or an execution is
     # shown; computed once, not at every view and every recorded attempt.
     secrets: list[str] = field(init=False)
+    # What the config says of trust (breaker default, pause mode, freezes, blast radius).
+    trust: TrustPolicy = field(init=False)
 
     def __post_init__(self) -> None:
         self.secrets = self.settings.secret_values()
+        self.trust = TrustPolicy.of(self.settings)
 
     def escalate_to(self, runbook_targets: list[str]) -> list[str]:
         return list(runbook_targets or self.settings.default_escalate)

@@ -4,16 +4,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from app.executions.trust import mode_of, over_budget, with_targets
 from app.executors.base import BatchExecutor, Executor
 from app.flows import parse_json
 from app.runbooks.matcher import Matcher, explain, mismatch
-from app.runbooks.models import Batch
-from app.runbooks.plan import PlannedStep, plan
+from app.runbooks.models import Batch, Runbook
+from app.runbooks.plan import Plan, PlannedStep, plan
+from app.runbooks.trust import TrustPolicy
 from app.sources.base import WebhookRequest
 from app.sources.registry import get_source
+from app.store.db import Database
+
+
+@dataclass(frozen=True)
+class Trust:
+    """Where simulate reads what decides a run's mode now (pause, breakers, budgets)."""
+
+    db: Database
+    policy: TrustPolicy
 
 
 def simulate(
@@ -21,11 +33,14 @@ def simulate(
     source_name: str,
     body: bytes,
     executors: Mapping[str, Executor] | None = None,
+    trust: Trust | None = None,
 ) -> dict[str, Any]:
     """Normalise `body` as `source_name` would (signature not checked) and report, per
     incident, which runbooks match and what each would run, and why the others do not.
     With `executors`, each step also says what it would act on (for a terraform step:
-    which version `revert_to` resolves to now)."""
+    which version `revert_to` resolves to now). With `trust`, each says the mode it would
+    run in now and why (its own, a pause, a freeze, its breaker), or the budget that
+    would refuse it (precedence: refuse > shadow > approve > auto)."""
     executors = executors or {}
     source = get_source(source_name)
     now = time.time()
@@ -44,8 +59,10 @@ def simulate(
                 skipped.append({"runbook": item.runbook.name, "why": reason})
                 continue
             planned = plan(item.runbook, incident)
+            shown_mode = _mode(item.runbook, planned, executors, trust)
             matched.append(
                 {
+                    **shown_mode,
                     "runbook": item.runbook.name,
                     "file": f"{item.file}:{item.line}",
                     "decided_by": explain(item.runbook.match, context),
@@ -72,6 +89,26 @@ def simulate(
     if delivery.ignored is not None:
         result["ignored"] = delivery.ignored
     return result
+
+
+def _mode(
+    runbook: Runbook, planned: Plan, executors: Mapping[str, Executor], trust: Trust | None
+) -> dict[str, Any]:
+    if trust is None:
+        why = f"runbook {runbook.name} is mode {runbook.own_mode} (pause and breakers not read)"
+        return {"mode": runbook.own_mode, "mode_why": why}
+    now = datetime.now(UTC)
+    planned = with_targets(planned, trust.policy, executors)
+    with trust.db.read() as session:
+        decision = mode_of(session, trust.policy, runbook, now)
+        over = over_budget(session, trust.policy, runbook, len(planned.targets), now)
+    shown: dict[str, Any] = {
+        "mode": decision.mode, "mode_why": decision.reason, "mode_decided_by": decision.by,
+        "targets": list(planned.targets),
+    }  # fmt: skip
+    if over is not None and decision.mode != "refuse":
+        shown |= {"mode": "refuse", "mode_why": over.reason, "mode_decided_by": over.guard}
+    return shown
 
 
 def _step(step: PlannedStep, executor: Executor | None, batch: Batch | None) -> dict[str, Any]:

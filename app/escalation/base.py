@@ -30,6 +30,8 @@ REASONS = {
 }
 # A success notice (`notify_on_success`), owed and delivered like an escalation.
 REMEDIATED = "remediated"
+# What a shadow run would have done (`notify_on_shadow`): a notice, never a page.
+SHADOWED = "shadowed"
 
 
 class Progress(Protocol):
@@ -65,6 +67,12 @@ class EscalationMessage:
         title = incident.get("title", "")
         if self.reason == REMEDIATED:
             return f"[remediator] remediated by {self.execution.runbook} in {self.took}: “{title}”"
+        if self.reason == SHADOWED:
+            found = "; ".join(
+                str((step.detail or {}).get("summary", step.status))
+                for step in self.execution.steps
+            )
+            return f"[remediator] would have run {self.execution.runbook} for “{title}”: {found}"
         why = REASONS.get(self.reason, self.reason)
         return f"[remediator] {why}: {self.execution.runbook} for “{title}”"
 
@@ -78,9 +86,9 @@ class EscalationMessage:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "type": "remediation.succeeded"
-            if self.reason == REMEDIATED
-            else "remediation.escalated",
+            "type": {REMEDIATED: "remediation.succeeded", SHADOWED: "remediation.shadowed"}.get(
+                self.reason, "remediation.escalated"
+            ),
             "escalation_id": self.escalation_id,
             "reason": self.reason,
             "summary": self.headline,

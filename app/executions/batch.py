@@ -76,6 +76,7 @@ def claim_partners(
         own = next_step(candidate)
         return (
             candidate.runbook_spec == leader.runbook_spec
+            and candidate.mode == leader.mode  # a dry run and a real one never share a play
             and not candidate.cancel_requested
             and own is not None
             and own.position == step.position
@@ -90,7 +91,9 @@ def claim_partners(
     members = []
     for execution in claimed:
         if (own := next_step(execution)) is not None:  # `joins` saw to it
-            members.append(Member(execution.id, Pending.of(own), Stop(), own.attempts))
+            members.append(
+                Member(execution.id, Pending.of(own, execution.mode), Stop(), own.attempts)
+            )
     return members
 
 

@@ -12,9 +12,17 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, object_session
 
-from app.escalation.base import ATTENTION, REMEDIATED
+from app.escalation.base import ATTENTION, REMEDIATED, SHADOWED
+from app.executions.trust import (
+    BREAKER_TRIPPED,
+    FAILURES,
+    mode_of,
+    over_budget,
+    trip_if_failing,
+)
 from app.executors.base import StepResult
 from app.runbooks.plan import Plan
+from app.runbooks.trust import Decision, TrustPolicy
 from app.store.models import (
     OPEN,
     AttemptRow,
@@ -24,13 +32,14 @@ from app.store.models import (
     StepRow,
 )
 from app.store.records import attach, open_execution
+from app.store.trust import read_breaker
 from app.store.versions import record_applied_versions
 
 ESCALATE_ON: frozenset[ExecutionStatus] = frozenset(
     {"failed", "timed_out", "refused", "interrupted", "rejected"}
 )
 # Escalation reasons that tell rather than page: not counted as an escalated execution.
-NOTICES = frozenset({"waiting_approval", REMEDIATED})
+NOTICES = frozenset({"waiting_approval", REMEDIATED, SHADOWED})
 
 
 @dataclass(frozen=True)
@@ -46,29 +55,50 @@ class Refusal:
         return self.earlier is None
 
 
-def _runs(runbook: str, since: datetime) -> Select[Execution]:
-    """Runs (not refusals) of `runbook` created since `since`."""
-    return select(Execution).where(
+def _runs(runbook: str, since: datetime, *, shadows: bool) -> Select[Execution]:
+    """Runs (not refusals) of `runbook` created since `since`; shadow runs too only when
+    `shadows` (a shadow meets the guards a real run would, and a real run is not held
+    back by what only dry-ran)."""
+    query = select(Execution).where(
         Execution.runbook == runbook,
         Execution.created_at >= since,
         Execution.status != "refused",
     )
+    return query if shadows else query.where(Execution.mode != "shadow")
 
 
-def _refused(runbook: str, guard: str, since: datetime) -> Select[Any]:
-    return (
-        select(Execution)
-        .where(
-            Execution.runbook == runbook,
-            Execution.guard == guard,
-            Execution.created_at >= since,
-            Execution.status == "refused",
-        )
-        .limit(1)
+def _refused(runbook: str | None, guard: str, since: datetime) -> Select[Any]:
+    """A refusal by `guard` since `since` (of `runbook`, or of any: the blast radius)."""
+    query = select(Execution).where(
+        Execution.guard == guard,
+        Execution.created_at >= since,
+        Execution.status == "refused",
     )
+    if runbook is not None:
+        query = query.where(Execution.runbook == runbook)
+    return query.limit(1)
 
 
-def _cooldown(*, session: Session, plan: Plan, now: datetime) -> Refusal | None:
+def _trust_refusal(
+    session: Session, policy: TrustPolicy, plan: Plan, decision: Decision, now: datetime
+) -> Refusal | None:
+    """An open breaker that says refuse, or a budget this run would take past its limit;
+    one refusal per breaker opening and per budget window is escalated."""
+    runbook = plan.runbook
+    if decision.mode == "refuse":
+        row = read_breaker(session, runbook.name)
+        since = row.opened_at if row is not None and row.opened_at is not None else now
+        earlier = session.scalars(_refused(runbook.name, "breaker", since)).first()
+        return Refusal("breaker", decision.reason, earlier)
+    over = over_budget(session, policy, runbook, len(plan.targets), now)
+    if over is None:
+        return None
+    only = runbook.name if over.guard == "budget" else None
+    return Refusal(over.guard, over.reason,
+                   session.scalars(_refused(only, over.guard, over.since)).first())  # fmt: skip
+
+
+def _cooldown(*, session: Session, plan: Plan, now: datetime, shadow: bool) -> Refusal | None:
     """Refused while the last run for this key is younger than the cooldown; only the
     first refusal after that run is escalated (one page per storm, not one per alert)."""
     runbook = plan.runbook
@@ -76,7 +106,7 @@ def _cooldown(*, session: Session, plan: Plan, now: datetime) -> Refusal | None:
         return None
     since = now - timedelta(seconds=runbook.cooldown)
     previous = session.scalars(
-        _runs(runbook.name, since)
+        _runs(runbook.name, since, shadows=shadow)
         .where(Execution.guard_key == plan.guard_key)
         .order_by(Execution.created_at.desc())
         .limit(1)
@@ -96,7 +126,7 @@ def _cooldown(*, session: Session, plan: Plan, now: datetime) -> Refusal | None:
     return Refusal("cooldown", reason, already)
 
 
-def _rate_limit(*, session: Session, plan: Plan, now: datetime) -> Refusal | None:
+def _rate_limit(*, session: Session, plan: Plan, now: datetime, shadow: bool) -> Refusal | None:
     """Refused once the runbook ran `max_runs.count` times (any key) within `per`;
     the first refusal in that window is escalated."""
     limit = plan.runbook.max_runs
@@ -104,7 +134,7 @@ def _rate_limit(*, session: Session, plan: Plan, now: datetime) -> Refusal | Non
         return None
     since = now - timedelta(seconds=limit.per)
     runs = session.scalar(
-        select(func.count()).select_from(_runs(plan.runbook.name, since).subquery())
+        select(func.count()).select_from(_runs(plan.runbook.name, since, shadows=shadow).subquery())
     )
     if (runs or 0) < limit.count:
         return None
@@ -123,6 +153,7 @@ def add_execution(
     incident_id: str,
     escalate_to: list[str],
     now: datetime,
+    policy: TrustPolicy,
     trigger: str = "webhook",
 ) -> tuple[Execution, bool]:
     """The execution this plan leads to, and whether it is an existing one that the
@@ -132,24 +163,39 @@ def add_execution(
     A new one is queued (or waiting_approval), or ends at once, with its escalations:
     refused by a guard, or failed when a template did not render. The caller holds
     `lock_names` on the runbook so that replicas see each other's runs.
+
+    Its mode is the strictest of the runbook's own, a pause, an active freeze and an open
+    breaker (app.executions.trust); an open breaker that says refuse, or a budget it would
+    overspend, refuses it like a guard.
     """
     runbook = plan.runbook
     current = open_execution(session=session, runbook=runbook.name, incident_key=plan.incident_key)
     if current is not None:
         attach(session=session, execution_id=current.id, incident_id=incident_id, now=now)
         return current, True
+    decision = mode_of(session, policy, runbook, now)
+    shadow = decision.mode == "shadow"
     # Before the new row exists: autoflush would otherwise count it as its own previous run.
     refusal = None
     if plan.error is None:
-        refusal = _cooldown(session=session, plan=plan, now=now) or _rate_limit(
-            session=session, plan=plan, now=now
+        refusal = (
+            _cooldown(session=session, plan=plan, now=now, shadow=shadow)
+            or _rate_limit(session=session, plan=plan, now=now, shadow=shadow)
+            or _trust_refusal(session, policy, plan, decision, now)
         )
     if refusal is not None and refusal.earlier is not None:
         attach(session=session, execution_id=refusal.earlier.id, incident_id=incident_id, now=now)
         return refusal.earlier, True
+    spec = runbook.model_dump(mode="json", by_alias=True)
+    # The breaker this run counts under (the runbook's, or the config's default then).
+    spec["breaker"] = policy.breaker_of(runbook).model_dump(mode="json")
     execution = Execution(
         runbook=runbook.name,
-        runbook_spec=runbook.model_dump(mode="json", by_alias=True),
+        runbook_spec=spec,
+        mode="approve" if decision.mode == "refuse" else decision.mode,
+        mode_reason=decision.reason,
+        targets=list(plan.targets),
+        target_count=len(plan.targets),
         incident_id=incident_id,
         trigger=trigger,
         status="queued",
@@ -177,7 +223,7 @@ def add_execution(
             now=now,
             escalate=refusal.escalate,
         )
-    elif runbook.approval.required:
+    elif decision.mode == "approve":
         execution.status = "waiting_approval"
         execution.deadline_at = now + timedelta(seconds=runbook.approval_timeout)
         _owe_escalations(execution, execution.escalate_to, "waiting_approval", now)
@@ -235,10 +281,16 @@ def finish_execution(
         record_applied_versions(session=session, execution=execution, now=now)
     if escalate and status in ESCALATE_ON:
         _owe_escalations(execution, execution.escalate_to, reason or status, now)
+    if status in FAILURES and session is not None and trip_if_failing(session, execution, now):
+        # Once per opening, on the failure that tripped it, however many runs follow.
+        _owe_escalations(execution, execution.escalate_to, BREAKER_TRIPPED, now)
     if status == "succeeded":
         # Only here, after `verify` passed (or there was none): a notice, maybe a resolve.
         told = list(execution.runbook_spec.get("notify_on_success") or [])
         _owe_escalations(execution, told, REMEDIATED, now)
+    if status == "shadowed":
+        told = list(execution.runbook_spec.get("notify_on_shadow") or [])
+        _owe_escalations(execution, told, SHADOWED, now)
 
 
 def _owe_escalations(execution: Execution, targets: list[str], reason: str, now: datetime) -> None:
@@ -253,6 +305,11 @@ def _owe_escalations(execution: Execution, targets: list[str], reason: str, now:
 def start_verification(execution: Execution, now: datetime) -> ExecutionStatus:
     """Every step succeeded: succeeded now, or `verifying` until the runbook's check
     passes. Verifying executions belong to no worker; the verifier looks after them."""
+    if execution.mode == "shadow":
+        # Nothing changed, so there is nothing to verify: what each step would have done
+        # is the result.
+        finish_execution(execution=execution, status="shadowed", error=None, now=now)
+        return "shadowed"
     verify, awaits = execution.verify, _awaits_resolution(execution)
     if not verify or (awaits and execution.resolved_at is not None):
         finish_execution(execution=execution, status="succeeded", error=None, now=now)

@@ -33,11 +33,13 @@ from app.executions.steps import (
 )
 from app.executors.base import (
     BatchExecutor,
+    DryRuns,
     LocalExecutor,
     Remote,
     RemoteExecutor,
     StepInput,
     StepResult,
+    rendered_only,
 )
 from app.logs import log_context
 from app.runbooks.models import Retry
@@ -125,9 +127,11 @@ def _run_steps(
     with services.db.read() as session:
         execution = session.get_one(Execution, execution_id)
         policy = Retry.model_validate(execution.runbook_spec.get("retry", {}))
+        if execution.mode == "shadow":
+            policy = Retry(attempts=1)  # a dry run says what it found the first time
         if execution.cancel_requested:  # asked while it went back to the queue
             stop.cancelled.set()
-        steps = [Pending.of(s) for s in execution.steps if s.status == "pending"]
+        steps = [Pending.of(s, execution.mode) for s in execution.steps if s.status == "pending"]
     for pending in steps:
         if stop.cancelled.is_set() or services.stopping.is_set():
             # Between steps nothing is half-done: hand the rest back, or end it as asked.
@@ -136,16 +140,19 @@ def _run_steps(
             row = session.get_one(StepRow, pending.step_id)
             row.status, row.started_at = "running", row.started_at or datetime.now(UTC)
         executor = services.executors.get(pending.kind)
-        if isinstance(executor, RemoteExecutor):
+        if pending.shadow and not isinstance(executor, DryRuns):
+            result = _rendered_only(services, pending)
+        elif isinstance(executor, RemoteExecutor):
             return _launch(services, executor, execution_id, pending, policy)
-        if batch is not None and isinstance(executor, BatchExecutor):
+        elif batch is not None and isinstance(executor, BatchExecutor):
             leader = Member(execution_id, pending, stop, pending.done)
             partners, batch[:] = list(batch), []
             ended = run_batched(services, executor, leader, partners, policy)
             if ended is not None:
                 return ended
             continue
-        result = _run_one(services, execution_id, pending, policy, stop)
+        else:
+            result = _run_one(services, execution_id, pending, policy, stop)
         after = functools.partial(
             after_step, services=services, execution_id=execution_id, pending=pending,
             result=result, policy=policy, stop=stop,
@@ -184,6 +191,15 @@ def _run_one(
         sleep=services.stopping.wait,
         on_attempt=record,
     )
+
+
+def _rendered_only(services: Services, pending: Pending) -> StepResult:
+    """A shadow step whose engine cannot dry-run: nothing is sent; its rendering (and the
+    payload checks in it) is what the shadow shows."""
+    result = rendered_only(f"a {pending.kind} step cannot be dry-run, so nothing was sent")
+    persist(services, record_result(services, pending.step_id, pending.position, pending.kind,
+                                    pending.done + 1, result))  # fmt: skip
+    return result
 
 
 def _launch(
@@ -244,6 +260,9 @@ def settle(
     now = datetime.now(UTC)
     row.remote = None
     execution.next_check_at = execution.deadline_at = None
+    if execution.mode == "shadow" and result.status != "cancelled":
+        row.status, row.finished_at = "would_run", now
+        return after_success(execution, now)
     if result.status == "succeeded":
         row.status, row.finished_at = "succeeded", now
         return after_success(execution, now)

@@ -60,6 +60,12 @@ def after_step(
     now = datetime.now(UTC)
     retries_left = row.attempts < policy.attempts
     final: ExecutionStatus
+    shadow = execution.mode == "shadow"
+    if shadow and result.status != "cancelled" and not stop.cancelled.is_set():
+        # What the dry run found (even that it would fail) is the shadow's result, not how
+        # it ends: the next step dry-runs too.
+        row.status, row.finished_at = "would_run", now
+        return None
     if result.status == "succeeded":
         row.status, row.finished_at = "succeeded", now
         return None
@@ -67,7 +73,7 @@ def after_step(
         final, error = "cancelled", cancel_note(execution)
     elif services.stopping.is_set() and (
         result.status == "cancelled"
-        and pending.idempotent
+        and (pending.idempotent or shadow)  # a dry run is always safe to run again
         or result.status in ("failed", "timed_out")
         and retries_left
     ):
@@ -87,8 +93,9 @@ def after_step(
 
 
 def after_success(execution: Execution, now: datetime) -> ExecutionStatus:
-    """A step that ran apart from its worker's loop (on an engine, in a batch) succeeded:
-    the execution's next step goes back to the queue for any worker, or it is done."""
+    """A step that ran apart from its worker's loop (on an engine, in a batch) succeeded
+    (or dry-ran, in a shadow run): the execution's next step goes back to the queue for
+    any worker, or it is done."""
     if any(step.status == "pending" for step in execution.steps):
         release(execution)
         return "queued"
@@ -172,18 +179,23 @@ class Pending:
     spec: dict[str, Any]
     idempotent: bool
     done: int  # attempts made before (a resumed step keeps its count)
+    shadow: bool = False  # its execution is a shadow run: a dry run, changing nothing
 
     @classmethod
-    def of(cls, row: StepRow) -> Pending:
-        return cls(row.id, row.position, row.kind, row.spec, row.idempotent, row.attempts)
+    def of(cls, row: StepRow, mode: str) -> Pending:
+        return cls(row.id, row.position, row.kind, row.spec, row.idempotent, row.attempts,
+                   mode == "shadow")  # fmt: skip
 
     def input(self, execution_id: str) -> StepInput:
-        return step_input(execution_id, self.position, self.done + 1, self.spec)
+        return step_input(execution_id, self.position, self.done + 1, self.spec, self.shadow)
 
 
-def step_input(execution_id: str, position: int, attempt: int, spec: dict[str, Any]) -> StepInput:
+def step_input(
+    execution_id: str, position: int, attempt: int, spec: dict[str, Any], shadow: bool = False
+) -> StepInput:
     """One attempt of a step, with the timeout its spec was rendered with."""
-    return StepInput(execution_id, position, attempt, spec, float(spec.get("timeout", 300)))
+    timeout = float(spec.get("timeout", 300))
+    return StepInput(execution_id, position, attempt, spec, timeout, shadow)
 
 
 def cancel_note(execution: Execution) -> str:

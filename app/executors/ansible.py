@@ -47,6 +47,8 @@ from app.executors.base import (
     StepResult,
     StepSpec,
     StepStatus,
+    rendered_only,
+    shadowed,
     strings_in,
     tail,
 )
@@ -81,6 +83,12 @@ class AnsibleStep(StepSpec):
         description="Hosts worked on at once; Ansible's own default (5) when unset, 50 when "
         "the runbook batches.",
     )  # fmt: skip
+    check_mode: bool = Field(
+        default=True,
+        description="In a shadow run, run the playbook in check mode (--check --diff) against "
+        "the real hosts; false for a playbook that is not check-safe: then it is only "
+        "rendered.",
+    )
 
 
 class RenderedAnsibleStep(AnsibleStep):
@@ -127,6 +135,7 @@ RUN_MARKER = "REMEDIATOR_ANSIBLE_RUN"
 # What a playbook is given, after the service died, to stop before it is killed.
 TETHER_GRACE_S = 5.0
 NO_HOSTS = "the playbook matched no hosts (check inventory and limit)"
+NOT_CHECK_SAFE = "check_mode: false (the playbook is not check-safe), so it was not run"
 # A batch is many hosts by design; Ansible's default of 5 at once would serialise it.
 BATCH_FORKS = 50
 # A host or group name as a limit may hold it plainly; anything else is pattern syntax.
@@ -143,6 +152,7 @@ class Played:
     error: str | None
     recap: dict[str, str]  # host → ok, failed or unreachable
     events: list[dict[str, Any]]
+    changed: frozenset[str] = frozenset()  # hosts a task changed (or would, in check mode)
 
 
 _STATUS: dict[str, StepStatus] = {
@@ -161,6 +171,7 @@ def _tool_path() -> str:
 
 class AnsibleExecutor:
     kind = "ansible"
+    dry_runs = True  # check mode with diff
 
     def __init__(self, playbooks_dir: Path, step_env: list[str] | None = None) -> None:
         self.playbooks_dir = playbooks_dir.resolve()
@@ -195,13 +206,35 @@ class AnsibleExecutor:
             self._check_limit(spec, paths[1])
         except SinkError as exc:
             return StepResult("failed", None, "", started, datetime.now(UTC), error=str(exc))
-        play = self._play(spec, *paths, spec.limit, spec.forks, step.timeout_s, cancelled)
+        if step.shadow and not spec.check_mode:
+            return rendered_only(NOT_CHECK_SAFE)
+        play = self._play(spec, *paths, spec.limit, spec.forks, step.timeout_s, cancelled,
+                          check=step.shadow)  # fmt: skip
         status, error = play.status, play.error
         if status == "succeeded" and not play.recap:
             # A remediation that touched no host has not remediated anything.
             status, error = "failed", NO_HOSTS
         ended = datetime.now(UTC)
-        return StepResult(status, play.rc, tail(play.output), started, ended, error=error)
+        result = StepResult(status, play.rc, tail(play.output), started, ended, error=error)
+        if step.shadow:
+            return _as_shadow(result, sorted(play.recap), sorted(play.changed))
+        return result
+
+    def targets(self, spec: dict[str, Any]) -> list[str]:
+        """The hosts of the limit through the inventory (a pattern's plain names only),
+        every host of the inventory without one; the names themselves when it cannot be
+        read (the step then fails on it anyway)."""
+        rendered = RenderedAnsibleStep.model_validate(spec)
+        paths = self._paths(rendered)
+        names = [n for n in _limit_parts(rendered.limit) if _PLAIN_NAME.fullmatch(n)]
+        if isinstance(paths, str) or paths[1] is None:
+            return names or ["localhost"]  # no inventory: Ansible's implicit localhost
+        try:
+            listing = inventory_listing(paths[1], env=self._environment())
+        except ExecutorError:
+            return names
+        hosts = listing.hosts_of(names) if rendered.limit else listing.hosts
+        return sorted(hosts or names or {"localhost"})
 
     def batch_key(self, spec: dict[str, Any]) -> str | None:
         """The step but for its limit, when the limit is plain names (hosts or groups):
@@ -222,6 +255,9 @@ class AnsibleExecutor:
         if len({self.batch_key(step.spec) for step in steps} - {None}) != 1:
             raise ExecutorError("a batch must be one step but for its limit")
         started = datetime.now(UTC)
+        shadow = steps[0].shadow  # a batch is all shadow or all real (its members' mode)
+        if shadow and not specs[0].check_mode:
+            return [rendered_only(NOT_CHECK_SAFE) for _ in steps]
         results: list[StepResult | None] = [None] * len(steps)
 
         def ended(index: int, status: StepStatus, error: str | None, output: str = "",
@@ -250,11 +286,13 @@ class AnsibleExecutor:
         for round_ in _disjoint_rounds({i: h for i, h in hosts.items() if h}):
             everyone = sorted(set().union(*(hosts[i] for i in round_)))
             play = self._play(first, *paths, ",".join(everyone), first.forks or BATCH_FORKS,
-                              steps[0].timeout_s, cancelled, with_events=True)  # fmt: skip
+                              steps[0].timeout_s, cancelled, with_events=True,
+                              check=shadow)  # fmt: skip
             for index in round_:
                 own = hosts[index]
                 output = _own_lines(play.events, own, frozenset(everyone)) or play.output
-                shown = {"hosts": sorted(own), "batch_hosts": len(everyone)}
+                shown = {"hosts": sorted(own), "batch_hosts": len(everyone),
+                         "changed": sorted(own & play.changed)}  # fmt: skip
                 if play.status in ("timed_out", "cancelled") or not play.recap:
                     ended(index, play.status if play.status != "succeeded" else "failed",
                           play.error or NO_HOSTS, output, **shown)  # fmt: skip
@@ -269,7 +307,15 @@ class AnsibleExecutor:
                     ended(index, "failed", error, output, **shown)
                 else:
                     ended(index, "succeeded", None, output, **shown)
-        return [result for result in results if result is not None]
+        done = [result for result in results if result is not None]
+        if shadow:
+            return [
+                _as_shadow(
+                    r, (r.detail or {}).get("hosts", []), (r.detail or {}).get("changed", [])
+                )
+                for r in done
+            ]
+        return done
 
     def _play(
         self,
@@ -282,6 +328,7 @@ class AnsibleExecutor:
         cancelled: Callable[[], bool],
         *,
         with_events: bool = False,
+        check: bool = False,
     ) -> Played:
         deadline = time.monotonic() + timeout_s
         stopped: list[StepStatus] = []
@@ -312,7 +359,9 @@ class AnsibleExecutor:
                     inventory=str(inventory) if inventory else None,
                     limit=limit or None,
                     forks=forks,
-                    cmdline=shlex.join(["--extra-vars", f"@{extravars}"]),
+                    cmdline=shlex.join(
+                        ["--extra-vars", f"@{extravars}", *(["--check", "--diff"] if check else [])]
+                    ),
                     quiet=True,
                     envvars=envvars,
                     # How often the runner looks at the clock and the cancel flag.
@@ -335,7 +384,8 @@ class AnsibleExecutor:
             "cancelled": "cancelled while running",
             "failed": f"ansible-playbook exited with {runner.rc}",
         }.get(status)
-        return Played(status, runner.rc, output, error, _recap(stats), events)
+        changed = frozenset(str(host) for host, n in (stats.get("changed") or {}).items() if n)
+        return Played(status, runner.rc, output, error, _recap(stats), events, changed)
 
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         rendered = RenderedAnsibleStep.model_validate(spec)
@@ -410,6 +460,24 @@ def _running(proc: psutil.Process) -> bool:
         return bool(proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
+
+
+def _as_shadow(result: StepResult, hosts: list[str], changed: list[str]) -> StepResult:
+    """A check-mode run's result as a shadow step's: which hosts would change (the diff
+    is in its output), or that it would fail, and why."""
+    found = {"hosts": hosts, "changed": changed} | {
+        k: v for k, v in (result.detail or {}).items() if k not in ("hosts", "changed")
+    }
+    if result.status != "succeeded":
+        return shadowed("would fail", result.error or result.status, started=result.started_at,
+                        rc=result.rc, output=result.output_tail, **found)  # fmt: skip
+    if changed:
+        said = f"{len(changed)} host(s) would change: {', '.join(changed[:10])}"
+        return shadowed("would change", said, started=result.started_at, rc=result.rc,
+                        output=result.output_tail, **found)  # fmt: skip
+    return shadowed("no change", f"{len(hosts)} host(s) checked, none would change",
+                    started=result.started_at, rc=result.rc, output=result.output_tail,
+                    **found)  # fmt: skip
 
 
 def _recap(stats: dict[str, dict[str, int]]) -> dict[str, str]:

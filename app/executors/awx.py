@@ -145,6 +145,14 @@ class AwxExecutor:
         self._root: str | None = None
         self._lock = threading.Lock()
 
+    def targets(self, spec: dict[str, Any]) -> list[str]:
+        """The limit's names (the inventory is on the engine), else the template itself."""
+        limit = str(spec.get("limit") or "")
+        names = [n.strip() for n in limit.replace(":", ",").split(",") if n.strip()]
+        template, workflow = _template(spec)
+        kind = "workflow_job_template" if workflow else "job_template"
+        return sorted(set(names)) or [f"{kind}:{template}"]
+
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         template, workflow = _template(spec)
         return {

@@ -37,6 +37,9 @@ class StepInput:
     attempt: int
     spec: dict[str, Any]
     timeout_s: float
+    # A shadow run's step: change nothing, and say what would have changed (a dry run as
+    # precise as the engine allows: `shadowed`), or only that it was rendered.
+    shadow: bool = False
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,19 @@ class Executor(Protocol):
 
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         """What the step would act on, for `simulate`, without changing anything."""
+
+    def targets(self, spec: dict[str, Any]) -> list[str]:
+        """What the step acts on, as the blast-radius budgets count it (hosts, a workdir,
+        a workspace, a repository's workflow): from the rendered spec, changing nothing."""
+
+
+@runtime_checkable
+class DryRuns(Protocol):
+    """An executor that honours `StepInput.shadow`: given a shadow step it changes
+    nothing and answers what would have changed (`shadowed`). A shadow step of any other
+    kind is never handed to its executor; it is recorded as rendered only."""
+
+    dry_runs: bool
 
 
 @runtime_checkable
@@ -189,6 +205,37 @@ def engine_result(
         error = f"{what}: {engine_status}" + (f": {explanation}" if explanation else "")
     detail = {"summary": f"{what}: {engine_status}", "url": url, "engine_status": engine_status}
     return StepResult(status, None, output, now, now, error=error, detail=detail | found)
+
+
+# What a shadow step found: it would change something, would change nothing, would fail,
+# would be refused by its own guard, or could not be dry-run and was only rendered.
+ShadowOutcome = Literal[
+    "would change", "no change", "would fail", "would be refused", "rendered only"
+]
+
+
+def shadowed(
+    outcome: ShadowOutcome,
+    said: str,
+    *,
+    started: datetime,
+    rc: int | None = None,
+    output: str = "",
+    **found: Any,
+) -> StepResult:
+    """How a shadow step's dry run ended, in the one form every kind records it: its
+    `outcome`, and `said` (what it would have done) as the summary."""
+    detail = {"summary": f"{outcome}: {said}", "shadow": {"outcome": outcome}} | found
+    status: StepStatus = "failed" if outcome == "would fail" else "succeeded"
+    error = said if outcome == "would fail" else None
+    return StepResult(status, rc, tail(output), started, datetime.now(UTC), error=error,
+                      detail=detail)  # fmt: skip
+
+
+def rendered_only(why: str) -> StepResult:
+    """A shadow step its engine cannot dry-run: nothing is sent; it was rendered (its
+    payload checks passed) and says so."""
+    return shadowed("rendered only", why, started=datetime.now(UTC))
 
 
 def refused_now(error: str, guard: str) -> StepResult:

@@ -184,6 +184,11 @@ class PipelineExecutor:
         intervals = [c.poll_interval_s for c in (github, gitlab) if c is not None]
         self.poll_interval_s = min(intervals)
 
+    def targets(self, spec: dict[str, Any]) -> list[str]:
+        if "github" in spec:
+            return [f"github:{spec['github']['repo']}/{spec['github']['workflow']}"]
+        return [f"gitlab:{spec['gitlab']['project']}@{spec['gitlab']['ref']}"]
+
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         engine = "github" if "github" in spec else "gitlab"
         return {"engine": engine, **spec[engine]}

@@ -40,10 +40,12 @@ from pydantic import Field, field_validator
 from app.errors import VersionError
 from app.executors.base import (
     Executor,
+    ShadowOutcome,
     StepInput,
     StepResult,
     StepSpec,
     StepStatus,
+    shadowed,
     strings_in,
     tail,
 )
@@ -165,6 +167,7 @@ class StepEnded(Exception):
 
 class TerraformExecutor:
     kind = "terraform"
+    dry_runs = True  # plan and guard, never apply
 
     def __init__(
         self,
@@ -203,6 +206,9 @@ class TerraformExecutor:
         workdir = self.versions.workdir(spec.workdir)
         return workdir, self.versions.resolve(workdir, spec.revert_to, self.last_good)
 
+    def targets(self, spec: dict[str, Any]) -> list[str]:
+        return [f"workdir:{spec['workdir']}"]
+
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         try:
             _, version = self.target(TerraformStep.model_validate(spec))
@@ -214,13 +220,15 @@ class TerraformExecutor:
         started = datetime.now(UTC)
         spec = TerraformStep.model_validate(step.spec)
         attempt = _Attempt(self, spec, time.monotonic() + step.timeout_s, cancelled,
-                           step.execution_id)  # fmt: skip
+                           step.execution_id, shadow=step.shadow)  # fmt: skip
         try:
             status, error = attempt.run()
         except StepEnded as ended:
             status, error = ended.status, ended.error
         except VersionError as exc:
             status, error = "failed", str(exc)
+        if step.shadow:
+            return _as_shadow(attempt, status, error, started)
         return StepResult(
             status,
             attempt.rc,
@@ -233,6 +241,27 @@ class TerraformExecutor:
         )
 
 
+def _as_shadow(
+    attempt: _Attempt, status: StepStatus, error: str | None, started: datetime
+) -> StepResult:
+    """A shadow step's plan: what the revert would change, or that the guard would refuse
+    it, or that it would fail (and why)."""
+    found = dict(attempt.detail)
+    found.pop("summary", None)
+    plan = found.get("plan") or {}
+    revert = attempt.detail.get("summary", "revert").split("; plan:")[0]
+    said = f"{revert}; plan: {plan.get('text', 'none')}"
+    if status == "refused":
+        outcome: ShadowOutcome = "would be refused"
+        said = f"{revert}: {error}"
+    elif status != "succeeded":
+        outcome, said = "would fail", f"{revert}: {error}"
+    else:
+        outcome = "no change" if plan.get("text") == "no changes" else "would change"
+    return shadowed(outcome, said, started=started, rc=attempt.rc, output=attempt.transcript,
+                    **found)  # fmt: skip
+
+
 class _Attempt:
     """One attempt's commands, their transcript, and what it learnt on the way."""
 
@@ -243,8 +272,13 @@ class _Attempt:
         deadline: float,
         cancelled: Callable[[], bool],
         execution_id: str,
+        *,
+        shadow: bool = False,
     ) -> None:
         self.executor, self.spec = executor, spec
+        # Init and plan only, the guard evaluated: never apply, never propose, and the
+        # state not locked (a plan without the lock reads it; a real apply may run).
+        self.shadow = shadow
         self.execution_id = execution_id
         self.deadline, self.cancelled = deadline, cancelled
         self.transcript = ""
@@ -275,7 +309,7 @@ class _Attempt:
             varfile.touch(mode=0o600)
             varfile.write_text(json.dumps(self.spec.var), encoding="utf-8")
             self._init(copy, workdir)
-            lock = f"-lock-timeout={self.spec.lock_timeout:g}s"
+            lock = "-lock=false" if self.shadow else f"-lock-timeout={self.spec.lock_timeout:g}s"
             plan_file = str(Path(private) / "revert.tfplan")
             self._terraform("plan", "-input=false", lock, f"-var-file={varfile}", "-out", plan_file)
             plan = json.loads(self._terraform("show", "-json", plan_file, machine=True))
@@ -287,6 +321,8 @@ class _Attempt:
             if why is not None:
                 self.detail["guard"] = "max_destroy"
                 return "refused", why
+            if self.shadow:
+                return "succeeded", None
             self.detail["applied"] = False
             if not summary.changes_nothing:
                 self._terraform("apply", "-input=false", lock, plan_file)

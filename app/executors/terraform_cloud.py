@@ -128,6 +128,9 @@ class TerraformCloudExecutor:
         self.poll_interval_s = config.poll_interval_s
         self.last_good = last_good
 
+    def targets(self, spec: dict[str, Any]) -> list[str]:
+        return [f"workspace:{spec['organization']}/{spec['workspace']}"]
+
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         return {"engine": self.api.base, "workspace": target(spec), "revert_to": spec["revert_to"]}
 

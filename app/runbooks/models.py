@@ -29,6 +29,7 @@ from app.executors.kinds import step_kinds
 from app.identity import IDENTITY_NAME, ROLES, Identity, roles_granting
 from app.incident import Severity
 from app.runbooks.duration import Duration
+from app.runbooks.trust import Breaker, Budget, MaxErrors, Mode
 from app.sinks import url_template_problem
 
 # RE2 runs in time linear in the text: a runbook pattern such as `^(\w+\s?)*$` cannot
@@ -210,6 +211,28 @@ class Batch(Strict):
         default=2.0, description="How long the first of a batch waits for others to join."
     )
     max: int = Field(default=200, ge=2, le=1000, description="Executions in one batch.")
+    max_errors: int | str | None = Field(
+        default=None,
+        description="End the batched play early once this many hosts failed (`5`, or `10%` "
+        "of its hosts), like AWS Systems Manager's MaxErrors; members not yet reached end "
+        "`refused` naming it.",
+    )
+
+    @field_validator("max_errors")
+    @classmethod
+    def _count_or_percent(cls, value: int | str | None) -> int | str | None:
+        if isinstance(value, str) and not re.fullmatch(r"\d{1,3}(\.\d+)?%", value):
+            raise ValueError("max_errors is a number of hosts or a percentage like 10%")
+        if isinstance(value, int) and value < 1:
+            raise ValueError("max_errors must be at least 1")
+        return value
+
+    def errors_allowed(self) -> MaxErrors | None:
+        if self.max_errors is None:
+            return None
+        if isinstance(self.max_errors, int):
+            return MaxErrors(count=self.max_errors)
+        return MaxErrors(percent=float(self.max_errors.rstrip("%")))
 
 
 class MaxRuns(Strict):
@@ -316,6 +339,13 @@ class Approval(Strict):
 class Runbook(Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,99}$")
     description: str = ""
+    mode: Mode | None = Field(
+        default=None,
+        description="auto: runs as it matches; approve: waits for a human's yes (four eyes, "
+        "`approval` says who); shadow: every step dry-runs (Ansible check mode, a Terraform "
+        "plan) and nothing changes. Default auto, or approve with `approval: true`. A pause, "
+        "a freeze or an open breaker can make it stricter, never looser.",
+    )
     match: Match = Field(default_factory=Match)
     steps: list[Step] = Field(min_length=1)
     retry: Retry = Field(default_factory=Retry)
@@ -342,7 +372,21 @@ class Runbook(Strict):
     approval_timeout: Duration = Field(
         default=3600.0, description="Unapproved this long: timed_out and escalated."
     )
+    breaker: Breaker | None = Field(
+        default=None,
+        description="Stop itself after repeated failures (default: the config's `breaker`, "
+        "3 within 1h, then approve); `{enabled: false}` for none.",
+    )
+    budget: Budget | None = Field(
+        default=None,
+        description="At most `targets` targets (hosts, workdirs, workspaces) per `per` for "
+        "this runbook; past it a run is refused before anything runs.",
+    )
     escalate: list[str] = Field(default_factory=list)
+    notify_on_shadow: list[str] = Field(
+        default_factory=list,
+        description="Targets told what a shadow run would have done (a chat channel, say).",
+    )
     notify_on_success: list[str] = Field(
         default_factory=list,
         description="Targets told once the remediation succeeded (after `verify` passed): a "
@@ -363,6 +407,13 @@ class Runbook(Strict):
         "as *** in the API, in output tails and in escalations (values of 4 characters or "
         "more).",
     )
+
+    @property
+    def own_mode(self) -> Mode:
+        """The runbook's own mode: `mode`, else approve when `approval` is required."""
+        if self.mode is not None:
+            return self.mode
+        return "approve" if self.approval.required else "auto"
 
     @model_validator(mode="after")
     def _resolve_needs_a_target(self) -> Runbook:

@@ -35,6 +35,9 @@ class Plan:
     error: str | None = None
     # When the platform says the incident began (see Incident.started_at).
     started_at: datetime | None = None
+    # What its steps act on (hosts, workdirs, workspaces), as the executors resolve it:
+    # what the budgets count (set once the executors are at hand, `with_targets`).
+    targets: tuple[str, ...] = ()
 
 
 def template_context(runbook: Runbook, incident: Incident) -> dict[str, Any]:

@@ -126,12 +126,18 @@ class IncidentRow(Base):
 ExecutionStatus = Literal[
     "queued", "waiting_approval", "running", "verifying",
     "succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected",
+    "shadowed",
 ]  # fmt: skip
+# How an execution runs: for real, after a human's yes, or as a dry run that changes
+# nothing (each step says what it would have done). The strictest of the runbook's own,
+# a pause, a freeze and an open breaker (app/executions/modes.py).
+Mode = Literal["auto", "approve", "shadow"]
 # Statuses in which an execution still holds its concurrency key / is open for its incident.
 HOLDS_KEY: tuple[ExecutionStatus, ...] = ("running", "verifying")
 OPEN: tuple[ExecutionStatus, ...] = ("queued", "waiting_approval", "running", "verifying")
 FINAL: tuple[ExecutionStatus, ...] = (
     "succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected",
+    "shadowed",
 )  # fmt: skip
 
 
@@ -151,6 +157,8 @@ class Execution(Base):
         Index("ix_executions_finished", "finished_at"),
         Index("ix_executions_guard", "runbook", "guard_key", "created_at"),
         Index("ix_executions_incident", "incident_key", "created_at"),
+        # What the budgets spent in their window: runs (not shadows) since a time.
+        Index("ix_executions_budget", "created_at", "mode", "target_count"),
         # Covers every column GET /api/stats and the time-to-remediate histogram read: a
         # window of 100,000 executions is read from this index, never from the table.
         Index(
@@ -194,8 +202,16 @@ class Execution(Base):
     # `source:fingerprint`: later webhooks of the same incident attach to an open execution,
     # and its resolution ends verification.
     incident_key: Mapped[str] = mapped_column(String(300), default="")
-    # Which guard refused it: cooldown | rate_limit (| max_destroy for terraform).
+    # Which guard refused it: cooldown | rate_limit | budget | breaker (| max_destroy for
+    # terraform).
     guard: Mapped[str | None] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(16), default="auto", server_default="auto")
+    # Why this mode: the runbook's own, or which pause, freeze or breaker made it so.
+    mode_reason: Mapped[str | None] = mapped_column(String(500))
+    # What its steps act on (hosts, workdirs, workspaces, repositories), as the budgets
+    # count them: a run spends len(targets) of each budget it falls under.
+    targets: Mapped[list[Any] | None]
+    target_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     escalate_to: Mapped[list[Any]]
     verify: Mapped[dict[str, Any] | None]
     # Approval deadline while waiting_approval; verification deadline while verifying;
@@ -394,3 +410,34 @@ class ProposalBranchRow(Base):
     commit: Mapped[str] = mapped_column(String(64))
     execution_id: Mapped[str] = mapped_column(String(36))
     pushed_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class BreakerRow(Base):
+    """A runbook's circuit breaker, shared by every replica: open from `opened_at` until a
+    human resets it (then `reset_*` say who and why, and failures before it no longer
+    count)."""
+
+    __tablename__ = "breakers"
+
+    runbook: Mapped[str] = mapped_column(String(100), primary_key=True)
+    opened_at: Mapped[datetime | None]
+    # The failed executions that tripped it, for people and the escalation.
+    failures: Mapped[list[Any] | None]
+    reset_at: Mapped[datetime | None]
+    reset_by: Mapped[str | None] = mapped_column(String(200))
+    reset_reason: Mapped[str | None] = mapped_column(Text)
+
+
+class PauseRow(Base):
+    """The one pause switch (a single row, id 1): while `paused` (and before `until`), new
+    executions of the runbooks it names (globs; None: all) run in the config's pause_mode."""
+
+    __tablename__ = "automation_pause"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    paused: Mapped[bool] = mapped_column(Boolean, default=False)
+    by: Mapped[str | None] = mapped_column(String(200))
+    reason: Mapped[str | None] = mapped_column(Text)
+    since: Mapped[datetime | None]
+    until: Mapped[datetime | None]
+    runbooks: Mapped[list[Any] | None]

@@ -78,6 +78,11 @@ class ExecutionView(BaseModel):
     incident: dict[str, Any]
     concurrency_key: str | None
     guard: str | None
+    # auto | approve | shadow, and why (the runbook's own, or a pause, freeze, breaker).
+    mode: str = "auto"
+    mode_reason: str | None = None
+    # What its steps act on, as the budgets count them.
+    targets: list[str] = []
     error: str | None
     verify: dict[str, Any] | None
     deadline_at: datetime | None
@@ -103,6 +108,7 @@ class ExecutionSummary(BaseModel):
     title: str
     severity: str | None
     guard: str | None
+    mode: str = "auto"
     attached: int
     error: str | None
     created_at: datetime
@@ -178,6 +184,9 @@ def _unmasked_view(execution: Execution) -> ExecutionView:
         incident=execution.incident.document,
         concurrency_key=execution.concurrency_key,
         guard=execution.guard,
+        mode=execution.mode,
+        mode_reason=execution.mode_reason,
+        targets=list(execution.targets or []),
         error=execution.error,
         verify=execution.verify,
         deadline_at=execution.deadline_at,
@@ -243,6 +252,7 @@ def _summary(execution: Execution, attached: int) -> ExecutionSummary:
         title=str(data.get("title", "")),
         severity=data.get("severity"),
         guard=execution.guard,
+        mode=execution.mode,
         attached=attached,
         error=execution.error,
         created_at=execution.created_at,

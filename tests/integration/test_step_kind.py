@@ -51,6 +51,9 @@ class NoteExecutor:
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         return {"would_write_in": spec["folder"]}
 
+    def targets(self, spec: dict[str, Any]) -> list[str]:
+        return [f"folder:{spec['folder']}"]
+
 
 class NoteKind:
     name = "note"

@@ -17,9 +17,10 @@ from app.errors import NotFound
 from app.manual import run_manually
 from app.runbooks.matcher import Matcher
 from app.runbooks.models import Runbook, RunbookFile
-from app.services import reload_runbooks
-from app.simulate import simulate
+from app.services import Services, reload_runbooks
+from app.simulate import Trust, simulate
 from app.sources.registry import SOURCES
+from app.store.trust import breakers
 
 router = APIRouter(prefix="/api", tags=["runbooks"])
 
@@ -28,6 +29,8 @@ class RunbookInfo(BaseModel):
     file: str
     line: int
     runbook: Runbook
+    breaker_open: bool = Field(default=False, description="Its circuit breaker is open.")
+    breaker_opened_at: datetime | None = None
 
 
 class RunbookSet(BaseModel):
@@ -35,19 +38,28 @@ class RunbookSet(BaseModel):
     runbooks: list[RunbookInfo]
 
 
-def _info(item: RunbookFile) -> RunbookInfo:
-    return RunbookInfo(file=item.file, line=item.line, runbook=item.runbook)
+def _info(item: RunbookFile, opened: dict[str, datetime] | None = None) -> RunbookInfo:
+    at = (opened or {}).get(item.runbook.name)
+    return RunbookInfo(file=item.file, line=item.line, runbook=item.runbook,
+                       breaker_open=at is not None, breaker_opened_at=at)  # fmt: skip
 
 
-def _set(matcher: Matcher) -> RunbookSet:
-    return RunbookSet(loaded_at=matcher.loaded_at, runbooks=[_info(i) for i in matcher.runbooks])
+def _set(matcher: Matcher, opened: dict[str, datetime] | None = None) -> RunbookSet:
+    return RunbookSet(loaded_at=matcher.loaded_at,
+                      runbooks=[_info(i, opened) for i in matcher.runbooks])  # fmt: skip
+
+
+def _open_breakers(services: Services) -> dict[str, datetime]:
+    with services.db.read() as session:
+        return {n: b.opened_at for n, b in breakers(session).items() if b.opened_at is not None}
 
 
 @router.get("/runbooks", response_model_exclude_none=True)
 def list_runbooks(_: Reader, services: ServicesDep) -> RunbookSet:
-    """Every loaded runbook, by name, with the file and line it came from."""
+    """Every loaded runbook, by name, with the file and line it came from, and whether its
+    circuit breaker is open."""
     matcher = services.matcher
-    return _set(matcher)
+    return _set(matcher, _open_breakers(services))
 
 
 @router.get(
@@ -59,7 +71,7 @@ def get_runbook(name: str, _: Reader, services: ServicesDep) -> RunbookInfo:
     item = services.matcher.get(name)
     if item is None:
         raise NotFound(f"no runbook {name!r} is loaded")
-    return _info(item)
+    return _info(item, _open_breakers(services))
 
 
 @router.post(
@@ -170,4 +182,5 @@ def simulate_payload(body: SimulateRequest, _: Operator, services: ServicesDep) 
     steps (and for terraform the version a revert would apply), and why each other
     runbook does not match. Nothing is stored and nothing runs."""
     raw = json.dumps(body.payload).encode()
-    return simulate(services.matcher, body.source, raw, services.executors)
+    trust = Trust(services.db, services.trust)
+    return simulate(services.matcher, body.source, raw, services.executors, trust)
