@@ -212,7 +212,11 @@ def add_execution(
         execution.steps.append(
             StepRow(position=position, kind=step.kind, spec=step.spec, idempotent=step.idempotent)
         )
-    if plan.error is not None:
+    if plan.error is not None and shadow:
+        # What a real run would have met (a payload the checks refuse), told, not paged.
+        error = f"would fail: {plan.error}"
+        finish_execution(execution=execution, status="shadowed", error=error, now=now)
+    elif plan.error is not None:
         finish_execution(execution=execution, status="failed", error=plan.error, now=now)
     elif refusal is not None:
         execution.guard = refusal.guard
@@ -221,7 +225,7 @@ def add_execution(
             status="refused",
             error=refusal.reason,
             now=now,
-            escalate=refusal.escalate,
+            escalate=refusal.escalate and not shadow,  # a shadow pages nobody
         )
     elif decision.mode == "approve":
         execution.status = "waiting_approval"

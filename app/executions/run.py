@@ -73,10 +73,8 @@ def run_step(
         attempt += 1
         started = datetime.now(UTC)
         try:
-            result = executor.run(
-                StepInput(step.execution_id, step.position, attempt, step.spec, step.timeout_s),
-                cancelled=stop,
-            )
+            # The same step (a shadow's stays a shadow), this attempt.
+            result = executor.run(replace(step, attempt=attempt), cancelled=stop)
         except ExecutorError as exc:
             result = StepResult("failed", None, "", started, datetime.now(UTC), error=str(exc))
         on_attempt(attempt, result)

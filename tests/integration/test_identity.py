@@ -39,6 +39,11 @@ NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/api/whoami"): "anyone",
     ("GET", "/api/audit"): "admin",
     ("GET", "/metrics"): "read",
+    ("GET", "/api/automation"): "read",
+    ("POST", "/api/automation/pause"): "operate",
+    ("POST", "/api/automation/resume"): "operate",
+    ("GET", "/api/runbooks/{name}/breaker"): "read",
+    ("POST", "/api/runbooks/{name}/breaker/reset"): "operate",
 }
 GRANTED_TO: dict[str, set[str]] = {
     "anyone": set(ROLES),
@@ -51,6 +56,8 @@ BODIES: dict[str, Any] = {
     "/api/runbooks/{name}/run": {"incident": {"title": "t"}},
     "/api/simulate": {"source": "generic", "payload": {"title": "t"}},
     "/api/terraform/versions": {"workdir": "nowhere", "ref": "main"},
+    "/api/automation/pause": {"reason": "a role check", "for": "1s"},
+    "/api/runbooks/{name}/breaker/reset": {"reason": "a role check"},
 }
 ROLE_SETS = [
     frozenset(c) for n in range(1, len(ROLES) + 1) for c in itertools.combinations(ROLES, n)
