@@ -37,6 +37,7 @@ from app.executions.steps import (
 from app.executors.base import BatchExecutor, StepInput, StepResult
 from app.logs import log_context
 from app.runbooks.models import Batch, Retry
+from app.runbooks.trust import MaxErrors
 from app.services import Services
 from app.store.models import Execution, ExecutionStatus, StepRow
 from app.store.queue import claim_batch
@@ -107,12 +108,15 @@ def run_batched(
     leader: Member,
     partners: Sequence[Member],
     policy: Retry,
+    max_errors: MaxErrors | None = None,
 ) -> ExecutionStatus | None:
     """Run the leader's step with its partners (claimed with it); the leader's status
     after it, or None when the leader goes on to its next step (every partner is settled
-    here)."""
+    here). Past `max_errors` failed hosts the run stops, and the members not reached are
+    refused naming it."""
     members = [leader, *partners]
-    return _run(services, executor, members, policy, leader.execution_id)[leader.execution_id]
+    ran = _run(services, executor, members, policy, leader.execution_id, max_errors)
+    return ran[leader.execution_id]
 
 
 def hand_back(services: Services, members: Sequence[Member]) -> None:
@@ -128,6 +132,7 @@ def _run(
     members: list[Member],
     policy: Retry,
     leader_id: str,
+    max_errors: MaxErrors | None,
 ) -> dict[str, ExecutionStatus | None]:
     """Attempts of the batch until every member is settled: those that failed with
     retries left (and are not cancelled, and the service is not stopping) run again
@@ -146,6 +151,7 @@ def _run(
             results = executor.run_batch(
                 [member.input() for member in running],
                 cancelled=functools.partial(_all_stopped, running),
+                max_errors=max_errors,
             )
         except ExecutorError as exc:
             failed = StepResult("failed", None, "", started, datetime.now(UTC), error=str(exc))

@@ -42,7 +42,7 @@ from app.executors.base import (
     rendered_only,
 )
 from app.logs import log_context
-from app.runbooks.models import Retry
+from app.runbooks.models import Batch, Retry
 from app.services import Services
 from app.store.models import ActionRow, Execution, ExecutionStatus, StepRow
 from app.store.queue import expired_executions
@@ -125,6 +125,8 @@ def _run_steps(
     with services.db.read() as session:
         execution = session.get_one(Execution, execution_id)
         policy = Retry.model_validate(execution.runbook_spec.get("retry", {}))
+        batching = execution.runbook_spec.get("batch")
+        max_errors = Batch.model_validate(batching).errors_allowed() if batching else None
         if execution.mode == "shadow":
             policy = Retry(attempts=1)  # a dry run says what it found the first time
         if execution.cancel_requested:  # asked while it went back to the queue
@@ -145,7 +147,7 @@ def _run_steps(
         elif batch is not None and isinstance(executor, BatchExecutor):
             leader = Member(execution_id, pending, stop, pending.done)
             partners, batch[:] = list(batch), []
-            ended = run_batched(services, executor, leader, partners, policy)
+            ended = run_batched(services, executor, leader, partners, policy, max_errors)
             if ended is not None:
                 return ended
             continue

@@ -58,6 +58,7 @@ from app.executors.tethered import tethered
 from app.runbooks.duration import Duration
 from app.runbooks.paths import inside
 from app.runbooks.templating import render_limit, render_value
+from app.runbooks.trust import MaxErrors
 from app.sinks import check_limit_names
 
 if TYPE_CHECKING:
@@ -135,6 +136,11 @@ RUN_MARKER = "REMEDIATOR_ANSIBLE_RUN"
 # What a playbook is given, after the service died, to stop before it is killed.
 TETHER_GRACE_S = 5.0
 NO_HOSTS = "the playbook matched no hosts (check inventory and limit)"
+MAX_ERRORS = "max_errors"
+# A play stopped by max_errors is asked to stop (SIGTERM), then killed this soon after.
+MAX_ERRORS_GRACE_S = 1.0
+# What counts towards a batch's max_errors: a task that failed (not ignored), a host lost.
+FAILING_EVENTS = ("runner_on_failed", "runner_on_unreachable")
 NOT_CHECK_SAFE = "check_mode: false (the playbook is not check-safe), so it was not run"
 # A batch is many hosts by design; Ansible's default of 5 at once would serialise it.
 BATCH_FORKS = 50
@@ -153,6 +159,9 @@ class Played:
     recap: dict[str, str]  # host → ok, failed or unreachable
     events: list[dict[str, Any]]
     changed: frozenset[str] = frozenset()  # hosts a task changed (or would, in check mode)
+    # Hosts that failed a task (not ignored) or were unreachable, as the play went.
+    failed: frozenset[str] = frozenset()
+    stopped_at_errors: bool = False  # ended early by the batch's max_errors
 
 
 _STATUS: dict[str, StepStatus] = {
@@ -246,11 +255,17 @@ class AnsibleExecutor:
         return json.dumps(shared, sort_keys=True)
 
     def run_batch(
-        self, steps: Sequence[StepInput], *, cancelled: Callable[[], bool]
+        self,
+        steps: Sequence[StepInput],
+        *,
+        cancelled: Callable[[], bool],
+        max_errors: MaxErrors | None = None,
     ) -> list[StepResult]:
         """One play over the hosts of all `steps`; each step's result from its own hosts'
         recap, its output from its own hosts' lines (and the play's own). Members whose
-        hosts overlap (two incidents for one host) go to a second play, run after."""
+        hosts overlap (two incidents for one host) go to a second play, run after. Once
+        `max_errors` hosts failed the play is stopped: members with a failed host fail,
+        the others (not reached, or not finished) are refused naming it."""
         specs = [RenderedAnsibleStep.model_validate(step.spec) for step in steps]
         if len({self.batch_key(step.spec) for step in steps} - {None}) != 1:
             raise ExecutorError("a batch must be one step but for its limit")
@@ -283,16 +298,35 @@ class AnsibleExecutor:
             hosts[index] = listing.hosts_of(_limit_parts(spec.limit))
             if not hosts[index]:
                 ended(index, "failed", NO_HOSTS)
+        reached = [h for h in hosts.values() if h]
+        allowed = max_errors.limit(len(set().union(*reached))) if max_errors and reached else None
+        failed: set[str] = set()  # across the batch's plays
         for round_ in _disjoint_rounds({i: h for i, h in hosts.items() if h}):
             everyone = sorted(set().union(*(hosts[i] for i in round_)))
+            if allowed is not None and len(failed) >= allowed:
+                for index in round_:
+                    ended(index, "refused", _max_errors(len(failed), allowed), guard=MAX_ERRORS,
+                          hosts=sorted(hosts[index]))  # fmt: skip
+                continue
+            left = None if allowed is None else allowed - len(failed)
             play = self._play(first, *paths, ",".join(everyone), first.forks or BATCH_FORKS,
-                              steps[0].timeout_s, cancelled, with_events=True,
-                              check=shadow)  # fmt: skip
+                              steps[0].timeout_s, cancelled, with_events=True, check=shadow,
+                              max_errors=left)  # fmt: skip
+            failed |= play.failed
             for index in round_:
                 own = hosts[index]
                 output = _own_lines(play.events, own, frozenset(everyone)) or play.output
                 shown = {"hosts": sorted(own), "batch_hosts": len(everyone),
                          "changed": sorted(own & play.changed)}  # fmt: skip
+                if play.stopped_at_errors:
+                    if own & play.failed:
+                        error = "; ".join(f"{host}: failed" for host in sorted(own & play.failed))
+                        ended(index, "failed", error, output, **shown)
+                    else:
+                        assert allowed is not None
+                        ended(index, "refused", _max_errors(len(failed), allowed), output,
+                              guard=MAX_ERRORS, **shown)  # fmt: skip
+                    continue
                 if play.status in ("timed_out", "cancelled") or not play.recap:
                     ended(index, play.status if play.status != "succeeded" else "failed",
                           play.error or NO_HOSTS, output, **shown)  # fmt: skip
@@ -329,9 +363,12 @@ class AnsibleExecutor:
         *,
         with_events: bool = False,
         check: bool = False,
+        max_errors: int | None = None,
     ) -> Played:
         deadline = time.monotonic() + timeout_s
         stopped: list[StepStatus] = []
+        failed: set[str] = set()
+        at_errors: list[bool] = []
         with tempfile.TemporaryDirectory(prefix="remediator-ansible-") as private_dir:
 
             def should_stop() -> bool:
@@ -339,6 +376,17 @@ class AnsibleExecutor:
                     stopped.append("cancelled" if cancelled() else "timed_out")
                     terminate_run(private_dir)
                 return bool(stopped)
+
+            def seen(event: dict[str, Any]) -> bool:
+                data = event.get("event_data") or {}
+                if event.get("event") in FAILING_EVENTS and not data.get("ignore_errors"):
+                    failed.add(str(data.get("host")))
+                    if not stopped and max_errors is not None and len(failed) >= max_errors:
+                        # At once, from the event itself: every second more is hosts more.
+                        stopped.append("failed")
+                        at_errors.append(True)
+                        terminate_run(private_dir, grace_s=MAX_ERRORS_GRACE_S)
+                return True  # every event is kept
 
             extravars = Path(private_dir) / "extravars.yml"
             extravars.write_text(unsafe_yaml(spec.extra_vars), encoding="utf-8")
@@ -371,7 +419,8 @@ class AnsibleExecutor:
                 config.env = without_inherited(config.env, envvars)
                 # Dies with the service, its tree too (a setsid worker, a module's child).
                 config.command = tethered(config.command, "TERM", TETHER_GRACE_S)
-                runner = ansible_runner.Runner(config, cancel_callback=should_stop)
+                runner = ansible_runner.Runner(config, cancel_callback=should_stop,
+                                               event_handler=seen)  # fmt: skip
                 runner.run()
                 output = _read(Path(private_dir) / "artifacts" / runner.config.ident / "stdout")
                 events = list(runner.events) if with_events else []
@@ -385,7 +434,8 @@ class AnsibleExecutor:
             "failed": f"ansible-playbook exited with {runner.rc}",
         }.get(status)
         changed = frozenset(str(host) for host, n in (stats.get("changed") or {}).items() if n)
-        return Played(status, runner.rc, output, error, _recap(stats), events, changed)
+        return Played(status, runner.rc, output, error, _recap(stats), events, changed,
+                      frozenset(failed), bool(at_errors))  # fmt: skip
 
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         rendered = RenderedAnsibleStep.model_validate(spec)
@@ -460,6 +510,13 @@ def _running(proc: psutil.Process) -> bool:
         return bool(proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
+
+
+def _max_errors(failed: int, allowed: int) -> str:
+    return (
+        f"max_errors: the batched play was stopped after {failed} host(s) failed "
+        f"(max_errors allows {allowed}); this execution's hosts were not reached or not finished"
+    )
 
 
 def _as_shadow(result: StepResult, hosts: list[str], changed: list[str]) -> StepResult:

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from app.config import Settings
+    from app.runbooks.trust import MaxErrors
     from app.store.db import Database
 
 # `refused`: the step's own guard said no (a terraform plan that destroys too much).
@@ -93,10 +94,15 @@ class BatchExecutor(LocalExecutor, Protocol):
         """Steps with equal keys may share a run; None: this step always runs alone."""
 
     def run_batch(
-        self, steps: Sequence[StepInput], *, cancelled: Callable[[], bool]
+        self,
+        steps: Sequence[StepInput],
+        *,
+        cancelled: Callable[[], bool],
+        max_errors: MaxErrors | None = None,
     ) -> list[StepResult]:
         """Run `steps` (equal batch keys) together, to their end, their timeout, or until
-        `cancelled()` turns true; a result for each, in order, from its own part."""
+        `cancelled()` turns true, or until `max_errors` of their targets failed (the rest
+        then `refused`); a result for each, in order, from its own part."""
 
 
 @dataclass(frozen=True)

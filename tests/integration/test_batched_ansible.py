@@ -258,3 +258,25 @@ def test_a_batch_starts_when_its_window_ends_not_at_the_next_poll(
     assert done["status"] == "succeeded", done
     waited = datetime.fromisoformat(done["started_at"]) - datetime.fromisoformat(done["created_at"])
     assert timedelta(seconds=0.4) < waited < timedelta(seconds=3)  # not the 10 s poll
+
+
+def test_max_errors_stops_a_fleet_wide_play_and_refuses_the_hosts_not_reached(
+    make_api: Callable[..., Api], tmp_path: Path
+) -> None:
+    """AWS Systems Manager's MaxErrors for a batch: two hosts fail first; with
+    `max_errors: 2` the play is stopped there, their executions fail, and those whose
+    hosts were not reached (or not finished) are refused naming it, not run."""
+    for broken in ("host-0", "host-1"):
+        (tmp_path / f"broken-{broken}").write_text("")
+    book = fleet_runbook(tmp_path, window="5s")
+    book["batch"]["max_errors"] = 2
+    book["steps"][0]["ansible"]["forks"] = 2  # the fleet worked through two at a time
+    api = make_api([book], playbooks_dir=str(fleet(tmp_path, 30)), workers=2)
+    ids = {fire(api, f"host-{i}", pause="1"): f"host-{i}" for i in range(30)}
+    done = {ids[execution_id]: api.wait(execution_id) for execution_id in ids}
+    assert done["host-0"]["status"] == done["host-1"]["status"] == "failed"
+    refused = [h for h, e in done.items() if e["status"] == "refused"]
+    assert len(refused) >= 24, Counter(e["status"] for e in done.values())
+    assert {done[h]["guard"] for h in refused} == {"max_errors"}
+    assert "stopped after 2 host(s) failed (max_errors allows 2)" in done[refused[0]]["error"]
+    assert len(marks(tmp_path)) <= 4 and "host-29" not in marks(tmp_path)
