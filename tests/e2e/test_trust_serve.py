@@ -60,12 +60,13 @@ def get(server: Server, path: str, who: str = "dashboards", **params: Any) -> An
 
 
 @pytest.fixture
-def hooked(tmp_path: Path, recorder: Recorder) -> Iterator[Callable[[dict[str, Any]], Server]]:
-    """`hooked(runbook)`: a server whose `webhook` target is the recorder."""
+def hooked(tmp_path: Path, recorder: Recorder) -> Iterator[Callable[..., Server]]:
+    """`hooked(runbook, **config)`: a server whose `webhook` target is the recorder."""
     started: list[Server] = []
 
-    def start(book: dict[str, Any]) -> Server:
-        config = write_config(tmp_path, [book], escalation={"webhook": {"url": recorder.url}})
+    def start(book: dict[str, Any], **overrides: Any) -> Server:
+        config = write_config(tmp_path, [book], escalation={"webhook": {"url": recorder.url}},
+                              **overrides)  # fmt: skip
         started.append(start_server(config))
         return started[-1]
 
@@ -82,7 +83,7 @@ def out(tmp_path: Path) -> Path:
 
 
 def test_a_shadow_run_checks_the_real_hosts_changes_nothing_and_tells_a_channel(
-    hooked: Callable[[dict[str, Any]], Server], out: Path, recorder: Recorder
+    hooked: Callable[..., Server], out: Path, recorder: Recorder
 ) -> None:
     book = runbook("clear-cache", "CacheFull", touch(out), mode="shadow",
                    notify_on_shadow=["webhook"], escalate=["webhook"])  # fmt: skip
@@ -168,11 +169,11 @@ def test_a_shadow_terraform_revert_plans_and_evaluates_the_guard_but_never_appli
 
 
 def test_three_failures_trip_the_breaker_once_and_a_responder_resets_it(
-    hooked: Callable[[dict[str, Any]], Server], out: Path, recorder: Recorder
+    hooked: Callable[..., Server], out: Path, recorder: Recorder
 ) -> None:
-    book = runbook("fragile", "Fragile", touch(out), escalate=["webhook"],
-                   breaker={"failures": 3, "within": "1h", "then": "approve"})  # fmt: skip
-    server = hooked(book)
+    """The product's default breaker (3 failures within 1h, then approve), on by default."""
+    book = runbook("fragile", "Fragile", touch(out), escalate=["webhook"])
+    server = hooked(book, breaker={})
     # Not a host of the inventory: each run fails before anything runs.
     failed = server.wait_all_final(
         [fire(server, "Fragile", f"fp-{i}", instance="nosuch") for i in range(3)]
@@ -234,7 +235,7 @@ def test_a_freeze_active_now_holds_a_runbook_for_approval_and_simulate_names_it(
 
 
 def test_a_budget_lets_two_hosts_run_refuses_the_third_and_pages_once(
-    hooked: Callable[[dict[str, Any]], Server], out: Path, recorder: Recorder
+    hooked: Callable[..., Server], out: Path, recorder: Recorder
 ) -> None:
     book = runbook("touch", "Touch", touch(out), escalate=["webhook"],
                    budget={"targets": 2, "per": "1h"})  # fmt: skip
