@@ -5,7 +5,8 @@
 // and output come from webhook payloads and playbooks, which an attacker may write.
 "use strict";
 
-const FINAL = ["succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected"];
+const FINAL = ["succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected",
+               "shadowed"];
 const ACTIONS = {
   approve: ["waiting_approval"],
   reject: ["waiting_approval"],
@@ -68,6 +69,8 @@ function signOut(why) {
   document.getElementById("sign-out").hidden = true;
   document.getElementById("who").textContent = "";
   document.getElementById("sign-in-error").textContent = why || "";
+  document.getElementById("paused").hidden = true;
+  document.getElementById("pause-switch").hidden = true;
   stopPolling();
 }
 
@@ -90,6 +93,7 @@ function poll(step) {
   const again = async () => {
     try {
       await step();
+      await showAutomation();
       showError("");
     } catch (error) {
       if (error instanceof Unauthorized) return;
@@ -113,7 +117,8 @@ function executionRow(execution) {
                     onclick: () => { location.hash = `#/executions/${execution.id}`; } },
     el("td", {}, when(execution.created_at)),
     el("td", { class: `status ${execution.status}` }, execution.status,
-       execution.guard ? ` (${execution.guard})` : ""),
+       execution.guard ? ` (${execution.guard})` : "",
+       execution.mode !== "auto" && execution.status !== "shadowed" ? ` [${execution.mode}]` : ""),
     el("td", {}, execution.runbook),
     el("td", {}, execution.title, execution.attached ? ` (+${execution.attached})` : ""),
     el("td", {}, execution.trigger === "manual" ? `${execution.source} (manual)` : execution.source),
@@ -166,6 +171,8 @@ function renderExecution(view, execution) {
     ["Runbook", execution.runbook],
     ["Trigger", execution.trigger],
     ["Guard", execution.guard],
+    ["Mode", `${execution.mode}: ${execution.mode_reason || ""}`],
+    ["Targets", (execution.targets || []).join(", ")],
     ["Error", el("span", { class: "error" }, execution.error || "")],
     ["Concurrency key", execution.concurrency_key],
     ["Worker", execution.worker],
@@ -233,11 +240,31 @@ async function showExecution(id) {
 
 // ---------------------------------------------------------------- runbooks
 
+function breakerLine(view, name, openedAt) {
+  if (!openedAt) return null;
+  const reset = el("button", { type: "button", class: "breaker-reset", onclick: async () => {
+    const reason = prompt(`Why reset the breaker of ${name}? (recorded)`);
+    if (!reason) return;
+    try {
+      await api(`/api/runbooks/${encodeURIComponent(name)}/breaker/reset`, {
+        method: "POST", body: JSON.stringify({ reason }),
+      });
+      renderRunbooks(view, (await api("/api/runbooks")).body);
+      showError("");
+    } catch (error) {
+      if (!(error instanceof Unauthorized)) showError(error.message);
+    }
+  } }, "Reset breaker");
+  reset.hidden = !may("operate");
+  return el("p", { class: "breaker-open" }, `Breaker open since ${when(openedAt)} `, reset);
+}
+
 function renderRunbooks(view, set) {
   view.querySelector(".loaded-at").textContent = when(set.loaded_at);
-  view.querySelector("#runbooks").replaceChildren(...set.runbooks.map(({ file, line, runbook }) =>
+  view.querySelector("#runbooks").replaceChildren(...set.runbooks.map(({ file, line, runbook, breaker_opened_at }) =>
     el("div", { class: "runbook", "data-name": runbook.name },
       el("h3", {}, runbook.name),
+      breakerLine(view, runbook.name, breaker_opened_at),
       runbook.description ? el("p", {}, runbook.description) : null,
       el("p", { class: "muted" }, `${file}:${line}`),
       el("h4", {}, "Matches"), el("pre", { class: "match" }, JSON.stringify(runbook.match, null, 2)),
@@ -245,6 +272,7 @@ function renderRunbooks(view, set) {
       el("p", { class: "muted" }, [
         runbook.concurrency ? `concurrency ${runbook.concurrency}` : "",
         runbook.cooldown ? `cooldown ${runbook.cooldown}s` : "",
+        runbook.mode ? `mode ${runbook.mode}` : "",
         runbook.approval && runbook.approval.required ? "needs approval" : "",
         runbook.escalate && runbook.escalate.length ? `escalates to ${runbook.escalate.join(", ")}` : "",
       ].filter(Boolean).join(" · ")))));
@@ -277,6 +305,7 @@ function renderSimulation(target, result) {
     for (const match of item.matched) {
       parts.push(el("div", { class: "match", "data-runbook": match.runbook },
         el("h4", {}, `Would run ${match.runbook}`),
+        el("p", { class: "mode" }, `Mode: ${match.mode} — ${match.mode_why}`),
         el("ul", {}, ...match.decided_by.map((reason) => el("li", {}, reason))),
         match.error ? el("p", { class: "error" }, match.error) : null,
         el("pre", {}, JSON.stringify(match.steps, null, 2))));
@@ -392,6 +421,42 @@ async function showStats() {
   await load();
 }
 
+// ---------------------------------------------------------------- the pause switch
+
+// On every view: a banner while automation is paused, and the switch for those who may.
+async function showAutomation() {
+  const { body } = await api("/api/automation");
+  const pause = body.pause;
+  const banner = document.getElementById("paused");
+  banner.hidden = !pause.paused;
+  document.getElementById("pause-switch").hidden = pause.paused || !may("operate");
+  document.getElementById("resume").hidden = !may("operate");
+  if (pause.paused) {
+    banner.querySelector(".paused-what").textContent =
+      `by ${pause.by} since ${when(pause.since)}${pause.until ? ` until ${when(pause.until)}` : ""}` +
+      ` (${pause.runbooks ? pause.runbooks.join(", ") : "all runbooks"}: new runs ${pause.mode}): ${pause.reason}`;
+  }
+}
+
+async function throwSwitch(path, body) {
+  try {
+    await api(path, { method: "POST", body: JSON.stringify(body) });
+    await showAutomation();
+    showError("");
+  } catch (error) {
+    if (!(error instanceof Unauthorized)) showError(error.message);
+  }
+}
+
+document.getElementById("pause").addEventListener("click", () => {
+  const reason = document.getElementById("pause-reason").value.trim();
+  if (!reason) { showError("Say why you pause automation (it is recorded)."); return; }
+  const duration = document.getElementById("pause-for").value.trim();
+  throwSwitch("/api/automation/pause", duration ? { reason, for: duration } : { reason });
+});
+document.getElementById("resume").addEventListener("click", () =>
+  throwSwitch("/api/automation/resume", { reason: "resumed from the page" }));
+
 // ---------------------------------------------------------------- routing
 
 async function whoAmI() {
@@ -409,6 +474,7 @@ async function route() {
   if (!(await whoAmI())) return;
   signedIn();
   showError("");
+  showAutomation().catch((error) => { if (!(error instanceof Unauthorized)) showError(error.message); });
   const [, page, id] = (location.hash || "#/executions").split("/");
   try {
     if (page === "executions" && id) await showExecution(decodeURIComponent(id));

@@ -236,3 +236,58 @@ def test_the_stats_page_plots_each_runbook(browser: Any, tmp_path: Path) -> None
         assert "p50" in legend and "p90" in legend
     finally:
         server.close()
+
+
+def sign_in(browser: Any, server: Server, who: str) -> None:
+    from selenium.webdriver.common.by import By
+
+    browser.get(f"{server.base}/ui/#/executions")
+    wait_for(browser, "#sign-in-form")
+    browser.find_element(By.ID, "token").clear()
+    browser.find_element(By.ID, "token").send_keys(TOKENS[who])
+    browser.find_element(By.CSS_SELECTOR, "#sign-in-form button").click()
+    wait_for(browser, "#who", who)
+
+
+def test_a_responder_pauses_from_the_page_and_every_view_shows_the_banner(
+    browser: Any, server: Server
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    sign_in(browser, server, "alice")
+    assert not browser.find_element(By.ID, "paused").is_displayed()
+    wait_for(browser, "#pause-switch")
+    browser.find_element(By.ID, "pause-reason").send_keys("major incident <b>now</b>")
+    browser.find_element(By.ID, "pause-for").send_keys("2h")
+    browser.find_element(By.ID, "pause").click()
+    banner = wait_for(browser, "#paused", "by alice")
+    assert "major incident <b>now</b>" in banner.text  # text, not markup
+    assert "new runs shadow" in banner.text
+    assert not browser.find_element(By.ID, "pause-switch").is_displayed()
+    browser.find_element(By.ID, "nav-runbooks").click()
+    wait_for(browser, '.runbook[data-name="approve-me"]')
+    assert browser.find_element(By.ID, "paused").is_displayed()
+    state = httpx.get(
+        f"{server.base}/api/automation", headers={"authorization": f"Bearer {TOKENS['dashboards']}"}
+    ).json()
+    assert (
+        state["pause"]["by"] == "alice" and state["pause"]["reason"] == "major incident <b>now</b>"
+    )
+
+    # A viewer sees the banner, and no switch.
+    browser.find_element(By.ID, "sign-out").click()
+    sign_in(browser, server, "dashboards")
+    wait_for(browser, "#paused", "by alice")
+    assert not browser.find_element(By.ID, "resume").is_displayed()
+    assert not browser.find_element(By.ID, "pause-switch").is_displayed()
+
+    browser.find_element(By.ID, "sign-out").click()
+    sign_in(browser, server, "bob")
+    wait_for(browser, "#resume").click()
+    WebDriverWait(browser, 30, poll_frequency=0.2).until(
+        lambda d: not d.find_element(By.ID, "paused").is_displayed(), "the banner stays"
+    )
+    assert browser.find_element(By.ID, "pause-switch").is_displayed()
+    assert httpx.get(f"{server.base}/api/automation",
+                     headers={"authorization": f"Bearer {TOKENS['bob']}"}).json()["pause"]["paused"] is False  # fmt: skip
