@@ -106,13 +106,18 @@ def _stop_tree(child: int, stop_with: int, grace_s: float) -> int:
 def run(stop_with: int, grace_s: float, command: Sequence[str]) -> int:
     """Answers the child's wait status."""
     service = os.getppid()
+    # An ignored SIGCHLD (inherited through exec) would reap children unseen: no status.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_BLOCK, WAITED)
     _prctl(PR_SET_CHILD_SUBREAPER, 1)
     _prctl(PR_SET_PDEATHSIG, PARENT_GONE)
-    child = subprocess.Popen(
+    # Kept referenced until the end: a Popen dropped at once would reap a child that
+    # already exited in its __del__, and its status would be lost to us.
+    process = subprocess.Popen(
         list(command),
         preexec_fn=lambda: signal.pthread_sigmask(signal.SIG_SETMASK, set()),  # noqa: PLW1509 - single-threaded
-    ).pid
+    )
+    child = process.pid
     # The service may have died before the tether was tied.
     gone = os.getppid() != service
     while not gone:
@@ -126,8 +131,11 @@ def run(stop_with: int, grace_s: float, command: Sequence[str]) -> int:
                 os.kill(child, received.si_signo)
         status = _reap(child)
         if status is not None:
+            process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by it
             return status
-    return _stop_tree(child, stop_with, grace_s)
+    status = _stop_tree(child, stop_with, grace_s)
+    process.returncode = os.waitstatus_to_exitcode(status)
+    return status
 
 
 def main(argv: Sequence[str]) -> None:
@@ -136,9 +144,11 @@ def main(argv: Sequence[str]) -> None:
     status = run(signal.Signals[f"SIG{stop_with}"], float(grace), command)
     if os.WIFSIGNALED(status):
         # Die the way the child did, so the service sees the same as without a tether.
-        signal.signal(os.WTERMSIG(status), signal.SIG_DFL)
+        died_of = os.WTERMSIG(status)
+        if died_of not in (signal.SIGKILL, signal.SIGSTOP):  # those have no handler to reset
+            signal.signal(died_of, signal.SIG_DFL)
         signal.pthread_sigmask(signal.SIG_SETMASK, set())
-        os.kill(os.getpid(), os.WTERMSIG(status))
+        os.kill(os.getpid(), died_of)
     sys.exit(os.waitstatus_to_exitcode(status))
 
 

@@ -56,11 +56,12 @@ class Spread(BaseModel):
 class RunbookStats(BaseModel):
     runbook: str = Field(description="The runbook, or `*` for all of them together.")
     executions: int = Field(description="Executions created in the window that have ended.")
-    runs: int = Field(description="Of those, the ones a guard did not refuse.")
+    runs: int = Field(description="Of those, the ones a guard did not refuse (not shadows).")
     succeeded: int
     failed: int = Field(description="failed, timed_out or interrupted.")
     refused: int = Field(description="Refused by a guard (cooldown, rate limit, ...).")
     stopped: int = Field(description="cancelled or rejected by a human.")
+    shadowed: int = Field(default=0, description="Dry runs (shadow mode): nothing changed.")
     success_rate: float | None = Field(description="succeeded / runs; null without runs.")
     escalated: int = Field(description="Executions that paged or told someone it failed.")
     escalation_rate: float | None = Field(description="escalated / executions.")
@@ -184,7 +185,7 @@ class _Tally:
 def _stats(name: str, tally: _Tally, took: Spread, waited: Spread) -> RunbookStats:
     statuses = tally.statuses
     executions = sum(statuses[status] for status in FINAL)
-    runs = executions - statuses["refused"]
+    runs = executions - statuses["refused"] - statuses["shadowed"]
     succeeded = statuses["succeeded"]
     return RunbookStats(
         runbook=name,
@@ -194,6 +195,7 @@ def _stats(name: str, tally: _Tally, took: Spread, waited: Spread) -> RunbookSta
         failed=sum(statuses[status] for status in FAILED),
         refused=statuses["refused"],
         stopped=sum(statuses[status] for status in STOPPED),
+        shadowed=statuses["shadowed"],
         success_rate=round(succeeded / runs, 4) if runs else None,
         escalated=tally.escalated,
         escalation_rate=round(tally.escalated / executions, 4) if executions else None,
