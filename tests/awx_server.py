@@ -34,6 +34,7 @@ class Template:
     ask_variables: bool = True
     ask_limit: bool = True
     ask_inventory: bool = False
+    ask_job_type: bool = False
     survey_enabled: bool = False
     # How the jobs it launches go.
     seconds: float = 0.5
@@ -164,6 +165,7 @@ class _Handler(StandInHandler):
                     "ask_variables_on_launch": template.ask_variables,
                     "ask_limit_on_launch": template.ask_limit,
                     "ask_inventory_on_launch": template.ask_inventory,
+                    "ask_job_type_on_launch": template.ask_job_type,
                     "survey_enabled": template.survey_enabled,
                     "can_start_without_user_input": True,
                     "passwords_needed_to_start": [],
@@ -174,7 +176,9 @@ class _Handler(StandInHandler):
                 return
             self._launch(template, raw)
             return
-        job_path = re.fullmatch(r"(jobs|workflow_jobs)/(\d+)/(stdout/|cancel/)?", rest)
+        job_path = re.fullmatch(
+            r"(jobs|workflow_jobs)/(\d+)/(stdout/|cancel/|job_host_summaries/)?", rest
+        )
         if job_path:
             job = awx.jobs.get(int(job_path.group(2)))
             if job is None:
@@ -196,6 +200,9 @@ class _Handler(StandInHandler):
                 self.send_response(202)
                 self.send_header("content-length", "0")
                 self.end_headers()
+                return
+            if job_path.group(3) == "job_host_summaries/":
+                answer_json(self, 200, self._summaries(job, status))
                 return
             if job_path.group(3) == "stdout/":
                 if query.get("format") != ["txt"]:
@@ -222,7 +229,8 @@ class _Handler(StandInHandler):
         if body is None:
             return
         prompts = {"extra_vars": template.ask_variables or template.survey_enabled,
-                   "limit": template.ask_limit, "inventory": template.ask_inventory}  # fmt: skip
+                   "limit": template.ask_limit, "inventory": template.ask_inventory,
+                   "job_type": template.ask_job_type}  # fmt: skip
         ignored = {
             name: body[name] for name in body
             if not prompts.get(name, False) or name in template.ignores
@@ -237,6 +245,21 @@ class _Handler(StandInHandler):
         location = f"{awx.root}{'workflow_jobs' if template.workflow else 'jobs'}/{job.id}/"
         answer_json(self, 201, answer, {"location": location})
 
+    def _summaries(self, job: Job, status: str) -> dict[str, Any]:
+        """Each host of the limit, as AWX sums a job up once it ended: a check job's task
+        would change each host (`changed` counts), a failed job failed each."""
+        hosts = [h for h in re.split(r"[,:]", str(job.body.get("limit", ""))) if h]
+        ended = status not in CONTRACT["job_status"]["running"]
+        failed = status in ("failed", "error")
+        results = [
+            {"host_name": host, "changed": 0 if failed else 1, "failures": 1 if failed else 0,
+             "dark": 0, "ok": 0 if failed else 1, "skipped": 0}
+            for host in (hosts if ended else [])
+        ]  # fmt: skip
+        answer = {"count": len(results), "next": None, "previous": None, "results": results}
+        jsonschema.validate(answer, CONTRACT["job_host_summaries_response"])
+        return answer
+
     def _job(self, job: Job, status: str) -> dict[str, Any]:
         jobs = "workflow_jobs" if job.template.workflow else "jobs"
         return {
@@ -249,4 +272,5 @@ class _Handler(StandInHandler):
             "job_explanation": "Job terminated due to error" if status == "error" else "",
             "limit": job.body.get("limit", ""),
             "extra_vars": json.dumps(job.body.get("extra_vars", {})),
+            "job_type": job.body.get("job_type", "run"),
         }

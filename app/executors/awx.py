@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, model_validator
@@ -46,6 +47,8 @@ from app.executors.base import (
     StepStatus,
     engine_result,
     refused_now,
+    rendered_only,
+    shadowed,
     strings_in,
     tail,
 )
@@ -62,6 +65,7 @@ ENGINE = "awx"
 # before the attempt fails (and the runbook's retry policy decides).
 LAUNCH_WAIT_S = 20.0
 PROMPT_GUARD = "prompt_on_launch"
+NOT_CHECKED = "check: false (the job template is not run in check mode), so nothing was launched"
 API_ROOTS = ("/api/controller/v2/", "/api/v2/")
 RUNNING = frozenset({"new", "pending", "waiting", "running"})
 ENDED: dict[str, StepStatus] = {
@@ -75,6 +79,7 @@ PROMPTS = {
     "extra_vars": ("ask_variables_on_launch", "Variables"),
     "limit": ("ask_limit_on_launch", "Limit"),
     "inventory": ("ask_inventory_on_launch", "Inventory"),
+    "job_type": ("ask_job_type_on_launch", "Job Type"),
 }
 
 
@@ -95,11 +100,20 @@ class AwxStep(StepSpec):
     )
     inventory: str | int | None = Field(default=None, description="A name or an id.")
     timeout: Duration = 1800.0
+    check: bool = Field(
+        default=False,
+        description="In a shadow run, launch the job template with job_type: check (its "
+        "'Prompt on launch' for Job Type must be on); otherwise a shadow only renders it.",
+    )
 
     @model_validator(mode="after")
     def _one_template(self) -> AwxStep:
         if (self.job_template is None) == (self.workflow_job_template is None):
             raise ValueError("give exactly one of job_template and workflow_job_template")
+        if self.check and self.workflow_job_template is not None:
+            raise ValueError(
+                "check: a workflow job template has no check mode; only a job template"
+            )
         return self
 
 
@@ -136,6 +150,7 @@ class AwxKind:
 
 class AwxExecutor:
     kind = "awx"
+    dry_runs = True  # a check-mode job, when the step says `check: true`
 
     def __init__(self, config: EngineConfig) -> None:
         self.api = EngineClient(
@@ -165,6 +180,8 @@ class AwxExecutor:
 
     def launch(self, step: StepInput) -> Remote:
         spec = step.spec
+        if step.shadow and not spec.get("check"):
+            return Remote({}, None, ended=rendered_only(NOT_CHECKED))
         root = self.root()
         template, workflow = _template(spec)
         templates = "workflow_job_templates" if workflow else "job_templates"
@@ -176,6 +193,8 @@ class AwxExecutor:
             body["limit"] = spec["limit"]
         if spec.get("inventory") is not None:
             body["inventory"] = self._id(root, "inventories", spec["inventory"])
+        if step.shadow:
+            body["job_type"] = "check"  # Ansible's check mode, on the engine
         launch_path = f"{root}{templates}/{template_id}/launch/"
         prompts = self.api.get(launch_path, busy_wait_s=LAUNCH_WAIT_S).json()
         refusal = _not_prompted(prompts, body, template)
@@ -186,7 +205,8 @@ class AwxExecutor:
         job = answer.get("workflow_job" if workflow else "job", answer.get("id"))
         if not isinstance(job, int):
             raise EngineError(f"AWX launched {template!r} but named no job: {str(answer)[:200]}")
-        handle = {"root": root, "jobs": jobs, "job": job, "template": str(template)}
+        handle = {"root": root, "jobs": jobs, "job": job, "template": str(template),
+                  "check": step.shadow}  # fmt: skip
         ignored = sorted(set(answer.get("ignored_fields") or {}) & set(body))
         if ignored:
             self._cancel(handle)
@@ -251,6 +271,8 @@ class AwxExecutor:
         if stopped is not None and engine_status != "successful":
             # We stopped it; a job that finished first keeps the engine's word for it.
             status = stopped
+        if handle.get("check"):
+            return self._checked(handle, status, engine_status)
         return engine_result(
             status,
             what=f"AWX job {handle['job']} ({handle['template']})",
@@ -260,6 +282,30 @@ class AwxExecutor:
             explanation=str(job.get("job_explanation") or "").strip(),
             job=handle["job"],
         )
+
+    def _checked(
+        self, handle: dict[str, Any], status: StepStatus, engine_status: str
+    ) -> StepResult:
+        """A shadow's check-mode job, as a shadow step says it: which hosts would change
+        (from the job's host summaries), or that it would fail."""
+        what = f"AWX check job {handle['job']} ({handle['template']}): {engine_status}"
+        url, output = self._link(handle), self._stdout(handle)
+        started = datetime.now(UTC)
+        if status != "succeeded":
+            return shadowed("would fail", what, started=started, output=output, url=url,
+                            job=handle["job"])  # fmt: skip
+        summaries = self.api.get(
+            f"{handle['root']}jobs/{handle['job']}/job_host_summaries/", params={"page_size": "200"}
+        ).json()
+        rows = summaries.get("results") or []
+        hosts = sorted(str(row.get("host_name")) for row in rows)
+        changed = sorted(str(row.get("host_name")) for row in rows if row.get("changed"))
+        found = {"url": url, "job": handle["job"], "hosts": hosts, "changed": changed}
+        if changed:
+            said = f"{len(changed)} host(s) would change: {', '.join(changed[:10])}"
+            return shadowed("would change", said, started=started, output=output, **found)
+        return shadowed("no change", f"{len(hosts)} host(s) checked, none would change",
+                        started=started, output=output, **found)  # fmt: skip
 
     def _stdout(self, handle: dict[str, Any]) -> str:
         try:

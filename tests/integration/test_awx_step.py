@@ -240,3 +240,48 @@ def test_jobs_are_followed_on_each_database(
     for execution_id in ids:
         assert api.wait(execution_id)["status"] == "succeeded"
     assert len(awx.launches) == 5
+
+
+def shadow_runbook(**step: Any) -> dict[str, Any]:
+    book = awx_runbook(**step)
+    book["mode"] = "shadow"
+    return book
+
+
+def test_a_shadow_launches_a_check_job_and_says_which_hosts_would_change(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("restart-nginx", seconds=0.3, ask_job_type=True)
+    api = start(make_api, awx, shadow_runbook(check=True))
+    execution = api.wait(fire(api, instance="web-7"))
+    assert execution["status"] == "shadowed", execution
+    [launch] = awx.launches
+    assert launch["job_type"] == "check" and launch["limit"] == "web-7"
+    [step] = execution["steps"]
+    assert step["status"] == "would_run"
+    assert step["detail"]["shadow"] == {"outcome": "would change"}
+    assert step["detail"]["changed"] == ["web-7"]
+    assert step["detail"]["summary"].startswith("would change: 1 host(s) would change: web-7")
+    assert awx.violations == []
+
+
+def test_a_shadow_check_on_a_template_without_the_job_type_prompt_is_refused_clearly(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("restart-nginx")  # Prompt on launch for Job Type is off
+    api = start(make_api, awx, shadow_runbook(check=True))
+    execution = api.wait(fire(api))
+    assert execution["status"] == "shadowed", execution
+    [step] = execution["steps"]
+    assert "Job Type" in step["error"] and awx.launches == []  # no job ran at all
+
+
+def test_a_shadow_without_check_sends_nothing_to_awx(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    awx.template("restart-nginx", ask_job_type=True)
+    api = start(make_api, awx, shadow_runbook())
+    execution = api.wait(fire(api))
+    assert execution["status"] == "shadowed", execution
+    assert execution["steps"][0]["detail"]["shadow"] == {"outcome": "rendered only"}
+    assert awx.launches == []
