@@ -2,7 +2,7 @@
 fixtures/contracts/hcp-terraform-runs.json (JSON:API media type, bearer token, the run
 body's shape) and answering as HCP Terraform does: runs go pending → planning → planned
 (confirmable) → after `apply`, applying → applied; `planned_and_finished` for a plan
-with no changes; the plan's JSON behind a redirect; discard and cancel end a run."""
+with no changes, and for a plan-only run (which can never be applied); the plan's JSON behind a redirect; discard and cancel end a run."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class Run:
     apply_seconds: float
     status: str = "pending"
     applied_at: float | None = None
+    plan_only: bool = False  # a speculative plan: it ends planned_and_finished, never applies
 
 
 @dataclass
@@ -61,7 +62,7 @@ class TfcStandIn:
             return "pending"
         if now - run.started < run.plan_seconds:
             return "planning"
-        run.status = "planned_and_finished" if self.no_changes else "planned"
+        run.status = "planned_and_finished" if self.no_changes or run.plan_only else "planned"
         return run.status
 
 
@@ -151,7 +152,8 @@ class _Handler(StandInHandler):
             answer_json(self, 404, {"errors": [{"status": "404", "title": "not found"}]})
             return
         run = Run(id=f"run-{len(tfc.runs) + 1:04d}x", version=version, started=time.monotonic(),
-                  plan_seconds=tfc.plan_seconds, apply_seconds=tfc.apply_seconds)  # fmt: skip
+                  plan_seconds=tfc.plan_seconds, apply_seconds=tfc.apply_seconds,
+                  plan_only=bool(body["data"].get("attributes", {}).get("plan-only")))  # fmt: skip
         tfc.runs[run.id] = run
         tfc.created.append(body)
         answer_json(self, 201, {"data": {"id": run.id, "type": "runs",

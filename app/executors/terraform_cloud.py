@@ -29,11 +29,15 @@ go-tfe's RunStatus values), JSON:API with `application/vnd.api+json` and a beare
    and planned_and_saved end it failed.
 5. Timeout or cancel: `POST .../actions/cancel` while it plans or applies, `discard`
    while it waits for confirmation.
+6. A shadow run creates a plan-only run (`plan-only: true`: HCP Terraform never applies
+   it; it ends `planned_and_finished`), and says what its plan would change, or that the
+   guard would refuse it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -49,6 +53,7 @@ from app.executors.base import (
     StepStatus,
     engine_result,
     refused_now,
+    shadowed,
 )
 from app.executors.engine_http import EngineClient, EngineError
 from app.executors.git_versions import LastGoodLookup
@@ -119,6 +124,7 @@ def target(spec: Mapping[str, Any]) -> str:
 
 class TerraformCloudExecutor:
     kind = "terraform_cloud"
+    dry_runs = True  # a plan-only run
 
     def __init__(self, config: EngineConfig, last_good: LastGoodLookup) -> None:
         self.api = EngineClient(
@@ -147,6 +153,7 @@ class TerraformCloudExecutor:
                     "message": f"remediator: revert to {spec['revert_to']} ({version}), "
                     f"execution {step.execution_id}",
                     "auto-apply": False,
+                    **({"plan-only": True} if step.shadow else {}),
                 },
                 "relationships": {
                     "workspace": {"data": {"type": "workspaces", "id": workspace}},
@@ -158,7 +165,8 @@ class TerraformCloudExecutor:
         }
         run = self.api.post("/api/v2/runs", body, content_type=JSON_API,
                             busy_wait_s=LAUNCH_WAIT_S).json()["data"]  # fmt: skip
-        handle = {"run": run["id"], "workspace": workspace, "version": version, "phase": "plan"}
+        handle = {"run": run["id"], "workspace": workspace, "version": version, "phase": "plan",
+                  "plan_only": step.shadow}  # fmt: skip
         return Remote(handle, self._link(spec, handle))
 
     def _version(self, spec: Mapping[str, Any], workspace: str) -> str:
@@ -183,6 +191,8 @@ class TerraformCloudExecutor:
         run = self._run(handle)
         status = str(run["attributes"]["status"])
         url = self._link(step.spec, handle)
+        if handle.get("plan_only"):
+            return self._planned_only(step, handle, run, status, url)
         if status == "applied":
             return Remote(handle, url, ended=self._result(step, handle, "succeeded", status))
         if status == "planned_and_finished":
@@ -212,6 +222,35 @@ class TerraformCloudExecutor:
                       content_type=JSON_API, ok=(409,))  # fmt: skip
         applying = {**handle, "phase": "apply", "plan": summary.text()}
         return Remote(applying, url)
+
+    def _planned_only(
+        self, step: StepInput, handle: dict[str, Any], run: dict[str, Any], status: str, url: str
+    ) -> Remote:
+        """A shadow's plan-only run: followed to its end, then what its plan would do."""
+        run_id, version = handle["run"], handle["version"]
+        what = f"HCP Terraform plan-only run {run_id} ({target(step.spec)} → {version})"
+        started = datetime.now(UTC)
+        if status in ENDED_FAILED:
+            failed = shadowed("would fail", f"{what}: {status}", started=started, url=url,
+                              run=run_id)  # fmt: skip
+            return Remote(handle, url, ended=failed)
+        if status != "planned_and_finished":
+            return Remote(handle, url)
+        plan_id = run["relationships"]["plan"]["data"]["id"]
+        summary = summarise(
+            self.api.get(f"/api/v2/plans/{plan_id}/json-output", follow=True).json()
+        )
+        found = {"url": url, "run": run_id, "plan": {**summary.as_dict(), "text": summary.text()}}
+        why = refusal(summary, int(step.spec.get("max_destroy", 0)))
+        if why is not None:
+            ended = shadowed("would be refused", f"{what}: {why}", started=started,
+                             guard="max_destroy", **found)  # fmt: skip
+        elif summary.changes_nothing:
+            ended = shadowed("no change", f"{what}; plan: no changes", started=started, **found)
+        else:
+            ended = shadowed("would change", f"{what}; plan: {summary.text()}", started=started,
+                             **found)  # fmt: skip
+        return Remote(handle, url, ended=ended)
 
     def cancel(self, step: StepInput, handle: dict[str, Any], status: StepStatus) -> Remote:
         actions = f"/api/v2/runs/{handle['run']}/actions"

@@ -98,3 +98,34 @@ def test_last_good_with_nothing_recorded_fails_clearly(
     assert execution["status"] == "failed"
     assert "no version of tfc:acme/web-prod is recorded as good" in execution["error"]
     assert tfc.runs == {}
+
+
+def start_shadow(make_api: Callable[..., Api], tfc: TfcStandIn) -> Api:
+    spec = {"organization": "acme", "workspace": "web-prod", "revert_to": "previous"}
+    book = runbook("revert-web", "WebReleaseErrors", {"terraform_cloud": spec}, mode="shadow")
+    return make_api([book], executors={"terraform_cloud": {"url": tfc.base, "token": TFC_TOKEN,
+                                                           "poll_interval_s": 0.1}})  # fmt: skip
+
+
+@pytest.mark.parametrize(("destroys", "outcome"), [(0, "would change"), (3, "would be refused")])
+def test_a_shadow_revert_is_a_plan_only_run_never_applied(
+    make_api: Callable[..., Api], tfc: TfcStandIn, destroys: int, outcome: str
+) -> None:
+    tfc.versions["cv-before"] = destroys
+    api = start_shadow(make_api, tfc)
+    execution = api.wait(fire(api))
+    assert execution["status"] == "shadowed", execution
+    (created,) = tfc.created
+    assert created["data"]["attributes"]["plan-only"] is True
+    assert tfc.actions == []  # never applied, nothing to discard
+    [step] = execution["steps"]
+    assert step["status"] == "would_run" and step["detail"]["shadow"] == {"outcome": outcome}
+    assert "HCP Terraform plan-only run" in step["detail"]["summary"]
+    if destroys:
+        assert "more than max_destroy 0" in step["detail"]["summary"]
+    else:
+        assert step["detail"]["plan"]["change"] == ["aws_lb.web"]
+    # A shadow records no version as good.
+    assert api.client.get("/api/terraform/versions", params={"workdir": "tfc:acme/web-prod"},
+                          headers=api.auth).json() == []  # fmt: skip
+    assert tfc.violations == []
