@@ -85,6 +85,7 @@ def write_history(db: Database, history: list[Past], chunk: int = 5000) -> None:
             rows["executions"].append({
                 "id": execution_id, "runbook": past.runbook, "runbook_spec": {},
                 "incident_id": incident_id, "trigger": "webhook", "status": past.status,
+                "mode": "shadow" if past.status == "shadowed" else "auto",
                 "guard_key": f"fingerprint:{fingerprint}",
                 "incident_key": f"generic:{fingerprint}", "escalate_to": [],
                 "created_at": past.created_at, "incident_started_at": started,

@@ -70,6 +70,7 @@ function signOut(why) {
   document.getElementById("who").textContent = "";
   document.getElementById("sign-in-error").textContent = why || "";
   document.getElementById("paused").hidden = true;
+  document.getElementById("frozen").hidden = true;
   document.getElementById("pause-switch").hidden = true;
   stopPolling();
 }
@@ -427,6 +428,11 @@ async function showStats() {
 async function showAutomation() {
   const { body } = await api("/api/automation");
   const pause = body.pause;
+  const active = body.freezes.filter((freeze) => freeze.active);
+  const frozen = document.getElementById("frozen");
+  frozen.hidden = active.length === 0;
+  frozen.querySelector(".frozen-what").textContent = active.map((freeze) =>
+    `${freeze.name} until ${when(freeze.end)} (${freeze.runbooks.join(", ")}: new runs ${freeze.mode})`).join("; ");
   const banner = document.getElementById("paused");
   banner.hidden = !pause.paused;
   document.getElementById("pause-switch").hidden = pause.paused || !may("operate");

@@ -219,7 +219,7 @@ def test_the_stats_page_plots_each_runbook(browser: Any, tmp_path: Path) -> None
             if p.runbook == "restart-web" and p.created_at >= now - timedelta(days=7)
         ]
         won = sum(p.status == "succeeded" for p in week)
-        runs = sum(p.status != "refused" for p in week)
+        runs = sum(p.status not in ("refused", "shadowed") for p in week)
         assert f"{won / runs * 100:.1f} %" in row.text
         wait_for(browser, "#plot-success canvas")
         wait_for(browser, "#plot-time canvas")
@@ -268,6 +268,7 @@ def test_a_responder_pauses_from_the_page_and_every_view_shows_the_banner(
     browser.find_element(By.ID, "nav-runbooks").click()
     wait_for(browser, '.runbook[data-name="approve-me"]')
     assert browser.find_element(By.ID, "paused").is_displayed()
+    assert not browser.find_element(By.ID, "frozen").is_displayed()  # no freeze configured
     state = httpx.get(
         f"{server.base}/api/automation", headers={"authorization": f"Bearer {TOKENS['dashboards']}"}
     ).json()

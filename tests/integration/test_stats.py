@@ -22,7 +22,7 @@ def rank(values: list[float], quantile: float) -> float | None:
 
 def by_hand(history: list[Past], name: str) -> dict[str, Any]:
     rows = [p for p in history if name in ("*", p.runbook)]
-    runs = [p for p in rows if p.status != "refused"]
+    runs = [p for p in rows if p.status not in ("refused", "shadowed")]
     won = [p for p in rows if p.status == "succeeded"]
     took = [round(p.took_s + (p.started_before_s or 0.0), 3) for p in won]
     waited = [p.approved_after_s for p in rows if p.approved_after_s is not None]
@@ -35,6 +35,7 @@ def by_hand(history: list[Past], name: str) -> dict[str, Any]:
         "failed": sum(p.status in ("failed", "timed_out", "interrupted") for p in rows),
         "refused": sum(p.status == "refused" for p in rows),
         "stopped": sum(p.status in ("cancelled", "rejected") for p in rows),
+        "shadowed": sum(p.status == "shadowed" for p in rows),
         "success_rate": round(len(won) / len(runs), 4),
         "escalated": escalated,
         "escalation_rate": round(escalated / len(rows), 4),

@@ -9,11 +9,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 
-from app.config import Settings
+from app.config import EngineConfig, Settings
 from app.executors.ansible import AnsibleExecutor
+from app.executors.awx import AwxExecutor
+from app.executors.pipeline import PipelineExecutor
 from app.executors.terraform import TerraformExecutor
+from app.executors.terraform_cloud import TerraformCloudExecutor
 from app.runbooks.models import Batch, Runbook
 from app.runbooks.trust import Freeze, Pause, decide
 from tests.conftest import TEST_PLAYBOOKS
@@ -147,3 +150,21 @@ def test_each_kind_counts_what_it_acts_on(tmp_path: Path) -> None:
     assert ansible.targets({"playbook": "write.yml", "extra_vars": {}}) == ["localhost"]
     terraform = TerraformExecutor(tmp_path, lambda _: None)
     assert terraform.targets({"workdir": "web", "revert_to": "previous"}) == ["workdir:web"]
+    engine = EngineConfig(url="https://engine.test", token=SecretStr("t"))
+    awx = AwxExecutor(engine)
+    assert awx.targets({"job_template": "restart", "limit": "web-1,web-2:web-1"}) == [
+        "web-1",
+        "web-2",
+    ]
+    assert awx.targets({"workflow_job_template": "rollout"}) == ["workflow_job_template:rollout"]
+    cloud = TerraformCloudExecutor(engine, lambda _: None)
+    assert cloud.targets({"organization": "acme", "workspace": "web-prod"}) == [
+        "workspace:acme/web-prod"
+    ]
+    pipeline = PipelineExecutor(engine, engine)
+    assert pipeline.targets({"github": {"repo": "acme/web", "workflow": "rollback.yml"}}) == [
+        "github:acme/web/rollback.yml"
+    ]
+    assert pipeline.targets({"gitlab": {"project": "acme/web", "ref": "main"}}) == [
+        "gitlab:acme/web@main"
+    ]
