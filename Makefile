@@ -5,7 +5,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo serve test check lint typecheck clean
+.PHONY: demo serve test test-fast check lint typecheck clean
 
 $(BIN)/remediator: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,17 @@ demo: $(BIN)/remediator
 serve: $(BIN)/remediator
 	$(BIN)/remediator serve
 
+# Most tests wait on playbooks, terraform and servers rather than compute: more workers
+# than cores; the few that need the machine to themselves run after, alone.
+TEST_WORKERS ?= 4
+
 test: $(BIN)/remediator
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not serial" --durations=25
+	$(BIN)/pytest -m serial --durations=10
+
+# The inner loop: unit and integration tests on SQLite.
+test-fast: $(BIN)/remediator
+	$(BIN)/pytest -n $(TEST_WORKERS) tests/unit tests/integration -k "not postgresql"
 
 lint: $(BIN)/remediator
 	$(BIN)/ruff check app tests scripts bench

@@ -418,7 +418,7 @@ class AnsibleExecutor:
                 config.prepare()
                 config.env = without_inherited(config.env, envvars)
                 # Dies with the service, its tree too (a setsid worker, a module's child).
-                config.command = tethered(config.command, "TERM", TETHER_GRACE_S)
+                config.command = tethered(config.command, "TERM", "tree", TETHER_GRACE_S)
                 runner = ansible_runner.Runner(config, cancel_callback=should_stop,
                                                event_handler=seen)  # fmt: skip
                 runner.run()

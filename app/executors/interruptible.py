@@ -50,7 +50,7 @@ def run_interruptible(
     machine-readable output that warnings must not corrupt)."""
     process = subprocess.Popen(
         # Interrupted the same way when the service dies (kill -9 included).
-        tethered(argv, "INT", grace_s),
+        tethered(argv, "INT", "child", grace_s),
         cwd=cwd,
         env=env,
         stdin=subprocess.DEVNULL,

@@ -3,14 +3,17 @@
 its next task, and no orphan is still running when recovery starts the step again on
 another replica.
 
-`python -m app.executors.tethered SIGNAL GRACE -- COMMAND...` runs COMMAND as its child
-and waits for it, passing on SIGINT, SIGTERM and SIGHUP (how the service stops a step)
-and answering with the child's exit status. Linux tells it when the thread of the
+`python -m app.executors.tethered SIGNAL WHOM GRACE -- COMMAND...` runs COMMAND as its
+child and waits for it, passing on SIGINT, SIGTERM and SIGHUP (how the service stops a
+step) and answering with the child's exit status. Linux tells it when the thread of the
 service that started it is gone (`PR_SET_PDEATHSIG`); it is the subreaper of its tree
 (`PR_SET_CHILD_SUBREAPER`), so descendants that left their parent's session (Ansible's
-setsid workers) or lost their parent are still its own: each gets SIGNAL (TERM for
-Ansible, INT for Terraform: finish the resource in flight, write state, unlock), and
-whatever is left after GRACE seconds gets SIGKILL.
+setsid workers) or lost their parent are still its own. It then sends SIGNAL to WHOM,
+the way the service stops that tool on a timeout: TERM to the whole `tree` for Ansible
+(its workers do not hear it from the play); INT to the `child` alone for Terraform, which
+stops its providers and provisioners itself, writes state and unlocks (a provider
+interrupted behind its back leaves the lock held). Whatever is left after GRACE seconds
+gets SIGKILL.
 
 It imports nothing of the service: it is a process of its own, started per step.
 """
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from typing import Literal, cast
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
@@ -35,11 +39,14 @@ WAITED = {signal.SIGCHLD, PARENT_GONE, *PASSED_ON}
 WAKE_S = 1.0
 
 
-def tethered(command: Sequence[str], stop_with: str, grace_s: float) -> list[str]:
+Whom = Literal["tree", "child"]
+
+
+def tethered(command: Sequence[str], stop_with: str, whom: Whom, grace_s: float) -> list[str]:
     """`command` run under the tether (for argv lists the step kinds build)."""
     if not sys.platform.startswith("linux"):
         return list(command)  # the tether is Linux's; elsewhere the command runs as it is
-    return [sys.executable, "-m", __name__, stop_with, f"{grace_s:g}", "--", *command]
+    return [sys.executable, "-m", __name__, stop_with, whom, f"{grace_s:g}", "--", *command]
 
 
 def _prctl(option: int, value: int) -> None:
@@ -88,11 +95,17 @@ def _reap(child: int) -> int | None:
             status = code
 
 
-def _stop_tree(child: int, stop_with: int, grace_s: float) -> int:
-    _signal_all(stop_with)
+def _stop_tree(child: int, stop_with: int, whom: Whom, grace_s: float) -> int:
+    """Ask WHOM to stop, give it the grace (the child to end, for `child`: what it leaves
+    behind, a provisioner's `sleep` say, is not waited for), then kill what is left."""
+    if whom == "tree":
+        _signal_all(stop_with)
+    else:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(child, stop_with)
     end = time.monotonic() + grace_s
     status = _reap(child)
-    while _descendants() and time.monotonic() < end:
+    while (_descendants() if whom == "tree" else status is None) and time.monotonic() < end:
         time.sleep(0.1)
         reaped = _reap(child)  # every exited one, so that none lingers as a zombie
         status = status if status is not None else reaped
@@ -103,7 +116,7 @@ def _stop_tree(child: int, stop_with: int, grace_s: float) -> int:
     return status if status is not None else signal.SIGKILL
 
 
-def run(stop_with: int, grace_s: float, command: Sequence[str]) -> int:
+def run(stop_with: int, whom: Whom, grace_s: float, command: Sequence[str]) -> int:
     """Answers the child's wait status."""
     service = os.getppid()
     # An ignored SIGCHLD (inherited through exec) would reap children unseen: no status.
@@ -133,15 +146,16 @@ def run(stop_with: int, grace_s: float, command: Sequence[str]) -> int:
         if status is not None:
             process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by it
             return status
-    status = _stop_tree(child, stop_with, grace_s)
+    status = _stop_tree(child, stop_with, whom, grace_s)
     process.returncode = os.waitstatus_to_exitcode(status)
     return status
 
 
 def main(argv: Sequence[str]) -> None:
-    stop_with, grace, separator, *command = argv
-    assert separator == "--" and command, "usage: tethered SIGNAL GRACE -- COMMAND..."
-    status = run(signal.Signals[f"SIG{stop_with}"], float(grace), command)
+    stop_with, whom, grace, separator, *command = argv
+    assert separator == "--" and command, "usage: tethered SIGNAL tree|child GRACE -- COMMAND..."
+    assert whom in ("tree", "child"), f"whom is tree or child, not {whom!r}"
+    status = run(signal.Signals[f"SIG{stop_with}"], cast(Whom, whom), float(grace), command)
     if os.WIFSIGNALED(status):
         # Die the way the child did, so the service sees the same as without a tether.
         died_of = os.WTERMSIG(status)

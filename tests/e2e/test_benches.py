@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+# The benches measure: they run after the parallel part of the suite, alone.
+pytestmark = pytest.mark.serial
 
 
 def bench(script: str, *args: str) -> str:

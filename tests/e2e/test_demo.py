@@ -12,7 +12,8 @@ import pytest
 
 from tests.conftest import ROOT, free_port
 
-pytestmark = [pytest.mark.server, pytest.mark.ansible]
+# Serial: it applies terraform/web of this checkout, whose state no other test may touch.
+pytestmark = [pytest.mark.server, pytest.mark.ansible, pytest.mark.serial]
 
 
 def test_demo_shows_a_remediation_and_an_escalation(tmp_path: Path) -> None:

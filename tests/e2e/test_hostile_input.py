@@ -40,6 +40,7 @@ def slow_sender(base: str, declared: int) -> socket.socket:
     return sock
 
 
+@pytest.mark.serial  # timed: it needs the machine to itself
 def test_slow_bodies_are_cut_off_without_holding_up_honest_callers(server: Server) -> None:
     slow = [slow_sender(server.base, 5000) for _ in range(40)]
     try:

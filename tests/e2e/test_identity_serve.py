@@ -82,6 +82,7 @@ def post(server: Server, path: str, headers: dict[str, str], **kwargs: Any) -> h
     return httpx.post(f"{server.base}{path}", headers=headers, timeout=30, **kwargs)
 
 
+@pytest.mark.serial  # timed: it needs the machine to itself
 def test_the_ci_token_cannot_act_beyond_its_role_and_slack_approves(
     served: tuple[Server, Path], recorder: Recorder
 ) -> None:

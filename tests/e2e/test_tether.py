@@ -6,6 +6,7 @@ apply is interrupted as a timeout would (SIGINT) and leaves its state unlocked."
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -24,11 +25,11 @@ from tests.terraform_repo import (
 pytestmark = pytest.mark.server
 
 
-def wait_for(condition: object, seconds: float) -> None:
+def wait_for(condition: Callable[[], bool], seconds: float, state: Callable[[], str] = str) -> None:
     deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:  # type: ignore[operator]
+    while not condition() and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert condition(), f"not within {seconds}s"  # type: ignore[operator]
+    assert condition(), f"not within {seconds}s: {state()}"
 
 
 def under(marker: str) -> list[psutil.Process]:
@@ -93,7 +94,9 @@ def test_kill_9_of_the_service_interrupts_an_apply_and_leaves_the_state_unlocked
         assert server.alertmanager(alert("WebReleaseErrors", service="web")).status_code == 202
         wait_for(lambda: sleepers(177) != [], 120)
         server.kill()
-        wait_for(lambda: sleepers(177) == [] and not repo.locked(), 60)
+        wait_for(lambda: sleepers(177) == [] and not repo.locked(), 60,
+                 lambda: f"sleepers {sleepers(177)}, locked {repo.locked()}, "
+                 f"terraform {running_in(repo.workdir)}")  # fmt: skip
         wait_for(lambda: not running_in(repo.workdir), 30)
         assert repo.terraform("plan", "-lock-timeout=0s", "-input=false").returncode == 0
     finally:

@@ -187,6 +187,7 @@ def test_a_url_template_in_the_host_is_refused_by_lint_with_file_and_line(tmp_pa
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.serial  # timed: it needs the machine to itself
 def test_a_catastrophic_pattern_answers_at_once_and_health_stays_up(
     server: tuple[Server, Path],
 ) -> None:
@@ -205,6 +206,7 @@ def rss_mib(pid: int) -> float:
     return float(psutil.Process(pid).memory_info().rss) / 2**20
 
 
+@pytest.mark.serial  # timed: it needs the machine to itself
 def test_a_header_flood_is_431_and_memory_stays_flat(server: tuple[Server, Path]) -> None:
     serve, _ = server
     host, port = "127.0.0.1", int(serve.base.rsplit(":", 1)[1])
@@ -260,6 +262,7 @@ def database_bytes(path: Path) -> int:
     return path.stat().st_size
 
 
+@pytest.mark.serial  # timed: it needs the machine to itself
 def test_a_group_of_thousands_is_answered_fast_and_stored_once(
     server: tuple[Server, Path],
 ) -> None:

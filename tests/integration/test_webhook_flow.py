@@ -367,6 +367,7 @@ def test_payload_text_cannot_mention_or_link_in_slack(
                for text in marked)  # fmt: skip
 
 
+@pytest.mark.serial  # timed: it needs the machine to itself
 def test_a_hanging_target_does_not_hold_up_another(
     make_api: Callable[..., Api], recorder: Recorder
 ) -> None:

@@ -20,7 +20,7 @@ def run(*command: str, ignore_sigchld: bool = False) -> int:
         if ignore_sigchld:
             signal.signal(signal.SIGCHLD, signal.SIG_IGN)
 
-    done = subprocess.run(tethered(command, "TERM", 1.0), timeout=20, check=False,
+    done = subprocess.run(tethered(command, "TERM", "tree", 1.0), timeout=20, check=False,
                           preexec_fn=before)  # noqa: PLW1509 - the test's own process  # fmt: skip
     return done.returncode
 
