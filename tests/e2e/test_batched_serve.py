@@ -61,6 +61,9 @@ def kill_tree(server: Server) -> None:
     server.proc.wait(timeout=30)
 
 
+# Timed: the burst of 200 must arrive within the 5 s window; under the parallel part
+# of the suite it took longer and split into 10 plays.
+@pytest.mark.serial
 def test_a_fleet_wide_burst_drains_in_a_few_plays(replicas: Any, tmp_path: Path) -> None:
     book = fleet_runbook(tmp_path, window="5s", most=200)
     servers = replicas([book], playbooks_dir=str(fleet(tmp_path, 200)))
