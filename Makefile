@@ -19,15 +19,15 @@ demo: $(BIN)/remediator
 serve: $(BIN)/remediator
 	$(BIN)/remediator serve
 
-# Most tests wait on playbooks, terraform and servers rather than compute: more workers
-# than cores; the few that need the machine to themselves run after, alone.
+# Workers for `test-fast`. The whole suite stays serial for now: on four workers it took
+# 13 minutes instead of 24, but one in-process SQLite test met a database without its
+# tables once (issue 30, not yet understood), and CI must not guess.
 TEST_WORKERS ?= 4
 
 test: $(BIN)/remediator
-	$(BIN)/pytest -n $(TEST_WORKERS) -m "not serial" --durations=25
-	$(BIN)/pytest -m serial --durations=10
+	$(BIN)/pytest --durations=25
 
-# The inner loop: unit and integration tests on SQLite.
+# The inner loop: unit and integration tests on SQLite, on several workers.
 test-fast: $(BIN)/remediator
 	$(BIN)/pytest -n $(TEST_WORKERS) tests/unit tests/integration -k "not postgresql"
 
