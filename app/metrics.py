@@ -129,9 +129,7 @@ class DatabaseCollector(Collector):
         with self.db.read() as session:
             for name, row in breakers(session).items():
                 breaker_open.add_metric([name], 1 if row.opened_at is not None else 0)
-            pause = read_pause(session)
-            now = self.now()
-            paused.add_metric([], 1 if pause and (pause.until is None or pause.until > now) else 0)
+            paused.add_metric([], 1 if read_pause(session, self.now()) is not None else 0)
             for runbook, cumulative, count, total in remediation_histograms(session):
                 bounds = [
                     (f"{bound}", n)

@@ -26,7 +26,6 @@ from app.store.trust import (
     read_breaker,
     read_pause,
     spent,
-    spent_total,
 )
 
 # Taken (as an advisory lock, app.store.db.lock_names) by every write that may spend the
@@ -49,8 +48,8 @@ def with_targets(plan: Plan, policy: TrustPolicy, executors: Mapping[str, Execut
     return replace(plan, targets=tuple(sorted(found)))
 
 
-def pause_of(session: Session) -> Pause | None:
-    row = read_pause(session)
+def pause_of(session: Session, now: datetime) -> Pause | None:
+    row = read_pause(session, now)
     if row is None or row.since is None:
         return None
     return Pause(row.by or "?", row.reason or "", row.since, row.until, row.runbooks)
@@ -62,7 +61,7 @@ def mode_of(session: Session, policy: TrustPolicy, runbook: Runbook, now: dateti
     row = read_breaker(session, runbook.name) if breaker.enabled else None
     opened = row.opened_at if row is not None else None
     return decide(
-        runbook=runbook.name, own=runbook.own_mode, now=now, pause=pause_of(session),
+        runbook=runbook.name, own=runbook.own_mode, now=now, pause=pause_of(session, now),
         pause_mode=policy.pause_mode, freezes=list(policy.freezes),
         breaker_then=breaker.then if opened is not None else None, breaker_since=opened,
     )  # fmt: skip
@@ -91,10 +90,11 @@ def over_budget(
         budgets.append(("blast_radius", policy.blast_radius, None))
     for guard, budget, only in budgets:
         since = now - timedelta(seconds=budget.per)
-        used = spent_total(session, since=since, runbook=only)
+        spends = spent(session, since=since, runbook=only)
+        used = sum(count for _, count in spends)
         if used + targets <= budget.targets:
             continue
-        frees = _room_at(spent(session, since=since, runbook=only), used, targets, budget)
+        frees = _room_at(spends, used, targets, budget)
         name = f"{runbook.name}'s budget" if only else "the blast radius"
         when = f"room frees up at {frees.isoformat()}" if frees else "it needs more than the budget"
         reason = (

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from app.store.models import BreakerRow, Execution, PauseRow
@@ -17,10 +17,12 @@ PAUSE_ID = 1
 NOT_SPENT = ("refused", "rejected")
 
 
-def read_pause(session: Session) -> PauseRow | None:
-    """The pause switch, when it is on."""
+def read_pause(session: Session, now: datetime) -> PauseRow | None:
+    """The pause switch, when it is on at `now` (its `until` not yet reached)."""
     row = session.get(PauseRow, PAUSE_ID)
-    return row if row is not None and row.paused else None
+    if row is None or not row.paused or (row.until is not None and row.until <= now):
+        return None
+    return row
 
 
 def set_pause(
@@ -109,14 +111,3 @@ def spent(
     if runbook is not None:
         query = query.where(Execution.runbook == runbook)
     return [(at, count) for at, count in session.execute(query.order_by(Execution.created_at))]
-
-
-def spent_total(session: Session, *, since: datetime, runbook: str | None = None) -> int:
-    query = select(func.coalesce(func.sum(Execution.target_count), 0)).where(
-        Execution.created_at >= since,
-        Execution.mode != "shadow",
-        Execution.status.not_in(NOT_SPENT),
-    )
-    if runbook is not None:
-        query = query.where(Execution.runbook == runbook)
-    return int(session.scalar(query) or 0)

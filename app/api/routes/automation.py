@@ -101,10 +101,10 @@ class BreakerReset(BaseModel):
 
 def automation_state(services: Services, now: datetime) -> AutomationState:
     with services.db.read() as session:
-        row = read_pause(session)
+        row = read_pause(session, now)
         opened = sorted(name for name, b in breakers(session).items() if b.opened_at is not None)
         pause = PauseState(paused=False, mode=services.settings.pause_mode)
-        if row is not None and (row.until is None or row.until > now):
+        if row is not None:
             pause = PauseState(paused=True, by=row.by, reason=row.reason, since=row.since,
                                until=row.until, runbooks=row.runbooks,
                                mode=services.settings.pause_mode)  # fmt: skip
