@@ -18,18 +18,20 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from app.config import Settings, config_path_from, load_settings
+from app.config.loading import config_path_from, load_settings
+from app.config.settings import Settings
 from app.errors import ConfigError, RemediatorError, RunbookError, UnsupportedPayload
-from app.executors.kinds import build_executors
+from app.executions.records import StoreRecords
+from app.fields.duration import parse_duration
 from app.identity import Identity
 from app.logs import configure_logging
 from app.manual import run_manually
-from app.runbooks.duration import parse_duration
 from app.runbooks.loader import load_runbooks
 from app.runbooks.models import Runbook
 from app.runbooks.trust import TrustPolicy
 from app.services import build_services, load_matcher
 from app.simulate import Trust, simulate
+from app.steps.registry import build_executors
 from app.store.audit import AuditEntry, record_audit
 from app.store.db import Database
 from app.store.models import FINAL, Execution
@@ -89,7 +91,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     db = Database(settings.database_url)
     try:
         db.upgrade()  # `last_good` versions are read from it
-        executors = build_executors(settings, db)
+        executors = build_executors(settings, StoreRecords(db))
         trust = Trust(db, TrustPolicy.of(settings))
         _print(simulate(load_matcher(settings), args.source, body, executors, trust))
     finally:

@@ -13,7 +13,7 @@ RemediatorError
 │   └── UnsupportedPayload      not the platform's shape (422)
 ├── RunbookError                runbook files that do not load (each problem has file:line)
 │   └── TemplateError           a template that does not render for an incident
-│       └── SinkError           a payload value of the wrong shape for its field (app.sinks)
+│       └── SinkError           a payload value of the wrong shape for its field (app.fields.sinks)
 ├── ExecutorError               the machinery that runs a step broke (not: the step failed)
 │   └── VersionError            a terraform version that `revert_to` names does not exist
 ├── EscalationError             a notification was not delivered (retryable unless said)

@@ -39,7 +39,7 @@ class Incident(BaseModel):
     started_at: datetime | None = None
     # The occurrence this event belongs to (each source's rule is at the top of its
     # module); empty: the fingerprint's. An `opened` event whose occurrence is already
-    # open is stored as `updated`: a repeat starts nothing (see app.flows).
+    # open is stored as `updated`: a repeat starts nothing (see app.ingest).
     occurrence: str = ""
     phase: Phase = "opened"
     raw: Any = None

@@ -28,7 +28,7 @@ from app.api.routes import (
     web,
     webhooks,
 )
-from app.config import Settings
+from app.config.settings import Settings
 from app.errors import RemediatorError
 from app.executions.worker import WorkerPool
 from app.services import Services, build_services, reload_runbooks

@@ -28,8 +28,8 @@ from typing import Any
 
 from app.errors import NotFound, UnsupportedPayload
 from app.executions.trust import with_targets
-from app.flows import Accepted, Arrival, store_delivery
 from app.identity import Identity
+from app.ingest import Accepted, Arrival, store_delivery
 from app.runbooks.plan import plan
 from app.services import Services
 from app.sources.base import WebhookRequest

@@ -10,17 +10,18 @@ import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from app.config import Settings
+from app.config.settings import Settings
 from app.errors import ConfigError, RemediatorError
 from app.escalation.base import Notifier
 from app.escalation.registry import build_notifiers
-from app.executors.base import Executor
-from app.executors.kinds import build_executors
+from app.executions.records import StoreRecords
 from app.metrics import Metrics
 from app.runbooks.loader import load_runbooks, runbook_files
 from app.runbooks.matcher import Matcher
 from app.runbooks.trust import TrustPolicy
 from app.sources.registry import check_sources
+from app.steps.base import Executor
+from app.steps.registry import build_executors
 from app.store.db import Database
 
 log = logging.getLogger("remediator")
@@ -85,7 +86,7 @@ def build_services(settings: Settings) -> Services:
         settings=settings,
         db=db,
         matcher=matcher,
-        executors=build_executors(settings, db),
+        executors=build_executors(settings, StoreRecords(db)),
         notifiers=build_notifiers(settings),
     )
     services.metrics.watch_database(db)

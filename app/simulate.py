@@ -9,14 +9,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.executions.trust import mode_of, over_budget, with_targets
-from app.executors.base import BatchExecutor, Executor
-from app.flows import parse_json
+from app.ingest import parse_json
 from app.runbooks.matcher import Matcher, explain, mismatch
 from app.runbooks.models import Batch, Runbook
 from app.runbooks.plan import Plan, PlannedStep, plan
 from app.runbooks.trust import TrustPolicy
 from app.sources.base import WebhookRequest
 from app.sources.registry import get_source
+from app.steps.base import BatchExecutor, Executor
 from app.store.db import Database
 
 

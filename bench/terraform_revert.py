@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.executors.base import StepInput  # noqa: E402
-from app.executors.terraform import TerraformExecutor  # noqa: E402
+from app.steps.base import StepInput  # noqa: E402
+from app.steps.terraform.executor import TerraformExecutor  # noqa: E402
 from tests.terraform_repo import TERRAFORM, TerraformRepo, terraform_repo  # noqa: E402
 
 

@@ -32,7 +32,7 @@ from typing import Any
 import httpx
 
 from app.errors import VersionError
-from app.executors.git_versions import GitVersions
+from app.gitops.versions import GitVersions
 from app.signing import secret_key, signed_headers
 
 ROOT = Path(__file__).resolve().parent.parent

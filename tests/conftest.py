@@ -27,7 +27,8 @@ with warnings.catch_warnings():
     warnings.filterwarnings("ignore", "Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
-from app.config import Settings, load_settings
+from app.config.loading import load_settings
+from app.config.settings import Settings
 from app.main import create_app
 from app.services import Services
 from app.signing import secret_key, signed_headers

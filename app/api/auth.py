@@ -19,7 +19,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.config import Settings
+from app.config.settings import Settings
 from app.errors import Forbidden, IdentityMismatch, Unauthorized
 from app.identity import IDENTITY_NAME, Identity, Permission, Role, roles_granting
 

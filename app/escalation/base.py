@@ -11,8 +11,8 @@ from typing import Any, Protocol
 import httpx
 
 from app.errors import EscalationError
-from app.sinks import path_segment
-from app.store.views import ExecutionView
+from app.fields.sinks import path_segment
+from app.views import ExecutionView
 
 # A step succeeded with something left for a human (StepResult.attention).
 ATTENTION = "attention"

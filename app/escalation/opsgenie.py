@@ -29,7 +29,7 @@ from typing import Any
 
 import httpx
 
-from app.config import OpsgenieTarget
+from app.config.sections import OpsgenieTarget
 from app.escalation.base import (
     REMEDIATED,
     EscalationMessage,
@@ -41,7 +41,7 @@ from app.escalation.base import (
     post_json,
     success_text,
 )
-from app.sinks import url_part
+from app.fields.sinks import url_part
 
 # Opsgenie alert ids are UUIDs, with a `-<epoch ms>` suffix on older accounts.
 ALERT_ID = re.compile(r"[A-Za-z0-9-]{1,128}")

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from app.config import PagerDutyTarget
+from app.config.sections import PagerDutyTarget
 from app.errors import EscalationError
 from app.escalation.base import (
     REMEDIATED,

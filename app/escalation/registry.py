@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from app.config import Settings
+from app.config.settings import Settings
 from app.escalation.base import Notifier
 from app.escalation.opsgenie import OpsgenieNotifier
 from app.escalation.pagerduty import PagerDutyNotifier

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from app.config import RootlyTarget
+from app.config.sections import RootlyTarget
 from app.escalation.base import (
     REMEDIATED,
     EscalationMessage,

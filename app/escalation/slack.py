@@ -3,7 +3,7 @@ the Slack app's signing secret, Approve and Reject buttons on approval notices w
 clicks come back signed to /integrations/slack/interactions.
 
 Everything that came from the incident, or from what a step printed, goes into mrkdwn
-through `app.sinks.slack_text` (`slack_label` in a link's label, `slack_code` in a code
+through `app.fields.sinks.slack_text` (`slack_label` in a link's label, `slack_code` in a code
 block): a title of `<!channel>` stays text, it does not page the channel,
 `<https://evil|Runbook>` does not become a link and `*now*` is not bold. Sections that
 carry it are `verbatim`, so Slack does not link URLs or channel names in it either.
@@ -28,11 +28,11 @@ from urllib.parse import parse_qs
 
 import httpx
 
-from app.config import SlackTarget
+from app.config.sections import SlackTarget
 from app.errors import EscalationError, InvalidSignature, UnsupportedPayload
 from app.escalation.base import EscalationMessage, attempt_summary, post_json
+from app.fields.sinks import slack_code, slack_label, slack_text
 from app.signing import parse_timestamp
-from app.sinks import slack_code, slack_label, slack_text
 
 # Slack's own advice: refuse a request whose timestamp is more than five minutes away.
 CLICK_WINDOW_S = 300

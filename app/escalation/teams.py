@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from app.config import TeamsTarget
+from app.config.sections import TeamsTarget
 from app.escalation.base import REASONS, EscalationMessage, attempt_summary, post_json
 
 CARD_VERSION = "1.4"

@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from app.config import WebhookTarget
+from app.config.sections import WebhookTarget
 from app.escalation.base import EscalationMessage, post_json
 from app.signing import secret_key, signed_headers
 

@@ -14,7 +14,8 @@ from app.identity import Identity, roles_granting
 from app.runbooks.models import Approval
 from app.services import Services
 from app.store.models import ActionRow, EscalationRow, Execution
-from app.store.views import ExecutionView, execution_view
+from app.store.views import execution_view
+from app.views import ExecutionView
 
 Action = Literal["approve", "reject", "cancel"]
 # A manual run started (`run`), or asked for while it was already open (`ask`): whoever did

@@ -34,11 +34,10 @@ from app.executions.steps import (
     record_result,
     release,
 )
-from app.executors.base import BatchExecutor, StepInput, StepResult
 from app.logs import log_context
 from app.runbooks.models import Batch, Retry
-from app.runbooks.trust import MaxErrors
 from app.services import Services
+from app.steps.base import BatchExecutor, MaxErrors, StepInput, StepResult
 from app.store.models import Execution, ExecutionStatus, StepRow
 from app.store.queue import claim_batch
 

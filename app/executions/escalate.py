@@ -15,20 +15,21 @@ from tenacity import (
     wait_random_exponential,
 )
 
-from app.config import Settings
+from app.config.settings import Settings
 from app.errors import (
     EscalationError,
 )
 from app.escalation.base import REMEDIATED, EscalationMessage
 from app.executions.actions import approval_policy, askers
+from app.fields.sinks import inert
 from app.logs import log_context
 from app.redaction import redact
 from app.services import Services
-from app.sinks import inert
 from app.store.db import Database
 from app.store.models import EscalationRow, Execution
 from app.store.queue import claim_next_escalation
-from app.store.views import ExecutionView, execution_view
+from app.store.views import execution_view
+from app.views import ExecutionView
 
 log = logging.getLogger("remediator.executions")
 

@@ -23,13 +23,13 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from app.engine_http import EngineError
 from app.errors import ExecutorError
 from app.executions.run import settle
 from app.executions.steps import persist, record_result, step_input
-from app.executors.base import Remote, RemoteExecutor, StepResult, StepStatus
-from app.executors.engine_http import EngineError
 from app.runbooks.models import Retry
 from app.services import Services
+from app.steps.base import Remote, RemoteExecutor, StepResult, StepStatus
 from app.store.models import Execution, StepRow
 from app.store.queue import claim_due_waits
 

@@ -20,9 +20,9 @@ from app.executions.trust import (
     over_budget,
     trip_if_failing,
 )
-from app.executors.base import StepResult
 from app.runbooks.plan import Plan
 from app.runbooks.trust import Decision, TrustPolicy
+from app.steps.base import StepResult
 from app.store.models import (
     OPEN,
     AttemptRow,

@@ -31,7 +31,10 @@ from app.executions.steps import (
     record_result,
     release,
 )
-from app.executors.base import (
+from app.logs import log_context
+from app.runbooks.models import Batch, Retry
+from app.services import Services
+from app.steps.base import (
     BatchExecutor,
     DryRuns,
     LocalExecutor,
@@ -41,9 +44,6 @@ from app.executors.base import (
     StepResult,
     rendered_only,
 )
-from app.logs import log_context
-from app.runbooks.models import Batch, Retry
-from app.services import Services
 from app.store.models import ActionRow, Execution, ExecutionStatus, StepRow
 from app.store.queue import expired_executions
 

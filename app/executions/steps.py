@@ -22,10 +22,10 @@ from tenacity import (
 )
 
 from app.executions.lifecycle import finish_execution, record_attempt, start_verification
-from app.executors.base import StepInput, StepResult
 from app.redaction import redact
 from app.runbooks.models import Retry
 from app.services import Services
+from app.steps.base import StepInput, StepResult
 from app.store.models import Execution, ExecutionStatus, StepRow
 
 log = logging.getLogger("remediator.executions")

@@ -14,10 +14,11 @@ from typing import Literal
 
 from sqlalchemy.orm import Session
 
-from app.executors.base import Executor
+from app.config.trust import Breaker, Budget
 from app.runbooks.models import Runbook
 from app.runbooks.plan import Plan
-from app.runbooks.trust import Breaker, Budget, Decision, Pause, TrustPolicy, decide
+from app.runbooks.trust import Decision, Pause, TrustPolicy, decide
+from app.steps.base import Executor
 from app.store.db import lock_names
 from app.store.models import Execution
 from app.store.trust import (

@@ -17,8 +17,8 @@ import httpx
 
 from app.errors import SinkError
 from app.executions.lifecycle import finish_execution
+from app.fields.sinks import check_destination
 from app.services import Services
-from app.sinks import check_destination
 from app.store.models import Execution
 from app.store.queue import claim_due_checks, past_deadline
 

@@ -26,8 +26,8 @@ from app.executions.follow import follow_remote
 from app.executions.run import execution_logged, recover_expired, run_execution
 from app.executions.steps import Stop, release
 from app.executions.verify import expire_deadlines, run_http_checks
-from app.executors.base import LooksAfter
 from app.services import Services, reload_runbooks, runbooks_signature
+from app.steps.base import LooksAfter
 from app.store.queue import (
     cancel_requested,
     claim_next_execution,

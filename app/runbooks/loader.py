@@ -14,8 +14,8 @@ import yaml
 from pydantic import ValidationError
 
 from app.errors import RunbookError, RunbookProblem
+from app.fields.paths import inside
 from app.runbooks.models import Runbook, RunbookFile, Step
-from app.runbooks.paths import inside
 from app.runbooks.template_check import problem as template_problem
 from app.runbooks.template_check import templates
 

@@ -24,13 +24,13 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, InitErrorDetails
 
-from app.executors.base import StepKind
-from app.executors.kinds import step_kinds
+from app.config.trust import Breaker, Budget, Mode
+from app.fields.duration import Duration
+from app.fields.sinks import url_template_problem
 from app.identity import IDENTITY_NAME, ROLES, Identity, roles_granting
 from app.incident import Severity
-from app.runbooks.duration import Duration
-from app.runbooks.trust import Breaker, Budget, MaxErrors, Mode
-from app.sinks import url_template_problem
+from app.steps.base import MaxErrors, StepKind
+from app.steps.registry import step_kinds
 
 # RE2 runs in time linear in the text: a runbook pattern such as `^(\w+\s?)*$` cannot
 # stall the service on a crafted title, as Python's backtracking `re` does. It has no

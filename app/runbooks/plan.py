@@ -11,9 +11,9 @@ from datetime import datetime
 from typing import Any
 
 from app.errors import TemplateError
+from app.fields.templating import render_text
 from app.incident import Incident
 from app.runbooks.models import Runbook, Step
-from app.runbooks.templating import render_text
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,9 @@ from collections.abc import Iterator
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 
+from app.fields.templating import environment
 from app.incident import Incident
 from app.runbooks.models import Runbook
-from app.runbooks.templating import environment
 
 KNOWN: dict[str, frozenset[str]] = {
     "incident": frozenset(name for name, f in Incident.model_fields.items() if not f.exclude),

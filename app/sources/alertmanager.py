@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.config import SourceConfig
+from app.config.sections import SourceConfig
 from app.sources.base import Delivery, WebhookRequest, require_token, verify_bearer
 from app.sources.grouped import group_delivery
 

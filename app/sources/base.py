@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from app.config import SourceConfig
+from app.config.sections import SourceConfig
 from app.errors import ConfigError, InvalidSignature, Unauthenticated
 from app.incident import Incident, Severity
 from app.signing import bearer_matches

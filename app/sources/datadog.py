@@ -47,7 +47,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from app.config import SourceConfig
+from app.config.sections import SourceConfig
 from app.errors import UnsupportedPayload
 from app.incident import Incident, Severity, Status
 from app.sources.base import (

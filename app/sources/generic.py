@@ -33,7 +33,7 @@ from pydantic import (
     field_validator,
 )
 
-from app.config import SourceConfig
+from app.config.sections import SourceConfig
 from app.errors import Unauthenticated, UnsupportedPayload
 from app.incident import Incident
 from app.signing import secret_key, verify

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.config import SourceConfig
+from app.config.sections import SourceConfig
 from app.errors import ConfigError, InvalidSignature, StaleTimestamp
 from app.signing import parse_timestamp
 from app.sources.base import (

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.config import SourceConfig
+from app.config.sections import SourceConfig
 from app.errors import UnsupportedPayload
 from app.incident import Incident, Status
 from app.sources.base import (

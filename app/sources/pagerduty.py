@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from app.config import SourceConfig
+from app.config.sections import SourceConfig
 from app.errors import InvalidSignature, StaleTimestamp, UnsupportedPayload
 from app.incident import Incident, Severity, Status
 from app.sources.base import (

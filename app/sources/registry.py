@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from app.config import Settings
+from app.config.settings import Settings
 from app.errors import ConfigError, UnknownSource
 from app.sources.alertmanager import AlertmanagerSource
 from app.sources.base import Source

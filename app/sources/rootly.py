@@ -40,7 +40,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.config import SourceConfig
+from app.config.sections import SourceConfig
 from app.errors import InvalidSignature, UnsupportedPayload
 from app.incident import Incident, Severity, Status
 from app.signing import parse_timestamp

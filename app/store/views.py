@@ -3,116 +3,22 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.redaction import redact
 from app.store.models import Attachment, Execution, StepRow
-
-
-class AttemptView(BaseModel):
-    number: int
-    status: str
-    rc: int | None
-    output_tail: str
-    error: str | None
-    detail: dict[str, Any] | None = None
-    started_at: datetime
-    finished_at: datetime
-    duration_s: float
-
-
-class StepView(BaseModel):
-    kind: str
-    status: str
-    attempts: int
-    rc: int | None
-    output_tail: str
-    started_at: datetime | None
-    finished_at: datetime | None
-    error: str | None
-    # What the last attempt found (terraform: the version and the plan summary).
-    detail: dict[str, Any] | None = None
-    spec: dict[str, Any]
-    attempt_log: list[AttemptView]
-
-
-class EscalationView(BaseModel):
-    id: str
-    target: str
-    reason: str
-    status: str
-    attempts: int
-    last_error: str | None
-    delivered_at: datetime | None
-
-
-class ActionView(BaseModel):
-    action: str
-    by: str
-    reason: str
-    at: datetime
-
-
-class AttachedView(BaseModel):
-    """A later webhook for the same incident, folded into this execution."""
-
-    incident_id: str
-    status: str
-    attached_at: datetime
-    # What the webhook said: its event type, and its place in the occurrence.
-    event_type: str | None = None
-    phase: str | None = None
-    occurrence: str | None = None
-
-
-class ExecutionView(BaseModel):
-    id: str
-    runbook: str
-    status: str
-    trigger: str
-    incident: dict[str, Any]
-    concurrency_key: str | None
-    guard: str | None
-    # auto | approve | shadow, and why (the runbook's own, or a pause, freeze, breaker).
-    mode: str = "auto"
-    mode_reason: str | None = None
-    # What its steps act on, as the budgets count them.
-    targets: list[str] = []
-    error: str | None
-    verify: dict[str, Any] | None
-    deadline_at: datetime | None
-    resolved_at: datetime | None
-    cancel_requested: bool
-    worker: str | None  # host:pid:thread of the worker running it now
-    steps: list[StepView]
-    escalations: list[EscalationView]
-    actions: list[ActionView]
-    attached: list[AttachedView]
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-
-
-class ExecutionSummary(BaseModel):
-    id: str
-    runbook: str
-    status: str
-    trigger: str
-    source: str
-    fingerprint: str
-    title: str
-    severity: str | None
-    guard: str | None
-    mode: str = "auto"
-    attached: int
-    error: str | None
-    created_at: datetime
-    finished_at: datetime | None
+from app.views import (
+    ActionView,
+    AttachedView,
+    AttemptView,
+    EscalationView,
+    ExecutionSummary,
+    ExecutionView,
+    StepView,
+)
 
 
 def _step_view(step: StepRow) -> StepView:

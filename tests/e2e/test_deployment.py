@@ -17,7 +17,7 @@ import yaml
 
 from app.api.routes import health
 from app.cli import parser
-from app.config import Settings
+from app.config.settings import Settings
 from tests.conftest import GENERIC_SECRET, ROOT, free_port
 from tests.postgres import PostgresServer
 from tests.servers import Server

@@ -9,8 +9,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from app.executors.ansible import AnsibleExecutor
-from app.executors.base import StepInput
+from app.steps.ansible.executor import AnsibleExecutor
+from app.steps.base import StepInput
 from tests.conftest import TEST_PLAYBOOKS
 
 pytestmark = pytest.mark.ansible

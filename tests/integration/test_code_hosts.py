@@ -11,13 +11,13 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from app.config import GitHubHosting, GitLabHosting
-from app.executors.code_host import CodeHost, Incident, RevertStory, Reviews
-from app.executors.code_host_github import GitHubHost
-from app.executors.code_host_gitlab import GitLabHost
-from app.executors.engine_http import EngineError
-from app.executors.git_propose import Proposal
-from app.executors.git_versions import Version
+from app.config.sections import GitHubHosting, GitLabHosting
+from app.engine_http import EngineError
+from app.gitops.code_host import CodeHost, Incident, RevertStory, Reviews
+from app.gitops.github import GitHubHost
+from app.gitops.gitlab import GitLabHost
+from app.gitops.propose import Proposal
+from app.gitops.versions import Version
 from tests.code_host_server import GITHUB_TOKEN, GITLAB_TOKEN, CodeHostStandIn, code_host_stand_in
 
 BRANCH = "remediator/revert-web-0123abcd"

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from app.executors.git_propose import Propose, ProposeError, propose_revert, without_credentials
-from app.executors.git_versions import GitVersions
-from app.executors.revert_proposal import RememberedPushes
+from app.gitops.propose import Propose, ProposeError, propose_revert, without_credentials
+from app.gitops.proposer import RememberedPushes
+from app.gitops.versions import GitVersions
 
 ENV = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@localhost",
        "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@localhost"}  # fmt: skip

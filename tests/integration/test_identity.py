@@ -13,7 +13,7 @@ import hypothesis.strategies as st
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
 
-from app.config import SlackTarget
+from app.config.sections import SlackTarget
 from app.escalation.slack import Click, answer_click
 from tests.conftest import TOKENS, Api, Recorder, alert, ansible_step, bearer, runbook
 

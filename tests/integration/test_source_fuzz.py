@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.config import load_settings
+from app.config.loading import load_settings
 from app.main import create_app
 from app.sources.registry import SOURCES as REGISTERED
 from tests.conftest import ansible_step, write_config

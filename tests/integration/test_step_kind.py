@@ -12,13 +12,13 @@ from typing import Any
 import pytest
 from pydantic import Field
 
-from app.config import Settings
+from app.config.settings import Settings
 from app.errors import RunbookError
-from app.executors.base import Executor, StepInput, StepResult, StepSpec, strings_in
-from app.executors.kinds import KINDS
-from app.runbooks.duration import Duration
+from app.fields.duration import Duration
+from app.fields.templating import render_value
 from app.runbooks.loader import load_runbooks
-from app.runbooks.templating import render_value
+from app.steps.base import Executor, StepInput, StepResult, StepSpec, strings_in
+from app.steps.registry import KINDS
 from app.store.db import Database
 from tests.conftest import Api, alert, bearer
 

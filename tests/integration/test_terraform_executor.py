@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from app.executors.base import StepInput, StepResult
-from app.executors.git_versions import GoodVersion, LastGoodLookup
-from app.executors.terraform import TerraformExecutor
+from app.gitops.versions import GoodVersion, LastGoodLookup
+from app.steps.base import StepInput, StepResult
+from app.steps.terraform.executor import TerraformExecutor
 from tests.terraform_repo import (
     CANARY,
     TERRAFORM,

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from app.executors.ansible import AnsibleExecutor, _disjoint_rounds, _own_lines
-from app.executors.inventory import inventory_listing
+from app.steps.ansible.executor import AnsibleExecutor, _disjoint_rounds, _own_lines
+from app.steps.ansible.inventory import inventory_listing
 from tests.conftest import TEST_PLAYBOOKS
 
 

@@ -7,10 +7,10 @@ import base64
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from app.config import GitHosting, GitHubHosting, GitLabHosting
-from app.executors.code_host import Reviews
-from app.executors.code_host_github import GitHubHost
-from app.executors.code_host_gitlab import GitLabHost
+from app.config.sections import GitHosting, GitHubHosting, GitLabHosting
+from app.gitops.code_host import Reviews
+from app.gitops.github import GitHubHost
+from app.gitops.gitlab import GitLabHost
 
 TOKEN = SecretStr("ghp_unit_token_0001")
 

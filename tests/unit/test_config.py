@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from app.config import Settings, load_settings
+from app.config.loading import load_settings
+from app.config.settings import Settings
 from app.errors import ConfigError
 from app.sources.registry import check_sources
 

@@ -1,5 +1,6 @@
-"""Layers import one way: api → flows/executions → sources, runbooks, executors, escalation
-→ store → core. Read from the source, so a lazy import inside a function counts too."""
+"""Layers import one way: api → ingest/executions → sources, runbooks → step kinds →
+git write-back, escalation → store → config, fields → core. Read from the source, so a
+lazy import inside a function counts too. Every package of app/ has its row."""
 
 from __future__ import annotations
 
@@ -10,11 +11,35 @@ import pytest
 
 APP = Path(__file__).resolve().parents[2] / "app"
 # Modules of app/ that import nothing else of app/: what every layer may use.
-CORE = {"app.incident", "app.redaction", "app.errors", "app.identity"}
+CORE = {"app.incident", "app.redaction", "app.errors", "app.identity", "app.views", "app.tether"}
+FIELDS = {"app.fields"} | CORE
+CONFIG = {"app.config"} | FIELDS
+# Below the step kinds and the git write-back: how processes and engines are reached.
+PLUMBING = {"app.processes", "app.engine_http"} | CONFIG
+GITOPS = {"app.gitops"} | PLUMBING
+STEPS = {"app.steps"} | GITOPS
 BELOW: dict[str, set[str]] = {
+    "fields": FIELDS,
+    "config": CONFIG,
     "store": {"app.store"} | CORE,
-    "executors": {"app.executors", "app.store", "app.runbooks", "app.sinks", "app.config"} | CORE,
+    "gitops": GITOPS,
+    "steps": STEPS,
+    "escalation": {"app.escalation", "app.signing"} | CONFIG,
+    "sources": {"app.sources", "app.signing"} | CONFIG,
+    "runbooks": {"app.runbooks"} | STEPS,
+    "executions": {
+        "app.executions",
+        "app.runbooks",
+        "app.escalation",
+        "app.store",
+        "app.services",
+        "app.logs",
+    }
+    | STEPS,  # fmt: skip
 }
+PACKAGES = sorted(p.name for p in APP.iterdir() if (p / "__init__.py").exists())
+# The top: what wires the layers together or answers the outside world.
+TOP = {"api"}
 
 
 def _imports(path: Path) -> set[str]:
@@ -31,6 +56,10 @@ def _within(module: str, allowed: set[str]) -> bool:
     return any(module == a or module.startswith(a + ".") for a in allowed)
 
 
+def test_every_package_has_a_layer() -> None:
+    assert set(PACKAGES) - TOP == set(BELOW), "give the package its row in BELOW (or TOP)"
+
+
 @pytest.mark.parametrize("layer", sorted(BELOW))
 def test_a_layer_imports_only_what_is_below_it(layer: str) -> None:
     wrong = {
@@ -40,6 +69,12 @@ def test_a_layer_imports_only_what_is_below_it(layer: str) -> None:
         if not _within(module, BELOW[layer])
     }
     assert not wrong, sorted(wrong)
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_every_package_says_what_it_holds(package: str) -> None:
+    doc = ast.get_docstring(ast.parse((APP / package / "__init__.py").read_text()))
+    assert doc and len(doc) > 40, f"app/{package}/__init__.py needs a docstring"
 
 
 def test_the_core_modules_import_nothing_of_the_app() -> None:

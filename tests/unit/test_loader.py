@@ -6,9 +6,9 @@ from typing import Any
 import pytest
 
 from app.errors import RunbookError
-from app.executors.ansible import AnsibleStep
-from app.executors.terraform import TerraformStep
 from app.runbooks.loader import load_runbooks
+from app.steps.ansible.spec import AnsibleStep
+from app.steps.terraform.spec import TerraformStep
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD = """\

@@ -6,12 +6,12 @@ from typing import Any
 import pytest
 
 from app.errors import TemplateError
-from app.executors.ansible import AnsibleStep
+from app.fields.templating import render_text
 from app.incident import Incident
 from app.runbooks.matcher import Matcher
 from app.runbooks.models import Runbook, RunbookFile
 from app.runbooks.plan import plan
-from app.runbooks.templating import render_text
+from app.steps.ansible.spec import AnsibleStep
 
 
 def incident(**kw: Any) -> Incident:

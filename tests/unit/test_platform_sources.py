@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from app.config import SourceConfig
+from app.config.sections import SourceConfig
 from app.errors import (
     ConfigError,
     InvalidSignature,

@@ -1,4 +1,4 @@
-"""Where payload values may go (app.sinks through the templating sinks): whatever an
+"""Where payload values may go (app.fields.sinks through the templating sinks): whatever an
 incident carries, a rendered `limit` is inventory names or refused, a rendered URL keeps
 the runbook's scheme, host and port, platform ids stay one path segment, chat text
 cannot mention or link."""
@@ -17,10 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from app.errors import SinkError
-from app.incident import Incident
-from app.runbooks.models import HttpCheck
-from app.runbooks.templating import render_limit, render_text
-from app.sinks import (
+from app.fields.sinks import (
     INVENTORY_NAME,
     check_destination,
     check_limit_names,
@@ -34,6 +31,9 @@ from app.sinks import (
     slack_text,
     url_template_problem,
 )
+from app.fields.templating import render_limit, render_text
+from app.incident import Incident
+from app.runbooks.models import HttpCheck
 
 
 def context(value: Any) -> dict[str, Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.executors.terraform_plan import refusal, summarise
+from app.steps.terraform.plan import refusal, summarise
 
 
 def change(address: str, *actions: str) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from app.executors.tethered import tethered
+from app.tether import tethered
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux's prctl")
 

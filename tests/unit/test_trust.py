@@ -11,14 +11,16 @@ from typing import Any
 import pytest
 from pydantic import SecretStr, ValidationError
 
-from app.config import EngineConfig, Settings
-from app.executors.ansible import AnsibleExecutor
-from app.executors.awx import AwxExecutor
-from app.executors.pipeline import PipelineExecutor
-from app.executors.terraform import TerraformExecutor
-from app.executors.terraform_cloud import TerraformCloudExecutor
+from app.config.sections import EngineConfig
+from app.config.settings import Settings
+from app.config.trust import Freeze
 from app.runbooks.models import Batch, Runbook
-from app.runbooks.trust import Freeze, Pause, decide
+from app.runbooks.trust import Pause, decide
+from app.steps.ansible.executor import AnsibleExecutor
+from app.steps.awx import AwxExecutor
+from app.steps.pipeline.executor import PipelineExecutor
+from app.steps.terraform.executor import TerraformExecutor
+from app.steps.terraform_cloud import TerraformCloudExecutor
 from tests.conftest import TEST_PLAYBOOKS
 
 NOW = datetime(2026, 12, 9, 12, 0, tzinfo=UTC)  # a Wednesday
@@ -161,7 +163,7 @@ def test_each_kind_counts_what_it_acts_on(tmp_path: Path) -> None:
     assert cloud.targets({"organization": "acme", "workspace": "web-prod"}) == [
         "workspace:acme/web-prod"
     ]
-    pipeline = PipelineExecutor(engine, engine)
+    pipeline = PipelineExecutor({"github": engine, "gitlab": engine})
     assert pipeline.targets({"github": {"repo": "acme/web", "workflow": "rollback.yml"}}) == [
         "github:acme/web/rollback.yml"
     ]

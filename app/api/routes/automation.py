@@ -14,9 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.api.auth import Operator, Reader
 from app.api.deps import QueryTime, ServicesDep
+from app.config.trust import Freeze
 from app.errors import BadRequest, NotFound
-from app.runbooks.duration import parse_duration
-from app.runbooks.trust import Freeze
+from app.fields.duration import parse_duration
 from app.services import Services
 from app.store.models import BreakerRow
 from app.store.trust import (

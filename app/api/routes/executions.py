@@ -12,16 +12,12 @@ from sqlalchemy import select, tuple_
 
 from app.api.auth import Admin, Operator, Reader, acting_as
 from app.api.deps import QueryTime, ServicesDep
-from app.api.pages import link_next
+from app.api.pagination import link_next
 from app.errors import BadRequest, NotFound
 from app.executions.actions import Action, act, redeliver
 from app.store.models import Execution, IncidentRow
-from app.store.views import (
-    ExecutionSummary,
-    ExecutionView,
-    execution_summaries,
-    execution_view,
-)
+from app.store.views import execution_summaries, execution_view
+from app.views import ExecutionSummary, ExecutionView
 
 router = APIRouter(prefix="/api", tags=["executions"])
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import Admin, Caller
 from app.api.deps import MAX_ROW_ID, QueryTime, ServicesDep
-from app.api.pages import link_next
+from app.api.pagination import link_next
 from app.identity import PERMISSIONS, Permission, Role, Via
 from app.store.audit import AuditOutcome, audit_page
 

@@ -18,12 +18,12 @@ from app.api.auth import authenticator
 from app.api.bodies import read_body
 from app.api.deps import get_services
 from app.api.errors import answer_for, error_body
-from app.config import SlackTarget, SlackUser
+from app.config.sections import SlackTarget, SlackUser
 from app.errors import Conflict, Forbidden, NotFound
 from app.escalation.slack import answer_click, read_click, verify_click
 from app.executions.actions import act
+from app.fields.sinks import slack_text
 from app.identity import Identity
-from app.sinks import slack_text
 
 router = APIRouter(tags=["integrations"])
 

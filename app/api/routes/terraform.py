@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from app.api.auth import Reader, VersionRecorder, acting_as
 from app.api.deps import ServicesDep
-from app.executors.git_versions import GitVersions
+from app.gitops.versions import GitVersions
 from app.store.versions import good_versions, record_good_version
 
 router = APIRouter(prefix="/api/terraform", tags=["terraform"])

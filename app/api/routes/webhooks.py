@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.bodies import read_body
 from app.api.errors import ErrorBody, answer_for, error_body, error_response, fault_response
 from app.errors import RemediatorError
-from app.flows import Accepted, arrive, delivered, now_s, submit_delivery
+from app.ingest import Accepted, arrive, delivered, now_s, submit_delivery
 from app.logs import log_context
 from app.metrics import source_label
 from app.services import Services

@@ -1,0 +1,249 @@
+"""The sections of the configuration file, each a model: sources, escalation targets,
+API tokens, the trusted proxy, engine connections and git hosting."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from ipaddress import IPv4Network, IPv6Network
+from typing import Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    model_validator,
+)
+
+from app.identity import IDENTITY_NAME, Role
+
+MIN_TOKEN_CHARS = 16
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SourceConfig(Strict):
+    """How one incident platform proves its calls: an HMAC `secret` or a bearer `token`.
+    Which options a platform takes is checked by its source module at start-up."""
+
+    secret: SecretStr | None = None
+    token: SecretStr | None = None
+    insecure: bool = False
+    replay_window_s: int | None = Field(default=None, gt=0)
+    # Platforms whose signature or token header is configurable on their side (Grafana's
+    # HMAC option; a custom header on an Opsgenie or Datadog webhook).
+    signature_header: str | None = Field(default=None, min_length=1)
+    timestamp_header: str | None = Field(default=None, min_length=1)
+    token_header: str | None = Field(default=None, min_length=1)
+    # Grafana's HMAC without a timestamp header: nothing bounds a replayed body's age.
+    allow_unstamped: bool = False
+
+
+class WebhookTarget(Strict):
+    url: str
+    secret: SecretStr | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class SlackUser(Strict):
+    """A Slack user who is no API token's identity (an SSO-only team): named here."""
+
+    name: str = Field(pattern=IDENTITY_NAME)
+    roles: list[Role] = Field(min_length=1)
+
+
+class SlackTarget(Strict):
+    """An incoming webhook; with `signing_secret` (the Slack app's) and `users`, approval
+    notices carry Approve and Reject buttons whose clicks Slack sends, signed, to
+    /integrations/slack/interactions. `users` maps a Slack user id to an identity: the
+    name of an `api_tokens` entry (its roles apply), or a name with its own roles.
+    `response_url_prefix` is where the service may post a message update: Slack's host,
+    whatever a click's `response_url` says."""
+
+    webhook_url: SecretStr
+    signing_secret: SecretStr | None = None
+    users: dict[str, str | SlackUser] = Field(default_factory=dict)
+    response_url_prefix: str = "https://hooks.slack.com/"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class TeamsTarget(Strict):
+    """A Teams Workflows webhook ("When a Teams webhook request is received")."""
+
+    webhook_url: SecretStr
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class PagerDutyTarget(Strict):
+    """Events API v2 for the page; the REST API (with `api_token` and `from_email`, the
+    user the note is written as) for a note on an incident that came from PagerDuty."""
+
+    routing_key: SecretStr
+    api_token: SecretStr | None = None
+    from_email: str | None = None
+    events_url: str = "https://events.pagerduty.com"
+    api_url: str = "https://api.pagerduty.com"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _note_needs_a_user(self) -> PagerDutyTarget:
+        if self.api_token is not None and not self.from_email:
+            raise ValueError("`api_token` needs `from_email`: PagerDuty writes notes as a user")
+        return self
+
+
+class OpsgenieTarget(Strict):
+    """Opsgenie's Alert API (`base_url` https://api.eu.opsgenie.com for EU accounts)."""
+
+    api_key: SecretStr
+    base_url: str = "https://api.opsgenie.com"
+    responders: list[dict[str, str]] = Field(default_factory=list)
+    timeout_s: float = Field(default=10.0, gt=0)
+
+
+class RootlyTarget(Strict):
+    """Rootly's REST API. `notification_target_*` names who an alert pages (Rootly
+    On-Call): an escalation policy, a team (`Group`), a service or a user."""
+
+    api_token: SecretStr
+    base_url: str = "https://api.rootly.com"
+    notification_target_type: Literal["EscalationPolicy", "Group", "Service", "User"] | None = None
+    notification_target_id: str | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _target_whole(self) -> RootlyTarget:
+        if (self.notification_target_type is None) != (self.notification_target_id is None):
+            raise ValueError("set notification_target_type and notification_target_id together")
+        return self
+
+
+class EscalationTargets(Strict):
+    webhook: WebhookTarget | None = None
+    slack: SlackTarget | None = None
+    pagerduty: PagerDutyTarget | None = None
+    opsgenie: OpsgenieTarget | None = None
+    rootly: RootlyTarget | None = None
+    teams: TeamsTarget | None = None
+
+    def configured(self) -> dict[str, BaseModel]:
+        return {
+            name: getattr(self, name) for name in type(self).model_fields if getattr(self, name)
+        }
+
+
+class ApiToken(Strict):
+    """A named API token and the roles it acts with. `token_sha256` (hex) instead of
+    `token` keeps the secret out of the file."""
+
+    name: str = Field(pattern=IDENTITY_NAME)
+    token: SecretStr | None = None
+    token_sha256: str | None = Field(default=None, pattern="^[0-9a-fA-F]{64}$")
+    roles: list[Role] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_usable_secret(self) -> ApiToken:
+        if (self.token is None) == (self.token_sha256 is None):
+            raise ValueError(f"token {self.name!r}: give exactly one of token, token_sha256")
+        if self.token is not None and len(self.token.get_secret_value()) < MIN_TOKEN_CHARS:
+            raise ValueError(
+                f"token {self.name!r} is shorter than {MIN_TOKEN_CHARS} characters: "
+                "too easy to guess (make one with `openssl rand -hex 32`)"
+            )
+        return self
+
+    def digest(self) -> bytes:
+        if self.token is not None:
+            return hashlib.sha256(self.token.get_secret_value().encode()).digest()
+        return bytes.fromhex(self.token_sha256 or "")
+
+
+class TrustedProxy(Strict):
+    """An SSO proxy in front of the service (oauth2-proxy, say) that signs people in
+    and passes who they are in headers. The headers are believed only on connections
+    from `cidrs`; from anywhere else they are ignored. A person's roles are those their
+    groups map to in `roles` (none mapped: no role, every call 403)."""
+
+    cidrs: list[IPv4Network | IPv6Network] = Field(min_length=1)
+    user_header: str = "X-Forwarded-Email"
+    groups_header: str | None = "X-Forwarded-Groups"
+    roles: dict[str, Role] = Field(default_factory=dict)
+
+
+API_URL = r"^https?://[^/?#@\s]+(/[^?#\s]*)?$"
+# A name that is one path segment of an API URL, never `.` or `..` (no leading dot).
+PATH_NAME = r"[A-Za-z0-9_-][A-Za-z0-9_.-]*"
+# A git remote's name as runbooks and the config write it (no leading `-`: an option).
+GIT_REMOTE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$"
+
+
+class EngineConfig(Strict):
+    """An automation engine that remote steps drive (AWX/AAP, HCP Terraform, GitHub,
+    GitLab), under `executors.<engine>`. The engine's answers are data like a webhook's:
+    `url` is the only place this service connects to for it."""
+
+    url: str = Field(pattern=API_URL)
+    token: SecretStr
+    verify_tls: bool = True
+    # How often a launched job is looked at; how long one call to the engine may take.
+    poll_interval_s: float = Field(default=5.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+
+class CodeHostConfig(Strict):
+    """A code host's API, where proposed reverts become pull or merge requests. Its
+    token also authenticates the push when the remote is an HTTPS URL on the same host."""
+
+    api_url: str = Field(pattern=API_URL)
+    token: SecretStr
+    verify_tls: bool = True
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+    def engine(self) -> EngineConfig:
+        """The API as the engine client every remote kind uses takes it."""
+        return EngineConfig(url=self.api_url, token=self.token, verify_tls=self.verify_tls,
+                            request_timeout_s=self.request_timeout_s)  # fmt: skip
+
+
+class GitHubHosting(CodeHostConfig):
+    api_url: str = Field(default="https://api.github.com", pattern=API_URL)
+    repo: str = Field(pattern=rf"^{PATH_NAME}/{PATH_NAME}$", description="owner/name")
+
+
+class GitLabHosting(CodeHostConfig):
+    api_url: str = Field(default="https://gitlab.com", pattern=API_URL)
+    # A path (`group/subgroup/project`, percent-encoded when sent) or a numeric id.
+    project: str = Field(pattern=rf"^{PATH_NAME}(/{PATH_NAME})*$")
+
+
+class GitHosting(Strict):
+    """`git_hosting`: the one code host whose API opens the requests (none: push only),
+    and where proposals are pushed when not to the checkout's own remote."""
+
+    github: GitHubHosting | None = None
+    gitlab: GitLabHosting | None = None
+    # A `propose.remote` name → the URL (or absolute path) pushed to instead of the
+    # checkout's remote of that name: a checkout cloned read-only, or none configured.
+    remotes: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one(self) -> GitHosting:
+        if self.github is not None and self.gitlab is not None:
+            raise ValueError("git_hosting: name one of github, gitlab")
+        for name, url in self.remotes.items():
+            if not re.fullmatch(GIT_REMOTE_NAME, name):
+                raise ValueError(f"git_hosting.remotes: {name!r} is not a remote name")
+            if not (re.match(r"^[a-z][a-z0-9+.-]*://\S+$", url) or url.startswith("/")
+                    or re.match(r"^[\w.-]+@[\w.-]+:\S+$", url)):  # fmt: skip
+                raise ValueError(
+                    f"git_hosting.remotes.{name}: give a URL (https://, ssh://, file://), "
+                    "user@host:path, or an absolute path"
+                )
+        return self
+
+
+class AuthConfig(Strict):
+    trusted_proxy: TrustedProxy | None = None

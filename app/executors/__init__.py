@@ -1,1 +1,0 @@
-"""Executors run one rendered step: Ansible (and Terraform later) behind one protocol."""
