@@ -1,10 +1,11 @@
-"""The `remediator` command. Errors become messages and exit codes here, once:
-1 for a runbook/config problem the user must fix, 2 for usage."""
+"""The `remediator` command. Errors become messages and exit codes here, once: 1 for a
+runbook, config or database problem the user must fix, 2 for usage (argparse's own)."""
 
 from __future__ import annotations
 
 import argparse
 import getpass
+import importlib.metadata
 import json
 import sys
 import time
@@ -20,7 +21,8 @@ from sqlalchemy.orm import Session
 
 from app.config.loading import config_path_from, load_settings
 from app.config.settings import Settings
-from app.errors import ConfigError, RemediatorError, RunbookError, UnsupportedPayload
+from app.errors import ConfigError, NotFound, RemediatorError, RunbookError, UnsupportedPayload
+from app.execution_text import describe_execution
 from app.executions.records import StoreRecords
 from app.fields.duration import parse_duration
 from app.identity import Identity
@@ -115,6 +117,8 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_executions(args: argparse.Namespace) -> int:
+    if getattr(args, "execution_id", None) is not None:
+        return cmd_execution_show(args)
     db = Database(_settings(args).database_url)
     query = select(Execution).order_by(Execution.created_at.desc()).limit(args.limit)
     if args.status:
@@ -125,6 +129,40 @@ def cmd_executions(args: argparse.Namespace) -> int:
         summaries = execution_summaries(session, list(session.scalars(query)))
         _print([summary.model_dump(mode="json") for summary in summaries])
     return 0
+
+
+def cmd_execution_show(args: argparse.Namespace) -> int:
+    """One execution, whole: as the API answers it (`--json`), or in lines for a person."""
+    settings = _settings(args)
+    db = Database(settings.database_url)
+    try:
+        with db.read() as session:
+            found = _execution(session, args.execution_id)
+            view = execution_view(found, settings.secret_values())
+    finally:
+        db.close()
+    if args.json:
+        _print(view.model_dump(mode="json"))
+    else:
+        sys.stdout.write(describe_execution(view))
+    return 0
+
+
+SHORT_ID = 8  # characters of an id, as the page and the notices show it
+
+
+def _execution(session: Session, wanted: str) -> Execution:
+    """By its id, or by a prefix of it as the page and the notices show it (8 characters)."""
+    found = session.get(Execution, wanted)
+    if found is not None:
+        return found
+    prefixed = select(Execution).where(Execution.id.startswith(wanted, autoescape=True))
+    matches = list(session.scalars(prefixed.limit(2)))
+    if len(matches) == 1 and len(wanted) >= SHORT_ID:
+        return matches[0]
+    if len(matches) > 1:
+        raise NotFound(f"{wanted!r} is the start of several executions: give more of it")
+    raise NotFound(f"no execution {wanted!r}")
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -200,55 +238,165 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _switch(args, "remediator resume", resume)
 
 
+DESCRIPTION = """\
+remediator: webhook-driven automated remediation. Incident platforms call its webhooks;
+it matches each incident to the runbooks kept in git, runs the remediation (Ansible,
+Terraform, AWX, HCP Terraform, a CI pipeline), checks it worked, and escalates to a human
+when it did not."""
+
+EXAMPLES = """\
+examples:
+  remediator serve --config remediator.yaml          run the service
+  remediator lint runbooks/                           check runbooks before they merge
+  remediator simulate alert.json --source alertmanager
+                                                      what a payload would match and run
+  remediator executions --status failed --limit 10    recent failed executions (JSON)
+  remediator executions show 3f2a9c1e                 one execution, its steps and output
+  remediator run restart-web --incident incident.json --wait 300
+                                                      run a runbook now, follow it
+  remediator pause --reason "db migration" --until 2h new runs shadow until resumed
+
+The configuration is ./remediator.yaml, $REMEDIATOR_CONFIG or --config FILE. Each
+command's own options: remediator COMMAND --help."""
+
+
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(prog="remediator", description=__doc__)
-    root.add_argument(
-        "--config", help="config file (default: $REMEDIATOR_CONFIG, ./remediator.yaml)"
+    root = argparse.ArgumentParser(
+        prog="remediator",
+        description=DESCRIPTION,
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    commands = root.add_subparsers(dest="command", required=True)
+    root.add_argument(
+        "--config", help="config file (default: $REMEDIATOR_CONFIG, else ./remediator.yaml)"
+    )
+    root.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    commands = root.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(
-        name: str, run: Callable[[argparse.Namespace], int], help_: str
+        name: str, run: Callable[[argparse.Namespace], int], help_: str, example: str = ""
     ) -> argparse.ArgumentParser:
-        sub = commands.add_parser(name, help=help_)
-        sub.add_argument("--config", default=argparse.SUPPRESS, help="config file")
+        sub = commands.add_parser(
+            name,
+            help=help_,
+            description=help_[0].upper() + help_[1:] + ".",
+            epilog=f"example:\n  {example}" if example else None,
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
         sub.set_defaults(run=run)
         return sub
 
-    serve = add("serve", cmd_serve, "run the service")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
-    lint = add("lint", cmd_lint, "validate runbooks (default: the configured runbooks_dir)")
-    lint.add_argument("paths", nargs="*")
-    sim = add("simulate", cmd_simulate, "show what a payload would match and run")
-    sim.add_argument("payload")
-    sim.add_argument("--source", required=True)
-    add("schema", cmd_schema, "print the JSON Schema of runbook files")
-    db = add("db", lambda _: 2, "database commands")
-    db_commands = db.add_subparsers(dest="db_command", required=True)
-    upgrade = db_commands.add_parser("upgrade", help="apply migrations")
-    upgrade.add_argument("--config", default=argparse.SUPPRESS)
+    serve = add(
+        "serve",
+        cmd_serve,
+        "run the service (webhooks, API, page, workers)",
+        "remediator serve --host 0.0.0.0 --port 8080",
+    )
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (%(default)s)")
+    serve.add_argument("--port", type=int, default=8080, help="port to listen on (%(default)s)")
+    serve.add_argument(
+        "--log-level",
+        default="info",
+        choices=["debug", "info", "warning", "error"],
+        help="the least severe line logged (%(default)s)",
+    )
+    lint = add(
+        "lint",
+        cmd_lint,
+        "validate runbooks (default: the configured runbooks_dir)",
+        "remediator lint runbooks/ other/extra.yml",
+    )
+    lint.add_argument("paths", nargs="*", metavar="PATH", help="runbook files or directories")
+    sim = add(
+        "simulate",
+        cmd_simulate,
+        "show what a payload would match and run",
+        "remediator simulate alert.json --source alertmanager",
+    )
+    sim.add_argument("payload", help="a JSON file: the webhook body as the platform sends it")
+    sim.add_argument("--source", required=True, help="the platform that sends it (alertmanager)")
+    add(
+        "schema",
+        cmd_schema,
+        "print the JSON Schema of runbook files",
+        "remediator schema > runbook.schema.json",
+    )
+    db = add("db", lambda _: 2, "database commands", "remediator db upgrade")
+    db_commands = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    upgrade = db_commands.add_parser(
+        "upgrade",
+        help="apply migrations (the service does it at start too)",
+        description="Bring the database to the newest schema.",
+    )
+    upgrade.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     upgrade.set_defaults(run=cmd_db_upgrade)
-    executions = add("executions", cmd_executions, "list recent executions, newest first")
-    executions.add_argument("--status", action="append", help="repeat for several")
-    executions.add_argument("--runbook")
-    executions.add_argument("--limit", type=int, default=50)
-    run = add("run", cmd_run, "run a runbook for an incident now (queued for the service)")
-    run.add_argument("runbook")
+    executions = add(
+        "executions",
+        cmd_executions,
+        "list recent executions, newest first (JSON)",
+        "remediator executions --status failed --status timed_out --limit 10",
+    )
+    executions.add_argument(
+        "--status",
+        action="append",
+        help="only this status (failed, succeeded, ...); repeat for several",
+    )
+    executions.add_argument("--runbook", help="only this runbook's executions")
+    executions.add_argument("--limit", type=int, default=50, help="at most this many (%(default)s)")
+    shown = executions.add_subparsers(dest="executions_command", metavar="show")
+    show = shown.add_parser(
+        "show",
+        help="one execution: status, incident, steps and attempts with their output, "
+        "escalations, actions",
+        description="One execution: status, incident, each step and attempt with the tail of\n"
+        "its output, escalations and what humans did.",
+        epilog="example:\n  remediator executions show 3f2a9c1e --json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    show.add_argument("execution_id", metavar="ID", help="its id, or the first 8+ characters")
+    show.add_argument("--json", action="store_true", help="as the API answers it, for scripts")
+    show.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    run = add(
+        "run",
+        cmd_run,
+        "run a runbook for an incident now (queued for the service)",
+        "remediator run restart-web --incident incident.json --reason drill --wait 300",
+    )
+    run.add_argument("runbook", help="the runbook's name")
     run.add_argument("--incident", required=True, help="JSON file: a generic-source incident")
     run.add_argument("--by", default=getpass.getuser(), help="who runs it (default: you)")
-    run.add_argument("--reason", default="")
+    run.add_argument("--reason", default="", help="why, for the audit and the execution")
     run.add_argument("--idempotency-key", help="a second run with the same key starts nothing")
-    run.add_argument("--wait", type=float, metavar="SECONDS", help="follow it to its end")
-    pause = add("pause", cmd_pause, "pause automation: new runs shadow (or wait for approval)")
-    pause.add_argument("--reason", required=True)
+    run.add_argument(
+        "--wait",
+        type=float,
+        metavar="SECONDS",
+        help="follow it to its end: exit 0 if it succeeded, 1 if not",
+    )
+    pause = add(
+        "pause",
+        cmd_pause,
+        "pause automation: new runs shadow (or wait for approval)",
+        'remediator pause --reason "db failover drill" --until 2h --runbook "db-*"',
+    )
+    pause.add_argument("--reason", required=True, help="why, shown on the page and in the audit")
     pause.add_argument("--until", metavar="DURATION", help="ends by itself after this (2h)")
     pause.add_argument("--runbook", action="append", help="a glob; repeat; default all")
     pause.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
-    resume = add("resume", cmd_resume, "resume automation after a pause")
+    resume = add("resume", cmd_resume, "resume automation after a pause", "remediator resume")
     resume.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
     return root
+
+
+CONFIG_HELP = "config file (default: $REMEDIATOR_CONFIG, else ./remediator.yaml)"
+
+
+def _version() -> str:
+    try:
+        return importlib.metadata.version("remediator")
+    except importlib.metadata.PackageNotFoundError:  # run from a checkout, not installed
+        return "unknown"
 
 
 def main(argv: list[str] | None = None) -> int:

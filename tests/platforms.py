@@ -193,8 +193,12 @@ def fails_on(source: str, target: str) -> list[dict[str, Any]]:
     ]
 
 
-def clears_cache(cache_dir: Path) -> dict[str, Any]:
-    """A step that succeeds: the example playbook empties `cache_dir` (under /tmp)."""
+def clears_cache(under: Path) -> dict[str, Any]:
+    """A step that succeeds: the example playbook empties a cache directory made under
+    `under` (a test's tmp_path, under /tmp). Never `under` itself: that holds the test's
+    SQLite database, which the play would delete while the service uses it."""
+    cache_dir = under / "cache"
+    cache_dir.mkdir(exist_ok=True)
     return {"ansible": {"playbook": "clear-cache.yml", "inventory": "inventories/local.ini",
                         "extra_vars": {"cache_dir": str(cache_dir)}}}  # fmt: skip
 

@@ -190,6 +190,19 @@ def test_cli_run_queues_a_manual_run_that_the_service_runs(tmp_path: Path) -> No
         assert ran.returncode == 0, ran.stdout + ran.stderr
         assert json.loads(dest.read_text()) == {"message": "by hand", "host": "web"}
         assert '"status": "succeeded"' in ran.stdout and '"by": "bob (via cli)"' in ran.stdout
+        execution_id = json.loads(ran.stdout[: ran.stdout.index("}\n") + 2])["executions"][0]
+        shown = subprocess.run([*cli, "executions", "show", execution_id[:8]],
+                               capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        assert f"execution {execution_id}" in shown.stdout
+        assert "status    succeeded" in shown.stdout and "1. ansible: succeeded" in shown.stdout
+        assert "| PLAY RECAP" in shown.stdout  # the attempt's output tail
+        assert "run by bob (via cli): drill" in shown.stdout  # the action
+        as_json = subprocess.run([*cli, "executions", "show", execution_id, "--json"],
+                                 capture_output=True, text=True, timeout=60, check=True)  # fmt: skip
+        assert json.loads(as_json.stdout)["steps"][0]["status"] == "succeeded"
+        unknown = subprocess.run([*cli, "executions", "show", "0000000000"],
+                                 capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert unknown.returncode == 1 and "no execution '0000000000'" in unknown.stderr
         again = subprocess.run(
             [*cli, "run", "write", "--incident", str(incident), "--idempotency-key", "drill-1"],
             capture_output=True, text=True, timeout=60, check=True, cwd=tmp_path,

@@ -17,8 +17,10 @@ from tests.conftest import Api, Recorder, alert, ansible_step, runbook
 pytestmark = pytest.mark.ansible
 
 
-def appender(dest: Path, pause: float = 0) -> dict[str, Any]:
-    return ansible_step("append.yml", dest=str(dest), pause=str(pause))
+def appender(dest: Path, pause: float = 0, gate: Path | None = None) -> dict[str, Any]:
+    if gate is None:
+        return ansible_step("append.yml", dest=str(dest), pause=str(pause))
+    return ansible_step("append.yml", dest=str(dest), pause=str(pause), gate=str(gate))
 
 
 def runs(dest: Path) -> int:
@@ -28,13 +30,16 @@ def runs(dest: Path) -> int:
 def test_storm_for_one_incident_makes_one_remediation_and_one_escalation(
     make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path, database_url: str
 ) -> None:
-    dest = tmp_path / "runs"
+    dest, gate = tmp_path / "runs", tmp_path / "gate"
     api = make_api(
-        [runbook("storm", "Storm", appender(dest, pause=1), cooldown="10m", escalate=["webhook"])],
+        [runbook("storm", "Storm", appender(dest, gate=gate), cooldown="10m",
+                 escalate=["webhook"])],
         database_url=database_url,
         escalation={"webhook": {"url": recorder.url}},
-    )
+    )  # fmt: skip
+    # The remediation holds until the storm has arrived, however long that takes here.
     answers = [api.alertmanager(alert("Storm", instance=f"{n}")).json() for n in range(25)]
+    gate.touch()
     first = answers[0]["executions"][0]
     assert all(a["executions"] == [] and a["attached"] == [first] for a in answers[1:])
     done = api.wait(first)
