@@ -40,81 +40,179 @@ class Settings(BaseSettings):
     )
 
     config_dir: Path = Field(default_factory=Path.cwd, exclude=True)
-    runbooks_dir: Path = Path("runbooks")
-    playbooks_dir: Path = Path("playbooks")
-    terraform_dir: Path = Path("terraform")
-    # `tofu` runs OpenTofu instead; found on PATH.
-    terraform_bin: str = "terraform"
-    database_url: str = "sqlite:///remediator.db"
-    public_url: str = "http://localhost:8080"
-    # Named tokens with roles; a plain string (the old form) is an admin named token-N.
-    api_tokens: list[ApiToken] = Field(default_factory=list)
-    auth: AuthConfig = Field(default_factory=AuthConfig)
-    # /metrics wants an API token like /api (Prometheus: `authorization` in the scrape
-    # config); false serves it to anyone who can reach the port.
-    metrics_require_token: bool = True
-    # json: one object a line, with the execution's context, for a log pipeline.
-    log_format: Literal["json", "text"] = "json"
-    # A log line per HTTP request. Off: webhooks are counted (/metrics), every accepted one
-    # is a stored event and every refused one a warning, and at full rate the access line
-    # was the largest single cost of a webhook after the framework's.
-    access_log: bool = False
-    max_body_bytes: int = Field(default=1_048_576, gt=0)
-    # A request head over either limit is answered 431 while it arrives, before any work.
-    max_header_bytes: int = Field(default=16 * 1024, ge=1024)
-    max_headers: int = Field(default=100, ge=10)
-    # A webhook body that takes longer than this to arrive is refused (408): a sender that
-    # dribbles bytes (slow-loris) must not hold a connection, or a request slot, for ever.
-    body_timeout_s: float = Field(default=10.0, gt=0)
-    replay_window_s: int = Field(default=300, gt=0)
-    # A call carrying more incidents (alerts of a group, a generic batch) is refused (413)
-    # before any is stored, rather than stored and planned one by one.
-    max_incidents_per_delivery: int = Field(default=5000, gt=0)
-    # Events, incidents and finished executions older than this are pruned, in small
-    # batches off the hot path; the event rows themselves (source, delivery id, time) are
-    # kept, as the dedup keys, for `dedup_retention_days`, and a body whose own time is
-    # older than that is refused (it could be a replay whose id is forgotten).
-    retention_days: float = Field(default=30.0, gt=0)
-    dedup_retention_days: float = Field(default=90.0, gt=0)
-    retention_interval_s: float = Field(default=3600.0, gt=0)
-    sources: dict[str, SourceConfig] = Field(default_factory=dict)
-    escalation: EscalationTargets = Field(default_factory=EscalationTargets)
-    default_escalate: list[str] = Field(default_factory=list)
-    # Execution workers (threads): each runs one local step at a time and mostly waits on
-    # its child process; remote steps hold none while they run. By default two per core.
-    workers: int = Field(default_factory=lambda: default_workers(), ge=1, le=64)
-    poll_interval_s: float = Field(default=1.0, gt=0)
-    lease_s: float = Field(default=60.0, gt=0)
-    shutdown_grace_s: float = Field(default=30.0, ge=0)
-    # > 0: look at runbooks_dir this often and reload when a file changed (0: only on
-    # SIGHUP or POST /api/runbooks/reload, which suits a deploy that restarts anyway).
-    runbooks_watch_s: float = Field(default=0.0, ge=0)
-    # Engines that remote step kinds drive, by engine name (awx, terraform_cloud, github,
-    # gitlab); a kind whose engine is missing fails its steps saying so.
-    executors: dict[str, EngineConfig] = Field(default_factory=dict)
-    # Where a terraform step's `propose` opens a pull or merge request for its revert.
-    git_hosting: GitHosting = Field(default_factory=GitHosting)
-    # How often a revert proposed in git is looked at until git says the applied version
-    # (merged): until then its execution shows the drift.
-    drift_check_interval_s: float = Field(default=300.0, gt=0)
-    # Environment variables a step's processes get besides PATH, HOME, LANG, LC_*, TMPDIR
-    # (cloud credentials meant for playbooks, say); nothing else of the service's reaches them.
-    step_env: list[str] = Field(default_factory=list)
-    # Hosts (names, addresses or networks) a verify URL may reach although they resolve to
-    # loopback, link-local or a metadata service, which are refused otherwise.
-    verify_allowed_hosts: list[str] = Field(default_factory=list)
-    escalation_give_up_after_s: float = Field(default=86_400.0, gt=0)
-    escalation_max_backoff_s: float = Field(default=300.0, gt=0)
-    # Every runbook's circuit breaker unless it says its own: after 3 failures within an
-    # hour its runs wait for approval until a human resets it.
-    breaker: Breaker = Field(default_factory=Breaker)
-    # What a pause (POST /api/automation/pause) turns new runs into.
-    pause_mode: Literal["shadow", "approve"] = "shadow"
-    # Change freezes: recurring (cron schedule, duration, time zone) or one-off windows in
-    # which the runbooks they name run in their `mode`.
-    freezes: list[Freeze] = Field(default_factory=list)
-    # Across all runbooks: at most this many targets acted on per window.
-    blast_radius: Budget | None = None
+    runbooks_dir: Path = Field(Path("runbooks"), description="Where the runbook files are.")
+    playbooks_dir: Path = Field(
+        Path("playbooks"),
+        description="Where the playbooks (and inventories) ansible steps name are.",
+    )
+    terraform_dir: Path = Field(
+        Path("terraform"),
+        description="Where the workdirs terraform steps name are, inside a git repository "
+        "(versions are read from its history).",
+    )
+    terraform_bin: str = Field(
+        "terraform",
+        description="The Terraform binary, a name on PATH or a path; `tofu` runs OpenTofu.",
+    )
+    database_url: str = Field(
+        "sqlite:///remediator.db",
+        description="The store. `postgresql://user:pw@host/db` for several replicas; a relative "
+        "SQLite file is relative to the config file.",
+    )
+    public_url: str = Field(
+        "http://localhost:8080", description="Base of the links in escalations and notices."
+    )
+    api_tokens: list[ApiToken] = Field(
+        default_factory=list,
+        description="Named tokens with roles (`{name, token | token_sha256, roles}`) for `/api`, "
+        "`/metrics` and the page; with none and no trusted proxy, `/api` is closed. A plain "
+        "string (the old form) is an admin named token-N, with a warning.",
+    )
+    auth: AuthConfig = Field(
+        default_factory=AuthConfig,
+        description="`trusted_proxy: {cidrs, user_header, groups_header, roles}`: single "
+        "sign-on through a proxy in front of the service.",
+    )
+    metrics_require_token: bool = Field(
+        True,
+        description="`/metrics` wants an API token like `/api` (Prometheus: `authorization` in "
+        "the scrape config); false serves it to anyone who can reach the port.",
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json", description="`json`: one object a line, with the execution's context; or `text`."
+    )
+    # At full rate the access line was the largest single cost of a webhook after the
+    # framework's; webhooks are counted and stored either way.
+    access_log: bool = Field(False, description="A log line per HTTP request.")
+    max_body_bytes: int = Field(
+        default=1_048_576, gt=0, description="Larger webhook bodies are answered 413."
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024, ge=1024,
+        description="A request head larger than this is answered 431 while it arrives.",
+    )  # fmt: skip
+    max_headers: int = Field(
+        default=100, ge=10, description="A request with more headers is answered 431."
+    )
+    # Slow-loris: a sender that dribbles bytes must not hold a connection for ever.
+    body_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="A webhook body that has not all arrived by then is answered 408.",
+    )  # fmt: skip
+    replay_window_s: int = Field(
+        default=300, gt=0,
+        description="Timestamped signatures older or newer than this are answered 401 "
+        "(a source may set its own).",
+    )  # fmt: skip
+    max_incidents_per_delivery: int = Field(
+        default=5000, gt=0,
+        description="A call carrying more incidents (alerts of a group, a generic batch) is "
+        "answered 413 before any is stored.",
+    )  # fmt: skip
+    retention_days: float = Field(
+        default=30.0, gt=0,
+        description="Events, incidents and finished executions older than this are pruned, in "
+        "small batches off the hot path.",
+    )  # fmt: skip
+    # A body older than the dedup keys could be a replay whose id is forgotten.
+    dedup_retention_days: float = Field(
+        default=90.0, gt=0,
+        description="How long the events' dedup keys (source, delivery id, time) are kept; a "
+        "body whose own time is older is refused. At least `retention_days`.",
+    )  # fmt: skip
+    retention_interval_s: float = Field(
+        default=3600.0, gt=0, description="How often retention prunes."
+    )
+    sources: dict[str, SourceConfig] = Field(
+        default_factory=dict,
+        description="Incident platforms by name (`alertmanager`, `pagerduty`, ...): `{secret}` "
+        "or `{token}` (or `insecure: true`), with optional `replay_window_s` and the "
+        "header names where the platform lets you choose them.",
+    )
+    escalation: EscalationTargets = Field(
+        default_factory=EscalationTargets,
+        description="Targets by name: `webhook`, `slack`, `teams`, `rootly`, `opsgenie`, "
+        "`pagerduty`.",
+    )
+    default_escalate: list[str] = Field(
+        default_factory=list, description="Targets for runbooks whose `escalate` is empty."
+    )
+    # Each runs one local step at a time and mostly waits on its child process; remote
+    # steps hold none while they run.
+    workers: int = Field(
+        default_factory=lambda: default_workers(), ge=1, le=64,
+        description="Execution worker threads; by default two per core (2 to 16).",
+    )  # fmt: skip
+    poll_interval_s: float = Field(
+        default=1.0, gt=0, description="How often an idle worker looks for work."
+    )
+    lease_s: float = Field(
+        default=60.0, gt=0,
+        description="How long a claim on an execution lasts unless renewed; a replica that "
+        "died is taken over after it.",
+    )  # fmt: skip
+    shutdown_grace_s: float = Field(
+        default=30.0, ge=0,
+        description="On SIGTERM, how long running steps are given to end before they are "
+        "interrupted.",
+    )  # fmt: skip
+    runbooks_watch_s: float = Field(
+        default=0.0, ge=0,
+        description="> 0: look at `runbooks_dir` this often and reload when a file changed (0: "
+        "only on SIGHUP or `POST /api/runbooks/reload`).",
+    )  # fmt: skip
+    executors: dict[str, EngineConfig] = Field(
+        default_factory=dict,
+        description="Engines that remote step kinds drive, by engine name (`awx`, "
+        "`terraform_cloud`, `github`, `gitlab`): `{url, token, poll_interval_s, "
+        "request_timeout_s}`; a kind whose engine is missing fails its steps saying so.",
+    )
+    git_hosting: GitHosting = Field(
+        default_factory=GitHosting,
+        description="Where a terraform step's `propose` opens pull or merge requests "
+        "(`github: {repo, token, api_url}` or `gitlab: {project, token, api_url}`) and "
+        "`remotes` (push URLs by remote name).",
+    )
+    drift_check_interval_s: float = Field(
+        default=300.0, gt=0,
+        description="How often a revert proposed in git is looked at until git says the applied "
+        "version (its drift is shown until then).",
+    )  # fmt: skip
+    step_env: list[str] = Field(
+        default_factory=list,
+        description="Environment variables a step's processes get besides PATH, HOME, LANG, "
+        "LC_*, TMPDIR (cloud credentials meant for playbooks, say); nothing else of the "
+        "service's reaches them.",
+    )
+    verify_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Hosts, addresses or networks a verify URL may reach although they resolve "
+        "to loopback, link-local or a metadata service, which are refused otherwise.",
+    )
+    escalation_give_up_after_s: float = Field(
+        default=86_400.0, gt=0, description="An escalation not delivered by then is given up."
+    )
+    escalation_max_backoff_s: float = Field(
+        default=300.0, gt=0, description="The longest wait between an escalation's retries."
+    )
+    breaker: Breaker = Field(
+        default_factory=Breaker,
+        description="Every runbook's circuit breaker unless it names its own: after `failures` "
+        "within `within` its runs are `then` until a human resets it (`{enabled: false}`: none).",
+    )
+    pause_mode: Literal["shadow", "approve"] = Field(
+        "shadow", description="What a pause turns new runs into."
+    )
+    freezes: list[Freeze] = Field(
+        default_factory=list,
+        description='Change freezes: recurring `{name, schedule: "0 18 * * FRI", duration: 64h, '
+        "timezone, runbooks, mode}` or one-off `{name, start, end, runbooks, mode}`.",
+    )
+    blast_radius: Budget | None = Field(
+        None,
+        description="`{targets: 100, per: 1h}`: at most this many targets acted on across all "
+        "runbooks per window.",
+    )
 
     @classmethod
     @override
