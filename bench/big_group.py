@@ -27,8 +27,8 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import Figures, load, signed_body  # noqa: E402
-from tests.conftest import AM_TOKEN, alert_group, ansible_step, runbook, write_config  # noqa: E402
-from tests.servers import start_server  # noqa: E402
+from tests.support.servers import start_server  # noqa: E402
+from tests.support.service import AM_TOKEN, alert_group, ansible_step, runbook, write_config  # noqa: E402
 
 
 def send(base: str, body: bytes) -> dict[str, float]:

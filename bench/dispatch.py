@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.store.models import FINAL  # noqa: E402
 from bench.peer import PLAYBOOK, REMEDIATE, Service, remediator  # noqa: E402
-from tests.conftest import API_TOKEN  # noqa: E402
+from tests.support.service import API_TOKEN  # noqa: E402
 
 
 def bare(work: Path, sequence: int) -> float:

@@ -35,8 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.loadgen import signed  # noqa: E402
 from bench.peer import Service, running_rulebook, runs  # noqa: E402
-from tests.conftest import free_port, runbook, write_config  # noqa: E402
-from tests.servers import start_server  # noqa: E402
+from tests.support.servers import start_server  # noqa: E402
+from tests.support.service import free_port, runbook, write_config  # noqa: E402
 
 ALERT = "DiskFull"
 # The same playbook for all: remediator narrows `hosts` with the step's limit, the peer

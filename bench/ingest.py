@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.store.db import Database  # noqa: E402
 from app.store.models import Event  # noqa: E402
 from bench.loadgen import Figures, load, signed_body  # noqa: E402
-from tests.conftest import write_config  # noqa: E402
-from tests.postgres import PostgresServer  # noqa: E402
-from tests.servers import start_server  # noqa: E402
+from tests.support.postgres import PostgresServer  # noqa: E402
+from tests.support.servers import start_server  # noqa: E402
+from tests.support.service import write_config  # noqa: E402
 
 
 def measure(database: str, url: str, rates: list[float], seconds: float, work: Path) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from app.signing import secret_key, signed_headers
-from tests.conftest import GENERIC_SECRET
+from tests.support.service import GENERIC_SECRET
 
 Body = Callable[[int], tuple[bytes, dict[str, str]]]
 

@@ -51,8 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.store.models import FINAL  # noqa: E402
 from bench.loadgen import Figures, load, signed  # noqa: E402
-from tests.conftest import API_TOKEN, ansible_step, free_port, runbook, write_config  # noqa: E402
-from tests.servers import start_server  # noqa: E402
+from tests.support.servers import start_server  # noqa: E402
+from tests.support.service import API_TOKEN, ansible_step, free_port, runbook, write_config  # noqa: E402
 
 RULEBOOK_VERSION = "1.3.2"
 PEER_DIR = Path(os.environ.get("REMEDIATOR_PEER_DIR", Path.home() / ".cache/remediator-bench/peer"))

@@ -26,9 +26,9 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.awx_server import AWX_TOKEN, AwxStandIn, awx_stand_in  # noqa: E402
-from tests.conftest import alert, alert_group, ansible_step, runbook, write_config  # noqa: E402
-from tests.servers import start_server  # noqa: E402
+from tests.support.servers import start_server  # noqa: E402
+from tests.support.service import alert, alert_group, ansible_step, runbook, write_config  # noqa: E402
+from tests.support.standins.awx import AWX_TOKEN, AwxStandIn, awx_stand_in  # noqa: E402
 
 
 def main() -> None:

@@ -23,9 +23,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.store.db import Database  # noqa: E402
-from tests.conftest import API_TOKEN, write_config  # noqa: E402
-from tests.history import make_history, write_history  # noqa: E402
-from tests.servers import start_server  # noqa: E402
+from tests.support.history import make_history, write_history  # noqa: E402
+from tests.support.servers import start_server  # noqa: E402
+from tests.support.service import API_TOKEN, write_config  # noqa: E402
 
 
 def timed(client: httpx.Client, path: str, params: dict[str, str], rounds: int) -> list[float]:

@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.store.db import Database  # noqa: E402
 from app.store.models import Attachment, Event, Execution  # noqa: E402
 from bench.loadgen import load, signed  # noqa: E402
-from tests.conftest import ansible_step, runbook, write_config  # noqa: E402
-from tests.servers import start_server  # noqa: E402
+from tests.support.servers import start_server  # noqa: E402
+from tests.support.service import ansible_step, runbook, write_config  # noqa: E402
 
 STORM = {
     "title": "orders-db connection storm",

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.steps.base import StepInput  # noqa: E402
 from app.steps.terraform.executor import TerraformExecutor  # noqa: E402
-from tests.terraform_repo import TERRAFORM, TerraformRepo, terraform_repo  # noqa: E402
+from tests.support.terraform_repo import TERRAFORM, TerraformRepo, terraform_repo  # noqa: E402
 
 
 def by_hand(repo: TerraformRepo, checkout: Path) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import write_config
-from tests.servers import Server, start_server
+from tests.support.servers import Server, start_server
+from tests.support.service import write_config
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from tests.awx_server import AWX_TOKEN, AwxStandIn, awx_stand_in
-from tests.conftest import alert, alert_group, ansible_step, runbook, write_config
-from tests.servers import Server, start_server
+from tests.support.servers import Server, start_server
+from tests.support.service import alert, alert_group, ansible_step, runbook, write_config
+from tests.support.standins.awx import AWX_TOKEN, AwxStandIn, awx_stand_in
 
 
 @pytest.fixture

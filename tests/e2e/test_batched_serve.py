@@ -17,9 +17,9 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import Recorder, alert
-from tests.integration.test_batched_ansible import fleet, fleet_runbook, marks, plays
-from tests.servers import Server
+from tests.support.fleet import fleet, fleet_runbook, marks, plays
+from tests.support.servers import Server
+from tests.support.service import Recorder, alert
 
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, free_port
+from tests.support.service import ROOT, free_port
 
 # Serial: it applies terraform/web of this checkout, whose state no other test may touch.
 pytestmark = [pytest.mark.server, pytest.mark.ansible, pytest.mark.serial]

@@ -18,9 +18,9 @@ import yaml
 from app.api.routes import health
 from app.cli import parser
 from app.config.settings import Settings
-from tests.conftest import GENERIC_SECRET, ROOT, free_port
-from tests.postgres import PostgresServer
-from tests.servers import Server
+from tests.support.postgres import PostgresServer
+from tests.support.servers import Server
+from tests.support.service import GENERIC_SECRET, ROOT, free_port
 
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 DOCKERFILE = (ROOT / "Dockerfile").read_text()

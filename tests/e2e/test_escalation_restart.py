@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import FAILING_STEP, PLAYBOOKS, Recorder, alert, write_config
-from tests.servers import start_server
+from tests.support.servers import start_server
+from tests.support.service import FAILING_STEP, PLAYBOOKS, Recorder, alert, write_config
 
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
 

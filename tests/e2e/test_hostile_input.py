@@ -14,8 +14,8 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from tests.conftest import AM_TOKEN, alert, ansible_step, runbook, sign_generic, write_config
-from tests.servers import Server, start_server
+from tests.support.servers import Server, start_server
+from tests.support.service import AM_TOKEN, alert, ansible_step, runbook, sign_generic, write_config
 
 pytestmark = pytest.mark.server
 

@@ -18,7 +18,8 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from tests.conftest import (
+from tests.support.servers import Server, start_server
+from tests.support.service import (
     FIXTURES,
     TOKENS,
     Recorder,
@@ -28,7 +29,6 @@ from tests.conftest import (
     runbook,
     write_config,
 )
-from tests.servers import Server, start_server
 
 pytestmark = pytest.mark.server
 

@@ -17,9 +17,18 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ansible_step, write_config
-from tests.platforms import FIRING, FOLLOW_UPS, RESOLVED, SIGNERS, SOURCES, Sample, live, load
-from tests.servers import Server, start_server
+from tests.support.platforms import (
+    FIRING,
+    FOLLOW_UPS,
+    RESOLVED,
+    SIGNERS,
+    SOURCES,
+    Sample,
+    live,
+    load,
+)
+from tests.support.servers import Server, start_server
+from tests.support.service import ansible_step, write_config
 
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
 

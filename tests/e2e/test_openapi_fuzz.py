@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from tests.conftest import API_TOKEN, ansible_step, runbook, write_config
-from tests.servers import Server, start_server
+from tests.support.servers import Server, start_server
+from tests.support.service import API_TOKEN, ansible_step, runbook, write_config
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,14 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import alert, runbook, write_config
-from tests.pipeline_server import GITHUB_TOKEN, GITLAB_TOKEN, PipelineStandIn, pipeline_stand_in
-from tests.servers import Server, start_server
+from tests.support.servers import Server, start_server
+from tests.support.service import alert, runbook, write_config
+from tests.support.standins.pipeline import (
+    GITHUB_TOKEN,
+    GITLAB_TOKEN,
+    PipelineStandIn,
+    pipeline_stand_in,
+)
 
 STEPS = {
     "github": {"repo": "acme/web", "workflow": "rollback.yml", "ref": "main",

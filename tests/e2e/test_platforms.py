@@ -15,8 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import ansible_step, write_config
-from tests.platforms import (
+from tests.support.platforms import (
     FIRING,
     FOLLOW_UPS,
     RESOLVED,
@@ -31,7 +30,8 @@ from tests.platforms import (
     sign_pagerduty,
     sign_rootly,
 )
-from tests.servers import Server, start_server
+from tests.support.servers import Server, start_server
+from tests.support.service import ansible_step, write_config
 
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
 

@@ -15,8 +15,8 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import Recorder, alert, ansible_step, runbook
-from tests.servers import Server
+from tests.support.servers import Server
+from tests.support.service import Recorder, alert, ansible_step, runbook
 
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import (
+from tests.support.servers import start_server
+from tests.support.service import (
     API_TOKEN,
     GENERIC_SECRET,
     ROOT,
@@ -22,7 +23,6 @@ from tests.conftest import (
     sign_generic,
     write_config,
 )
-from tests.servers import start_server
 
 pytestmark = [pytest.mark.server, pytest.mark.ansible]
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tests.conftest import alert, runbook, write_config
-from tests.servers import Server, start_server
-from tests.tfc_server import TFC_TOKEN, tfc_stand_in
+from tests.support.servers import Server, start_server
+from tests.support.service import alert, runbook, write_config
+from tests.support.standins.tfc import TFC_TOKEN, tfc_stand_in
 
 
 def test_a_killed_service_re_attaches_to_the_run_and_applies_it_once(

@@ -19,16 +19,16 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.code_host_server import (
+from tests.support.servers import Server, start_server
+from tests.support.service import API_TOKEN, Recorder, alert, bearer, runbook, write_config
+from tests.support.standins.code_host import (
     GITHUB_TOKEN,
     GITLAB_TOKEN,
     CodeHostStandIn,
     code_host_stand_in,
 )
-from tests.conftest import API_TOKEN, Recorder, alert, bearer, runbook, write_config
-from tests.git_http_server import git_http_server
-from tests.servers import Server, start_server
-from tests.terraform_repo import (
+from tests.support.standins.git_http import git_http_server
+from tests.support.terraform_repo import (
     CANARY,
     TERRAFORM,
     TerraformRepo,

@@ -12,9 +12,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.conftest import TEST_PLAYBOOKS, alert, ansible_step, runbook, write_config
-from tests.servers import Server, start_server
-from tests.terraform_repo import (
+from tests.support.servers import Server, start_server
+from tests.support.service import TEST_PLAYBOOKS, alert, ansible_step, runbook, write_config
+from tests.support.terraform_repo import (
     TERRAFORM,
     hanging_version,
     requires_terraform,

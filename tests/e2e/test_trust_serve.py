@@ -18,15 +18,15 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import (
+from tests.support.servers import Server, start_server
+from tests.support.service import (
     Recorder,
     alert,
     bearer,
     runbook,
     write_config,
 )
-from tests.servers import Server, start_server
-from tests.terraform_repo import (
+from tests.support.terraform_repo import (
     CANARY,
     TERRAFORM,
     requires_terraform,

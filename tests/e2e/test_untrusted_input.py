@@ -19,7 +19,9 @@ import httpx
 import psutil
 import pytest
 
-from tests.conftest import (
+from tests.support.platforms import PAGERDUTY_SECRET, load, sign_pagerduty
+from tests.support.servers import Server, start_server
+from tests.support.service import (
     AM_TOKEN,
     API_TOKEN,
     TEST_PLAYBOOKS,
@@ -30,8 +32,6 @@ from tests.conftest import (
     runbook,
     write_config,
 )
-from tests.platforms import PAGERDUTY_SECRET, load, sign_pagerduty
-from tests.servers import Server, start_server
 
 pytestmark = pytest.mark.server
 

@@ -17,9 +17,9 @@ import httpx
 import pytest
 
 from app.store.db import Database
-from tests.conftest import API_TOKEN, TOKENS, alert, ansible_step, runbook, write_config
-from tests.history import make_history, write_history
-from tests.servers import Server, start_server
+from tests.support.history import make_history, write_history
+from tests.support.servers import Server, start_server
+from tests.support.service import API_TOKEN, TOKENS, alert, ansible_step, runbook, write_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")

@@ -11,7 +11,7 @@ import pytest
 
 from app.steps.ansible.executor import AnsibleExecutor
 from app.steps.base import StepInput
-from tests.conftest import TEST_PLAYBOOKS
+from tests.support.service import TEST_PLAYBOOKS
 
 pytestmark = pytest.mark.ansible
 

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.awx_server import AWX_TOKEN, AwxStandIn, awx_stand_in
-from tests.conftest import Api, alert, runbook
+from tests.support.service import Api, alert, runbook
+from tests.support.standins.awx import AWX_TOKEN, AwxStandIn, awx_stand_in
 
 
 @pytest.fixture

@@ -13,59 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, alert, runbook
-
-# One `raw` task per host (no Python module, no per-task worker for skipped tasks), so
-# 200 hosts cost seconds: what is tested is the batching, not Ansible's modules. It
-# fails once on a host marked broken, and waits where the incident says.
-PLAYBOOK = """\
-- name: fleet remediation
-  hosts: all
-  gather_facts: false
-  tasks:
-    - name: Note the play (once per ansible-playbook run)
-      ansible.builtin.raw: "echo {{ tag }} >> {{ work }}/plays"
-      run_once: true
-    - name: Fix this host
-      ansible.builtin.raw: >-
-        if [ -e {{ work }}/broken-{{ inventory_hostname }} ]; then
-        rm {{ work }}/broken-{{ inventory_hostname }}; exit 3; fi;
-        sleep {{ pause }};
-        echo {{ inventory_hostname }} {{ tag }} >> {{ work }}/marks
-"""
-
-
-def fleet(directory: Path, hosts: int) -> Path:
-    """A playbooks directory with the fleet playbook and an inventory of `hosts` local
-    hosts, host-0 .. host-N, in the group `web`."""
-    playbooks = directory / "playbooks"
-    playbooks.mkdir(exist_ok=True)
-    (playbooks / "fleet.yml").write_text(PLAYBOOK)
-    lines = ["[web]"]
-    lines += [
-        f"host-{i} ansible_connection=local"
-        ' ansible_python_interpreter="{{ ansible_playbook_python }}"'
-        for i in range(hosts)
-    ]
-    (playbooks / "fleet.ini").write_text("\n".join(lines) + "\n")
-    return playbooks
-
-
-def fleet_runbook(work: Path, window: str = "1s", most: int = 50, **extra: Any) -> dict[str, Any]:
-    step = {
-        "ansible": {
-            "playbook": "fleet.yml",
-            "inventory": "fleet.ini",
-            "limit": "{{ incident.labels.instance }}",
-            "extra_vars": {
-                "work": str(work),
-                "tag": "{{ incident.labels.tag }}",
-                "pause": "{{ incident.labels.pause }}",
-            },  # fmt: skip
-            "timeout": "10m",
-        }
-    }
-    return runbook("fleet-fix", "DiskFull", step, batch={"window": window, "max": most}, **extra)
+from tests.support.fleet import fleet, fleet_runbook, marks, plays
+from tests.support.service import Api, alert
 
 
 def fire(api: Api, host: str, tag: str = "a", pause: str = "0") -> str:
@@ -84,20 +33,6 @@ def start(make_api: Callable[..., Api], tmp_path: Path) -> Callable[..., Api]:
         return make_api([fleet_runbook(tmp_path, **extra)], playbooks_dir=str(playbooks), workers=2)
 
     return started
-
-
-def marks(work: Path) -> Counter[str]:
-    path = work / "marks"
-    return (
-        Counter(line.split()[0] for line in path.read_text().splitlines())
-        if path.exists()
-        else Counter()
-    )
-
-
-def plays(work: Path) -> list[str]:
-    path = work / "plays"
-    return path.read_text().split() if path.exists() else []
 
 
 def test_many_incidents_run_as_one_play_each_with_its_own_result(

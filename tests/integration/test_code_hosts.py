@@ -18,7 +18,12 @@ from app.gitops.github import GitHubHost
 from app.gitops.gitlab import GitLabHost
 from app.gitops.propose import Proposal
 from app.gitops.versions import Version
-from tests.code_host_server import GITHUB_TOKEN, GITLAB_TOKEN, CodeHostStandIn, code_host_stand_in
+from tests.support.standins.code_host import (
+    GITHUB_TOKEN,
+    GITLAB_TOKEN,
+    CodeHostStandIn,
+    code_host_stand_in,
+)
 
 BRANCH = "remediator/revert-web-0123abcd"
 

@@ -12,7 +12,7 @@ from typing import Any
 import psutil
 import pytest
 
-from tests.conftest import Api, Recorder, alert, ansible_step, runbook
+from tests.support.service import Api, Recorder, alert, ansible_step, runbook
 
 pytestmark = pytest.mark.ansible
 

@@ -15,7 +15,7 @@ from pydantic import SecretStr
 
 from app.config.sections import SlackTarget
 from app.escalation.slack import Click, answer_click
-from tests.conftest import TOKENS, Api, Recorder, alert, ansible_step, bearer, runbook
+from tests.support.service import TOKENS, Api, Recorder, alert, ansible_step, bearer, runbook
 
 ROLES = ("viewer", "responder", "ci", "admin")
 # The role table, written out independently of the service's: what each call

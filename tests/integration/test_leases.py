@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from app.store.db import Database
 from app.store.models import Execution
 from app.store.queue import renew_leases
-from tests.history import Past, write_history
-from tests.postgres import PostgresServer
+from tests.support.history import Past, write_history
+from tests.support.postgres import PostgresServer
 
 WORKER = "replica-a/worker-1"
 

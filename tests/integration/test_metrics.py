@@ -8,7 +8,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import Api, alert, ansible_step, runbook
+from tests.support.service import Api, alert, ansible_step, runbook
 
 
 def scrape(api: Any, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

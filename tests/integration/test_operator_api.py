@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from tests.conftest import Api, alert, ansible_step, bearer, runbook
+from tests.support.service import Api, alert, ansible_step, bearer, runbook
 
 
 def appender(dest: Path) -> dict[str, Any]:

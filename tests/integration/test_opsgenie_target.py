@@ -14,9 +14,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
-from tests.loopback import answer_json, serving
-from tests.platforms import (
+from tests.support.loopback import answer_json, serving
+from tests.support.platforms import (
     SIGNERS,
     SOURCES,
     escalated_from,
@@ -27,6 +26,7 @@ from tests.platforms import (
     send_sample,
     told,
 )
+from tests.support.service import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
 
 API_KEY = "eb243592-faa2-4ba2-a551-1afdf565c889"
 NOTES = re.compile(r"^/v2/alerts/([^/]+)/notes$")

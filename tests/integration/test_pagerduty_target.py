@@ -10,9 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, Recorder, alert, delivered, runbook
-from tests.pagerduty_server import PagerDuty, pagerduty_server
-from tests.platforms import (
+from tests.support.platforms import (
     SIGNERS,
     SOURCES,
     escalated_from,
@@ -23,6 +21,8 @@ from tests.platforms import (
     send_sample,
     told,
 )
+from tests.support.service import FAILING_STEP, PLAYBOOKS, Api, Recorder, alert, delivered, runbook
+from tests.support.standins.pagerduty import PagerDuty, pagerduty_server
 
 ROUTING_KEY = "R0UT1NGKEYR0UT1NGKEYR0UT1NGKEY12"
 API_TOKEN = "pd-rest-api-token-u+1"

@@ -10,8 +10,13 @@ import pytest
 
 from app.errors import RunbookError
 from app.runbooks.models import Runbook
-from tests.conftest import Api, alert, runbook
-from tests.pipeline_server import GITHUB_TOKEN, GITLAB_TOKEN, PipelineStandIn, pipeline_stand_in
+from tests.support.service import Api, alert, runbook
+from tests.support.standins.pipeline import (
+    GITHUB_TOKEN,
+    GITLAB_TOKEN,
+    PipelineStandIn,
+    pipeline_stand_in,
+)
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import pytest
 from app.executions.run import MAX_RECOVERIES, recover_expired
 from app.services import Services
 from app.store.models import Execution
-from tests.conftest import Api, Recorder, alert, ansible_step, runbook
+from tests.support.service import Api, Recorder, alert, ansible_step, runbook
 
 pytestmark = pytest.mark.ansible
 

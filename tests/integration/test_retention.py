@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from app.store.models import Event, Execution, IncidentRow
 from app.store.retention import prune
-from tests.conftest import Api, alert, ansible_step, bearer, runbook
+from tests.support.service import Api, alert, ansible_step, bearer, runbook
 
 
 def counts(api: Api) -> tuple[int, int, int, int]:

@@ -14,10 +14,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
-from tests.contracts import problems, request_schema
-from tests.loopback import answer_json, serving
-from tests.platforms import SOURCES, escalated_from, fails_on, remediates, send_sample, told
+from tests.support.contracts import problems, request_schema
+from tests.support.loopback import answer_json, serving
+from tests.support.platforms import SOURCES, escalated_from, fails_on, remediates, send_sample, told
+from tests.support.service import FAILING_STEP, PLAYBOOKS, Api, alert, delivered, runbook
 
 API_TOKEN = "rootly_0123456789abcdef"
 EVENTS = re.compile(r"^/v1/incidents/([^/]+)/events$")

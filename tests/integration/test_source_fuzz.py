@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 from app.config.loading import load_settings
 from app.main import create_app
 from app.sources.registry import SOURCES as REGISTERED
-from tests.conftest import ansible_step, write_config
-from tests.platforms import FIRING, SIGNERS, SOURCES, Sample
+from tests.support.platforms import FIRING, SIGNERS, SOURCES, Sample
+from tests.support.service import ansible_step, write_config
 
 NEVER = {
     "name": "never",

@@ -11,8 +11,8 @@ from pathlib import Path
 from typing import Any
 
 from app.store.stats import REMEDIATION_BUCKETS
-from tests.conftest import Api, alert, ansible_step, bearer, runbook
-from tests.history import Past, make_history, write_history
+from tests.support.history import Past, make_history, write_history
+from tests.support.service import Api, alert, ansible_step, bearer, runbook
 
 
 def rank(values: list[float], quantile: float) -> float | None:

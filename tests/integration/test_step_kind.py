@@ -16,11 +16,11 @@ from app.config.settings import Settings
 from app.errors import RunbookError
 from app.fields.duration import Duration
 from app.fields.templating import render_value
+from app.gitops.records import Records
 from app.runbooks.loader import load_runbooks
 from app.steps.base import Executor, StepInput, StepResult, StepSpec, strings_in
 from app.steps.registry import KINDS
-from app.store.db import Database
-from tests.conftest import Api, alert, bearer
+from tests.support.service import Api, alert, bearer
 
 
 class NoteStep(StepSpec):
@@ -79,7 +79,7 @@ class NoteKind:
     def paths(self, spec: NoteStep) -> Iterator[tuple[str, str, str]]:
         yield "folder", "playbooks_dir", spec.folder
 
-    def executor(self, settings: Settings, _db: Database) -> Executor:
+    def executor(self, settings: Settings, _records: Records) -> Executor:
         return NoteExecutor(settings.playbooks_dir)
 
 

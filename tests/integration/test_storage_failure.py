@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 import psycopg
 
-from tests.conftest import Api, alert
-from tests.postgres import PostgresServer
+from tests.support.postgres import PostgresServer
+from tests.support.service import Api, alert
 
 
 def read_only(server: PostgresServer, url: str, on: bool) -> None:

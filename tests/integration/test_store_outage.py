@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Api, alert, ansible_step, runbook
-from tests.postgres import PostgresServer, running_postgres
+from tests.support.postgres import PostgresServer, running_postgres
+from tests.support.service import Api, alert, ansible_step, runbook
 
 pytestmark = pytest.mark.ansible
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 
-from tests.conftest import (
+from tests.support.service import (
     FAILING_STEP,
     FIXTURES,
     PLAYBOOKS,

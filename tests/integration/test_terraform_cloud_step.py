@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Api, alert, runbook
-from tests.tfc_server import TFC_TOKEN, TfcStandIn, tfc_stand_in
+from tests.support.service import Api, alert, runbook
+from tests.support.standins.tfc import TFC_TOKEN, TfcStandIn, tfc_stand_in
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import pytest
 from app.gitops.versions import GoodVersion, LastGoodLookup
 from app.steps.base import StepInput, StepResult
 from app.steps.terraform.executor import TerraformExecutor
-from tests.terraform_repo import (
+from tests.support.terraform_repo import (
     CANARY,
     TERRAFORM,
     TerraformRepo,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from app.signing import signed_headers
-from tests.conftest import Api, alert, ansible_step, sign_generic
+from tests.support.service import Api, alert, ansible_step, sign_generic
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_body_too_large(api: Api) -> None:
     ],
 )
 def test_malformed_alertmanager_bodies(api: Api, body: bytes, says: str) -> None:
-    from tests.conftest import AM_TOKEN
+    from tests.support.service import AM_TOKEN
 
     answer = api.client.post(
         "/webhooks/alertmanager", content=body, headers={"authorization": f"Bearer {AM_TOKEN}"}

@@ -13,7 +13,9 @@ from typing import Any
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from tests.conftest import (
+from tests.support.loopback import serving
+from tests.support.platforms import clears_cache
+from tests.support.service import (
     ESCALATION_SECRET,
     FAILING_STEP,
     PLAYBOOKS,
@@ -25,8 +27,6 @@ from tests.conftest import (
     runbook,
     sign_generic,
 )
-from tests.loopback import serving
-from tests.platforms import clears_cache
 
 pytestmark = pytest.mark.ansible
 

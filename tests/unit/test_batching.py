@@ -10,7 +10,7 @@ import pytest
 
 from app.steps.ansible.executor import AnsibleExecutor, _disjoint_rounds, _own_lines
 from app.steps.ansible.inventory import inventory_listing
-from tests.conftest import TEST_PLAYBOOKS
+from tests.support.service import TEST_PLAYBOOKS
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.contracts import CHECKED, SHARED, contract, extract, problems, request_schema
+from tests.support.contracts import CHECKED, SHARED, contract, extract, problems, request_schema
 
 
 @pytest.mark.parametrize("file", sorted(CHECKED))

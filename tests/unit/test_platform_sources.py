@@ -22,7 +22,7 @@ from app.errors import (
 )
 from app.sources.base import Delivery, WebhookRequest
 from app.sources.registry import SOURCES
-from tests.platforms import (
+from tests.support.platforms import (
     GRAFANA_SECRET,
     PAGERDUTY_SECRET,
     ROOTLY_SECRET,
@@ -34,7 +34,7 @@ from tests.platforms import (
     sign_pagerduty,
     sign_rootly,
 )
-from tests.platforms import (
+from tests.support.platforms import (
     SOURCES as CONFIGS,
 )
 

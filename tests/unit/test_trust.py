@@ -21,7 +21,7 @@ from app.steps.awx import AwxExecutor
 from app.steps.pipeline.executor import PipelineExecutor
 from app.steps.terraform.executor import TerraformExecutor
 from app.steps.terraform_cloud import TerraformCloudExecutor
-from tests.conftest import TEST_PLAYBOOKS
+from tests.support.service import TEST_PLAYBOOKS
 
 NOW = datetime(2026, 12, 9, 12, 0, tzinfo=UTC)  # a Wednesday
 

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
-from tests.contracts import EXTRACTS
-from tests.loopback import StandInHandler, answer_json, serving
+from tests.support.contracts import EXTRACTS
+from tests.support.loopback import LoopbackStandIn, StandInHandler, answer_json
 
 TFC_TOKEN = "tfc-team-token.atlasv1.stand-in-0001"
 CONTRACT: dict[str, Any] = json.loads((EXTRACTS / "hcp-terraform-runs.json").read_text())
@@ -37,7 +36,7 @@ class Run:
 
 
 @dataclass
-class TfcStandIn:
+class TfcStandIn(LoopbackStandIn):
     # configuration version → how many resources its plan destroys (0: a plain revert).
     versions: dict[str, int] = field(default_factory=lambda: {"cv-current": 0, "cv-before": 0})
     applied: list[str] = field(default_factory=lambda: ["cv-current", "cv-before"])
@@ -47,9 +46,10 @@ class TfcStandIn:
     runs: dict[str, Run] = field(default_factory=dict)
     created: list[dict[str, Any]] = field(default_factory=list)
     actions: list[tuple[str, str]] = field(default_factory=list)
-    violations: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    base: str = ""
+    handler_name: ClassVar[str] = "tfc"
+
+    def handler_class(self) -> type[StandInHandler]:
+        return _Handler
 
     def state(self, run: Run) -> str:
         now = time.monotonic()
@@ -69,10 +69,11 @@ class TfcStandIn:
 @contextmanager
 def tfc_stand_in(**options: Any) -> Iterator[TfcStandIn]:
     tfc = TfcStandIn(**options)
-    handler = type("Handler", (_Handler,), {"tfc": tfc, "violations": tfc.violations})
-    with serving(handler) as base:
-        tfc.base = base
+    tfc.start()
+    try:
         yield tfc
+    finally:
+        tfc.stop()
 
 
 class _Handler(StandInHandler):

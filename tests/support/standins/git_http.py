@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.loopback import QuietServer
+from tests.support.loopback import QuietServer
 
 
 @dataclass

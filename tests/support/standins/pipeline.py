@@ -7,10 +7,8 @@ running → their conclusion, cancel is 202/409 (GitHub) or 200 (GitLab)."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,8 +19,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import jsonschema
 
-from tests.contracts import EXTRACTS
-from tests.loopback import LoopbackStandIn, StandInHandler, answer_json
+from tests.support.contracts import EXTRACTS
+from tests.support.loopback import LoopbackStandIn, StandInHandler, answer_json
 
 GITHUB_TOKEN = "ghp_stand_in_token_0001"
 GITLAB_TOKEN = "glpat-stand-in-token-0001"
@@ -60,11 +58,6 @@ class PipelineStandIn(LoopbackStandIn):
     runs: dict[int, Run] = field(default_factory=dict)
     dispatches: list[dict[str, Any]] = field(default_factory=list)
     cancels: list[int] = field(default_factory=list)
-    violations: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    base: str = ""
-    port: int = 0
-    _server: http.server.ThreadingHTTPServer | None = None
     handler_name: ClassVar[str] = "ci"
 
     def handler_class(self) -> type[StandInHandler]:

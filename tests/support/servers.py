@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import AM_TOKEN, API_TOKEN, FINAL, free_port
+from tests.support.service import AM_TOKEN, API_TOKEN, FINAL, free_port
 
 FINAL_OR_VERIFYING = FINAL | {"verifying"}
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import jsonschema
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "contracts"
-EXTRACTS = Path(__file__).resolve().parent / "fixtures" / "contracts"
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "contracts"
+EXTRACTS = Path(__file__).resolve().parents[1] / "fixtures" / "contracts"
 # The calls whose request bodies the stand-ins check, by contract file: a path (its POST)
 # or "<method> <path>".
 CHECKED = {

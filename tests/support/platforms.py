@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import AM_TOKEN, FAILING_STEP, FIXTURES, Api, delivered, sign_generic
+from tests.support.service import AM_TOKEN, FAILING_STEP, FIXTURES, Api, delivered, sign_generic
 
 ROOTLY_SECRET = "rootly-webhook-secret"
 PAGERDUTY_SECRET = "pagerduty-subscription-secret"

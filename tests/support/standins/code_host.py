@@ -9,11 +9,9 @@ answers 500 to everything."""
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,8 +23,8 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 import jsonschema
 
-from tests.contracts import EXTRACTS
-from tests.loopback import LoopbackStandIn, StandInHandler, answer_json
+from tests.support.contracts import EXTRACTS
+from tests.support.loopback import LoopbackStandIn, StandInHandler, answer_json
 
 GITHUB_TOKEN = "ghp_code_host_stand_in_0001"
 GITLAB_TOKEN = "glpat-code-host-stand-in-0001"
@@ -56,11 +54,6 @@ class CodeHostStandIn(LoopbackStandIn):
     failing: bool = False
     requests: dict[int, Request] = field(default_factory=dict)
     calls: list[str] = field(default_factory=list)
-    violations: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    base: str = ""
-    port: int = 0
-    _server: http.server.ThreadingHTTPServer | None = None
     handler_name: ClassVar[str] = "host"
 
     def handler_class(self) -> type[StandInHandler]:

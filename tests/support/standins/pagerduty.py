@@ -13,9 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from tests.contracts import problems as contract_problems
-from tests.contracts import request_schema
-from tests.loopback import answer_json, serving
+from tests.support.contracts import problems as contract_problems
+from tests.support.contracts import request_schema
+from tests.support.loopback import answer_json, serving
 
 NOTES_PATH = re.compile(r"^/incidents/([A-Z0-9]+)/notes$")
 INCIDENT_PATH = re.compile(r"^/incidents/([A-Z0-9]+)$")

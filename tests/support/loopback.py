@@ -7,6 +7,7 @@ import json
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import jsonschema
@@ -33,17 +34,20 @@ def serving(handler: type[http.server.BaseHTTPRequestHandler]) -> Iterator[str]:
         server.server_close()
 
 
+@dataclass
 class LoopbackStandIn:
     """A stand-in served from a thread on a loopback port: `start` binds `port` (0: any
     free one, then kept, so a restart is at the same address) and sets `base`; `stop`
     takes it down, and connections are refused until `start` again. Its handler class
-    reaches the stand-in as the attribute `handler_name`."""
+    reaches the stand-in as the attribute `handler_name`; what broke the contract is
+    kept in `violations`, and `lock` guards the stand-in's state across handler threads."""
 
     handler_name: ClassVar[str]
-    violations: list[str]
-    base: str
-    port: int
-    _server: http.server.ThreadingHTTPServer | None
+    violations: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    base: str = ""
+    port: int = 0
+    _server: http.server.ThreadingHTTPServer | None = None
 
     def start(self) -> None:
         attributes = {self.handler_name: self, "violations": self.violations}

@@ -7,10 +7,8 @@ stdout is plain text, cancel is 202 or 405. It can be made slow, busy (429), or 
 
 from __future__ import annotations
 
-import http.server
 import json
 import re
-import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,8 +18,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import jsonschema
 
-from tests.contracts import EXTRACTS
-from tests.loopback import LoopbackStandIn, StandInHandler, answer_json
+from tests.support.contracts import EXTRACTS
+from tests.support.loopback import LoopbackStandIn, StandInHandler, answer_json
 
 AWX_TOKEN = "awx-token-for-remediator-0001"
 CONTRACT: dict[str, Any] = json.loads((EXTRACTS / "awx-job-api.json").read_text())
@@ -71,13 +69,8 @@ class AwxStandIn(LoopbackStandIn):
     jobs: dict[int, Job] = field(default_factory=dict)
     launches: list[dict[str, Any]] = field(default_factory=list)
     cancels: list[int] = field(default_factory=list)
-    violations: list[str] = field(default_factory=list)
     # The next this-many calls are answered 429 with Retry-After: 1.
     busy: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-    base: str = ""
-    port: int = 0
-    _server: http.server.ThreadingHTTPServer | None = None
     handler_name: ClassVar[str] = "awx"
 
     def handler_class(self) -> type[StandInHandler]:
