@@ -34,7 +34,7 @@ class EngineError(ExecutorError):
 
 
 class EngineClient:
-    """One engine's API, from its `executors.<engine>` config."""
+    """One engine's API, from its `engines.<engine>` config."""
 
     def __init__(
         self,

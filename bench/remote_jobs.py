@@ -36,7 +36,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=200)
     parser.add_argument("--job-seconds", type=float, default=20.0)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--poll", type=float, default=1.0, help="executors.awx.poll_interval_s")
+    parser.add_argument("--poll", type=float, default=1.0, help="engines.awx.poll_interval_s")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp, awx_stand_in() as awx:
         awx.template("restart-node", seconds=args.job_seconds)
@@ -50,7 +50,7 @@ def main() -> None:
         ]  # fmt: skip
         config = write_config(
             Path(tmp), books, workers=args.workers, log_format="text",
-            executors={"awx": {"url": awx.base, "token": AWX_TOKEN,
+            engines={"awx": {"url": awx.base, "token": AWX_TOKEN,
                                "poll_interval_s": args.poll}},
         )  # fmt: skip
         server = start_server(config, name="first")

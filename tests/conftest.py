@@ -21,7 +21,7 @@ from app.config.loading import load_settings
 from app.main import create_app
 from tests.support.loopback import serving
 from tests.support.postgres import PostgresServer, running_postgres
-from tests.support.service import Api, Recorded, Recorder, write_config
+from tests.support.service import DEFAULT_SQLITE, Api, Recorded, Recorder, write_config
 
 
 @pytest.fixture
@@ -65,9 +65,19 @@ def postgres() -> Iterator[PostgresServer]:
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest) -> str:
-    """The same test on SQLite (a file next to the config) and on a real PostgreSQL."""
+    """The same test on SQLite (a file next to the config, copied from a migrated one by
+    `write_config`) and on a real PostgreSQL (a database made from a migrated template)."""
     if request.param == "sqlite":
-        return "sqlite:///remediator.db"
+        return DEFAULT_SQLITE
+    server: PostgresServer = request.getfixturevalue("postgres")
+    return server.new_database(migrated=True)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database_url(request: pytest.FixtureRequest) -> str:
+    """Like `database_url`, with nothing in it: for the tests of the migrations."""
+    if request.param == "sqlite":
+        return DEFAULT_SQLITE
     server: PostgresServer = request.getfixturevalue("postgres")
     return server.new_database()
 

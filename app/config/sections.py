@@ -182,7 +182,7 @@ GIT_REMOTE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._/-]{0,99}$"
 
 class EngineConfig(Strict):
     """An automation engine that remote steps drive (AWX/AAP, HCP Terraform, GitHub,
-    GitLab), under `executors.<engine>`. The engine's answers are data like a webhook's:
+    GitLab), under `engines.<engine>`. The engine's answers are data like a webhook's:
     `url` is the only place this service connects to for it."""
 
     url: str = Field(pattern=API_URL)
@@ -197,24 +197,29 @@ class CodeHostConfig(Strict):
     """A code host's API, where proposed reverts become pull or merge requests. Its
     token also authenticates the push when the remote is an HTTPS URL on the same host."""
 
-    api_url: str = Field(pattern=API_URL)
+    url: str = Field(pattern=API_URL, description="The API's base URL.")
     token: SecretStr
     verify_tls: bool = True
     request_timeout_s: float = Field(default=30.0, gt=0)
 
     def engine(self) -> EngineConfig:
         """The API as the engine client every remote kind uses takes it."""
-        return EngineConfig(url=self.api_url, token=self.token, verify_tls=self.verify_tls,
+        return EngineConfig(url=self.url, token=self.token, verify_tls=self.verify_tls,
                             request_timeout_s=self.request_timeout_s)  # fmt: skip
 
 
 class GitHubHosting(CodeHostConfig):
-    api_url: str = Field(default="https://api.github.com", pattern=API_URL)
+    url: str = Field(
+        default="https://api.github.com", pattern=API_URL,
+        description="The API's base URL (GitHub Enterprise Server: https://HOST/api/v3).",
+    )  # fmt: skip
     repo: str = Field(pattern=rf"^{PATH_NAME}/{PATH_NAME}$", description="owner/name")
 
 
 class GitLabHosting(CodeHostConfig):
-    api_url: str = Field(default="https://gitlab.com", pattern=API_URL)
+    url: str = Field(
+        default="https://gitlab.com", pattern=API_URL, description="The API's base URL."
+    )
     # A path (`group/subgroup/project`, percent-encoded when sent) or a numeric id.
     project: str = Field(pattern=rf"^{PATH_NAME}(/{PATH_NAME})*$")
 

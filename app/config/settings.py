@@ -161,7 +161,7 @@ class Settings(BaseSettings):
         description="> 0: look at `runbooks_dir` this often and reload when a file changed (0: "
         "only on SIGHUP or `POST /api/runbooks/reload`).",
     )  # fmt: skip
-    executors: dict[str, EngineConfig] = Field(
+    engines: dict[str, EngineConfig] = Field(
         default_factory=dict,
         description="Engines that remote step kinds drive, by engine name (`awx`, "
         "`terraform_cloud`, `github`, `gitlab`): `{url, token, poll_interval_s, "
@@ -170,7 +170,7 @@ class Settings(BaseSettings):
     git_hosting: GitHosting = Field(
         default_factory=GitHosting,
         description="Where a terraform step's `propose` opens pull or merge requests "
-        "(`github: {repo, token, api_url}` or `gitlab: {project, token, api_url}`) and "
+        "(`github: {repo, token, url}` or `gitlab: {project, token, url}`) and "
         "`remotes` (push URLs by remote name).",
     )
     drift_check_interval_s: float = Field(
@@ -241,8 +241,10 @@ class Settings(BaseSettings):
         found: list[str] = []
         resolved = _resolve_env(data, "", found)
         deprecations: list[str] = []
-        if isinstance(resolved, dict) and isinstance(resolved.get("api_tokens"), list):
-            resolved["api_tokens"], deprecations = _named_tokens(resolved["api_tokens"])
+        if isinstance(resolved, dict):
+            if isinstance(resolved.get("api_tokens"), list):
+                resolved["api_tokens"], deprecations = _named_tokens(resolved["api_tokens"])
+            deprecations += _old_spellings(resolved)
         settings = handler(resolved)
         settings._env_values = found
         settings._deprecations = deprecations
@@ -323,6 +325,27 @@ def _named_tokens(entries: list[Any]) -> tuple[list[Any], list[str]]:
         f"api_tokens: plain strings are deprecated; {', '.join(plain)} act as admin. Give "
         "each a name and roles: {name: ..., token: ..., roles: [responder]}"
     ]
+
+
+def _old_spellings(data: dict[str, Any]) -> list[str]:
+    """Keys renamed for consistency, still read under their old names (each a warning):
+    `executors` (it holds engine connections) is `engines`; a code host's `api_url` is
+    `url`, as every engine's is."""
+    said = []
+    if "executors" in data:
+        if "engines" in data:
+            raise ValueError("give engines, not both engines and executors (its old name)")
+        data["engines"] = data.pop("executors")
+        said.append("executors: renamed engines (it holds engine connections); read as engines")
+    hosting = data.get("git_hosting")
+    for host in ("github", "gitlab"):
+        entry = hosting.get(host) if isinstance(hosting, dict) else None
+        if isinstance(entry, dict) and "api_url" in entry:
+            if "url" in entry:
+                raise ValueError(f"git_hosting.{host}: give url, not both url and api_url")
+            entry["url"] = entry.pop("api_url")
+            said.append(f"git_hosting.{host}.api_url: renamed url, as for every engine")
+    return said
 
 
 def _resolve_env(value: Any, where: str, found: list[str]) -> Any:

@@ -29,7 +29,7 @@ class GitHubHost:
         self.owner = config.repo.split("/")[0]
         self.pulls = "/repos/" + "/".join(quote(part, safe="") for part in config.repo.split("/"))
         self.pulls += "/pulls"
-        host = (urlsplit(config.api_url).hostname or "").lower()
+        host = (urlsplit(config.url).hostname or "").lower()
         # api.github.com serves git at github.com; GitHub Enterprise Server at its own host
         self.git_host = host.removeprefix("api.")
         self.client = EngineClient(

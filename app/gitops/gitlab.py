@@ -29,7 +29,7 @@ class GitLabHost:
     def __init__(self, config: GitLabHosting) -> None:
         self.config = config
         self.requests = f"/api/v4/projects/{quote(config.project, safe='')}/merge_requests"
-        self.git_host = (urlsplit(config.api_url).hostname or "").lower()
+        self.git_host = (urlsplit(config.url).hostname or "").lower()
         self.client = EngineClient(
             "GitLab", config.engine(), auth=lambda token: {"private-token": token}
         )

@@ -167,7 +167,7 @@ class StepKind(Protocol[Spec]):
 
     @property
     def engines(self) -> tuple[str, ...]:
-        """The `executors.<engine>` config entries the kind reads (none for a local kind)."""
+        """The `engines.<engine>` config entries the kind reads (none for a local kind)."""
 
     def templates(self, spec: Spec) -> Iterator[tuple[str, str]]:
         """Each template in the spec with its field (`extra_vars.host`), checked at load."""
@@ -206,8 +206,8 @@ class KindDefaults:
 
     @staticmethod
     def engine(settings: Settings, name: str) -> EngineConfig | None:
-        """The `executors.<name>` connection, or None when it is not configured."""
-        return settings.executors.get(name)
+        """The `engines.<name>` connection, or None when it is not configured."""
+        return settings.engines.get(name)
 
 
 class MaxErrors(BaseModel):

@@ -29,10 +29,10 @@ def step_kinds() -> dict[str, StepKind[Any]]:
 def build_executors(settings: Settings, records: Records) -> dict[str, Executor]:
     """One executor per kind whose engine is configured, built once at start."""
     known = {engine for kind in step_kinds().values() for engine in kind.engines}
-    unknown = sorted(set(settings.executors) - known)
+    unknown = sorted(set(settings.engines) - known)
     if unknown:
         raise ConfigError(
-            f"executors: no step kind drives {', '.join(unknown)} (known: "
+            f"engines: no step kind drives {', '.join(unknown)} (known: "
             f"{', '.join(sorted(known)) or 'none'})"
         )
     built = {name: kind.executor(settings, records) for name, kind in step_kinds().items()}

@@ -32,7 +32,7 @@ def awx_runbook(**step: Any) -> dict[str, Any]:
 
 def config(tmp_path: Path, awx: AwxStandIn, books: list[dict[str, Any]], **extra: Any) -> Path:
     return write_config(
-        tmp_path, books, executors={"awx": {"url": awx.base, "token": AWX_TOKEN,
+        tmp_path, books, engines={"awx": {"url": awx.base, "token": AWX_TOKEN,
                                             "poll_interval_s": 0.2}}, **extra,
     )  # fmt: skip
 

@@ -55,5 +55,5 @@ def config(tmp_path: Path, ci: PipelineStandIn, engine: str) -> Path:
     step: dict[str, Any] = {"pipeline": {engine: STEPS[engine], "timeout": "2m"}}
     return write_config(
         tmp_path, [runbook("rollback", "WebErrors", step)],
-        executors={engine: {"url": ci.base, "token": token, "poll_interval_s": 0.2}},
+        engines={engine: {"url": ci.base, "token": token, "poll_interval_s": 0.2}},
     )  # fmt: skip

@@ -20,7 +20,7 @@ def test_a_killed_service_re_attaches_to_the_run_and_applies_it_once(
                                     "revert_to": "previous"}}  # fmt: skip
         path = write_config(
             tmp_path, [runbook("revert-web", "WebReleaseErrors", step)],
-            executors={"terraform_cloud": {"url": tfc.base, "token": TFC_TOKEN,
+            engines={"terraform_cloud": {"url": tfc.base, "token": TFC_TOKEN,
                                            "poll_interval_s": 0.2}},
         )  # fmt: skip
         servers.append(start_server(path, name="first"))

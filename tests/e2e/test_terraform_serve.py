@@ -312,7 +312,7 @@ def hosted(tmp_path: Path, kind: str, **options: Any) -> Iterator[Hosted]:
     repo = terraform_repo(tmp_path)
     remote = bare_remote(repo, tmp_path)
     with code_host_stand_in(remote=remote, **options) as host:
-        config = {"git_hosting": {kind: {"api_url": host.base, **HOSTED[kind]}}}
+        config = {"git_hosting": {kind: {"url": host.base, **HOSTED[kind]}}}
         yield Hosted(repo, remote, host, config)
 
 
@@ -493,7 +493,7 @@ def test_the_push_to_the_code_host_carries_its_token_and_only_there(
         code_host_stand_in(remote=bare) as github,
     ):
         config = {"git_hosting": {
-            "github": {"api_url": github.base, **HOSTED["github"]},
+            "github": {"url": github.base, **HOSTED["github"]},
             "remotes": {"origin": f"{git_http.base}/infra.git"},
         }}  # fmt: skip
         execution = fire(serve(repo, PROPOSE, config=config))

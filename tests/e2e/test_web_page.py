@@ -35,8 +35,11 @@ pytestmark = [
 HOSTILE = "<img src=x onerror=\"document.title='pwned'\">disk full"
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """One Chromium for the module (it took 11-14 s of a loaded machine to start): each
+    test's server is on a port of its own, so an origin, its storage and its token are
+    never shared between tests."""
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

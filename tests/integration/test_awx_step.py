@@ -38,7 +38,7 @@ def awx_runbook(name: str = "restart-nginx", **step: Any) -> dict[str, Any]:
 
 
 def start(make_api: Callable[..., Api], awx: AwxStandIn, book: dict[str, Any], **extra: Any) -> Api:
-    return make_api([book], executors=awx_config(awx), **extra)
+    return make_api([book], engines=awx_config(awx), **extra)
 
 
 def fire(api: Api, instance: str = "web-1", fingerprint: str = "fp-1") -> str:
@@ -70,7 +70,7 @@ def test_a_failed_job_is_escalated_with_its_output_and_link(
 ) -> None:
     awx.template("restart-nginx", outcome="failed", seconds=0.3)
     api = make_api(
-        [awx_runbook()], executors=awx_config(awx),
+        [awx_runbook()], engines=awx_config(awx),
         escalation={"webhook": {"url": recorder.url}}, default_escalate=["webhook"],
     )  # fmt: skip
     execution = api.wait(fire(api))
@@ -235,7 +235,7 @@ def test_jobs_are_followed_on_each_database(
     make_api: Callable[..., Api], awx: AwxStandIn, database_url: str
 ) -> None:
     awx.template("restart-nginx", seconds=0.5)
-    api = make_api([awx_runbook()], executors=awx_config(awx), database_url=database_url)
+    api = make_api([awx_runbook()], engines=awx_config(awx), database_url=database_url)
     ids = [fire(api, instance=f"web-{i}", fingerprint=f"fp-{i}") for i in range(5)]
     for execution_id in ids:
         assert api.wait(execution_id)["status"] == "succeeded"

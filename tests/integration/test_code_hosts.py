@@ -32,11 +32,11 @@ BRANCH = "remediator/revert-web-0123abcd"
 def host(request: pytest.FixtureRequest) -> Iterator[tuple[CodeHost, CodeHostStandIn]]:
     with code_host_stand_in() as stand_in:
         if request.param == "github":
-            config: Any = GitHubHosting(api_url=stand_in.base, token=SecretStr(GITHUB_TOKEN),
+            config: Any = GitHubHosting(url=stand_in.base, token=SecretStr(GITHUB_TOKEN),
                                         repo="acme/infra")  # fmt: skip
             yield GitHubHost(config), stand_in
         else:
-            config = GitLabHosting(api_url=stand_in.base, token=SecretStr(GITLAB_TOKEN),
+            config = GitLabHosting(url=stand_in.base, token=SecretStr(GITLAB_TOKEN),
                                    project="acme/infra")  # fmt: skip
             yield GitLabHost(config), stand_in
         assert stand_in.violations == []

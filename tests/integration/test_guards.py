@@ -209,24 +209,21 @@ def test_approval_reject_and_timeout_escalate(
     make_api: Callable[..., Api], recorder: Recorder, tmp_path: Path, database_url: str
 ) -> None:
     dest = tmp_path / "runs"
+    # One waits long enough to be rejected on a loaded machine, one times out at once.
     api = make_api(
         [
-            runbook(
-                "a",
-                "Approve",
-                appender(dest),
-                approval=True,
-                approval_timeout="1s",
-                escalate=["webhook"],
-            )
-        ],  # fmt: skip
+            runbook("a", "Approve", appender(dest), approval=True, approval_timeout="2m",
+                    escalate=["webhook"]),
+            runbook("b", "Ignored", appender(dest), approval=True, approval_timeout="1s",
+                    escalate=["webhook"]),
+        ],
         database_url=database_url,
         escalation={"webhook": {"url": recorder.url}},
-    )
+    )  # fmt: skip
     rejected = api.alertmanager(alert("Approve", fingerprint="r")).json()["executions"][0]
     assert api.act(rejected, "reject", by="bob", reason="not during the deploy").status_code == 200
     assert api.execution(rejected)["error"] == "rejected by bob: not during the deploy"
-    ignored = api.alertmanager(alert("Approve", fingerprint="t")).json()["executions"][0]
+    ignored = api.alertmanager(alert("Ignored", fingerprint="t")).json()["executions"][0]
     timed_out = api.wait(ignored)
     assert timed_out["status"] == "timed_out" and "nobody approved" in timed_out["error"]
     reasons = sorted(r.json()["reason"] for r in recorder.wait_for(4))

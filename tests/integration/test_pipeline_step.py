@@ -42,7 +42,7 @@ def start(
     make_api: Callable[..., Api], ci: PipelineStandIn, step: dict[str, Any], **extra: Any
 ) -> Api:
     book = runbook("rollback", "WebErrors", {"pipeline": {**step, **extra}})
-    return make_api([book], executors=engines(ci))
+    return make_api([book], engines=engines(ci))
 
 
 def fire(api: Api, service: str = "web") -> str:

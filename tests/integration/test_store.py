@@ -16,8 +16,8 @@ from app.store.db import Database
 from app.store.models import Base
 
 
-def test_migrations_build_the_models_schema(database_url: str, tmp_path: Path) -> None:
-    url = database_url.replace("sqlite:///", f"sqlite:///{tmp_path}/")
+def test_migrations_build_the_models_schema(empty_database_url: str, tmp_path: Path) -> None:
+    url = empty_database_url.replace("sqlite:///", f"sqlite:///{tmp_path}/")
     db = Database(url)
     try:
         db.upgrade()
@@ -31,8 +31,8 @@ def test_migrations_build_the_models_schema(database_url: str, tmp_path: Path) -
         db.close()
 
 
-def test_replicas_starting_together_migrate_once(database_url: str, tmp_path: Path) -> None:
-    url = database_url.replace("sqlite:///", f"sqlite:///{tmp_path}/")
+def test_replicas_starting_together_migrate_once(empty_database_url: str, tmp_path: Path) -> None:
+    url = empty_database_url.replace("sqlite:///", f"sqlite:///{tmp_path}/")
     databases = [Database(url) for _ in range(4)]
     try:
         with ThreadPoolExecutor(4) as pool:

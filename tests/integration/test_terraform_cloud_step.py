@@ -23,7 +23,7 @@ def tfc() -> Iterator[TfcStandIn]:
 def start(make_api: Callable[..., Api], tfc: TfcStandIn, **step: Any) -> Api:
     spec = {"organization": "acme", "workspace": "web-prod", "revert_to": "previous", **step}
     book = runbook("revert-web", "WebReleaseErrors", {"terraform_cloud": spec})
-    return make_api([book], executors={"terraform_cloud": {"url": tfc.base, "token": TFC_TOKEN,
+    return make_api([book], engines={"terraform_cloud": {"url": tfc.base, "token": TFC_TOKEN,
                                                            "poll_interval_s": 0.1}})  # fmt: skip
 
 
@@ -103,7 +103,7 @@ def test_last_good_with_nothing_recorded_fails_clearly(
 def start_shadow(make_api: Callable[..., Api], tfc: TfcStandIn) -> Api:
     spec = {"organization": "acme", "workspace": "web-prod", "revert_to": "previous"}
     book = runbook("revert-web", "WebReleaseErrors", {"terraform_cloud": spec}, mode="shadow")
-    return make_api([book], executors={"terraform_cloud": {"url": tfc.base, "token": TFC_TOKEN,
+    return make_api([book], engines={"terraform_cloud": {"url": tfc.base, "token": TFC_TOKEN,
                                                            "poll_interval_s": 0.1}})  # fmt: skip
 
 

@@ -4,9 +4,13 @@ conditions."""
 
 from __future__ import annotations
 
+import atexit
 import base64
+import functools
 import json
+import shutil
 import socket
+import tempfile
 import time
 import uuid
 import warnings
@@ -29,6 +33,7 @@ with warnings.catch_warnings():
 from app.config.settings import Settings
 from app.services import Services
 from app.signing import secret_key, signed_headers
+from app.store.db import Database
 from app.store.models import FINAL as FINAL_STATUSES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -101,7 +106,7 @@ def write_config(directory: Path, runbooks: list[dict[str, Any]], **overrides: A
     config: dict[str, Any] = {
         "runbooks_dir": "runbooks",
         "playbooks_dir": str(TEST_PLAYBOOKS),
-        "database_url": "sqlite:///remediator.db",
+        "database_url": DEFAULT_SQLITE,
         "public_url": "http://remediator.test",
         "api_tokens": API_TOKENS,
         "poll_interval_s": 0.1,
@@ -117,9 +122,29 @@ def write_config(directory: Path, runbooks: list[dict[str, Any]], **overrides: A
         "breaker": {"enabled": False},
     }
     config.update(overrides)
+    if config["database_url"] == DEFAULT_SQLITE and not (directory / "remediator.db").exists():
+        # Migrated once per process and copied: the service's start then finds the schema
+        # at head, as a restart does, instead of running every migration per test.
+        shutil.copyfile(migrated_sqlite(), directory / "remediator.db")
     path = directory / "remediator.yaml"
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
+
+
+DEFAULT_SQLITE = "sqlite:///remediator.db"
+
+
+@functools.cache
+def migrated_sqlite() -> Path:
+    """A SQLite database at the newest schema, made once per test process."""
+    directory = Path(tempfile.mkdtemp(prefix="remediator-template-"))
+    atexit.register(shutil.rmtree, directory, ignore_errors=True)
+    db = Database(f"sqlite:///{directory / 'remediator.db'}")
+    try:
+        db.upgrade()
+    finally:
+        db.close()
+    return directory / "remediator.db"
 
 
 TEST_PLAYBOOKS = FIXTURES / "playbooks"

@@ -35,16 +35,16 @@ def test_the_github_token_goes_only_to_github_over_https() -> None:
 
 
 def test_plain_http_only_to_a_code_host_on_this_machine() -> None:
-    local = GitHubHosting(api_url="http://127.0.0.1:8929/api/v3", token=TOKEN, repo="acme/infra")
+    local = GitHubHosting(url="http://127.0.0.1:8929/api/v3", token=TOKEN, repo="acme/infra")
     assert Reviews(GitHubHost(local)).git_env("http://127.0.0.1:8930/acme/infra.git") != {}
-    spoofed = GitHubHosting(api_url="http://10.0.0.1/api/v3", token=TOKEN, repo="acme/infra")
+    spoofed = GitHubHosting(url="http://10.0.0.1/api/v3", token=TOKEN, repo="acme/infra")
     assert Reviews(GitHubHost(spoofed)).git_env("http://10.0.0.1/acme/infra.git") == {}
 
 
 def test_a_github_enterprise_and_a_gitlab_token_go_to_their_own_host() -> None:
-    ghe = GitHubHosting(api_url="https://ghe.example/api/v3", token=TOKEN, repo="acme/infra")
+    ghe = GitHubHosting(url="https://ghe.example/api/v3", token=TOKEN, repo="acme/infra")
     assert Reviews(GitHubHost(ghe)).git_env("https://ghe.example/acme/infra.git") != {}
-    gitlab = GitLabHosting(api_url="https://gitlab.example", token=TOKEN, project="acme/infra")
+    gitlab = GitLabHosting(url="https://gitlab.example", token=TOKEN, project="acme/infra")
     env = dict(Reviews(GitLabHost(gitlab)).git_env("https://gitlab.example/acme/infra.git"))
     assert header(env) == "oauth2:ghp_unit_token_0001"
     assert Reviews(GitLabHost(gitlab)).git_env("https://github.com/acme/infra.git") == {}

@@ -175,3 +175,33 @@ def test_every_setting_says_what_it_means() -> None:
     missing = [name for name, field in Settings.model_fields.items()
                if not field.exclude and not field.description]  # fmt: skip
     assert missing == []
+
+
+def test_old_spellings_still_work_and_say_their_new_names(tmp_path: Path) -> None:
+    old_github = """
+executors:
+  awx: {url: https://awx.example.com, token: awx-token-0123456789}
+git_hosting:
+  github: {api_url: https://ghe.example/api/v3, repo: acme/infra, token: gh-token-0123456789}
+"""
+    old = load_settings(write(tmp_path, old_github))
+    assert old.engines["awx"].url == "https://awx.example.com"
+    assert old.git_hosting.github is not None and old.git_hosting.github.url.endswith("/api/v3")
+    assert [w.split(":")[0] for w in old.deprecations] == [
+        "executors",
+        "git_hosting.github.api_url",
+    ]
+    old_gitlab = """
+git_hosting:
+  gitlab: {api_url: https://gitlab.example, project: acme/infra, token: gl-token-0123456789}
+"""
+    gitlab = load_settings(write(tmp_path, old_gitlab)).git_hosting.gitlab
+    assert gitlab is not None and gitlab.url == "https://gitlab.example"
+    new = load_settings(write(tmp_path, old_github.replace("executors", "engines")
+                                                  .replace("api_url", "url")))  # fmt: skip
+    assert new.engines == old.engines and new.deprecations == []
+    for both in ("engines: {}\nexecutors: {}\n",
+                 "git_hosting:\n  github: {url: https://a.example, api_url: https://b.example,"
+                 " repo: a/b, token: t-0123456789abcdef}\n"):  # fmt: skip
+        with pytest.raises(ConfigError, match="not both"):
+            load_settings(write(tmp_path, both))

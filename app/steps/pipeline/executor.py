@@ -13,7 +13,7 @@ from app.steps.pipeline.engine import PipelineEngine
 from app.steps.pipeline.github import GitHubActions
 from app.steps.pipeline.gitlab import GitLabCI
 
-# The engines a step may name, by its key under `pipeline:` and `executors:`. Adding one:
+# The engines a step may name, by its key under `pipeline:` and `engines:`. Adding one:
 # its module and a line here (and its key on `PipelineStep`).
 ENGINES: dict[str, type[PipelineEngine]] = {"github": GitHubActions, "gitlab": GitLabCI}
 
@@ -28,7 +28,7 @@ class PipelineExecutor:
     def _engine(self, name: str) -> PipelineEngine:
         engine = self.engines.get(name)
         if engine is None:
-            raise ExecutorError(f"executors.{name} is not configured")
+            raise ExecutorError(f"engines.{name} is not configured")
         return engine
 
     @staticmethod
