@@ -28,6 +28,14 @@ from app.fields.duration import parse_duration
 from app.identity import Identity
 from app.logs import configure_logging
 from app.manual import run_manually
+from app.runbook_tests import (
+    BrokenTestFile,
+    find_test_files,
+    load_cases,
+    report_junit,
+    report_text,
+    run_case,
+)
 from app.runbooks.loader import load_runbooks
 from app.runbooks.models import Runbook
 from app.runbooks.trust import TrustPolicy
@@ -99,6 +107,30 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     finally:
         db.close()
     return 0
+
+
+def cmd_test(args: argparse.Namespace) -> int:
+    """Exit 0 when every case passes, 1 when any fails (or the runbooks do not load), 2
+    when a test file cannot be read or is not a list of cases."""
+    settings = _settings(args)
+    paths = [Path(p) for p in args.paths] or [settings.runbooks_dir / "tests"]
+    try:
+        cases = load_cases(find_test_files(paths))
+    except BrokenTestFile as exc:
+        sys.stderr.write(f"{len(exc.problems)} problem(s) in the test files:\n{exc}\n")
+        return 2
+    matcher = load_matcher(settings)
+    try:
+        outcomes = [run_case(matcher, case) for case in cases]
+    except BrokenTestFile as exc:  # a payload_file that cannot be read
+        sys.stderr.write(f"{exc}\n")
+        return 2
+    sys.stdout.write(report_text(outcomes))
+    if args.junit_xml:
+        Path(args.junit_xml).write_bytes(report_junit(outcomes))
+    if not cases:
+        sys.stderr.write(f"no test files (*.test.yaml) under {', '.join(map(str, paths))}\n")
+    return 0 if all(o.passed for o in outcomes) else 1
 
 
 def cmd_schema(_: argparse.Namespace) -> int:
@@ -248,6 +280,7 @@ EXAMPLES = """\
 examples:
   remediator serve --config remediator.yaml          run the service
   remediator lint runbooks/                           check runbooks before they merge
+  remediator test                                     run the runbooks' tests (runbooks/tests/)
   remediator simulate alert.json --source alertmanager
                                                       what a payload would match and run
   remediator executions --status failed --limit 10    recent failed executions (JSON)
@@ -308,6 +341,13 @@ def parser() -> argparse.ArgumentParser:
         "remediator lint runbooks/ other/extra.yml",
     )
     lint.add_argument("paths", nargs="*", metavar="PATH", help="runbook files or directories")
+    test = add(
+        "test", cmd_test, "run runbook tests: payloads and what must match and render",
+        "remediator test runbooks/tests/ --junit-xml report.xml",
+    )  # fmt: skip
+    test.add_argument("paths", nargs="*", metavar="PATH",
+                      help="test files or directories (default: runbooks_dir/tests)")  # fmt: skip
+    test.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML")
     sim = add(
         "simulate",
         cmd_simulate,

@@ -18,19 +18,30 @@ from app.fields.paths import inside
 from app.runbooks.models import Runbook, RunbookFile, Step
 from app.runbooks.template_check import problem as template_problem
 from app.runbooks.template_check import templates
+from app.runbooks.yaml_places import duplicate_keys, validation_problems
 
 YAML_SUFFIXES = (".yml", ".yaml")
 
 
+# Runbook test files (`remediator test`) may live beside or under the runbooks.
+TEST_SUFFIXES = (".test.yml", ".test.yaml")
+
+
 def runbook_files(paths: Iterable[Path]) -> list[Path]:
-    """The YAML files at or below each path, in a stable order."""
+    """The runbook files at or below each path, in a stable order: YAML files that are
+    not runbook tests."""
     found: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found.extend(sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES))
-        else:
+            found.extend(sorted(p for p in path.rglob("*")
+                                if p.suffix in YAML_SUFFIXES and not is_test_file(p)))  # fmt: skip
+        elif not is_test_file(path):
             found.append(path)
     return found
+
+
+def is_test_file(path: Path) -> bool:
+    return path.name.endswith(TEST_SUFFIXES)
 
 
 def load_runbooks(
@@ -74,7 +85,7 @@ def _load_file(file: Path, problems: list[RunbookProblem]) -> list[RunbookFile]:
     for node, value in zip(documents, values, strict=True):
         if node is None:
             continue
-        problems.extend(_duplicate_keys(name, node))
+        problems.extend(duplicate_keys(name, node))
         items: list[tuple[yaml.Node, Any, str]]
         if isinstance(value, list) and isinstance(node, yaml.SequenceNode):
             items = [
@@ -102,72 +113,8 @@ def _validate(
     try:
         return Runbook.model_validate(value)
     except ValidationError as exc:
-        for error in exc.errors():
-            loc = tuple(error["loc"])
-            problems.append(
-                RunbookProblem(
-                    file,
-                    _line_of(node, loc),
-                    _dotted(loc, prefix),
-                    _message(error["type"], error["msg"]),
-                )
-            )
+        problems.extend(validation_problems(file, node, exc, prefix))
         return None
-
-
-def _message(kind: str, text: str) -> str:
-    if kind == "extra_forbidden":
-        return "unknown key"
-    return text.removeprefix("Value error, ")
-
-
-def _dotted(loc: tuple[Any, ...], prefix: str = "") -> str:
-    out = prefix
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _line_of(node: yaml.Node, loc: tuple[Any, ...]) -> int:
-    """The line of the deepest node on `loc` that exists in the document."""
-    current = node
-    for part in loc:
-        child: yaml.Node | None = None
-        if isinstance(current, yaml.MappingNode):
-            for key, value in current.value:
-                if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                    # An unknown key is best shown at the key itself.
-                    child = value if part != loc[-1] else key
-                    break
-        elif isinstance(current, yaml.SequenceNode) and isinstance(part, int):
-            if 0 <= part < len(current.value):
-                child = current.value[part]
-        if child is None:
-            break
-        current = child
-    return int(current.start_mark.line) + 1
-
-
-def _duplicate_keys(file: str, node: yaml.Node) -> list[RunbookProblem]:
-    problems: list[RunbookProblem] = []
-    stack = [node]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, yaml.MappingNode):
-            seen: set[str] = set()
-            for key, value in current.value:
-                if isinstance(key, yaml.ScalarNode):
-                    if key.value in seen:
-                        problems.append(
-                            RunbookProblem(
-                                file, key.start_mark.line + 1, key.value, "duplicate key"
-                            )
-                        )
-                    seen.add(key.value)
-                stack.append(value)
-        elif isinstance(current, yaml.SequenceNode):
-            stack.extend(current.value)
-    return problems
 
 
 def _check_names(loaded: list[RunbookFile], problems: list[RunbookProblem]) -> None:
