@@ -8,7 +8,6 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 import threading
@@ -21,6 +20,7 @@ import psycopg
 import pytest
 
 from app.store.db import Database
+from tests.support.service import free_port
 
 
 def find_bin(name: str) -> str | None:
@@ -31,12 +31,6 @@ def find_bin(name: str) -> str | None:
     return candidates[0] if candidates else None
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 class PostgresServer:
     def __init__(self, directory: Path) -> None:
         initdb, pg_ctl = find_bin("initdb"), find_bin("pg_ctl")
@@ -45,7 +39,7 @@ class PostgresServer:
         self.initdb, self.pg_ctl = initdb, pg_ctl
         self.directory = directory
         self.data = directory / "data"
-        self.port = _free_port()
+        self.port = free_port()
         self.user = "postgres" if os.geteuid() == 0 else None
         self._template: str | None = None
         self._template_lock = threading.Lock()

@@ -7,7 +7,9 @@ from __future__ import annotations
 import atexit
 import base64
 import functools
+import itertools
 import json
+import os
 import shutil
 import socket
 import tempfile
@@ -64,10 +66,27 @@ def bearer(name: str) -> dict[str, str]:
 FINAL = frozenset(FINAL_STATUSES)
 
 
+# Ports handed to processes that bind them later (a `remediator serve` starting, a
+# PostgreSQL): below the kernel's ephemeral range (32768-60999 on Linux), which every
+# server binding port 0 and every outgoing connection draws from, so a stand-in started
+# meanwhile cannot take the port first; and a block of its own per xdist worker.
+PORTS_FROM, PORTS_PER_WORKER = 20_000, 1_000
+_handed_out = itertools.count()
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A loopback port nothing is bound to now, which no other test process hands out."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = PORTS_FROM + int(worker or 0) % 12 * PORTS_PER_WORKER
+    for _ in range(PORTS_PER_WORKER):
+        port = first + next(_handed_out) % PORTS_PER_WORKER
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {first}-{first + PORTS_PER_WORKER - 1}")
 
 
 @dataclass
