@@ -86,24 +86,39 @@ def test_a_failing_case_shows_expected_and_rendered(tmp_path: Path) -> None:
 
 def test_a_broken_test_file_is_exit_2_at_file_and_line(tmp_path: Path) -> None:
     config = write_config(tmp_path, [])
-    broken = tmp_path / "broken.test.yaml"
-    cases = {
-        "- name: x\n  source: alertmanager\n  payload: {}\n  expect: {runbookz: []}\n":
-            f"{broken}:4: at [0].expect.runbookz unknown key",
-        "- name: x\n  source: alertmanager\n  payload: {}\n  payload_file: a.json\n  expect: {}\n":
-            f"{broken}:1: at [0] give exactly one of payload and payload_file",
-        "name: not a list\n": f"{broken}:1: a test file is a list of cases",
-        "- name: x\n  source: [\n": f"{broken}:3: not valid YAML",
-        "- name: x\n  source: alertmanager\n  payload_file: missing.json\n  expect: {}\n":
-            f"{broken}:1: at payload_file cannot read",
-    }  # fmt: skip
-    for text, said in cases.items():
-        broken.write_text(text)
-        ran = remediator("--config", str(config), "test", str(broken))
-        assert ran.returncode == 2, (text, ran.stdout, ran.stderr)
-        assert said in ran.stderr, (said, ran.stderr)
-    missing = remediator("--config", str(config), "test", str(tmp_path / "nowhere"))
+    broken = {
+        "unknown.test.yaml": (
+            "- name: x\n  source: alertmanager\n  payload: {}\n  expect: {runbookz: []}\n",
+            ":4: at [0].expect.runbookz unknown key",
+        ),
+        "both.test.yaml": (
+            "- name: x\n  source: alertmanager\n  payload: {}\n  payload_file: a.json\n"
+            "  expect: {}\n",
+            ":1: at [0] give exactly one of payload and payload_file",
+        ),
+        "mapping.test.yaml": ("name: not a list\n", ":1: a test file is a list of cases"),
+        "yaml.test.yaml": ("- name: x\n  source: [\n", ":3: not valid YAML"),
+    }
+    cases = tmp_path / "cases"
+    cases.mkdir()
+    for name, (text, _) in broken.items():
+        (cases / name).write_text(text)
+    # Every file's problems at once, as lint reports runbooks.
+    ran = remediator("--config", str(config), "test", str(cases))
+    assert ran.returncode == 2, ran.stdout + ran.stderr
+    assert ran.stderr.startswith("4 problem(s) in the test files:")
+    for name, (_, said) in broken.items():
+        assert f"{cases / name}{said}" in ran.stderr, (said, ran.stderr)
+    unreadable = tmp_path / "unreadable.test.yaml"
+    unreadable.write_text(
+        "- {name: x, source: alertmanager, payload_file: gone.json, expect: {}}\n"
+    )
+    missing = remediator(
+        "--config", str(config), "test", str(unreadable), str(tmp_path / "nowhere")
+    )
     assert missing.returncode == 2 and "nowhere: no such file" in missing.stderr
+    gone = remediator("--config", str(config), "test", str(unreadable))
+    assert gone.returncode == 2 and f"{unreadable}:1: at payload_file cannot read" in gone.stderr
 
 
 def test_test_files_beside_runbooks_are_not_runbooks(tmp_path: Path) -> None:
