@@ -30,7 +30,7 @@ test: $(BIN)/remediator
 
 # The inner loop: unit and integration tests on SQLite, on several workers.
 test-fast: $(BIN)/remediator
-	$(BIN)/pytest -n $(TEST_WORKERS) tests/unit tests/integration -k "not postgresql"
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "(unit or integration) and not serial" -k "not postgresql"
 
 lint: $(BIN)/remediator
 	$(BIN)/ruff check app tests scripts bench

@@ -1,4 +1,5 @@
-"""Fixtures only; the helpers they and the tests use are in `tests/support`."""
+"""Fixtures (and the markers each test directory gives its tests); the helpers they and
+the tests use are in `tests/support`."""
 
 from __future__ import annotations
 
@@ -97,3 +98,16 @@ def make_api(tmp_path: Path) -> Iterator[Callable[..., Api]]:
     yield start
     for client in clients:
         client.__exit__(None, None, None)
+
+
+LAYERS = ("unit", "integration", "e2e")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Each test is marked with its directory (`-m unit`, `-m "not e2e"`), so a selection by
+    marker is the same as one by path, and a new file cannot forget its marker."""
+    for item in items:
+        layer = item.path.parent.name
+        if layer in LAYERS:
+            item.add_marker(layer)
+

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from tests.support.servers import Server, start_server
-from tests.support.service import write_config
+from tests.support.service import runbook, write_config
+from tests.support.terraform_repo import TERRAFORM, TerraformRepo
 
 
 @pytest.fixture
@@ -36,4 +37,32 @@ def replicas(tmp_path: Path, database_url: str) -> Iterator[Any]:
 
     yield start
     for server in started:
+        server.close()
+
+
+@pytest.fixture
+def serve(tmp_path: Path) -> Iterator[Any]:
+    """`start(repo, step, ...)`: a `remediator serve` whose one runbook reverts `repo`'s
+    terraform on a WebReleaseErrors alert with `step`; stopped after the test."""
+    servers: list[Server] = []
+
+    def start(
+        repo: TerraformRepo,
+        step: dict[str, Any],
+        escalation: Any = None,
+        config: dict[str, Any] | None = None,
+        **extra: Any,
+    ) -> Server:
+        service = tmp_path / "service"
+        service.mkdir(exist_ok=True)
+        revert = runbook("web-revert", "WebReleaseErrors", {"terraform": step}, **extra)
+        written = write_config(
+            service, [revert], terraform_dir=str(repo.terraform_dir), terraform_bin=TERRAFORM,
+            escalation=escalation or {}, **(config or {}),
+        )  # fmt: skip
+        servers.append(start_server(written))
+        return servers[-1]
+
+    yield start
+    for server in servers:
         server.close()

@@ -14,6 +14,9 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.support.servers import Server
+from tests.support.service import alert
+
 TERRAFORM = shutil.which("terraform") or shutil.which("tofu")
 requires_terraform = pytest.mark.skipif(
     TERRAFORM is None,
@@ -134,3 +137,12 @@ def sleepers(seconds: int) -> list[psutil.Process]:
         and p.info["cmdline"][-1:] == [str(seconds)]
         and p.info["cmdline"][0].endswith("sleep")
     ]
+
+
+def fire(server: Server, **labels: str) -> dict[str, Any]:
+    """A WebReleaseErrors alert for the web service; the execution once it ended."""
+    answer = server.alertmanager(alert("WebReleaseErrors", service="web", **labels))
+    assert answer.status_code == 202, answer.text
+    [execution_id] = answer.json()["executions"]
+    [execution] = server.wait_all_final([execution_id])
+    return dict(execution)
