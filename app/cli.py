@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 from pydantic import TypeAdapter
 from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
@@ -41,6 +42,7 @@ from app.runbooks.models import Runbook
 from app.runbooks.trust import TrustPolicy
 from app.services import build_services, load_matcher
 from app.simulate import Trust, simulate
+from app.sources.registry import get_source
 from app.steps.registry import build_executors
 from app.store.audit import AuditEntry, record_audit
 from app.store.db import Database
@@ -131,6 +133,55 @@ def cmd_test(args: argparse.Namespace) -> int:
     if not cases:
         sys.stderr.write(f"no test files (*.test.yaml) under {', '.join(map(str, paths))}\n")
     return 0 if all(o.passed for o in outcomes) else 1
+
+
+def cmd_send(args: argparse.Namespace) -> int:
+    """Sign PAYLOAD as the platform would, with the configured secret or token, and post
+    it to a running service; with --wait, follow what it started to its end. Exit 0 when
+    it was accepted (and what it started succeeded), 1 otherwise."""
+    settings = _settings(args)
+    config = settings.sources.get(args.source)
+    if config is None:
+        raise ConfigError(f"sources.{args.source} is not configured in this config")
+    body = Path(args.payload).read_bytes()
+    headers = get_source(args.source).sign(body, config, time.time())
+    url = f"{args.url.rstrip('/')}/webhooks/{args.source}"
+    try:
+        answer = httpx.post(url, content=body, timeout=30,
+                            headers={**headers, "content-type": "application/json"})  # fmt: skip
+    except httpx.TransportError as exc:
+        raise RemediatorError(f"cannot reach {url}: {exc}") from exc
+    sys.stdout.write(f"{answer.status_code} {answer.reason_phrase}\n{answer.text}\n")
+    if not answer.is_success:
+        return 1
+    started = [str(i) for i in answer.json().get("executions", [])]
+    if not args.wait or not started:
+        return 0
+    return _follow(settings, started, args.wait)
+
+
+def _follow(settings: Settings, execution_ids: list[str], wait_s: float) -> int:
+    """A line per execution once it ended (read from the service's database); exit 0
+    when every one succeeded."""
+    db = Database(settings.database_url)
+    deadline, left, failed = time.monotonic() + wait_s, list(execution_ids), False
+    try:
+        while left and time.monotonic() < deadline:
+            with db.read() as session:
+                for execution in session.scalars(select(Execution).where(Execution.id.in_(left))):
+                    if execution.status in FINAL:
+                        left.remove(execution.id)
+                        failed |= execution.status != "succeeded"
+                        why = f": {execution.error}" if execution.error else ""
+                        sys.stdout.write(f"execution {execution.id} ({execution.runbook}): "
+                                         f"{execution.status}{why}\n")  # fmt: skip
+            if left:
+                time.sleep(0.5)
+    finally:
+        db.close()
+    for execution_id in left:
+        sys.stderr.write(f"execution {execution_id} is not done after {wait_s:g}s\n")
+    return 1 if failed or left else 0
 
 
 def cmd_schema(_: argparse.Namespace) -> int:
@@ -341,6 +392,16 @@ def parser() -> argparse.ArgumentParser:
         "remediator lint runbooks/ other/extra.yml",
     )
     lint.add_argument("paths", nargs="*", metavar="PATH", help="runbook files or directories")
+    send = add(
+        "send", cmd_send, "sign a payload as its platform would and post it to a service",
+        "remediator send alert.json --source alertmanager --url http://127.0.0.1:8080",
+    )  # fmt: skip
+    send.add_argument("payload", help="a JSON file: the webhook body as the platform sends it")
+    send.add_argument("--source", required=True, help="the platform, as configured in sources:")
+    send.add_argument("--url", default="http://127.0.0.1:8080",
+                      help="the service's base URL (%(default)s)")  # fmt: skip
+    send.add_argument("--wait", type=float, default=300, metavar="SECONDS",
+                      help="follow what it started to its end (0: not; %(default)s s)")  # fmt: skip
     test = add(
         "test", cmd_test, "run runbook tests: payloads and what must match and render",
         "remediator test runbooks/tests/ --junit-xml report.xml",

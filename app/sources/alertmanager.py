@@ -9,7 +9,13 @@ from __future__ import annotations
 from typing import Any
 
 from app.config.sections import SourceConfig
-from app.sources.base import Delivery, WebhookRequest, require_token, verify_bearer
+from app.sources.base import (
+    Delivery,
+    WebhookRequest,
+    bearer_headers,
+    require_token,
+    verify_bearer,
+)
 from app.sources.grouped import group_delivery
 
 
@@ -22,6 +28,9 @@ class AlertmanagerSource:
 
     def verify(self, request: WebhookRequest, config: SourceConfig) -> None:
         verify_bearer(request, config)
+
+    def sign(self, _body: bytes, config: SourceConfig, _now: float) -> dict[str, str]:
+        return bearer_headers(config)
 
     def normalise(self, payload: Any, request: WebhookRequest) -> Delivery:
         return group_delivery(self.name, "Alertmanager", payload, request, version="4")

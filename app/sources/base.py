@@ -59,6 +59,10 @@ class Source(Protocol):
     def verify(self, request: WebhookRequest, config: SourceConfig) -> None:
         """Raise `Unauthenticated` (or a subclass) unless the call is the platform's."""
 
+    def sign(self, body: bytes, config: SourceConfig, now: float) -> dict[str, str]:
+        """The headers the platform would send with `body` at `now`: what `verify` takes
+        (for `remediator send`, so nobody builds an HMAC by hand)."""
+
     def normalise(self, payload: Any, request: WebhookRequest) -> Delivery:
         """Turn the parsed body into incidents; raise `UnsupportedPayload` when it is not
         the platform's shape."""
@@ -111,6 +115,17 @@ def verify_bearer(request: WebhookRequest, config: SourceConfig) -> None:
         raise Unauthenticated("missing Authorization header")
     if not bearer_matches(request.headers, token):
         raise Unauthenticated("the bearer token does not match")
+
+
+def bearer_headers(config: SourceConfig) -> dict[str, str]:
+    """What `verify_bearer` takes: the token as `Authorization: Bearer`, or as the raw
+    value of the header named by `token_header`."""
+    if config.token is None:
+        raise ConfigError("this source has no token configured")
+    token = config.token.get_secret_value()
+    if config.token_header is not None:
+        return {config.token_header: token}
+    return {"Authorization": f"Bearer {token}"}
 
 
 def hmac_hex(key: bytes, message: bytes) -> str:

@@ -53,6 +53,7 @@ from app.incident import Incident, Severity, Status
 from app.sources.base import (
     Delivery,
     WebhookRequest,
+    bearer_headers,
     body_digest,
     epoch_time,
     newest,
@@ -91,6 +92,9 @@ class DatadogSource:
 
     def verify(self, request: WebhookRequest, config: SourceConfig) -> None:
         verify_bearer(request, config)
+
+    def sign(self, _body: bytes, config: SourceConfig, _now: float) -> dict[str, str]:
+        return bearer_headers(config)
 
     def normalise(self, payload: Any, request: WebhookRequest) -> Delivery:
         if not isinstance(payload, dict):

@@ -22,6 +22,7 @@ body repeated under a new id is a new delivery only if its id differs.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any, Literal
 
 from pydantic import (
@@ -36,11 +37,12 @@ from pydantic import (
 from app.config.sections import SourceConfig
 from app.errors import Unauthenticated, UnsupportedPayload
 from app.incident import Incident
-from app.signing import secret_key, verify
+from app.signing import secret_key, signed_headers, verify
 from app.sources.base import (
     Delivery,
     WebhookRequest,
     allow_options,
+    bearer_headers,
     body_digest,
     severity_from,
     stable_fingerprint,
@@ -107,6 +109,12 @@ class GenericSource:
             verify_bearer(request, config)
         else:
             raise Unauthenticated("this source has neither secret nor token configured")
+
+    def sign(self, body: bytes, config: SourceConfig, now: float) -> dict[str, str]:
+        if config.secret is None:
+            return bearer_headers(config)
+        key = secret_key(config.secret.get_secret_value())
+        return signed_headers(key, msg_id=str(uuid.uuid4()), timestamp=int(now), body=body)
 
     def normalise(self, payload: Any, request: WebhookRequest) -> Delivery:
         if isinstance(payload, dict) and "incidents" in payload:

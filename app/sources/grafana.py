@@ -32,6 +32,7 @@ from app.sources.base import (
     WebhookRequest,
     allow_options,
     any_matches,
+    bearer_headers,
     hmac_hex,
     signing_key,
     verify_bearer,
@@ -95,6 +96,19 @@ class GrafanaSource:
         expected = hmac_hex(signing_key(config), message)
         if not any_matches(expected, [signature]):
             raise InvalidSignature(f"{header} does not match the body")
+
+    def sign(self, body: bytes, config: SourceConfig, now: float) -> dict[str, str]:
+        if config.secret is None:
+            return bearer_headers(config)
+        header = config.signature_header or DEFAULT_SIGNATURE_HEADER
+        stamp_header = config.timestamp_header or (
+            None if config.allow_unstamped else DEFAULT_TIMESTAMP_HEADER
+        )
+        if stamp_header is None:
+            return {header: hmac_hex(signing_key(config), body)}
+        stamp = str(int(now))
+        return {header: hmac_hex(signing_key(config), stamp.encode() + b":" + body),
+                stamp_header: stamp}  # fmt: skip
 
     def normalise(self, payload: Any, request: WebhookRequest) -> Delivery:
         return group_delivery(

@@ -34,6 +34,7 @@ from app.incident import Incident, Status
 from app.sources.base import (
     Delivery,
     WebhookRequest,
+    bearer_headers,
     body_digest,
     epoch_time,
     newest,
@@ -60,6 +61,9 @@ class OpsgenieSource:
 
     def verify(self, request: WebhookRequest, config: SourceConfig) -> None:
         verify_bearer(request, config)
+
+    def sign(self, _body: bytes, config: SourceConfig, _now: float) -> dict[str, str]:
+        return bearer_headers(config)
 
     def normalise(self, payload: Any, request: WebhookRequest) -> Delivery:
         if not isinstance(payload, dict):

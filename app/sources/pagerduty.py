@@ -129,6 +129,10 @@ class PagerDutySource:
                 f"{request.replay_window_s}s replay window"
             )
 
+    def sign(self, body: bytes, config: SourceConfig, _now: float) -> dict[str, str]:
+        # Its time is the event's own (`occurred_at`, checked by `_check_age`).
+        return {"X-PagerDuty-Signature": f"v1={hmac_hex(signing_key(config), body)}"}
+
     def normalise(self, payload: Any, request: WebhookRequest) -> Delivery:
         event = payload.get("event") if isinstance(payload, dict) else None
         if not isinstance(event, dict):

@@ -147,6 +147,11 @@ class RootlySource:
         if not any_matches(expected, signatures):
             raise InvalidSignature("X-Rootly-Signature does not match the body")
 
+    def sign(self, body: bytes, config: SourceConfig, now: float) -> dict[str, str]:
+        stamp = str(int(now))
+        signature = hmac_hex(signing_key(config), stamp.encode() + body)
+        return {"X-Rootly-Signature": f"t={stamp},v1={signature}"}
+
     def normalise(self, payload: Any, request: WebhookRequest) -> Delivery:
         if not isinstance(payload, dict):
             raise UnsupportedPayload("a Rootly webhook is a JSON object")

@@ -258,3 +258,29 @@ def test_start_up_problems_are_lines_not_a_traceback(tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 1 and done.stderr.startswith("database error: ")
     assert "Traceback" not in done.stderr + done.stdout and len(done.stderr.splitlines()) == 1
+
+
+def test_send_signs_as_the_platform_and_follows_the_run(tmp_path: Path) -> None:
+    dest = tmp_path / "out.json"
+    step = ansible_step("write.yml", message="{{ incident.title }}", host="web", dest=str(dest))
+    config = write_config(
+        tmp_path, [{"name": "w", "match": {"source": "generic"}, "steps": [step]}]
+    )
+    server = start_server(config)
+    cli = [sys.executable, "-m", "app.cli", "--config", str(config)]
+    payload = tmp_path / "incident.json"
+    payload.write_text(json.dumps({"title": "sent by hand", "labels": {"alertname": "X"}}))
+    try:
+        sent = subprocess.run([*cli, "send", str(payload), "--source", "generic",
+                               "--url", server.base, "--wait", "90"],
+                              capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        assert sent.returncode == 0, sent.stdout + sent.stderr
+        assert sent.stdout.startswith("202 Accepted\n")
+        assert "(w): succeeded" in sent.stdout
+        assert json.loads(dest.read_text())["message"] == "sent by hand"
+        unknown = subprocess.run([*cli, "send", str(payload), "--source", "rootly",
+                                  "--url", server.base],
+                                 capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+        assert unknown.returncode == 1 and "sources.rootly is not configured" in unknown.stderr
+    finally:
+        server.close()

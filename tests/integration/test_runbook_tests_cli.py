@@ -128,3 +128,15 @@ def test_test_files_beside_runbooks_are_not_runbooks(tmp_path: Path) -> None:
     )
     linted = remediator("--config", str(config), "lint")
     assert linted.returncode == 0, linted.stdout + linted.stderr
+
+
+def test_the_pre_commit_hooks_run_as_written_on_this_repository() -> None:
+    import yaml
+
+    hooks = yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())
+    assert [hook["id"] for hook in hooks] == ["remediator-lint", "remediator-test"]
+    for hook in hooks:
+        program, *arguments = hook["entry"].split()
+        assert program == "remediator" and hook["language"] == "python"
+        ran = remediator("--config", str(ROOT / "remediator.yaml"), *arguments, env=DEMO_ENV)
+        assert ran.returncode == 0, (hook["id"], ran.stdout, ran.stderr)
