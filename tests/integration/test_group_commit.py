@@ -97,8 +97,18 @@ def test_one_failing_write_does_not_undo_the_others_in_its_batch(db: Database) -
 
 
 def test_a_failed_commit_fails_every_write_in_it_and_stores_none(db: Database) -> None:
-    gate = threading.Event()
-    first = db.together.submit(lambda _s: gate.wait(10))
+    # The writer is held in a batch of its own while the jobs queue, so they all make
+    # the next batch together (a batch is every job waiting when it begins; a loaded
+    # machine could begin one before the test had queued them all).
+    holding, gate = threading.Event(), threading.Event()
+
+    def hold(_session: Session) -> bool:
+        holding.set()
+        return gate.wait(10)
+
+    held = db.together.submit(hold)
+    assert holding.wait(10)
+    first = db.together.submit(lambda _s: None)
     futures = [db.together.submit(add_event(f"lost{i}")) for i in range(3)]
 
     def break_the_commit(session: Session) -> None:
@@ -115,6 +125,7 @@ def test_a_failed_commit_fails_every_write_in_it_and_stores_none(db: Database) -
 
     breaker = db.together.submit(break_the_commit)
     gate.set()
+    assert held.result(timeout=10) is True
     waiting: list[Future[Any]] = [first, *futures, breaker]
     for future in waiting:
         with pytest.raises(Exception):  # noqa: B017 - whatever the driver says, all fail
