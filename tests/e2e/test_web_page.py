@@ -72,8 +72,10 @@ def wait_for(driver: Any, css: str, text: str | None = None, timeout: float = 30
     from selenium.webdriver.support.ui import WebDriverWait
 
     def found(d: Any) -> Any:
+        # Shown, not only present: the sign-in form is in the page from the start, hidden
+        # until the page's script has asked who is signed in.
         for element in d.find_elements(By.CSS_SELECTOR, css):
-            if text is None or text in element.text:
+            if element.is_displayed() and (text is None or text in element.text):
                 return element
         return False
 
