@@ -3,6 +3,8 @@ SQLite and on PostgreSQL, so neither database drifts from the other."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -65,3 +67,32 @@ def _ping_together(start: threading.Barrier, db: Database) -> None:
     start.wait()
     with db.engine.connect() as connection:
         connection.execute(text("SELECT 1"))
+
+
+def test_the_newest_revision_is_what_alembic_reads_and_a_migrated_start_reads_only(
+    tmp_path: Path,
+) -> None:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from app.store.db import MIGRATIONS, newest_revision
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    assert newest_revision() == ScriptDirectory.from_config(config).get_current_head()
+    db = Database(f"sqlite:///{tmp_path}/fresh.db")
+    try:
+        assert db.revision() is None
+        db.upgrade()
+        assert db.revision() == newest_revision()
+    finally:
+        db.close()
+    # A start on a migrated database neither loads nor runs Alembic.
+    probe = (
+        "import sys; from app.store.db import Database; "
+        f"db = Database('sqlite:///{tmp_path}/fresh.db'); db.upgrade(); db.close(); "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('alembic', 'mako')))"
+    )
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            check=True, timeout=60)  # fmt: skip
+    assert loaded.stdout.strip() == "[]"
