@@ -21,11 +21,16 @@ serve: $(BIN)/remediator
 
 # Test workers: more than this machine's 2 cores, since most tests wait (on a playbook's
 # start, a server, a poll) rather than compute. Tests marked `serial` (timings, memory,
-# the demo's fixed port, the benches) run afterwards with the machine to themselves.
+# the demo's fixed port) run afterwards with the machine to themselves.
 TEST_WORKERS ?= 4
+# The end-to-end tests start real services, kill them and count what they did: two at a
+# time on two cores, so a loaded machine does not stretch their waits past the timings
+# they assert (they were CPU-bound at four anyway).
+E2E_WORKERS ?= 2
 
 test: $(BIN)/remediator
-	$(BIN)/pytest -n $(TEST_WORKERS) -m "not serial" --durations=25
+	$(BIN)/pytest -n $(TEST_WORKERS) -m "not e2e and not serial" --durations=10
+	$(BIN)/pytest -n $(E2E_WORKERS) -m "e2e and not serial" --durations=25
 	$(BIN)/pytest -m serial --durations=10
 
 # The inner loop: unit and integration tests on SQLite, on several workers.

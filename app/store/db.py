@@ -144,13 +144,14 @@ class Database:
             command.upgrade(config, "head")
 
     def revision(self) -> str | None:
-        """The migration the schema is at (None: not migrated yet)."""
-        try:
-            with self.engine.connect() as connection:
+        """The migration the schema is at (None: not migrated yet). A database that cannot
+        be reached is an error here, as it is for the migration."""
+        with self.engine.connect() as connection:
+            try:
                 found = connection.execute(text("SELECT version_num FROM alembic_version"))
-                return found.scalar()
-        except DBAPIError:  # no such table: a new database
-            return None
+            except DBAPIError:  # no such table: a new database
+                return None
+            return found.scalar()
 
     def close(self) -> None:
         self.together.close()
