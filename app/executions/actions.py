@@ -40,7 +40,9 @@ def act(
         )
     now = datetime.now(UTC)
     with services.db.write() as session:
-        execution = session.get(Execution, execution_id, with_for_update={"of": Execution})
+        execution = session.get(
+            Execution, execution_id, with_for_update={"of": Execution, "key_share": True}
+        )
         if execution is None:
             raise NotFound(f"no execution {execution_id}")
         if execution.status not in ALLOWED[action]:

@@ -136,7 +136,7 @@ def _unchanged(session: Session, waiting: Waiting) -> bool:
         select(Execution.status, Execution.claimed_by, StepRow.remote)
         .join(StepRow, StepRow.execution_id == Execution.id)
         .where(Execution.id == waiting.execution_id, StepRow.id == waiting.step_id)
-        .with_for_update(of=Execution)
+        .with_for_update(key_share=True, of=Execution)
     ).first()
     return (
         now is not None

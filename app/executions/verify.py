@@ -78,7 +78,9 @@ def run_http_checks(services: Services, client: httpx.Client) -> int:
     for (execution_id, http), (outcome, refused) in zip(checks, outcomes, strict=True):
         now = datetime.now(UTC)
         with services.db.write() as session:
-            execution = session.get(Execution, execution_id, with_for_update={"of": Execution})
+            execution = session.get(
+                Execution, execution_id, with_for_update={"of": Execution, "key_share": True}
+            )
             if execution is None or execution.status != "verifying":
                 continue  # cancelled or resolved meanwhile
             if refused is not None:

@@ -3,8 +3,11 @@
 A claim is a lease: `claimed_by` + `lease_expires_at`, renewed by a heartbeat while the
 work runs. A lease that expires means its worker died; `recover_expired` then decides
 what is safe. On SQLite the `BEGIN IMMEDIATE` of every write transaction serialises
-claims; on PostgreSQL `FOR UPDATE SKIP LOCKED` lets claimers pass each other (`OF
-executions`: the incident is joined in, and only the execution row is ours to lock).
+claims; on PostgreSQL `FOR NO KEY UPDATE SKIP LOCKED` lets claimers pass each other (`OF
+executions`: the incident is joined in, and only the execution row is ours to lock). NO
+KEY: every row that refers to an execution (an attachment, a step, an escalation) holds a
+KEY SHARE lock on it until its transaction ends, which FOR UPDATE would count as taken;
+under an alert storm's attachments a renewal then skipped the row until its lease ran out.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ def claim_next_execution(
         .where(_key_free())
         .order_by(Execution.created_at)
         .limit(1)
-        .with_for_update(skip_locked=True, of=Execution)
+        .with_for_update(skip_locked=True, key_share=True, of=Execution)
     ).first()
     if candidate is None:
         return None
@@ -91,7 +94,7 @@ def claim_batch(
         .where(_key_free())
         .order_by(Execution.created_at)
         .limit(count * 2)
-        .with_for_update(skip_locked=True, of=Execution)
+        .with_for_update(skip_locked=True, key_share=True, of=Execution)
     )
     for candidate in candidates:
         key = candidate.concurrency_key
@@ -116,7 +119,7 @@ def renew_leases(
             select(Execution.id)
             .where(Execution.id.in_(execution_ids), Execution.claimed_by == worker_id)
             .order_by(Execution.id)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
         session.execute(
             update(Execution)
@@ -131,7 +134,7 @@ def expired_executions(*, session: Session, now: datetime) -> list[Execution]:
         session.scalars(
             select(Execution)
             .where(Execution.status == "running", Execution.lease_expires_at < now)
-            .with_for_update(skip_locked=True, of=Execution)
+            .with_for_update(skip_locked=True, key_share=True, of=Execution)
         )
     )
 
@@ -157,7 +160,7 @@ def past_deadline(*, session: Session, now: datetime) -> list[Execution]:
                 Execution.status.in_(("waiting_approval", "verifying")),
                 Execution.deadline_at < now,
             )
-            .with_for_update(skip_locked=True, of=Execution)
+            .with_for_update(skip_locked=True, key_share=True, of=Execution)
         )
     )
 
@@ -173,7 +176,7 @@ def claim_due_checks(
             .where(Execution.status == "verifying", Execution.next_check_at <= now)
             .order_by(Execution.next_check_at)
             .limit(limit)
-            .with_for_update(skip_locked=True, of=Execution)
+            .with_for_update(skip_locked=True, key_share=True, of=Execution)
         )
     )
     for row in rows:
@@ -198,7 +201,7 @@ def claim_due_waits(
             )
             .order_by(Execution.next_check_at)
             .limit(limit)
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, key_share=True)
         )
     )
     if ids:
