@@ -20,6 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
+from app.backtest.history import export_lines, from_database, from_file
+from app.backtest.replay import backtest
+from app.backtest.report import backtest_markdown, backtest_text
 from app.config.loading import config_path_from, load_settings
 from app.config.settings import Settings
 from app.errors import ConfigError, NotFound, RemediatorError, RunbookError, UnsupportedPayload
@@ -38,6 +41,7 @@ from app.runbook_tests import (
     run_case,
 )
 from app.runbooks.loader import load_runbooks
+from app.runbooks.matcher import Matcher
 from app.runbooks.models import Runbook
 from app.runbooks.trust import TrustPolicy
 from app.services import build_services, load_matcher
@@ -133,6 +137,67 @@ def cmd_test(args: argparse.Namespace) -> int:
     if not cases:
         sys.stderr.write(f"no test files (*.test.yaml) under {', '.join(map(str, paths))}\n")
     return 0 if all(o.passed for o in outcomes) else 1
+
+
+def _moment(text: str, now: datetime) -> datetime:
+    """`30d` (that long ago) or an ISO 8601 time (UTC unless it says)."""
+    try:
+        return now - timedelta(seconds=parse_duration(text))
+    except ValueError:
+        pass
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise RemediatorError(
+            f"{text!r} is neither a duration (30d) nor a time (2026-11-01)"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _window(args: argparse.Namespace) -> tuple[datetime, datetime]:
+    now = datetime.now(UTC)
+    return _moment(args.since, now), _moment(args.until, now) if args.until else now
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Exit 0, or 1 with --fail-on-change when any incident would be handled differently."""
+    settings = _settings(args)
+    since, until = _window(args)
+    if args.runbooks:
+        candidate = Matcher(load_runbooks(
+            [Path(args.runbooks)], playbooks_dir=settings.playbooks_dir,
+            terraform_dir=settings.terraform_dir,
+            known_targets=set(settings.escalation.configured()),
+        ))  # fmt: skip
+    else:
+        candidate = load_matcher(settings)
+    if args.events:
+        report = backtest(candidate, from_file(Path(args.events), since, until), since, until)
+    else:
+        db = Database(settings.database_url)
+        try:
+            report = backtest(candidate, from_database(db, since, until), since, until)
+        finally:
+            db.close()
+    if args.format == "json":
+        sys.stdout.write(report.model_dump_json(indent=2) + "\n")
+    elif args.format == "markdown":
+        sys.stdout.write(backtest_markdown(report))
+    else:
+        sys.stdout.write(backtest_text(report))
+    return 1 if args.fail_on_change and report.changed else 0
+
+
+def cmd_events_export(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    since, until = _window(args)
+    db = Database(settings.database_url)
+    try:
+        entries = from_database(db, since, until, args.source)
+        sys.stdout.writelines(export_lines(entries, settings.secret_values()))
+    finally:
+        db.close()
+    return 0
 
 
 def cmd_send(args: argparse.Namespace) -> int:
@@ -409,6 +474,46 @@ def parser() -> argparse.ArgumentParser:
     test.add_argument("paths", nargs="*", metavar="PATH",
                       help="test files or directories (default: runbooks_dir/tests)")  # fmt: skip
     test.add_argument("--junit-xml", metavar="FILE", help="also write the results as JUnit XML")
+    back = add(
+        "backtest", cmd_backtest,
+        "what a runbook change would have done with the incidents really received",
+        "remediator backtest --since 30d --runbooks ./runbooks --format markdown",
+    )  # fmt: skip
+    _window_options(back)
+    back.add_argument(
+        "--runbooks",
+        metavar="DIR",
+        help="the candidate runbooks (default: the configured runbooks_dir)",
+    )
+    back.add_argument(
+        "--events",
+        metavar="FILE",
+        help="an `events export` file instead of the configured database",
+    )
+    back.add_argument(
+        "--format",
+        choices=["text", "json", "markdown"],
+        default="text",
+        help="text, json, or markdown for a pull request comment (%(default)s)",
+    )
+    back.add_argument("--fail-on-change", action="store_true",
+                      help="exit 1 when any incident would be handled differently")  # fmt: skip
+    events = add("events", lambda _: 2, "stored events", "remediator events export --since 30d")
+    event_commands = events.add_subparsers(dest="events_command", required=True,
+                                           metavar="COMMAND")  # fmt: skip
+    export = event_commands.add_parser(
+        "export",
+        help="stored incidents and what was done with them, as JSON lines (for backtest)",
+        description="Stored incidents as they arrived (normalised) and what the service did\n"
+        "with each, one JSON line each, configured secrets masked: `backtest --events`\n"
+        "reads it where the database cannot be reached.",
+        epilog="example:\n  remediator events export --since 30d > events.jsonl",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _window_options(export)
+    export.add_argument("--source", help="only this source's incidents (alertmanager)")
+    export.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    export.set_defaults(run=cmd_events_export)
     sim = add(
         "simulate",
         cmd_simulate,
@@ -488,6 +593,16 @@ def parser() -> argparse.ArgumentParser:
     resume = add("resume", cmd_resume, "resume automation after a pause", "remediator resume")
     resume.add_argument("--by", default=getpass.getuser(), help="who (default: you)")
     return root
+
+
+def _window_options(command: argparse.ArgumentParser) -> None:
+    command.add_argument(
+        "--since",
+        required=True,
+        metavar="WHEN",
+        help="from this long ago (30d) or this time (2026-11-01T00:00Z)",
+    )
+    command.add_argument("--until", metavar="WHEN", help="up to this long ago or time (now)")
 
 
 CONFIG_HELP = "config file (default: $REMEDIATOR_CONFIG, else ./remediator.yaml)"

@@ -27,6 +27,7 @@ BELOW: dict[str, set[str]] = {
     "escalation": {"app.escalation", "app.signing"} | CONFIG,
     "sources": {"app.sources", "app.signing"} | CONFIG,
     "runbooks": {"app.runbooks"} | STEPS,
+    "backtest": {"app.backtest", "app.runbooks", "app.store"} | STEPS,
     "executions": {
         "app.executions",
         "app.runbooks",
