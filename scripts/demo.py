@@ -141,7 +141,7 @@ def main() -> int:
                 print(
                     f"  curl -s -H 'Authorization: Bearer {os.environ['ALERTMANAGER_TOKEN']}' "
                     f"-H 'Content-Type: application/json' \\\n"
-                    f"    -d @tests/fixtures/payloads/alertmanager/cache-full.json "
+                    f"    -d @runbooks/tests/payloads/cache-full.json "
                     f"{base}/webhooks/alertmanager\n"
                     f"  curl -s -H 'Authorization: Bearer {token}' {base}/api/executions\n"
                     "Ctrl-C stops it."
@@ -158,8 +158,8 @@ def main() -> int:
 
 
 def send_alert(client: httpx.Client, payload: str) -> list[dict[str, Any]]:
-    """Send an Alertmanager sample from tests/fixtures; show and answer what it started."""
-    alert = json.loads((ROOT / "tests/fixtures/payloads/alertmanager" / payload).read_text())
+    """Send an example runbook's Alertmanager payload; show and answer what it started."""
+    alert = json.loads((ROOT / "runbooks/tests/payloads" / payload).read_text())
     # A fresh startsAt makes this a new notification rather than a redelivery.
     alert["alerts"][0]["startsAt"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     answer = client.post(

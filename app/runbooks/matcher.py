@@ -140,15 +140,29 @@ def _describe(condition: Condition) -> str:
 _SCALAR = (str, int, float, bool)
 
 
+def _texts(condition: Condition) -> frozenset[str] | None:
+    """The texts an `equals`/`in` text condition lets through; None for any other."""
+    if condition.operator == "equals" and isinstance(condition.equals, str):
+        return frozenset({condition.equals})
+    if condition.operator == "in" and all(isinstance(o, str) for o in condition.in_ or []):
+        return frozenset(condition.in_ or [])
+    return None
+
+
 def _index_key(match: Match) -> tuple[str, frozenset[str]] | None:
     """A field, and the values of it one of which the incident must have for this runbook
     to match: an `all` condition `equals`/`in` text (most selective, often the alert
-    name), else the service, source or severity filter. None: no such field."""
+    name), or `any` of such conditions on one field, else the service, source or severity
+    filter. None: no such field."""
     for condition in match.all:
-        if condition.operator == "equals" and isinstance(condition.equals, str):
-            return condition.field, frozenset({condition.equals})
-        if condition.operator == "in" and all(isinstance(o, str) for o in condition.in_ or []):
-            return condition.field, frozenset(condition.in_ or [])
+        texts = _texts(condition)
+        if texts is not None:
+            return condition.field, texts
+    # `any` of text conditions on one field (`alertname` is A or B): one of their values.
+    fields = {condition.field for condition in match.any}
+    each = [_texts(condition) for condition in match.any]
+    if len(fields) == 1 and all(texts is not None for texts in each):
+        return fields.pop(), frozenset().union(*(t for t in each if t is not None))
     for name in ("service", "source", "severity"):
         wanted = getattr(match, name)
         if wanted is not None:

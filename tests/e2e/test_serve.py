@@ -78,7 +78,7 @@ def test_lint_and_simulate_commands(tmp_path: Path) -> None:
         and f"{bad}:3: at steps[0].ansible.timout unknown key" in failed.stderr
     )
     sim = subprocess.run(
-        [*cli, "simulate", str(ROOT / "tests/fixtures/payloads/alertmanager/cache-full.json"), "--source", "alertmanager"],
+        [*cli, "simulate", str(ROOT / "runbooks/tests/payloads/cache-full.json"), "--source", "alertmanager"],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
     report = json.loads(sim.stdout)["incidents"][0]
@@ -86,7 +86,7 @@ def test_lint_and_simulate_commands(tmp_path: Path) -> None:
     assert report["matched"][0]["concurrency_key"] == "cache-web-1"
     assert {s["runbook"] for s in report["not_matched"]} >= {"database-failover"}
     web = subprocess.run(
-        [*cli, "simulate", str(ROOT / "tests/fixtures/payloads/alertmanager/web-release-errors.json"), "--source", "alertmanager"],
+        [*cli, "simulate", str(ROOT / "runbooks/tests/payloads/web-release-errors.json"), "--source", "alertmanager"],
         capture_output=True, text=True, env=env, check=True,
     )  # fmt: skip
     [revert] = json.loads(web.stdout)["incidents"][0]["matched"]

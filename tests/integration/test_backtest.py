@@ -26,6 +26,7 @@ from app.store.db import Database
 from tests.support.service import FIXTURES, ROOT, alert, ansible_step, runbook, write_config
 
 PAYLOADS = FIXTURES / "payloads"
+EXAMPLE_PAYLOADS = ROOT / "runbooks" / "tests" / "payloads"
 SOURCES = ["alertmanager", "datadog", "grafana", "opsgenie", "pagerduty", "rootly", "generic"]
 
 
@@ -74,8 +75,11 @@ def _history(config: Path) -> None:
     ingest at times spread over the last days (nothing runs: no workers)."""
     services = build_services(load_settings(config))
     start = datetime.now(UTC) - timedelta(days=5)
+    files = [(path.parent.name, path) for path in sorted(PAYLOADS.glob("*/*.json"))]
+    # And the example runbooks' own.
+    files += [("alertmanager", path) for path in sorted(EXAMPLE_PAYLOADS.glob("*.json"))]
     deliveries: list[tuple[str, dict[str, str], bytes]] = [
-        (path.parent.name, {}, path.read_bytes()) for path in sorted(PAYLOADS.glob("*/*.json"))
+        (source, {}, path.read_bytes()) for source, path in files
     ]
     generic = {"title": "Queue stuck", "service": "jobs", "labels": {"queue": "mail"}}
     deliveries.append(("generic", {"webhook-id": "msg_backtest_1"}, json.dumps(generic).encode()))

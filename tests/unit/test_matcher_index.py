@@ -23,10 +23,10 @@ values = st.one_of(st.sampled_from(WORDS), st.sampled_from([1, 1.0, True, False,
 
 
 @st.composite
-def conditions(draw: Any, seen: dict[str, Any]) -> dict[str, Any]:
-    """A condition on a random field; often about a value an incident really has there,
-    so that runbooks match often enough for the comparison to mean something."""
-    field = draw(st.sampled_from(FIELDS))
+def conditions(draw: Any, seen: dict[str, Any], field: str | None = None) -> dict[str, Any]:
+    """A condition on `field` or a random one; often about a value an incident really has
+    there, so that runbooks match often enough for the comparison to mean something."""
+    field = field or draw(st.sampled_from(FIELDS))
     # The value itself, and as text (`equals: "1"` holds for the number 1).
     known = [seen[field], str(seen[field])] if seen.get(field) is not None else []
     value = st.sampled_from(known) if known and draw(st.booleans()) else values
@@ -46,7 +46,15 @@ def runbooks(draw: Any, index: int, seen: dict[str, Any]) -> RunbookFile:
     match: dict[str, Any] = {
         "status": draw(st.sampled_from(["firing", "resolved", None])),
         "all": draw(st.lists(conditions(seen), max_size=2)),
-        "any": draw(st.lists(conditions(seen), max_size=1)),
+        # Also several on one field (`alertname` is A or B), which the index can use.
+        "any": draw(
+            st.one_of(
+                st.lists(conditions(seen), max_size=2),
+                st.sampled_from(FIELDS).flatmap(
+                    lambda f: st.lists(conditions(seen, f), max_size=3)
+                ),
+            )
+        ),  # fmt: skip
         "none": draw(st.lists(conditions(seen), max_size=1)),
     }
     for name, options in (("source", ["alertmanager", "generic"]), ("service", ["web", "db"]),
