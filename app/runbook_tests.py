@@ -35,7 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from app.errors import RemediatorError, RunbookError, RunbookProblem
 from app.runbooks.loader import is_test_file
 from app.runbooks.matcher import Matcher
-from app.runbooks.yaml_places import duplicate_keys, validation_problems
+from app.runbooks.yaml_places import read_documents, validation_problems
 from app.simulate import simulate
 
 
@@ -137,23 +137,14 @@ def load_cases(files: list[Path]) -> list[LocatedCase]:
 
 def _cases_of(file: Path, problems: list[RunbookProblem]) -> Iterator[LocatedCase]:
     name = str(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        value = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(RunbookProblem(name, None, "", f"cannot read: {exc}"))
+    documents = read_documents(file, problems)
+    if documents is None:
         return
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problems.append(RunbookProblem(name, mark.line + 1 if mark else None, "",
-                                       f"not valid YAML: {exc}"))  # fmt: skip
-        return
+    node, value = documents[0] if len(documents) == 1 else (None, None)
     if not isinstance(value, list) or not isinstance(node, yaml.SequenceNode):
         line = node.start_mark.line + 1 if node is not None else None
         problems.append(RunbookProblem(name, line, "", "a test file is a list of cases"))
         return
-    problems.extend(duplicate_keys(name, node))
     for index, (item_node, item) in enumerate(zip(node.value, value, strict=True)):
         try:
             case = Case.model_validate(item)

@@ -18,7 +18,7 @@ from app.fields.paths import inside
 from app.runbooks.models import Runbook, RunbookFile, Step
 from app.runbooks.template_check import problem as template_problem
 from app.runbooks.template_check import templates
-from app.runbooks.yaml_places import duplicate_keys, validation_problems
+from app.runbooks.yaml_places import read_documents, validation_problems
 
 YAML_SUFFIXES = (".yml", ".yaml")
 
@@ -69,23 +69,8 @@ def load_runbooks(
 
 def _load_file(file: Path, problems: list[RunbookProblem]) -> list[RunbookFile]:
     name = str(file)
-    try:
-        text = file.read_text(encoding="utf-8")
-        documents = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
-        values = list(yaml.safe_load_all(text))
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(RunbookProblem(name, None, "", f"cannot read: {exc}"))
-        return []
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        problems.append(RunbookProblem(name, line, "", f"not valid YAML: {exc}"))
-        return []
     loaded: list[RunbookFile] = []
-    for node, value in zip(documents, values, strict=True):
-        if node is None:
-            continue
-        problems.extend(duplicate_keys(name, node))
+    for node, value in read_documents(file, problems) or []:
         items: list[tuple[yaml.Node, Any, str]]
         if isinstance(value, list) and isinstance(node, yaml.SequenceNode):
             items = [

@@ -4,6 +4,7 @@ and the runbook tests, so both report file:line the same way."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -76,3 +77,28 @@ def duplicate_keys(file: str, node: yaml.Node) -> list[RunbookProblem]:
         elif isinstance(current, yaml.SequenceNode):
             stack.extend(current.value)
     return problems
+
+
+def read_documents(
+    file: Path, problems: list[RunbookProblem]
+) -> list[tuple[yaml.Node, Any]] | None:
+    """Each YAML document of `file`, as its node (for lines) and its value, the file's
+    duplicate keys added to `problems`; None, with the problem, when it cannot be read
+    or parsed. Empty documents are left out."""
+    name = str(file)
+    try:
+        text = file.read_text(encoding="utf-8")
+        nodes = list(yaml.compose_all(text, Loader=yaml.SafeLoader))
+        values = list(yaml.safe_load_all(text))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(RunbookProblem(name, None, "", f"cannot read: {exc}"))
+        return None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problems.append(RunbookProblem(name, line, "", f"not valid YAML: {exc}"))
+        return None
+    documents = [(node, value) for node, value in zip(nodes, values, strict=True) if node]
+    for node, _ in documents:
+        problems.extend(duplicate_keys(name, node))
+    return documents
