@@ -20,6 +20,8 @@ with warnings.catch_warnings():
 
 from app.config.loading import load_settings
 from app.main import create_app
+from app.steps.registry import KINDS
+from tests.support.instant import InstantKind
 from tests.support.loopback import serving
 from tests.support.postgres import PostgresServer, running_postgres
 from tests.support.service import DEFAULT_SQLITE, Api, Recorded, Recorder, write_config
@@ -55,6 +57,13 @@ def recorder() -> Iterator[Recorder]:
     with serving(Handler) as base:
         box["rec"] = Recorder(url=f"{base}/hook")
         yield box["rec"]
+
+
+@pytest.fixture
+def instant_kind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test-only `instant` step kind (tests.support.instant) in this process's
+    registry, for this test only."""
+    monkeypatch.setitem(KINDS, "instant", InstantKind())
 
 
 @pytest.fixture(scope="session")

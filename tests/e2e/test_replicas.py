@@ -15,16 +15,18 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.instant import instant_step
 from tests.support.servers import Server
-from tests.support.service import Recorder, alert, ansible_step, runbook
+from tests.support.service import Recorder, alert, runbook
 
-pytestmark = [pytest.mark.server, pytest.mark.ansible]
+pytestmark = [pytest.mark.server]
 
 
 def appender(directory: Path, pause: float) -> dict[str, Any]:
-    """Appends a line to a file named after the incident, one line per run."""
-    return ansible_step("append.yml", dest=f"{directory}/{{{{ incident.fingerprint }}}}",
-                        pause=str(pause))  # fmt: skip
+    """Appends a line to a file named after the incident, one line per run. The instant
+    kind: what is tested here is the replicas, not Ansible (whose kill -9 and SIGTERM
+    are tests/e2e/test_tether.py's and the batched tests')."""
+    return instant_step(f"{directory}/{{{{ incident.fingerprint }}}}", pause=pause)
 
 
 def deliver(payload: dict[str, Any], servers: list[Server], first: int) -> httpx.Response | None:

@@ -73,13 +73,15 @@ class Server:
             self.kill()
 
 
-def start_server(config: Path, *, name: str = "serve") -> Server:
-    """`remediator serve` for `config`, with its output in a log file next to it."""
+def start_server(config: Path, *, name: str = "serve", instant: bool = False) -> Server:
+    """`remediator serve` for `config`, with its output in a log file next to it;
+    `instant`: with the test-only `instant` step kind (tests.support.instant)."""
     port = free_port()
     log = config.parent / f"{name}.log"
+    entry = "tests.support.instant" if instant else "app.cli"
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--config", str(config), "--port", str(port)],
+            [sys.executable, "-m", entry, "serve", "--config", str(config), "--port", str(port)],
             cwd=config.parent, stdout=out, stderr=subprocess.STDOUT,
             env={**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
         )  # fmt: skip
