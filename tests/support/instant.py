@@ -19,8 +19,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
-
 from app.config.settings import Settings
 from app.fields.duration import Duration
 from app.fields.templating import render_value
