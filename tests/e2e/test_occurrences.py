@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.instant import instant_step
 from tests.support.platforms import (
     FIRING,
     FOLLOW_UPS,
@@ -28,14 +29,15 @@ from tests.support.platforms import (
     load,
 )
 from tests.support.servers import Server, start_server
-from tests.support.service import ansible_step, write_config
+from tests.support.service import write_config
 
-pytestmark = [pytest.mark.server, pytest.mark.ansible]
+pytestmark = [pytest.mark.server]
 
 
 def step(out: Path, name: str) -> dict[str, Any]:
-    return ansible_step("write.yml", message="{{ incident.phase }}",
-                        host="{{ incident.occurrence }}", dest=str(out / f"{name}.json"))  # fmt: skip
+    """Writes what ran as JSON (the instant kind: occurrences are the subject here)."""
+    return instant_step(out / f"{name}.json",
+                        values={"message": "{{ incident.phase }}", "host": "{{ incident.occurrence }}"})  # fmt: skip
 
 
 @pytest.fixture
@@ -54,7 +56,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
                  {"field": "labels.priority", "equals": "P1"}]},
          "steps": [step(out, "p1")]},
     ]  # fmt: skip
-    running = start_server(write_config(tmp_path, runbooks, sources=SOURCES))
+    running = start_server(write_config(tmp_path, runbooks, sources=SOURCES), instant=True)
     yield running
     running.close()
 
