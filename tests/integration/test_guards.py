@@ -4,6 +4,7 @@ the concurrency key serialises, verification, approval and cancel."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -12,15 +13,16 @@ from typing import Any
 import psutil
 import pytest
 
+from tests.support.instant import instant_step
 from tests.support.service import Api, Recorder, alert, ansible_step, runbook
 
-pytestmark = pytest.mark.ansible
+pytestmark = [pytest.mark.ansible, pytest.mark.usefixtures("instant_kind")]
 
 
 def appender(dest: Path, pause: float = 0, gate: Path | None = None) -> dict[str, Any]:
-    if gate is None:
-        return ansible_step("append.yml", dest=str(dest), pause=str(pause))
-    return ansible_step("append.yml", dest=str(dest), pause=str(pause), gate=str(gate))
+    """One line per run (the instant kind: the guards are the subject here, not Ansible;
+    a cancel below stops a real playbook's process tree)."""
+    return instant_step(dest, pause=pause, gate=str(gate) if gate else None)
 
 
 def runs(dest: Path) -> int:
@@ -249,7 +251,9 @@ def sleepers(marker: str) -> list[psutil.Process]:
 def test_cancel_stops_a_running_step_and_a_queued_one(
     make_api: Callable[..., Api], tmp_path: Path, database_url: str
 ) -> None:
-    marker = "7431"  # the hang playbook's sleep, so the test can look for its process
+    # The hang playbook's sleep, so the test can look for its process; this worker's own
+    # (the test runs on SQLite and PostgreSQL at once, on two workers).
+    marker = str(7000 + os.getpid() % 1000)
     api = make_api(
         [
             runbook(
