@@ -10,12 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import hypothesis.strategies as st
+import pytest
 from hypothesis import HealthCheck, given, settings
 from pydantic import SecretStr
 
 from app.config.sections import SlackTarget
 from app.escalation.slack import Click, answer_click
+from tests.support.instant import instant_step
 from tests.support.service import TOKENS, Api, Recorder, alert, ansible_step, bearer, runbook
+
+# The instant step kind: what runs is not the subject here (tests.support.instant).
+pytestmark = pytest.mark.usefixtures("instant_kind")
 
 ROLES = ("viewer", "responder", "ci", "admin")
 # The role table, written out independently of the service's: what each call
@@ -69,7 +74,7 @@ def token_of(roles: frozenset[str]) -> str:
 
 
 def approval_runbooks(dest: Path, **approval: Any) -> list[dict[str, Any]]:
-    step = ansible_step("append.yml", dest=str(dest))
+    step = instant_step(dest)
     return [runbook("gated", "Gated", step, approval=approval or True)]
 
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.support.instant import instant_step
 from tests.support.service import Api, alert, ansible_step, runbook
 
 
@@ -23,13 +24,14 @@ def scrape(api: Any, **headers: str) -> dict[tuple[str, tuple[tuple[str, str], .
 
 
 def test_metrics_count_what_the_service_did(
-    make_api: Callable[..., Api], tmp_path: Path, database_url: str
+    make_api: Callable[..., Api], tmp_path: Path, database_url: str, instant_kind: None
 ) -> None:
     dest = tmp_path / "runs"
-    slow = ansible_step("append.yml", dest=str(dest), pause="3")
+    # The instant kind: what is counted is the subject here, not Ansible.
+    slow = instant_step(dest, pause=3)
     api = make_api(
         [runbook("slow", "Slow", slow, concurrency="one-at-a-time"),
-         runbook("broken", "Broken", ansible_step("flaky.yml", marker=str(tmp_path / "m")))],
+         runbook("broken", "Broken", instant_step(tmp_path / "m", fail=True))],
         database_url=database_url,
     )  # fmt: skip
     payload = alert("Slow", fingerprint="a")
@@ -62,9 +64,9 @@ def test_metrics_count_what_the_service_did(
     assert value("remediator_incidents_total", source="alertmanager", status="firing") == 3
     assert value("remediator_executions", runbook="slow", status="succeeded") == 2
     assert value("remediator_executions", runbook="broken", status="failed") == 1
-    assert value("remediator_step_duration_seconds_count", kind="ansible", status="succeeded") == 2
-    assert value("remediator_step_duration_seconds_sum", kind="ansible", status="succeeded") > 6
-    assert value("remediator_step_duration_seconds_count", kind="ansible", status="failed") == 1
+    assert value("remediator_step_duration_seconds_count", kind="instant", status="succeeded") == 2
+    assert value("remediator_step_duration_seconds_sum", kind="instant", status="succeeded") > 6
+    assert value("remediator_step_duration_seconds_count", kind="instant", status="failed") == 1
     assert value("remediator_queue_depth") == 0
     assert value("remediator_queue_oldest_age_seconds") == 0
     assert value("remediator_runbooks_loaded") == 2

@@ -9,11 +9,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from app.store.models import Event, Execution, IncidentRow
 from app.store.retention import prune
-from tests.support.service import Api, alert, ansible_step, bearer, runbook
+from tests.support.instant import instant_step
+from tests.support.service import Api, alert, bearer, runbook
+
+# The instant step kind: what runs is not the subject here (tests.support.instant).
+pytestmark = pytest.mark.usefixtures("instant_kind")
 
 
 def counts(api: Api) -> tuple[int, int, int, int]:
@@ -31,8 +36,8 @@ def test_old_history_is_pruned_and_its_dedup_keys_outlive_it(
 ) -> None:
     api = make_api(
         [
-            runbook("done", "Done", ansible_step("append.yml", dest=str(tmp_path / "runs"), pause="0")),
-            runbook("waits", "Waits", ansible_step("append.yml", dest=str(tmp_path / "runs"), pause="0"), approval=True,
+            runbook("done", "Done", instant_step(tmp_path / "runs")),
+            runbook("waits", "Waits", instant_step(tmp_path / "runs"), approval=True,
                     approval_timeout="30d"),
         ],
         database_url=database_url,
@@ -67,13 +72,7 @@ def test_old_history_is_pruned_and_its_dedup_keys_outlive_it(
 def test_a_body_older_than_the_dedup_window_is_refused(
     make_api: Callable[..., Api], tmp_path: Path
 ) -> None:
-    api = make_api(
-        [
-            runbook(
-                "done", "Done", ansible_step("append.yml", dest=str(tmp_path / "runs"), pause="0")
-            )
-        ]
-    )
+    api = make_api([runbook("done", "Done", instant_step(tmp_path / "runs"))])
     old = alert("Done")
     old["alerts"][0]["startsAt"] = (datetime.now(UTC) - timedelta(days=91)).isoformat()
     answer = api.alertmanager(old)

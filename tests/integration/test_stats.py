@@ -10,9 +10,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from app.store.stats import REMEDIATION_BUCKETS
 from tests.support.history import Past, make_history, write_history
-from tests.support.service import Api, alert, ansible_step, bearer, runbook
+from tests.support.instant import instant_step
+from tests.support.service import Api, alert, bearer, runbook
+
+# The instant step kind: what runs is not the subject here (tests.support.instant).
+pytestmark = pytest.mark.usefixtures("instant_kind")
 
 
 def rank(values: list[float], quantile: float) -> float | None:
@@ -119,7 +125,7 @@ def test_stats_refuse_an_empty_window_and_an_unknown_caller(
 def test_a_real_run_counts_from_the_platforms_start_and_its_approval(
     make_api: Callable[..., Api], tmp_path: Path
 ) -> None:
-    step = ansible_step("append.yml", dest=str(tmp_path / "runs"), pause="0")
+    step = instant_step(tmp_path / "runs")
     api = make_api([runbook("fix", "Fix", step, approval=True)])
     started = datetime.now(UTC) - timedelta(seconds=90)
     payload = alert("Fix")
