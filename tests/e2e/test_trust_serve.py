@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.instant import instant_step
 from tests.support.servers import Server, start_server
 from tests.support.service import (
     Recorder,
@@ -40,6 +41,12 @@ def touch(dest: Path, limit: str = "{{ incident.labels.instance }}") -> dict[str
     """Writes a file per host it runs on (check mode: writes nothing, says it would)."""
     return {"ansible": {"playbook": "touch-hosts.yml", "inventory": "inventories/fleet.ini",
                         "limit": limit, "extra_vars": {"dest": str(dest)}, "timeout": "60s"}}  # fmt: skip
+
+
+def marker(out: Path) -> dict[str, Any]:
+    """A file per host named in the alert; a shadow writes nothing (the instant kind, for
+    the switches' tests: what a shadow of Ansible does is tested above)."""
+    return instant_step(f"{out}/{{{{ incident.labels.instance }}}}")
 
 
 def fire(server: Server, name: str, fingerprint: str, **labels: str) -> str:
@@ -262,7 +269,7 @@ def test_a_budget_lets_two_hosts_run_refuses_the_third_and_pages_once(
 def test_pause_on_one_replica_shadows_new_runs_on_every_replica(
     replicas: Any, out: Path, recorder: Recorder
 ) -> None:
-    a, b = replicas([runbook("touch", "Touch", touch(out))])
+    a, b = replicas([runbook("touch", "Touch", marker(out))])
     assert post(a, "/automation/pause", "dashboards", {"reason": "x"}).status_code == 403
     paused = post(a, "/automation/pause", "alice", {"reason": "major incident", "for": "2h"})
     assert paused.status_code == 200, paused.text
@@ -303,8 +310,8 @@ def test_replicas_racing_for_the_last_units_of_a_budget_spend_exactly_it(replica
 
 
 def test_the_cli_throws_the_same_switch_and_it_is_audited(tmp_path: Path, out: Path) -> None:
-    config = write_config(tmp_path, [runbook("touch", "Touch", touch(out))])
-    server = start_server(config)
+    config = write_config(tmp_path, [runbook("touch", "Touch", marker(out))])
+    server = start_server(config, instant=True)
 
     def cli(*args: str) -> str:
         done = subprocess.run([sys.executable, "-m", "app.cli", *args, "--config", str(config)],
