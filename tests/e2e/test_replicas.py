@@ -22,11 +22,12 @@ from tests.support.service import Recorder, alert, runbook
 pytestmark = [pytest.mark.server]
 
 
-def appender(directory: Path, pause: float) -> dict[str, Any]:
-    """Appends a line to a file named after the incident, one line per run. The instant
-    kind: what is tested here is the replicas, not Ansible (whose kill -9 and SIGTERM
-    are tests/e2e/test_tether.py's and the batched tests')."""
-    return instant_step(f"{directory}/{{{{ incident.fingerprint }}}}", pause=pause)
+def appender(directory: Path, pause: float, gate: Path | None = None) -> dict[str, Any]:
+    """Appends a line to a file named after the incident, one line per run (once `gate`
+    exists, if given). The instant kind: what is tested here is the replicas, not Ansible
+    (whose kill -9 and SIGTERM are tests/e2e/test_tether.py's and the batched tests')."""
+    return instant_step(f"{directory}/{{{{ incident.fingerprint }}}}", pause=pause,
+                        gate=str(gate) if gate else None)  # fmt: skip
 
 
 def deliver(payload: dict[str, Any], servers: list[Server], first: int) -> httpx.Response | None:
@@ -48,7 +49,10 @@ def test_kill_9_of_a_replica_mid_burst_loses_nothing(
 ) -> None:
     out = tmp_path / "runs"
     out.mkdir()
-    a, b = replicas([runbook("burst", "Burst", appender(out, pause=1), escalate=["webhook"])],
+    # Steps wait for the gate, which opens after the kill: A is surely mid-step then.
+    gate = tmp_path / "gate"
+    a, b = replicas([runbook("burst", "Burst", appender(out, pause=0, gate=gate),
+                             escalate=["webhook"])],
                     escalation={"webhook": {"url": recorder.url}})  # fmt: skip
     payloads = [alert("Burst", fingerprint=f"fp{n:03d}") for n in range(20)]
     answers: dict[str, httpx.Response | None] = {}
@@ -69,6 +73,7 @@ def test_kill_9_of_a_replica_mid_burst_loses_nothing(
             time.sleep(0.05)
         assert on_a_running(), "replica A never ran a step"
         a.kill()  # mid-burst and mid-step
+        gate.touch()
         rest = [pool.submit(deliver, p, [a, b], n % 2) for n, p in enumerate(payloads[10:])]
         for p, future in zip(payloads[10:], rest, strict=True):
             answers[p["alerts"][0]["fingerprint"]] = future.result()
