@@ -3,9 +3,10 @@
 A durable commit waits for the disk (SQLite's fsync, PostgreSQL's WAL flush), and SQLite
 lets one writer at a time hold the file. With one transaction per webhook, concurrent
 webhooks queued behind each other's fsync: ingest topped out near 300 requests/s with the
-process mostly idle. Here one thread writes: it takes every job waiting, runs each in its
-own savepoint (one job's failure, such as a duplicate delivery racing another replica,
-rolls back that job alone), commits once, and only then answers each caller. Nothing is
+process mostly idle. Here one thread writes: it takes every job waiting, runs them in one
+transaction, commits once, and only then answers each caller. When a job fails (a
+duplicate delivery racing another replica, say), the batch is rolled back and written
+again with each job in its own savepoint, so that job rolls back alone. Nothing is
 acknowledged before it is durable, and a failed commit fails every job in it, so each
 caller answers an error and the platform sends again.
 """
@@ -108,15 +109,14 @@ class GroupCommit:
                 return
 
     def _write(self, batch: list[_Job]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
         try:
-            with self._begin() as session:
-                self._take_locks(session, (name for job in batch for name in job.locks))
-                for job in batch:
-                    outcome = _in_savepoint(session, job.work)
-                    if not outcome[0] and job.recover is not None:
-                        outcome = _in_savepoint(session, _recovery(job.recover, outcome[1]))
-                    outcomes.append(outcome)
+            try:
+                outcomes = self._transaction(batch, isolated=False)
+            except Exception:
+                # A job failed (a duplicate delivery racing another replica, a conflict):
+                # the whole transaction rolled back. Again, each job in its own savepoint,
+                # so that one rolls back alone and the others are stored.
+                outcomes = self._transaction(batch, isolated=True)
         except BaseException as exc:  # the commit failed: nothing in this batch is stored
             for job in batch:
                 job.future.set_exception(exc)
@@ -130,6 +130,23 @@ class GroupCommit:
                 job.future.set_result(value)
             else:
                 job.future.set_exception(value)
+
+    def _transaction(self, batch: list[_Job], *, isolated: bool) -> list[tuple[bool, Any]]:
+        """Every job of the batch in one transaction, committed. Not `isolated`: the jobs
+        run as they are, and any failure rolls back all of them (raised); a savepoint per
+        job costs two statements and a flush each, for the rare batch that needs it."""
+        outcomes: list[tuple[bool, Any]] = []
+        with self._begin() as session:
+            self._take_locks(session, (name for job in batch for name in job.locks))
+            for job in batch:
+                if not isolated:
+                    outcomes.append((True, job.work(session)))
+                    continue
+                outcome = _in_savepoint(session, job.work)
+                if not outcome[0] and job.recover is not None:
+                    outcome = _in_savepoint(session, _recovery(job.recover, outcome[1]))
+                outcomes.append(outcome)
+        return outcomes
 
 
 def _in_savepoint(session: Session, work: Callable[[Session], Any]) -> tuple[bool, Any]:
