@@ -3,6 +3,7 @@ in the order a person reads it. Output tails are shown as stored (masked already
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -75,6 +76,8 @@ def _step(number: int, step: StepView) -> list[str]:
         lines.append(f"     {summary}")
     if step.error:
         lines.append(f"     error: {step.error}")
+    for name, value in (step.outputs or {}).items():
+        lines.append(f"     output {name}: {json.dumps(value, ensure_ascii=False)}")
     attempts = step.attempt_log or []
     for attempt in attempts:
         lines.extend(_attempt(attempt, several=len(attempts) > 1))

@@ -33,6 +33,8 @@ class StepView(BaseModel):
     error: str | None
     # What the last attempt found (terraform: the version and the plan summary).
     detail: dict[str, Any] | None = None
+    # What the step found, by name (a play's set_stats, terraform's outputs): data.
+    outputs: dict[str, Any] | None = None
     spec: dict[str, Any]
     attempt_log: list[AttemptView]
 

@@ -336,6 +336,7 @@ def record_attempt(*, session: Session, step_id: int, number: int, result: StepR
     step.output_tail = result.output_tail
     step.error = result.error
     step.detail = result.detail
+    step.outputs = result.outputs
     session.add(
         AttemptRow(
             step_id=step_id,

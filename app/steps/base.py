@@ -14,8 +14,9 @@ restart, without a thread waiting on it).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -57,6 +58,9 @@ class StepResult:
     # It succeeded, but a human must still do something (a revert that applied and could
     # not be proposed in git): escalated, without failing the step.
     attention: str | None = None
+    # What the step found, by name, for people (and, later, the runbook's next steps):
+    # data, like a payload's values (a playbook may echo what an incident said). JSON.
+    outputs: dict[str, Any] | None = None
 
 
 class Executor(Protocol):
@@ -269,6 +273,23 @@ def shadowed(
     error = said if outcome == "would fail" else None
     return StepResult(status, rc, tail(output), started, datetime.now(UTC), error=error,
                       detail=detail)  # fmt: skip
+
+
+MAX_OUTPUTS_BYTES = 64 * 1024
+
+
+def with_outputs(result: StepResult, outputs: dict[str, Any] | None) -> StepResult:
+    """`result` carrying `outputs`, bounded: a step whose outputs are over 64 KiB (as
+    JSON) fails saying so, rather than filling every later read of its execution."""
+    if not outputs:
+        return result
+    size = len(json.dumps(outputs, default=str).encode())
+    if size > MAX_OUTPUTS_BYTES:
+        return replace(result, status="failed", error=(
+            f"its outputs are {size / 1024:.0f} KiB, over the {MAX_OUTPUTS_BYTES // 1024} KiB a "
+            "step may keep"
+        ))  # fmt: skip
+    return replace(result, outputs=json.loads(json.dumps(outputs, default=str)))
 
 
 def rendered_only(why: str) -> StepResult:

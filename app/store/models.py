@@ -279,6 +279,8 @@ class StepRow(Base):
     error: Mapped[str | None] = mapped_column(Text)
     # The last attempt's findings (terraform: version and plan summary).
     detail: Mapped[dict[str, Any] | None]
+    # What the step found, by name (a play's set_stats, terraform's outputs): data.
+    outputs: Mapped[dict[str, Any] | None]
     # A step launched on an engine and not yet ended there: what following it needs
     # (`handle`, `url`, `attempt`, `launched_at`). Written with the launch, so whoever
     # follows it after a restart re-attaches instead of launching again.

@@ -32,6 +32,7 @@ def _step_view(step: StepRow) -> StepView:
         finished_at=step.finished_at,
         error=step.error,
         detail=step.detail,
+        outputs=step.outputs,
         spec=step.spec,
         attempt_log=[
             AttemptView(

@@ -196,6 +196,11 @@ function renderExecution(view, execution) {
          step.spec.playbook || step.spec.workdir || "", " — ",
          el("span", { class: `status ${step.status}` }, step.status)),
       step.detail && step.detail.summary ? el("p", {}, step.detail.summary) : null,
+      // What the step found, by name: data, shown as text.
+      step.outputs ? el("table", { class: "outputs" }, el("caption", {}, "Outputs"),
+        ...Object.entries(step.outputs).map(([name, value]) => el("tr", {}, el("th", {}, name),
+          el("td", {}, el("code", {}, typeof value === "string" ? value : JSON.stringify(value))))))
+        : null,
       ...step.attempt_log.map((attempt) => el("details", { open: "" },
         el("summary", {}, `attempt ${attempt.number}: ${attempt.status}, exit ${attempt.rc}, `,
            `${attempt.duration_s}s`, attempt.error ? ` — ${attempt.error}` : ""),

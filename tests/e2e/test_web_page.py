@@ -53,10 +53,11 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
-    dest = tmp_path / "runs"
+    # Its play sets outputs (set_stats), one of them the alert's summary: data, as text.
+    step = ansible_step("outputs.yml", lag_s="3", seen="{{ incident.annotations.summary }}")
     config = write_config(
         tmp_path,
-        [runbook("approve-me", "DiskFull", ansible_step("append.yml", dest=str(dest)),
+        [runbook("approve-me", "DiskFull", step,
                  approval=True, description="Clears the disk once a human says so")],
     )  # fmt: skip
     running = start_server(config)
@@ -121,6 +122,10 @@ def test_an_on_call_engineer_sees_approves_and_simulates(browser: Any, server: S
     browser.find_element(By.CSS_SELECTOR, '[data-action="approve"]').click()
     wait_for(browser, ".facts", "succeeded", timeout=90)  # the page follows it live
     wait_for(browser, ".steps", "attempt 1: succeeded")
+    outputs = wait_for(browser, ".steps table.outputs", "Outputs")
+    assert "lag_s 3" in outputs.text and HOSTILE in outputs.text
+    assert browser.find_elements(By.CSS_SELECTOR, ".steps img") == []
+    assert browser.title == "remediator"
     wait_for(browser, ".history", "approve by ops-admin — checked the volume")
     assert browser.find_element(By.CSS_SELECTOR, '[data-action="cancel"]').get_attribute("disabled")
     execution = server.api(f"/executions/{execution_id}")

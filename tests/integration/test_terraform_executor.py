@@ -40,12 +40,13 @@ def run(
     timeout: float = 120,
     last_good: LastGoodLookup = no_record,
     cancelled: Any = lambda: False,
+    shadow: bool = False,
     **spec: Any,
 ) -> StepResult:
     assert TERRAFORM is not None
     executor = TerraformExecutor(repo.terraform_dir, last_good, binary=TERRAFORM)
     step = {"workdir": "web", "revert_to": "previous", "timeout": timeout, **spec}
-    return executor.run(StepInput("e-1", 0, 1, step, timeout), cancelled=cancelled)
+    return executor.run(StepInput("e-1", 0, 1, step, timeout, shadow), cancelled=cancelled)
 
 
 def test_previous_reverts_the_real_state_and_leaves_the_checkout_alone(tmp_path: Path) -> None:
@@ -186,3 +187,22 @@ def test_workdir_must_be_a_directory_inside_terraform_dir(tmp_path: Path, workdi
     result = run(repo, workdir=workdir)
     assert result.status == "failed"
     assert "is not a directory in terraform_dir" in str(result.error)
+
+
+OUTPUTS = (
+    '\noutput "release" {\n  value = terraform_data.web.input\n}\n'
+    '\noutput "note" {\n  value     = var.note\n  sensitive = true\n}\n'
+)
+
+
+def test_the_workdirs_outputs_after_the_revert_are_the_steps_sensitive_ones_masked(
+    tmp_path: Path,
+) -> None:
+    repo = terraform_repo(tmp_path, extra=OUTPUTS)
+    # A shadow shows the outputs the plan would leave (and applies nothing).
+    planned = run(repo, var={"note": "a secret note"}, shadow=True)
+    assert planned.outputs == {"release": "release-1", "note": "***"}
+    assert repo.state()["terraform_data.web"] == "release-2-broken"
+    result = run(repo, var={"note": "a secret note"})
+    assert result.status == "succeeded", (result.error, result.output_tail)
+    assert result.outputs == {"release": "release-1", "note": "***"}

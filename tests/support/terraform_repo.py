@@ -106,17 +106,17 @@ class TerraformRepo:
         return (self.workdir / ".terraform.tfstate.lock.info").exists()
 
 
-def terraform_repo(directory: Path, *, bad_extra: str = "") -> TerraformRepo:
-    """Good commit (tag `v1`), then a bad one (release broken, plus `bad_extra`), and the
-    bad one applied to the live state."""
+def terraform_repo(directory: Path, *, bad_extra: str = "", extra: str = "") -> TerraformRepo:
+    """Good commit (tag `v1`), then a bad one (release broken, plus `bad_extra`), each with
+    `extra`, and the bad one applied to the live state."""
     root = directory / "infra"
     repo = TerraformRepo(root, root / "terraform", root / "terraform" / "web")
     repo.workdir.mkdir(parents=True)
     repo.git("init", "-q", "-b", "main")
     (root / ".gitignore").write_text("*.tfstate\n*.tfstate.*\n.terraform/\n.terraform.*\n")
-    repo.good = repo.commit(web_tf("release-1"), "web: release 1")
+    repo.good = repo.commit(web_tf("release-1", extra), "web: release 1")
     repo.git("tag", "v1")
-    repo.bad = repo.commit(web_tf("release-2-broken", bad_extra), "web: release 2")
+    repo.bad = repo.commit(web_tf("release-2-broken", extra + bad_extra), "web: release 2")
     repo.apply_checkout()
     return repo
 

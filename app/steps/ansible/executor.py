@@ -51,6 +51,7 @@ from app.steps.base import (
     rendered_only,
     shadowed,
     tail,
+    with_outputs,
 )
 from app.tether import tethered
 
@@ -83,6 +84,9 @@ class Played:
     # Hosts that failed a task (not ignored) or were unreachable, as the play went.
     failed: frozenset[str] = frozenset()
     stopped_at_errors: bool = False  # ended early by the batch's max_errors
+    # What the play set with `ansible.builtin.set_stats` (its stats event's
+    # `artifact_data`, as AWX calls a job's `artifacts`).
+    outputs: dict[str, Any] | None = None
 
 
 _STATUS: dict[str, StepStatus] = {
@@ -148,7 +152,7 @@ class AnsibleExecutor:
         result = StepResult(status, play.rc, tail(play.output), started, ended, error=error)
         if step.shadow:
             return _as_shadow(result, sorted(play.recap), sorted(play.changed))
-        return result
+        return with_outputs(result, play.outputs)
 
     def targets(self, spec: dict[str, Any]) -> list[str]:
         """The hosts of the limit through the inventory (a pattern's plain names only),
@@ -298,8 +302,12 @@ class AnsibleExecutor:
                     terminate_run(private_dir)
                 return bool(stopped)
 
+            outputs: list[dict[str, Any]] = []
+
             def seen(event: dict[str, Any]) -> bool:
                 data = event.get("event_data") or {}
+                if event.get("event") == "playbook_on_stats" and data.get("artifact_data"):
+                    outputs.append(dict(data["artifact_data"]))
                 if event.get("event") in FAILING_EVENTS and not data.get("ignore_errors"):
                     failed.add(str(data.get("host")))
                     if not stopped and max_errors is not None and len(failed) >= max_errors:
@@ -355,8 +363,9 @@ class AnsibleExecutor:
             "failed": f"ansible-playbook exited with {runner.rc}",
         }.get(status)
         changed = frozenset(str(host) for host, n in (stats.get("changed") or {}).items() if n)
+        found = outputs[-1] if outputs else None
         return Played(status, runner.rc, output, error, _recap(stats), events, changed,
-                      frozenset(failed), bool(at_errors))  # fmt: skip
+                      frozenset(failed), bool(at_errors), found)  # fmt: skip
 
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         rendered = RenderedAnsibleStep.model_validate(spec)

@@ -46,6 +46,7 @@ from app.steps.base import (
     StepStatus,
     shadowed,
     tail,
+    with_outputs,
 )
 from app.steps.terraform.plan import refusal, summarise
 from app.steps.terraform.spec import TerraformStep
@@ -127,8 +128,8 @@ class TerraformExecutor:
         except VersionError as exc:
             status, error = "failed", str(exc)
         if step.shadow:
-            return _as_shadow(attempt, status, error, started)
-        return StepResult(
+            return with_outputs(_as_shadow(attempt, status, error, started), attempt.outputs)
+        result = StepResult(
             status,
             attempt.rc,
             tail(attempt.transcript),
@@ -138,6 +139,7 @@ class TerraformExecutor:
             detail=attempt.detail or None,
             attention=attempt.attention,
         )
+        return with_outputs(result, attempt.outputs)
 
 
 def _as_shadow(
@@ -184,6 +186,8 @@ class _Attempt:
         self.rc: int | None = None
         self.detail: dict[str, Any] = {}
         self.attention: str | None = None
+        # The workdir's outputs after the apply (planned ones in a shadow).
+        self.outputs: dict[str, Any] | None = None
         self.binary = executor.binary
         self.cwd = executor.terraform_dir
 
@@ -221,11 +225,13 @@ class _Attempt:
                 self.detail["guard"] = "max_destroy"
                 return "refused", why
             if self.shadow:
+                self.outputs = _outputs((plan.get("planned_values") or {}).get("outputs"))
                 return "succeeded", None
             self.detail["applied"] = False
             if not summary.changes_nothing:
                 self._terraform("apply", "-input=false", lock, plan_file)
                 self.detail["applied"] = True
+            self.outputs = _outputs(json.loads(self._terraform("output", "-json", machine=True)))
             # Also when the state already held it (an attempt retried after its apply
             # landed and the service died): git may still say otherwise.
             self._propose(workdir, version)
@@ -289,6 +295,18 @@ class _Attempt:
         if finished.rc != 0:
             raise StepEnded("failed", _failure(command, finished, self.spec))
         return finished.output
+
+
+def _outputs(found: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Terraform's outputs by name, a `sensitive` one masked (`terraform output -json` and
+    a plan show sensitive values in clear); a value a plan does not know yet left out."""
+    if not found:
+        return None
+    return {
+        name: "***" if entry.get("sensitive") else entry["value"]
+        for name, entry in found.items()
+        if isinstance(entry, dict) and "value" in entry
+    }
 
 
 def _backend(copy: Path) -> dict[str, Any] | None:
