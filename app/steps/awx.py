@@ -55,6 +55,7 @@ from app.steps.base import (
     shadowed,
     strings_in,
     tail,
+    with_outputs,
 )
 
 if TYPE_CHECKING:
@@ -268,7 +269,7 @@ class AwxExecutor:
             status = stopped
         if handle.get("check"):
             return self._checked(handle, status, engine_status)
-        return engine_result(
+        ended = engine_result(
             status,
             what=f"AWX job {handle['job']} ({handle['template']})",
             engine_status=engine_status,
@@ -277,6 +278,9 @@ class AwxExecutor:
             explanation=str(job.get("job_explanation") or "").strip(),
             job=handle["job"],
         )
+        # A job's `artifacts`: what its play set with set_stats (a workflow job has none).
+        artifacts = job.get("artifacts")
+        return with_outputs(ended, artifacts if isinstance(artifacts, dict) else None)
 
     def _checked(
         self, handle: dict[str, Any], status: StepStatus, engine_status: str

@@ -51,10 +51,12 @@ def fire(api: Api, instance: str = "web-1", fingerprint: str = "fp-1") -> str:
 def test_a_job_runs_with_the_incidents_values_and_succeeds(
     make_api: Callable[..., Api], awx: AwxStandIn
 ) -> None:
-    awx.template("restart-nginx", seconds=0.6)
+    awx.template("restart-nginx", seconds=0.6, artifacts={"restarted": ["web-7"], "took_s": 3})
     api = start(make_api, awx, awx_runbook())
     execution = api.wait(fire(api, instance="web-7"))
     assert execution["status"] == "succeeded", execution
+    # The job's artifacts (its play's set_stats) are the step's outputs.
+    assert execution["steps"][0]["outputs"] == {"restarted": ["web-7"], "took_s": 3}
     (launch,) = awx.launches
     assert launch["limit"] == "web-7"
     assert launch["extra_vars"]["host"] == "web-7"

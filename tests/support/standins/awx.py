@@ -41,6 +41,8 @@ class Template:
     # drops variables it does not ask for).
     ignores: tuple[str, ...] = ()
     workflow: bool = False
+    # What the play set with set_stats: a successful job's `artifacts`.
+    artifacts: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -266,4 +268,10 @@ class _Handler(StandInHandler):
             "limit": job.body.get("limit", ""),
             "extra_vars": json.dumps(job.body.get("extra_vars", {})),
             "job_type": job.body.get("job_type", "run"),
-        }
+        } | (
+            {}
+            if job.template.workflow
+            else {
+                "artifacts": job.template.artifacts if status == "successful" else {},
+            }
+        )
