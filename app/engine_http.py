@@ -60,13 +60,14 @@ class EngineClient:
         params: Mapping[str, str] | None = None,
         busy_wait_s: float = 0.0,
         follow: bool = False,
+        ok: tuple[int, ...] = (),
     ) -> httpx.Response:
         """A read. Within `busy_wait_s`, an engine that is busy or unreachable is asked
-        again; past it, or for any other error answer, EngineError. `follow`: where the
-        engine answers with a redirect to the content (HCP Terraform's plan JSON); the
-        token is not sent on to another host."""
+        again; past it, or for any other error answer (but those in `ok`), EngineError.
+        `follow`: where the engine answers with a redirect to the content (HCP Terraform's
+        plan JSON); the token is not sent on to another host."""
         return self._request("GET", path, busy_wait_s=busy_wait_s, params=params,
-                             follow_redirects=follow)  # fmt: skip
+                             follow_redirects=follow, ok=ok)  # fmt: skip
 
     def post(
         self,

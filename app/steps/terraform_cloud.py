@@ -24,7 +24,11 @@ go-tfe's RunStatus values), JSON:API with `application/vnd.api+json` and a beare
    or ends. Then `GET /api/v2/plans/{plan}/json-output` (a redirect to the plan's JSON),
    the guard: past `max_destroy` the run is discarded (`POST .../actions/discard`) and the
    step `refused`; else `POST .../actions/apply`, and followed until `applied`.
-   `planned_and_finished` is a plan with no changes: succeeded, nothing applied.
+   `planned_and_finished` is a plan with no changes: succeeded, nothing applied. The
+   step's outputs are the workspace's state outputs (`GET .../current-state-version`,
+   once `resources-processed` and written by this run, then
+   `.../current-state-version-outputs`; sensitive ones masked), looked for up to
+   OUTPUT_LOOKS more times before it ends without them.
    errored, discarded, canceled, force_canceled, policy_soft_failed (nobody overrode it)
    and planned_and_saved end it failed.
 5. Timeout or cancel: `POST .../actions/cancel` while it plans or applies, `discard`
@@ -58,6 +62,7 @@ from app.steps.base import (
     engine_result,
     refused_now,
     shadowed,
+    with_outputs,
 )
 from app.steps.terraform.plan import refusal, summarise
 
@@ -68,6 +73,9 @@ if TYPE_CHECKING:
 ENGINE = "terraform_cloud"
 JSON_API = "application/vnd.api+json"
 LAUNCH_WAIT_S = 20.0
+# Looks after a run ended for its state's outputs to be processed; past them the step ends
+# without outputs rather than wait (the run itself is done).
+OUTPUT_LOOKS = 10
 NAME = r"^[A-Za-z0-9_-][A-Za-z0-9_.-]*$"
 REVERT_TO = r"^(previous|last_good|configuration_version:cv-[A-Za-z0-9]+)$"
 ENDED_FAILED = frozenset(
@@ -187,11 +195,15 @@ class TerraformCloudExecutor:
         url = self._link(step.spec, handle)
         if handle.get("plan_only"):
             return self._planned_only(step, handle, run, status, url)
-        if status == "applied":
-            return Remote(handle, url, ended=self._result(step, handle, "succeeded", status))
-        if status == "planned_and_finished":
-            return Remote(handle, url, ended=self._result(step, handle, "succeeded", status,
-                                                          summary="no changes"))  # fmt: skip
+        if status in ("applied", "planned_and_finished"):
+            outputs = self._state_outputs(handle, ours=status == "applied")
+            looks = int(handle.get("output_looks", 0))
+            if outputs is None and looks < OUTPUT_LOOKS:
+                # Its state's outputs are processed apart from the run: look again.
+                return Remote({**handle, "output_looks": looks + 1}, url)
+            summary = "no changes" if status == "planned_and_finished" else None
+            ended = self._result(step, handle, "succeeded", status, summary=summary)
+            return Remote(handle, url, ended=with_outputs(ended, outputs or None))
         if status in ENDED_FAILED:
             return Remote(handle, url, ended=self._result(step, handle, "failed", status))
         confirmable = bool((run["attributes"].get("actions") or {}).get("is-confirmable"))
@@ -256,6 +268,28 @@ class TerraformCloudExecutor:
         final: StepStatus = "succeeded" if engine_status == "applied" else status
         return Remote(handle, self._link(step.spec, handle),
                       ended=self._result(step, handle, final, engine_status))  # fmt: skip
+
+    def _state_outputs(self, handle: dict[str, Any], *, ours: bool) -> dict[str, Any] | None:
+        """The workspace's current state outputs by name, a sensitive one masked; {} when
+        it has no state; None while they are not there yet: HCP Terraform processes a
+        state version's outputs after the run (`resources-processed`), and an applied run
+        (`ours`) must be the one that wrote the current state."""
+        base = f"/api/v2/workspaces/{handle['workspace']}"
+        answer = self.api.get(f"{base}/current-state-version", ok=(404,))
+        if answer.status_code == 404:
+            return {}
+        current = answer.json()["data"]
+        wrote = ((current.get("relationships") or {}).get("run") or {}).get("data") or {}
+        if not current["attributes"].get("resources-processed") or (
+            ours and wrote.get("id") != handle["run"]
+        ):
+            return None
+        listed = self.api.get(f"{base}/current-state-version-outputs").json()["data"]
+        return {
+            str(o["attributes"]["name"]): "***" if o["attributes"].get("sensitive")
+            else o["attributes"].get("value")
+            for o in listed
+        }  # fmt: skip
 
     def _run(self, handle: dict[str, Any]) -> dict[str, Any]:
         run: dict[str, Any] = self.api.get(f"/api/v2/runs/{handle['run']}").json()["data"]

@@ -37,9 +37,13 @@ def fire(api: Api, fingerprint: str = "fp-1") -> str:
 def test_a_revert_plans_the_previous_version_applies_it_and_records_it_good(
     make_api: Callable[..., Api], tfc: TfcStandIn
 ) -> None:
+    tfc.outputs = {"release": ("release-1", False), "db_password": ("hunter2-long", True)}
     api = start(make_api, tfc)
     execution = api.wait(fire(api))
     assert execution["status"] == "succeeded", execution
+    # The state's outputs once processed (the first look found them not yet), masked
+    # where sensitive.
+    assert execution["steps"][0]["outputs"] == {"release": "release-1", "db_password": "***"}
     (created,) = tfc.created
     version = created["data"]["relationships"]["configuration-version"]["data"]["id"]
     assert version == "cv-before"
@@ -74,10 +78,12 @@ def test_a_plan_with_no_changes_succeeds_without_applying(
     make_api: Callable[..., Api], tfc: TfcStandIn
 ) -> None:
     tfc.no_changes = True
+    tfc.outputs = {"release": ("release-1", False)}
     api = start(make_api, tfc)
     execution = api.wait(fire(api))
     assert execution["status"] == "succeeded"
     assert [a for _, a in tfc.actions] == []
+    assert execution["steps"][0]["outputs"] == {"release": "release-1"}  # the state as it is
 
 
 def test_a_run_past_its_timeout_is_cancelled(make_api: Callable[..., Api], tfc: TfcStandIn) -> None:
@@ -129,3 +135,15 @@ def test_a_shadow_revert_is_a_plan_only_run_never_applied(
     assert api.client.get("/api/terraform/versions", params={"workdir": "tfc:acme/web-prod"},
                           headers=api.auth).json() == []  # fmt: skip
     assert tfc.violations == []
+
+
+def test_outputs_never_processed_end_the_applied_step_without_them(
+    make_api: Callable[..., Api], tfc: TfcStandIn
+) -> None:
+    tfc.outputs, tfc.processing_looks = {"release": ("release-1", False)}, 1000
+    api = start(make_api, tfc)
+    execution = api.wait(fire(api))
+    assert execution["status"] == "succeeded", execution  # the run applied: done
+    assert execution["steps"][0]["outputs"] is None
+    (run_id,) = tfc.runs
+    assert tfc.state_looks[run_id] == 11  # the first look and ten more, then no longer

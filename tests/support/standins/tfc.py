@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+import jsonschema
+
 from tests.support.contracts import EXTRACTS
 from tests.support.loopback import LoopbackStandIn, StandInHandler, answer_json
 
@@ -46,6 +48,12 @@ class TfcStandIn(LoopbackStandIn):
     runs: dict[str, Run] = field(default_factory=dict)
     created: list[dict[str, Any]] = field(default_factory=list)
     actions: list[tuple[str, str]] = field(default_factory=list)
+    # The workspace's state outputs: name → (value, sensitive). Its current state version
+    # is the newest applied run's (else an older one's); its outputs are processed after
+    # that many looks at it (`resources-processed` false until then).
+    outputs: dict[str, tuple[Any, bool]] = field(default_factory=dict)
+    processing_looks: int = 1
+    state_looks: dict[str, int] = field(default_factory=dict)
     handler_name: ClassVar[str] = "tfc"
 
     def handler_class(self) -> type[StandInHandler]:
@@ -123,6 +131,22 @@ class _Handler(StandInHandler):
                 "relationships": {"plan": {"data": {"id": f"plan-{run.id[4:]}", "type": "plans"}}},
             }})  # fmt: skip
             return
+        if method == "GET" and path == f"/api/v2/workspaces/{WORKSPACE}/current-state-version":
+            self._current_state()
+            return
+        if (
+            method == "GET"
+            and path == f"/api/v2/workspaces/{WORKSPACE}/current-state-version-outputs"
+        ):
+            # As HCP Terraform lists them: a sensitive output's value is not shown here.
+            data = [{"id": f"wsout-{i}", "type": "state-version-outputs",
+                     "attributes": {"name": name, "sensitive": sensitive, "type": "string",
+                                    "value": None if sensitive else value}}
+                    for i, (name, (value, sensitive)) in enumerate(tfc.outputs.items())]  # fmt: skip
+            answer = {"data": data}
+            jsonschema.validate(answer, CONTRACT["state_version_outputs_response"])
+            answer_json(self, 200, answer)
+            return
         plan = re.fullmatch(r"/api/v2/plans/plan-([a-z0-9]+)/json-output", path)
         if method == "GET" and plan:
             # As HCP Terraform does: a redirect to a temporary URL of the JSON.
@@ -141,6 +165,19 @@ class _Handler(StandInHandler):
             answer_json(self, 200, {"format_version": "1.2", "resource_changes": changes})
             return
         self.refuse(404, "no such HCP Terraform endpoint")
+
+    def _current_state(self) -> None:
+        tfc = self.tfc
+        applied = [r for r in tfc.runs.values() if tfc.state(r) == "applied"]
+        writer = applied[-1].id if applied else "run-old0"
+        looks = tfc.state_looks[writer] = tfc.state_looks.get(writer, 0) + 1
+        answer = {"data": {
+            "id": f"sv-{writer[4:]}", "type": "state-versions",
+            "attributes": {"resources-processed": looks > tfc.processing_looks or not applied},
+            "relationships": {"run": {"data": {"id": writer, "type": "runs"}}},
+        }}  # fmt: skip
+        jsonschema.validate(answer, CONTRACT["current_state_version_response"])
+        answer_json(self, 200, answer)
 
     def _create(self, raw: bytes) -> None:
         tfc = self.tfc
