@@ -52,3 +52,13 @@ def test_outputs_over_64_kib_fail_the_step_saying_so(make_api: Callable[..., Api
     [shown] = done["steps"]
     assert shown["outputs"] is None
     assert "outputs are 68 KiB, over the 64 KiB a step may keep" in shown["error"]
+
+
+def test_a_shadow_run_shows_the_outputs_its_check_mode_play_set(
+    make_api: Callable[..., Api],
+) -> None:
+    step = ansible_step("outputs.yml", lag_s="7", seen="{{ incident.labels.instance }}")
+    api = make_api([runbook("look", "Look", step, mode="shadow")])
+    done = api.wait(api.alertmanager(alert("Look", instance="db-2")).json()["executions"][0])
+    assert done["status"] == "shadowed", done
+    assert done["steps"][0]["outputs"]["seen"] == "db-2"

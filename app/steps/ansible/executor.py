@@ -150,8 +150,9 @@ class AnsibleExecutor:
             status, error = "failed", NO_HOSTS
         ended = datetime.now(UTC)
         result = StepResult(status, play.rc, tail(play.output), started, ended, error=error)
-        if step.shadow:
-            return _as_shadow(result, sorted(play.recap), sorted(play.changed))
+        if step.shadow:  # set_stats runs in check mode too: what the play would report
+            shadow = _as_shadow(result, sorted(play.recap), sorted(play.changed))
+            return with_outputs(shadow, play.outputs)
         return with_outputs(result, play.outputs)
 
     def targets(self, spec: dict[str, Any]) -> list[str]:
