@@ -66,18 +66,22 @@ def server(tmp_path: Path) -> Iterator[Server]:
 
 
 def wait_for(driver: Any, css: str, text: str | None = None, timeout: float = 30) -> Any:
+    """The first element matching `css` that is shown (and holds `text`): an element in
+    the page but not shown yet (a button waiting for the state that reveals it) cannot be
+    clicked or typed into, and one replaced while looked at is looked for again."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
     def found(d: Any) -> Any:
         for element in d.find_elements(By.CSS_SELECTOR, css):
-            if text is None or text in element.text:
+            if element.is_displayed() and (text is None or text in element.text):
                 return element
         return False
 
-    return WebDriverWait(driver, timeout, poll_frequency=0.2).until(
-        found, f"no {css!r}" + (f" with {text!r}" if text else "")
-    )
+    return WebDriverWait(
+        driver, timeout, poll_frequency=0.2, ignored_exceptions=(StaleElementReferenceException,)
+    ).until(found, f"no {css!r} shown" + (f" with {text!r}" if text else ""))
 
 
 def test_an_on_call_engineer_sees_approves_and_simulates(browser: Any, server: Server) -> None:
