@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -29,12 +29,7 @@ ChangeKind = Literal[
     "new match", "no longer matches", "different runbooks", "rendered differently",
     "now refused by a guard",
 ]  # fmt: skip
-CHANGE_KINDS: tuple[ChangeKind, ...] = (
-    "new match", "no longer matches", "different runbooks", "rendered differently",
-    "now refused by a guard",
-)  # fmt: skip
-# Refusals that depend on state a replay does not have: carried over as they happened.
-_REPLAYED_GUARDS = ("cooldown", "rate_limit")
+CHANGE_KINDS: tuple[ChangeKind, ...] = get_args(ChangeKind)
 
 
 class _Frozen(BaseModel):
