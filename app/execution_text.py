@@ -65,10 +65,17 @@ def describe_execution(view: ExecutionView) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _named(step: StepView) -> str:
+    said = [f"id {step.id}"] if step.id else []
+    said += ["on failure"] if step.phase == "on_failure" else []
+    said += [f"when {step.when}"] if step.when else []
+    return f" ({', '.join(said)})" if said else ""
+
+
 def _step(number: int, step: StepView) -> list[str]:
     summary = (step.detail or {}).get("summary")
     lines = [
-        f"  {number}. {step.kind}: {step.status}"
+        f"  {number}. {step.kind}{_named(step)}: {step.status}"
         + (f" (rc {step.rc})" if step.rc is not None else "")
         + (f", {step.attempts} attempts" if step.attempts > 1 else ""),
     ]

@@ -24,6 +24,13 @@ class AttemptView(BaseModel):
 
 class StepView(BaseModel):
     kind: str
+    # The runbook's name for it (`steps.<id>` in later steps), if it gave one.
+    id: str | None = None
+    # `steps`, or `on_failure`: run because a step failed.
+    phase: str = "steps"
+    # Run only when this is true (decided just before it would run; when false, `skipped`
+    # with the expression and the values it saw in `detail`).
+    when: str | None = None
     status: str
     attempts: int
     rc: int | None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -12,7 +13,7 @@ import httpx
 
 from app.errors import EscalationError
 from app.fields.sinks import path_segment
-from app.views import ExecutionView
+from app.views import ExecutionView, StepView
 
 # A step succeeded with something left for a human (StepResult.attention).
 ATTENTION = "attention"
@@ -125,7 +126,12 @@ def steps_detail(message: EscalationMessage) -> list[dict[str, Any]]:
         {
             "step": index + 1,
             "kind": step.kind,
+            "id": step.id,
+            "phase": step.phase,
             "status": step.status,
+            # Why it did not run (its `when`, an earlier failure), or what it found.
+            "summary": attempt_summary(step.detail) if not step.attempt_log else None,
+            "outputs": step.outputs,
             "attempts": [
                 {
                     "attempt": attempt.number,
@@ -145,6 +151,20 @@ def steps_detail(message: EscalationMessage) -> list[dict[str, Any]]:
     ]
 
 
+def step_label(index: int, step: StepView) -> str:
+    """`Step 3 (ansible, on failure)`: the step as every target names it."""
+    return f"Step {index + 1} ({step.kind}" + (
+        ", on failure)" if step.phase == "on_failure" else ")"
+    )
+
+
+def outputs_text(step: StepView) -> str | None:
+    """What the step found (its outputs), as JSON text: data, escaped by each target."""
+    if not step.outputs:
+        return None
+    return json.dumps(step.outputs, ensure_ascii=False, sort_keys=True)[:_MAX_TAIL]
+
+
 def attempt_summary(detail: dict[str, Any] | None) -> str | None:
     """What the executor found, in one line (terraform: the version and its plan)."""
     summary = (detail or {}).get("summary")
@@ -156,16 +176,21 @@ def note_text(message: EscalationMessage) -> str:
              f"API: {message.api_url}"]  # fmt: skip
     if message.approvers:
         lines.append(f"May approve: {message.approvers}")
-    for step in steps_detail(message):
-        for attempt in step["attempts"]:
+    for index, step in enumerate(message.execution.steps):
+        label = step_label(index, step)
+        if not step.attempt_log and (skipped := attempt_summary(step.detail)):
+            lines.append(f"{label}: {skipped}")
+        for attempt in step.attempt_log:
             lines.append(
-                f"Step {step['step']} ({step['kind']}) attempt {attempt['attempt']}: "
-                f"{attempt['status']}, exit {attempt['exit_status']}, {attempt['duration_s']}s"
+                f"{label} attempt {attempt.number}: {attempt.status}, exit {attempt.rc}, "
+                f"{round(attempt.duration_s, 3)}s"
             )
-            if attempt["summary"]:
-                lines.append(f"  {attempt['summary']}")
-            if attempt["url"]:
-                lines.append(f"  {attempt['url']}")
+            if summary := attempt_summary(attempt.detail):
+                lines.append(f"  {summary}")
+            if url := (attempt.detail or {}).get("url"):
+                lines.append(f"  {url}")
+        if found := outputs_text(step):
+            lines.append(f"  found: {found}")
     if message.execution.error:
         lines.append(f"Error: {message.execution.error}")
     return "\n".join(lines)[:25000]

@@ -30,7 +30,13 @@ import httpx
 
 from app.config.sections import SlackTarget
 from app.errors import EscalationError, InvalidSignature, UnsupportedPayload
-from app.escalation.base import EscalationMessage, attempt_summary, post_json
+from app.escalation.base import (
+    EscalationMessage,
+    attempt_summary,
+    outputs_text,
+    post_json,
+    step_label,
+)
 from app.fields.sinks import slack_code, slack_label, slack_text
 from app.signing import parse_timestamp
 
@@ -88,6 +94,11 @@ def slack_body(message: EscalationMessage, *, interactive: bool = False) -> dict
         },
     ]
     for index, step in enumerate(execution.steps):
+        label = step_label(index, step)
+        if not step.attempt_log and (skipped := attempt_summary(step.detail)):
+            blocks.append(
+                {"type": "section", "text": _verbatim(f"*{label}:* {slack_text(skipped)}")}
+            )
         for attempt in step.attempt_log:
             tail = slack_code(attempt.output_tail[-_MAX_TAIL:] or "(no output)")
             summary = attempt_summary(attempt.detail)
@@ -98,13 +109,16 @@ def slack_body(message: EscalationMessage, *, interactive: bool = False) -> dict
                     "text": {
                         "type": "mrkdwn",
                         "verbatim": True,
-                        "text": f"*Step {index + 1} ({step.kind}) attempt {attempt.number}:* "
+                        "text": f"*{label} attempt {attempt.number}:* "
                         f"{attempt.status}, exit {attempt.rc}, {attempt.duration_s:.1f}s\n"
                         + (f"{summary}\n" if summary else "")
                         + f"```{tail}```",
                     },
                 }
             )
+        if found := outputs_text(step):
+            blocks.append({"type": "section",
+                           "text": _verbatim(f"*Found:* ```{slack_code(found)}```")})  # fmt: skip
     buttons: list[dict[str, Any]] = [
         {
             "type": "button",

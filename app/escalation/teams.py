@@ -15,7 +15,14 @@ from typing import Any
 import httpx
 
 from app.config.sections import TeamsTarget
-from app.escalation.base import REASONS, EscalationMessage, attempt_summary, post_json
+from app.escalation.base import (
+    REASONS,
+    EscalationMessage,
+    attempt_summary,
+    outputs_text,
+    post_json,
+    step_label,
+)
 
 CARD_VERSION = "1.4"
 _MAX_TAIL = 1200
@@ -69,10 +76,15 @@ def teams_body(message: EscalationMessage) -> dict[str, Any]:
     if message.approvers:
         body.append(_said("May approve (on the page)", message.approvers))
     for index, step in enumerate(execution.steps):
+        label = step_label(index, step)
+        if not step.attempt_log and (skipped := attempt_summary(step.detail)):
+            body.append(_said(label, skipped))
+        if found := outputs_text(step):
+            body.append(_said(f"{label} found", found, monospace=True))
         for attempt in step.attempt_log:
             items: list[dict[str, Any]] = [
                 {"type": "TextBlock", "wrap": True, "weight": "bolder",
-                 "text": f"Step {index + 1} ({step.kind}) attempt {attempt.number}: "
+                 "text": f"{label} attempt {attempt.number}: "
                          f"{attempt.status}, exit {attempt.rc}, {attempt.duration_s:.1f}s"},
             ]  # fmt: skip
             summary = attempt_summary(attempt.detail)

@@ -28,8 +28,8 @@ from app.executions.steps import (
     Pending,
     Stop,
     after_step,
-    after_success,
     cancel_note,
+    go_on,
     persist,
     record_result,
     release,
@@ -68,6 +68,8 @@ def claim_partners(
     executor = services.executors.get(step.kind) if step is not None else None
     if not batching or step is None or not isinstance(executor, BatchExecutor):
         return None
+    if step.when is not None or step.deferred:
+        return None  # decided or rendered for its own execution, just before it runs
     key = executor.batch_key(step.spec)
     if key is None:
         return None
@@ -259,7 +261,7 @@ def _settle(
                         stop=member.stop)  # fmt: skip
     if status is not None or leads:
         return status
-    return after_success(execution, datetime.now(UTC))
+    return go_on(execution, datetime.now(UTC))
 
 
 def _started(session: Session, *, members: Sequence[Member]) -> None:

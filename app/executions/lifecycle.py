@@ -206,12 +206,15 @@ def add_execution(
         verify=plan.verify,
         created_at=now,
         incident_started_at=plan.started_at,
+        context=plan.context,
     )
     session.add(execution)
     for position, step in enumerate(plan.steps):
-        execution.steps.append(
-            StepRow(position=position, kind=step.kind, spec=step.spec, idempotent=step.idempotent)
-        )
+        execution.steps.append(StepRow(
+            position=position, kind=step.kind, spec=step.spec, idempotent=step.idempotent,
+            ref=step.id, when=step.when, continue_on_failure=step.continue_on_failure,
+            phase=step.phase, deferred=step.deferred,
+        ))  # fmt: skip
     if plan.error is not None and shadow:
         # What a real run would have met (a payload the checks refuse), told, not paged.
         error = f"would fail: {plan.error}"

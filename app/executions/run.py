@@ -19,14 +19,16 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt
 
 from app.errors import ExecutorError
 from app.executions.batch import Member, hand_back, run_batched
-from app.executions.lifecycle import finish_execution, start_verification
+from app.executions.lifecycle import finish_execution
+from app.executions.prepare import prepare_step
 from app.executions.steps import (
     Pending,
     Stop,
     after_step,
-    after_success,
     cancel_note,
     end_at_step,
+    go_on,
+    last_step_done,
     persist,
     record_result,
     release,
@@ -136,9 +138,14 @@ def _run_steps(
         if stop.cancelled.is_set() or services.stopping.is_set():
             # Between steps nothing is half-done: hand the rest back, or end it as asked.
             return _stop_between_steps(services, execution_id, stop)
-        with services.db.write() as session:
-            row = session.get_one(StepRow, pending.step_id)
-            row.status, row.started_at = "running", row.started_at or datetime.now(UTC)
+        prepared = persist(services, functools.partial(
+            prepare_step, execution_id=execution_id, pending=pending
+        ))  # fmt: skip
+        if prepared is None:
+            continue  # skipped, or not to run
+        if isinstance(prepared, str):
+            return prepared  # it could not be decided or rendered, and that ended it
+        pending = prepared
         executor = services.executors.get(pending.kind)
         if pending.shadow and not isinstance(executor, DryRuns):
             result = _rendered_only(services, pending)
@@ -162,9 +169,7 @@ def _run_steps(
             return ended
     return persist(
         services,
-        lambda session: start_verification(
-            session.get_one(Execution, execution_id), datetime.now(UTC)
-        ),
+        lambda session: last_step_done(session.get_one(Execution, execution_id), datetime.now(UTC)),
     )
 
 
@@ -262,10 +267,10 @@ def settle(
     execution.next_check_at = execution.deadline_at = None
     if execution.mode == "shadow" and result.status != "cancelled":
         row.status, row.finished_at = "would_run", now
-        return after_success(execution, now)
+        return go_on(execution, now)
     if result.status == "succeeded":
         row.status, row.finished_at = "succeeded", now
-        return after_success(execution, now)
+        return go_on(execution, now)
     if (
         result.status in ("failed", "timed_out")
         and row.attempts < policy.attempts
@@ -279,8 +284,8 @@ def settle(
         final = "cancelled"
     execution.guard = (result.detail or {}).get("guard", execution.guard)
     error = cancel_note(execution) if final == "cancelled" else result.error or result.status
-    end_at_step(execution, row, final, error, now)
-    return final
+    ended = end_at_step(execution, row, final, error, now)
+    return ended if ended is not None else go_on(execution, now)
 
 
 def _stop_between_steps(services: Services, execution_id: str, stop: Stop) -> ExecutionStatus:

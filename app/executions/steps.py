@@ -88,30 +88,79 @@ def after_step(
         final, error = result.status, result.error or result.status
         # A step's own guard (terraform's max_destroy) is named like the others.
         execution.guard = (result.detail or {}).get("guard", execution.guard)
-    end_at_step(execution, row, final, error, now)
-    return final
+    return end_at_step(execution, row, final, error, now)
 
 
-def after_success(execution: Execution, now: datetime) -> ExecutionStatus:
-    """A step that ran apart from its worker's loop (on an engine, in a batch) succeeded
-    (or dry-ran, in a shadow run): the execution's next step goes back to the queue for
-    any worker, or it is done."""
-    if any(step.status == "pending" for step in execution.steps):
+def go_on(execution: Execution, now: datetime) -> ExecutionStatus:
+    """A step that ran apart from its worker's loop (on an engine, in a batch) ended and
+    its execution goes on: its next step goes back to the queue for any worker, or no
+    step is left to run (`last_step_done`)."""
+    failing = execution.failed_as is not None
+    if any(s.status == "pending" and (failing or s.phase != "on_failure") for s in execution.steps):
         release(execution)
         return "queued"
+    return last_step_done(execution, now)
+
+
+def last_step_done(execution: Execution, now: datetime) -> ExecutionStatus:
+    """No step is left to run: the execution ends as the step that failed said (its
+    runbook's `on_failure` steps have run), or every step succeeded (or was skipped, or
+    failed and may) and it goes on to verification."""
+    if execution.failed_as is not None:
+        final = execution.failed_as
+        finish_execution(execution=execution, status=final, error=_failure(execution), now=now)
+        return final
+    for step in execution.steps:
+        if step.status == "pending":  # an on_failure step: nothing failed
+            step.status, step.finished_at = "skipped", now
+            step.detail = {"summary": "skipped: it runs only when a step fails"}
     return start_verification(execution, now)
+
+
+def _failure(execution: Execution) -> str:
+    """What the step that failed said (its on_failure steps have run since): from its
+    row, as the execution's error may have said other things while they ran."""
+    failed = next(
+        step for step in execution.steps
+        if step.phase != "on_failure" and step.status in HANDLED and not step.continue_on_failure
+    )  # fmt: skip
+    return _said(failed, failed.error or failed.status)
+
+
+def _said(row: StepRow, error: str) -> str:
+    return f"step {row.position + 1} ({row.kind}): {error}"
+
+
+# How a step may end that its runbook's failure handling answers; a cancel (a human's)
+# or an interruption (the service stopped mid-step) ends the execution as it is.
+HANDLED: tuple[ExecutionStatus, ...] = ("failed", "timed_out", "refused")
 
 
 def end_at_step(
     execution: Execution, row: StepRow, final: ExecutionStatus, error: str, now: datetime
-) -> None:
-    """The execution ends with this step: both carry the final status, the error names
-    the step, and a cancel (asked for by a human) is not escalated back to them."""
+) -> ExecutionStatus | None:
+    """The step ended `final`, not succeeded. The execution ends with it (the status it
+    ends with is answered), both carrying the final status, the error naming the step,
+    and a cancel (asked for by a human) not escalated back to them; or it goes on (None):
+    past a step that may fail (`continue_on_failure`), or to its runbook's `on_failure`
+    steps, each of which then runs whatever the one before it did."""
     row.status, row.finished_at = final, now
-    finish_execution(
-        execution=execution, status=final, now=now,
-        error=f"step {row.position + 1} ({row.kind}): {error}", escalate=final != "cancelled",
-    )  # fmt: skip
+    said = _said(row, error)
+    if final in HANDLED and (execution.failed_as is not None or row.continue_on_failure):
+        return None
+    handlers = [s for s in execution.steps if s.phase == "on_failure" and s.status == "pending"]
+    if final in HANDLED and handlers:
+        execution.failed_as, execution.error = final, said
+        for step in execution.steps:
+            if step.phase != "on_failure" and step.status == "pending":
+                step.status, step.finished_at = "skipped", now
+                step.detail = {"summary": f"skipped: step {row.position + 1} failed"}
+        return None
+    if execution.failed_as is not None:  # cancelled or interrupted in its on_failure steps
+        said = f"{_failure(execution)}; then {said}"
+    finish_execution(execution=execution, status=final, now=now, error=said,
+                     escalate=final != "cancelled")  # fmt: skip
+    return final
 
 
 # Errors that say the store is away (connection refused, server gone), not that the

@@ -132,7 +132,7 @@ def _check_paths(
     loaded: list[RunbookFile], dirs: Mapping[str, Path | None], problems: list[RunbookProblem]
 ) -> None:
     for item in loaded:
-        for index, step in enumerate(item.runbook.steps):
+        for where, step in item.runbook.all_steps():
             for key, base, relative in _step_paths(step, dirs):
                 target = inside(base, relative)
                 if target is None:
@@ -141,13 +141,13 @@ def _check_paths(
                     why = f"{relative!r} not found in {base}"
                 else:
                     continue
-                problems.append(RunbookProblem(item.file, item.line, f"steps[{index}].{key}", why))
+                problems.append(RunbookProblem(item.file, item.line, f"{where}.{key}", why))
 
 
 def _check_templates(loaded: list[RunbookFile], problems: list[RunbookProblem]) -> None:
     for item in loaded:
-        for where, source in templates(item.runbook):
-            why = template_problem(source)
+        for where, source, earlier in templates(item.runbook):
+            why = template_problem(source, earlier)
             if why is not None:
                 problems.append(RunbookProblem(item.file, item.line, where, why))
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from functools import cached_property
 from typing import Any, Literal
 
@@ -121,18 +121,43 @@ class Match(Strict):
         return [value] if isinstance(value, str) else value
 
 
+# A step's `id`: how `when`s and later templates name it (`steps.<id>.outputs`).
+STEP_ID = r"^[a-z][a-z0-9_]{0,63}$"
+# The keys a step may have besides its one kind key.
+_STEP_KEYS = ("idempotent", "id", "when", "continue_on_failure")
+
+
 class Step(BaseModel):
     """One step: exactly one kind key (`ansible`, `terraform`) with that kind's spec, and
-    `idempotent`."""
+    what the runbook says of it (`id`, `when`, `idempotent`, `continue_on_failure`)."""
 
     model_config = ConfigDict(frozen=True)
 
     kind: str
     spec: SerializeAsAny[BaseModel]
+    id: str | None = Field(
+        default=None,
+        pattern=STEP_ID,
+        description="A name for the step, unique in the runbook: later `when`s and templates "
+        "read what it found as `steps.<id>.outputs` and how it ended as `steps.<id>.status`.",
+    )
+    when: str | None = Field(
+        default=None,
+        min_length=1,
+        description="Run the step only when this is true: a bare expression as in Ansible's "
+        "`when:` (no `{{ }}`), over `incident`, `runbook` and earlier steps' "
+        "`steps.<id>.status` and `steps.<id>.outputs`, which must yield true or false. "
+        "False: the step is `skipped`, with the values the expression saw.",
+    )
     idempotent: bool = Field(
         default=False,
         description="Safe to repeat: re-run automatically when the worker running it died "
         "or the service was stopped mid-step, instead of ending `interrupted`.",
+    )
+    continue_on_failure: bool = Field(
+        default=False,
+        description="A failure of this step is recorded and the runbook goes on (a later "
+        "`when` may read `steps.<id>.status`), instead of ending the execution.",
     )
 
     @model_validator(mode="before")
@@ -142,7 +167,7 @@ class Step(BaseModel):
             return value
         kinds = step_kinds()
         given = [key for key in value if key in kinds]
-        unknown = [key for key in value if key not in kinds and key != "idempotent"]
+        unknown = [key for key in value if key not in kinds and key not in _STEP_KEYS]
         if unknown:
             raise ValueError(f"unknown key(s) {unknown}: a step is one of {', '.join(kinds)}")
         if len(given) != 1:
@@ -158,27 +183,41 @@ class Step(BaseModel):
                                  ctx=e.get("ctx", {}))
                 for e in exc.errors()
             ]) from None  # fmt: skip
-        return {"kind": kind, "spec": spec, "idempotent": value.get("idempotent", False)}
+        own = {key: value[key] for key in _STEP_KEYS if key in value}
+        return {"kind": kind, "spec": spec} | own
+
+    @field_validator("when")
+    @classmethod
+    def _bare(cls, value: str | None) -> str | None:
+        if value is not None and ("{{" in value or "{%" in value):
+            raise ValueError("when is a bare expression, as in Ansible: write it without {{ }}")
+        return value
 
     @model_serializer(mode="wrap")
     def _as_written(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
         dumped = handler(self)
-        return {self.kind: dumped["spec"], "idempotent": self.idempotent}
+        written = {self.kind: dumped["spec"], "idempotent": self.idempotent}
+        for key in ("id", "when"):
+            if dumped.get(key) is not None:
+                written[key] = dumped[key]
+        if self.continue_on_failure:
+            written["continue_on_failure"] = True
+        return written
 
     @classmethod
     def __get_pydantic_json_schema__(
         cls, core_schema: CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
-        # As written: one optional key per kind (exactly one given) and `idempotent`.
+        # As written: one optional key per kind (exactly one given) and the step's own keys.
         fields: dict[str, Any] = {
             name: (kind.spec_model | None, None) for name, kind in step_kinds().items()
         }
+        own: dict[str, Any] = {
+            key: (cls.model_fields[key].annotation, cls.model_fields[key]) for key in _STEP_KEYS
+        }
         written = create_model(
-            "Step", __config__=ConfigDict(extra="forbid"), __doc__=cls.__doc__,
-            idempotent=(bool, Field(default=False,
-                                    description=cls.model_fields["idempotent"].description)),
-            **fields,
-        )  # fmt: skip
+            "Step", __config__=ConfigDict(extra="forbid"), __doc__=cls.__doc__, **own, **fields
+        )
         return handler(written.__pydantic_core_schema__)
 
     @property
@@ -348,6 +387,13 @@ class Runbook(Strict):
     )
     match: Match = Field(default_factory=Match)
     steps: list[Step] = Field(min_length=1)
+    on_failure: list[Step] = Field(
+        default_factory=list,
+        description="Steps run after a step fails (or times out, or is refused by its own "
+        "guard): a rollback, a cleanup, a diagnostic for the escalation. They see "
+        "`steps.<id>` of the run so far, each runs whatever the one before it did, and the "
+        "execution stays failed, its escalation carrying their results.",
+    )
     retry: Retry = Field(default_factory=Retry)
     concurrency: str | None = Field(
         default=None, description="Template; one run at a time per rendered key."
@@ -421,9 +467,26 @@ class Runbook(Strict):
             raise ValueError("resolve_on_success needs the platform's target in notify_on_success")
         return self
 
+    def all_steps(self) -> Iterator[tuple[str, Step]]:
+        """Every step with where it is written (`steps[0]`, `on_failure[1]`), in the
+        order they may run."""
+        for key in ("steps", "on_failure"):
+            for index, step in enumerate(getattr(self, key)):
+                yield f"{key}[{index}]", step
+
+    @model_validator(mode="after")
+    def _ids_unique(self) -> Runbook:
+        seen: dict[str, str] = {}
+        for where, step in self.all_steps():
+            if step.id is not None and step.id in seen:
+                raise ValueError(f"{where}: step id {step.id!r} is already {seen[step.id]}'s")
+            if step.id is not None:
+                seen[step.id] = where
+        return self
+
     @model_validator(mode="after")
     def _secret_vars_exist(self) -> Runbook:
-        known = {name for step in self.steps for name in step.variables}
+        known = {name for _, step in self.all_steps() for name in step.variables}
         unknown = [name for name in self.secret_vars if name not in known]
         if unknown:
             raise ValueError(f"secret_vars {unknown} are not extra_vars or var of any step")

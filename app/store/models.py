@@ -234,6 +234,12 @@ class Execution(Base):
     # How often a dead worker's claim on it was taken back (a cap stops a crash loop).
     recoveries: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # A step failed and its runbook's `on_failure` steps are running: the status it ends
+    # with once they have (the error is already written).
+    failed_as: Mapped[ExecutionStatus | None] = mapped_column(String(20))
+    # What templates saw when the incident arrived, for the steps decided (`when`) or
+    # rendered (they read earlier steps' outputs) just before they run; else none.
+    context: Mapped[dict[str, Any] | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     started_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
@@ -272,6 +278,17 @@ class StepRow(Base):
     kind: Mapped[str] = mapped_column(String(16))
     spec: Mapped[dict[str, Any]]
     idempotent: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The runbook's name for it (`id`): how later steps read it as `steps.<ref>`.
+    ref: Mapped[str | None] = mapped_column(String(64))
+    # Run only when this expression is true, decided just before it would run.
+    when: Mapped[str | None] = mapped_column(Text)
+    continue_on_failure: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
+    # `steps`, or `on_failure`: run only once a step failed.
+    phase: Mapped[str] = mapped_column(String(16), default="steps", server_default="steps")
+    # `spec` is as written, rendered just before the step runs (it reads earlier steps).
+    deferred: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     status: Mapped[str] = mapped_column(String(20), default="pending")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     rc: Mapped[int | None]

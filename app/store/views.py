@@ -24,6 +24,9 @@ from app.views import (
 def _step_view(step: StepRow) -> StepView:
     return StepView(
         kind=step.kind,
+        id=step.ref,
+        phase=step.phase,
+        when=step.when,
         status=step.status,
         attempts=step.attempts,
         rc=step.rc,

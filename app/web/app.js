@@ -193,8 +193,10 @@ function renderExecution(view, execution) {
   view.querySelector(".steps").replaceChildren(...execution.steps.map((step, index) =>
     el("div", { class: "step" },
       el("h4", {}, `Step ${index + 1}: ${step.kind} `,
-         step.spec.playbook || step.spec.workdir || "", " — ",
+         step.spec.playbook || step.spec.workdir || "",
+         step.id ? ` (${step.id})` : "", step.phase === "on_failure" ? ", on failure" : "", " — ",
          el("span", { class: `status ${step.status}` }, step.status)),
+      step.when ? el("p", { class: "muted" }, "when ", el("code", {}, step.when)) : null,
       step.detail && step.detail.summary ? el("p", {}, step.detail.summary) : null,
       // What the step found, by name: data, shown as text.
       step.outputs ? el("table", { class: "outputs" }, el("caption", {}, "Outputs"),

@@ -287,3 +287,43 @@ def test_a_shadow_without_check_sends_nothing_to_awx(
     assert execution["status"] == "shadowed", execution
     assert execution["steps"][0]["detail"]["shadow"] == {"outcome": "rendered only"}
     assert awx.launches == []
+
+
+def test_remote_steps_decide_read_outputs_and_run_on_failure(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    """Each step launched on the engine in turn, from any worker: the second is decided
+    by what the first job's artifacts said and launched with them (rendered just before
+    it runs), it fails, and the runbook's on_failure job runs with the failed run in view."""
+    awx.template("restart-nginx", seconds=0.2, artifacts={"restarted": "web-7", "took_s": 3})
+    awx.template("warm-cache", outcome="failed", seconds=0.2)
+    awx.template("never", seconds=0.1)
+    awx.template("rollback", seconds=0.1)
+    book = {
+        "name": "restart-warm-or-roll-back",
+        "match": {"all": [{"field": "labels.alertname", "equals": "NginxDown"}]},
+        "steps": [
+            {"id": "restart", "awx": {"job_template": "restart-nginx", "timeout": "30s"}},
+            {"id": "warm", "when": "steps.restart.outputs.took_s > 1", "awx": {
+                "job_template": "warm-cache", "timeout": "30s",
+                "extra_vars": {"host": "{{ steps.restart.outputs.restarted }}"}}},
+            {"awx": {"job_template": "never", "timeout": "30s"}},
+        ],
+        "on_failure": [{"awx": {"job_template": "rollback", "timeout": "30s", "extra_vars": {
+            "why": "{{ steps.warm.status }}", "host": "{{ steps.restart.outputs.restarted }}"}}}],
+    }  # fmt: skip
+    api = start(make_api, awx, book)
+    execution = api.wait(fire(api))
+    assert execution["status"] == "failed", execution
+    assert execution["error"].startswith("step 2 (awx): AWX job")
+    assert [(s["phase"], s["status"]) for s in execution["steps"]] == [
+        ("steps", "succeeded"), ("steps", "failed"), ("steps", "skipped"),
+        ("on_failure", "succeeded"),
+    ]  # fmt: skip
+    launched = [(launch["template"], launch.get("extra_vars")) for launch in awx.launches]
+    assert launched == [
+        ("restart-nginx", None),
+        ("warm-cache", {"host": "web-7"}),
+        ("rollback", {"why": "failed", "host": "web-7"}),
+    ]
+    assert awx.violations == []

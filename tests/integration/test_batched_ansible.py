@@ -215,3 +215,25 @@ def test_max_errors_stops_a_fleet_wide_play_and_refuses_the_hosts_not_reached(
     assert {done[h]["guard"] for h in refused} == {"max_errors"}
     assert "stopped after 2 host(s) failed (max_errors allows 2)" in done[refused[0]]["error"]
     assert len(marks(tmp_path)) <= 4 and "host-29" not in marks(tmp_path)
+
+
+def test_a_host_failing_in_a_batch_runs_its_own_on_failure_steps(
+    start: Callable[..., Api], tmp_path: Path
+) -> None:
+    """The batch is one play; the member whose host failed then runs its runbook's
+    on_failure step alone (its own host), the others skip it."""
+    (tmp_path / "broken-host-2").write_text("")
+    rollback = {"ansible": {"playbook": "fleet.yml", "inventory": "fleet.ini",
+                            "limit": "{{ incident.labels.instance }}",
+                            "extra_vars": {"work": str(tmp_path), "tag": "rollback", "pause": "0"}}}  # fmt: skip
+    api = start(4, window="3s", on_failure=[rollback])
+    ids = {fire(api, f"host-{i}"): f"host-{i}" for i in range(4)}
+    done = {ids[execution_id]: api.wait(execution_id) for execution_id in ids}
+    assert done["host-2"]["status"] == "failed"
+    assert [s["status"] for s in done["host-2"]["steps"]] == ["failed", "succeeded"]
+    for host in ("host-0", "host-1", "host-3"):
+        assert done[host]["status"] == "succeeded", done[host]
+        assert [s["status"] for s in done[host]["steps"]] == ["succeeded", "skipped"]
+    assert plays(tmp_path) == ["a", "rollback"]  # the batch as one play, then the rollback
+    assert marks(tmp_path) == Counter({"host-0": 1, "host-1": 1, "host-3": 1, "host-2": 1})
+    assert (tmp_path / "marks").read_text().count("host-2 rollback") == 1

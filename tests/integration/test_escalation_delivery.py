@@ -27,6 +27,7 @@ from tests.support.service import (
     alert,
     delivered,
     runbook,
+    slack_marked,
 )
 
 pytestmark = pytest.mark.ansible
@@ -122,11 +123,7 @@ def test_payload_text_cannot_mention_or_link_in_slack(
     api.wait(api.alertmanager(alert("Fail", instance=hostile)).json()["executions"][0])
     [slack] = recorder.wait_for(1)
     message = slack.json()
-    # Slack reads markup in the fallback `text` and in mrkdwn; plain_text is shown as is.
-    marked = [message["text"]] + [
-        block["text"]["text"] for block in message["blocks"]
-        if block.get("text", {}).get("type") == "mrkdwn"
-    ]  # fmt: skip
+    marked = slack_marked(message)
     for markup in ("<!channel>", "<https://evil.test|Runbook>", "<@U0123>"):
         assert not any(markup in text for text in marked)
     assert any("&lt;!channel&gt; &lt;https://evil.test|Runbook&gt; &amp; &lt;@U0123&gt;" in text

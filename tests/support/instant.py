@@ -23,17 +23,27 @@ from app.config.settings import Settings
 from app.fields.duration import Duration
 from app.fields.templating import render_value
 from app.gitops.records import Records
-from app.steps.base import KindDefaults, StepInput, StepResult, StepSpec, shadowed, strings_in
+from app.steps.base import (
+    KindDefaults,
+    StepInput,
+    StepResult,
+    StepSpec,
+    shadowed,
+    strings_in,
+    with_outputs,
+)
 
 
 class InstantStep(StepSpec):
     """Append `line` to `dest` (after `pause` seconds, and once the file `gate` exists),
-    or with `values`, write them to `dest` as JSON; `fail`: fail instead. A payload may
-    fill `dest` and `values`: test code, on files the test owns."""
+    or with `values`, write them to `dest` as JSON; `fail`: fail instead. `outputs`: what
+    it says it found (as a play's set_stats). A payload may fill `dest`, `values` and
+    `outputs`: test code, on files the test owns."""
 
     dest: str
     line: str = "run"
     values: dict[str, Any] | None = None
+    outputs: dict[str, Any] | None = None
     pause: Duration = 0.0
     gate: str | None = None
     fail: bool = False
@@ -60,15 +70,17 @@ class InstantExecutor:
         if step.shadow:
             return shadowed("would change", f"would write {spec.dest}", started=started)
         if spec.fail:
-            return StepResult("failed", 1, "failing on purpose", started, datetime.now(UTC),
-                              error="failing on purpose")  # fmt: skip
+            failed = StepResult("failed", 1, "failing on purpose", started, datetime.now(UTC),
+                                error="failing on purpose")  # fmt: skip
+            return with_outputs(failed, spec.outputs)
         if spec.values is not None:
             Path(spec.dest).write_text(json.dumps(spec.values))
         else:
             with Path(spec.dest).open("a") as out:
                 out.write(spec.line + "\n")
-        return StepResult("succeeded", 0, f"wrote {spec.dest}", started, datetime.now(UTC),
+        done = StepResult("succeeded", 0, f"wrote {spec.dest}", started, datetime.now(UTC),
                           detail={"summary": f"wrote {Path(spec.dest).name}"})  # fmt: skip
+        return with_outputs(done, spec.outputs)
 
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         return {"would_write": spec["dest"]}
@@ -84,11 +96,13 @@ class InstantKind(KindDefaults):
     def templates(self, spec: InstantStep) -> Iterator[tuple[str, str]]:
         yield "dest", spec.dest
         yield from strings_in(spec.values or {}, "values")
+        yield from strings_in(spec.outputs or {}, "outputs")
 
     def render(self, spec: InstantStep, context: Mapping[str, Any]) -> dict[str, Any]:
         rendered = spec.model_dump(mode="json")
         rendered["dest"] = render_value(spec.dest, context)
         rendered["values"] = render_value(spec.values, context)
+        rendered["outputs"] = render_value(spec.outputs, context)
         return rendered
 
     def variables(self, spec: InstantStep) -> Mapping[str, Any]:

@@ -344,3 +344,12 @@ def delivered(api: Api, execution_id: str) -> dict[str, Any]:
         execution_id,
         until=lambda e: bool(e["escalations"]) and e["escalations"][0]["status"] != "pending",
     )
+
+
+def slack_marked(message: dict[str, Any]) -> list[str]:
+    """The texts of a Slack message that Slack reads markup in: the fallback `text` and
+    every mrkdwn block (plain_text is shown as is)."""
+    return [message["text"]] + [
+        block["text"]["text"] for block in message["blocks"]
+        if block.get("text", {}).get("type") == "mrkdwn"
+    ]  # fmt: skip
