@@ -7,6 +7,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from app.escalation.base import PHASE_NAMES
 from app.views import AttemptView, ExecutionView, StepView
 
 TAIL_LINES = 20
@@ -67,7 +68,7 @@ def describe_execution(view: ExecutionView) -> str:
 
 def _named(step: StepView) -> str:
     said = [f"id {step.id}"] if step.id else []
-    said += ["on failure"] if step.phase == "on_failure" else []
+    said += [PHASE_NAMES[step.phase].lstrip(", ")] if step.phase in PHASE_NAMES else []
     said += [f"when {step.when}"] if step.when else []
     return f" ({', '.join(said)})" if said else ""
 

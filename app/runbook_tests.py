@@ -14,6 +14,13 @@ A test file (`*.test.yaml` / `*.test.yml`) is a list of cases:
             - ansible: {extra_vars: {cache_dir: /tmp/remediator-demo/cache}}
         mode: auto                                 # the runbook's own mode
         error: limit                               # a rendering error containing this
+        runs:                                      # per runbook, by step id: would it run
+          failover-when-close: {failover: true, page: false}
+      outputs: {lag: {lag_s: 12}}                  # what steps would find, by step id
+
+`outputs` stand for what earlier steps would find (as if they had run and succeeded), so
+that a `when` reading them is decided and a step reading them is rendered; a `runs`
+entry whose `when` cannot be decided from them fails the case.
 
 Rules: values are equal; lists are equal in length and compared item by item; mappings
 are partial (keys a case does not name are not looked at). When several incidents of one
@@ -59,6 +66,11 @@ class Expect(_Strict):
         description="A matching runbook fails to render, with an error containing this "
         "(a payload value its field refuses).",
     )
+    runs: dict[str, dict[str, bool]] | None = Field(
+        default=None,
+        description="Per runbook, by step id: whether the step would run (its `when`, "
+        "decided with the case's `outputs`).",
+    )
 
 
 class Case(_Strict):
@@ -66,6 +78,11 @@ class Case(_Strict):
     source: str = Field(min_length=1)
     payload: Any = None
     payload_file: str | None = None
+    outputs: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="What earlier steps would find, by step id (their outputs), as if they "
+        "had run and succeeded.",
+    )
     expect: Expect
 
     @model_validator(mode="after")
@@ -158,7 +175,7 @@ def run_case(matcher: Matcher, located: LocatedCase) -> Outcome:
     """The case against what the runbooks would do with its payload."""
     case = located.case
     try:
-        report = simulate(matcher, case.source, located.body())
+        report = simulate(matcher, case.source, located.body(), outputs=case.outputs)
     except BrokenTestFile:
         raise
     except RemediatorError as exc:  # an unknown source, a payload not of its shape
@@ -177,6 +194,11 @@ def run_case(matcher: Matcher, located: LocatedCase) -> Outcome:
             found = differences(steps, actual, f"steps.{runbook}")
             if found:
                 failures.append(_side_by_side(f"steps of {runbook}", steps, actual, found))
+    for runbook, expected_runs in (expect.runs or {}).items():
+        for one in (m for m in matched if m["runbook"] == runbook):
+            failures.extend(_runs_unlike(runbook, expected_runs, one["steps"]))
+        if not any(m["runbook"] == runbook for m in matched):
+            failures.append(f"runs of {runbook}: it did not match")
     if expect.mode is not None:
         failures.extend(
             f"mode of {m['runbook']}: expected {expect.mode}, would be {m['mode']}"
@@ -188,6 +210,21 @@ def run_case(matcher: Matcher, located: LocatedCase) -> Outcome:
     if expect.error is None and errors:
         failures.append(f"rendering failed: {'; '.join(errors)}")
     return Outcome(located, failures)
+
+
+def _runs_unlike(
+    runbook: str, expected: dict[str, bool], steps: list[dict[str, Any]]
+) -> Iterator[str]:
+    by_id = {step["id"]: step for step in steps if "id" in step}
+    for step_id, runs in expected.items():
+        step = by_id.get(step_id)
+        if step is None:
+            yield f"runs of {runbook}: it has no step with id {step_id!r}"
+        elif step["runs"] is None:
+            yield f"runs of {runbook}.{step_id}: undecided ({step['why']}); give `outputs`"
+        elif step["runs"] != runs:
+            yield (f"runs of {runbook}.{step_id}: expected {'to run' if runs else 'skipped'}, "
+                   f"would {'run' if step['runs'] else 'be skipped'}: {step['why']}")  # fmt: skip
 
 
 def _spec(step: dict[str, Any]) -> dict[str, Any]:

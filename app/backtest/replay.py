@@ -215,11 +215,20 @@ def rendering_differences(before: Recorded, planned: Plan) -> list[str]:
         if planned.error == was_error:
             return []
         return [f"error: {_shown(was_error)} → {_shown(planned.error)}"]
-    old = [{step.kind: step.spec} for step in before.steps]
-    new = [{step.kind: _as_stored(step.spec)} for step in planned.steps]
+    old: list[Any] = [{step.kind: step.spec} for step in before.steps]
+    new: list[Any] = [{step.kind: _as_stored(step.spec)} for step in planned.steps]
+    for index, step in enumerate(planned.steps):
+        if step.deferred and index < len(old):
+            # It reads earlier steps' outputs: rendered only when it runs, so its fields
+            # cannot be compared from history; its kind and place still are.
+            old[index] = dict.fromkeys(old[index], LATER)
+            new[index] = {step.kind: LATER}
     found: list[str] = []
     _diff(old, new, "steps", found)
     return found
+
+
+LATER = "(rendered when it runs, from earlier steps' outputs)"
 
 
 def _render_error(before: Recorded) -> str | None:

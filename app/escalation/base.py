@@ -33,6 +33,8 @@ REASONS = {
 REMEDIATED = "remediated"
 # What a shadow run would have done (`notify_on_shadow`): a notice, never a page.
 SHADOWED = "shadowed"
+# What the runbook's diagnose steps found (`diagnose.post_to`): a notice on the incident.
+DIAGNOSED = "diagnosed"
 
 
 class Progress(Protocol):
@@ -61,11 +63,16 @@ class EscalationMessage:
     # For a success notice: resolve the incident too (`resolve_on_success`, and the
     # platform has not resolved it already).
     resolve: bool = False
+    # For a diagnosis: the runbook's own headline for it (`diagnose.headline`), rendered.
+    diagnosis: str | None = None
 
     @property
     def headline(self) -> str:
         incident = self.execution.incident
         title = incident.get("title", "")
+        if self.reason == DIAGNOSED:
+            said = self.diagnosis or f"diagnosed by {self.execution.runbook} for “{title}”"
+            return f"[remediator] {said}"
         if self.reason == REMEDIATED:
             return f"[remediator] remediated by {self.execution.runbook} in {self.took}: “{title}”"
         if self.reason == SHADOWED:
@@ -87,9 +94,11 @@ class EscalationMessage:
 
     def as_json(self) -> dict[str, Any]:
         return {
-            "type": {REMEDIATED: "remediation.succeeded", SHADOWED: "remediation.shadowed"}.get(
-                self.reason, "remediation.escalated"
-            ),
+            "type": {
+                REMEDIATED: "remediation.succeeded",
+                SHADOWED: "remediation.shadowed",
+                DIAGNOSED: "remediation.diagnosed",
+            }.get(self.reason, "remediation.escalated"),
             "escalation_id": self.escalation_id,
             "reason": self.reason,
             "summary": self.headline,
@@ -153,9 +162,11 @@ def steps_detail(message: EscalationMessage) -> list[dict[str, Any]]:
 
 def step_label(index: int, step: StepView) -> str:
     """`Step 3 (ansible, on failure)`: the step as every target names it."""
-    return f"Step {index + 1} ({step.kind}" + (
-        ", on failure)" if step.phase == "on_failure" else ")"
-    )
+    return f"Step {index + 1} ({step.kind}{PHASE_NAMES.get(step.phase, '')})"
+
+
+# How a step that is not one of the runbook's `steps` is named beside its kind.
+PHASE_NAMES = {"diagnose": ", diagnose", "on_failure": ", on failure"}
 
 
 def outputs_text(step: StepView) -> str | None:
@@ -196,6 +207,34 @@ def note_text(message: EscalationMessage) -> str:
     return "\n".join(lines)[:25000]
 
 
+def findings(message: EscalationMessage) -> list[str]:
+    """What the diagnose steps found, a line each: their outputs, or the end of their
+    output when they have none."""
+    lines = []
+    for step in message.execution.steps:
+        if step.phase != "diagnose":
+            continue
+        name = step.id or step.kind
+        found = outputs_text(step)
+        if found is None:
+            tail = step.output_tail.strip().splitlines()[-_FINDING_LINES:]
+            found = " | ".join(tail) if tail else "(no output)"
+        failed = f" ({step.status}: {step.error})" if step.status != "succeeded" else ""
+        lines.append(f"{name}{failed}: {found}")
+    return lines
+
+
+_FINDING_LINES = 5
+
+
+def notice_text(message: EscalationMessage) -> str:
+    """A notice for the incident's own timeline: a diagnosis, or a success."""
+    if message.reason != DIAGNOSED:
+        return success_text(message)
+    lines = [message.headline, *findings(message), f"Execution: {message.execution_url}"]
+    return "\n".join(lines)[:25000]
+
+
 def success_text(message: EscalationMessage) -> str:
     """A success notice, for the incident's own timeline: what ran, how long it took,
     what it found, and where the whole story is."""
@@ -210,6 +249,7 @@ def success_text(message: EscalationMessage) -> str:
     checked = " and verified" if execution.verify else ""
     lines = [
         f"Remediated automatically by {execution.runbook} in {message.took}{checked}: {done}",
+        *(f"Diagnosed: {line}" for line in findings(message)),
         f"Execution: {message.execution_url}",
     ]
     return "\n".join(lines)[:25000]

@@ -31,15 +31,16 @@ import httpx
 
 from app.config.sections import OpsgenieTarget
 from app.escalation.base import (
+    DIAGNOSED,
     REMEDIATED,
     EscalationMessage,
     dedup_key,
     level,
     note_text,
+    notice_text,
     once,
     own_id,
     post_json,
-    success_text,
 )
 from app.fields.sinks import url_part
 
@@ -84,18 +85,18 @@ class OpsgenieNotifier:
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
         alert_id = own_id(message, "opsgenie", "opsgenie_alert_id", ALERT_ID)
-        if message.reason == REMEDIATED:
-            self._remediated(message, client, alert_id)
+        if message.reason in (REMEDIATED, DIAGNOSED):
+            self._notice(message, client, alert_id)
         elif alert_id is not None:
             note = {"note": note_text(message)[:25000], "source": "remediator"}
             self._post(client, f"/v2/alerts/{alert_id}/notes?identifierType=id", note)
         else:
             self._post(client, "/v2/alerts", alert_body(message, self.config.responders))
 
-    def _remediated(
+    def _notice(
         self, message: EscalationMessage, client: httpx.Client, alert_id: str | None
     ) -> None:
-        note = {"note": success_text(message), "source": "remediator"}
+        note = {"note": notice_text(message), "source": "remediator"}
         if alert_id is not None:
             notes = f"/v2/alerts/{alert_id}/notes?identifierType=id"
             once(message.progress, "note", lambda: self._post(client, notes, note))

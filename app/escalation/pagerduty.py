@@ -35,16 +35,17 @@ import httpx
 from app.config.sections import PagerDutyTarget
 from app.errors import EscalationError
 from app.escalation.base import (
+    DIAGNOSED,
     REMEDIATED,
     EscalationMessage,
     dedup_key,
     level,
     note_text,
+    notice_text,
     once,
     own_id,
     post_json,
     steps_detail,
-    success_text,
 )
 
 # PagerDuty object ids: letters and digits (PT4KHLK, Q0RIJJZL24RC6W).
@@ -113,8 +114,8 @@ class PagerDutyNotifier:
         self.config = config
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
-        if message.reason == REMEDIATED:
-            self._remediated(message, client)
+        if message.reason in (REMEDIATED, DIAGNOSED):
+            self._notice(message, client)
             return
         body = event_body(message, self.config.routing_key.get_secret_value())
         once(message.progress, "page", lambda: self._event(client, body))
@@ -123,9 +124,11 @@ class PagerDutyNotifier:
             note = {"note": {"content": note_text(message)}}
             self._rest(client, "incident note", "POST", f"/incidents/{pagerduty_id}/notes", note)
 
-    def _remediated(self, message: EscalationMessage, client: httpx.Client) -> None:
+    def _notice(self, message: EscalationMessage, client: httpx.Client) -> None:
+        """A note on the incident it came from (a success, a diagnosis); and for a success,
+        with `resolve`, the incident resolved (or the page remediator raised)."""
         pagerduty_id = self._own_incident(message)
-        text = success_text(message)
+        text = notice_text(message)
         if pagerduty_id is not None:
             note = {"note": {"content": text}}
             path = f"/incidents/{pagerduty_id}"

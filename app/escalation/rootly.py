@@ -34,14 +34,15 @@ import httpx
 
 from app.config.sections import RootlyTarget
 from app.escalation.base import (
+    DIAGNOSED,
     REMEDIATED,
     EscalationMessage,
     dedup_key,
     note_text,
+    notice_text,
     once,
     own_id,
     post_json,
-    success_text,
 )
 
 JSON_API = "application/vnd.api+json"
@@ -91,9 +92,9 @@ class RootlyNotifier:
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
         incident_id = own_id(message, "rootly", "rootly_incident_id", INCIDENT_ID)
-        if message.reason == REMEDIATED:
+        if message.reason in (REMEDIATED, DIAGNOSED):
             if incident_id is not None:
-                self._remediated(message, client, incident_id)
+                self._notice(message, client, incident_id)
             return
         if incident_id is not None:
             self._timeline(message, client, incident_id, note_text(message))
@@ -108,10 +109,8 @@ class RootlyNotifier:
         once(message.progress, "timeline",
              lambda: self._send(client, "timeline event", path, event))  # fmt: skip
 
-    def _remediated(
-        self, message: EscalationMessage, client: httpx.Client, incident_id: str
-    ) -> None:
-        text = success_text(message)
+    def _notice(self, message: EscalationMessage, client: httpx.Client, incident_id: str) -> None:
+        text = notice_text(message)
         self._timeline(message, client, incident_id, text)
         if message.resolve:
             attributes = {"resolution_message": text}

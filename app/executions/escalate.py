@@ -18,17 +18,21 @@ from tenacity import (
 from app.config.settings import Settings
 from app.errors import (
     EscalationError,
+    SinkError,
+    TemplateError,
 )
-from app.escalation.base import REMEDIATED, EscalationMessage
+from app.escalation.base import DIAGNOSED, REMEDIATED, EscalationMessage
 from app.executions.actions import approval_policy, askers
+from app.executions.prepare import step_context
 from app.fields.sinks import inert
+from app.fields.templating import render_text
 from app.logs import log_context
 from app.redaction import redact
 from app.services import Services
 from app.store.db import Database
 from app.store.models import EscalationRow, Execution
 from app.store.queue import claim_next_escalation
-from app.store.views import execution_view
+from app.store.views import execution_view, runbook_secrets
 from app.views import ExecutionView
 
 log = logging.getLogger("remediator.executions")
@@ -55,7 +59,24 @@ def escalation_message(
         resolve=row.reason == REMEDIATED
         and bool(execution.runbook_spec.get("resolve_on_success"))
         and execution.resolved_at is None,
+        diagnosis=_diagnosis(services, execution) if row.reason == DIAGNOSED else None,
     )
+
+
+def _diagnosis(services: Services, execution: Execution) -> str | None:
+    """The runbook's headline for its findings, rendered with what its diagnose steps
+    found (masked like everything shown); None without one, or when it cannot render
+    (the findings are posted all the same, under the default headline)."""
+    headline = (execution.runbook_spec.get("diagnose") or {}).get("headline")
+    if not headline:
+        return None
+    try:
+        said = render_text(headline, step_context(execution))
+    except (TemplateError, SinkError) as exc:
+        log.warning("diagnose.headline of %s did not render: %s", execution.runbook, exc)
+        return None
+    secrets = sorted({*runbook_secrets(execution), *services.secrets}, key=len, reverse=True)
+    return redact(said, secrets)[:300]
 
 
 def approvers(execution: Execution) -> str:

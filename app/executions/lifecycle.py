@@ -12,7 +12,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, object_session
 
-from app.escalation.base import ATTENTION, REMEDIATED, SHADOWED
+from app.escalation.base import ATTENTION, DIAGNOSED, REMEDIATED, SHADOWED
 from app.executions.trust import (
     BREAKER_TRIPPED,
     FAILURES,
@@ -39,7 +39,7 @@ ESCALATE_ON: frozenset[ExecutionStatus] = frozenset(
     {"failed", "timed_out", "refused", "interrupted", "rejected"}
 )
 # Escalation reasons that tell rather than page: not counted as an escalated execution.
-NOTICES = frozenset({"waiting_approval", REMEDIATED, SHADOWED})
+NOTICES = frozenset({"waiting_approval", REMEDIATED, SHADOWED, DIAGNOSED})
 
 
 @dataclass(frozen=True)
@@ -230,15 +230,33 @@ def add_execution(
             now=now,
             escalate=refusal.escalate and not shadow,  # a shadow pages nobody
         )
-    elif decision.mode == "approve":
-        execution.status = "waiting_approval"
-        execution.deadline_at = now + timedelta(seconds=runbook.approval_timeout)
-        _owe_escalations(execution, execution.escalate_to, "waiting_approval", now)
+    elif decision.mode == "approve" and runbook.diagnose is None:
+        await_approval(execution, now)
     elif runbook.batch is not None:
         # Not claimed before its window is over, so that one worker then takes it with
         # every other that arrived meanwhile, instead of each worker a few.
         execution.next_check_at = now + timedelta(seconds=runbook.batch.window)
     return execution, False
+
+
+def await_approval(execution: Execution, now: datetime) -> ExecutionStatus:
+    """It waits for a human's yes (after its diagnostics, if it has any): the approval
+    notice is owed, and it times out after the runbook's `approval_timeout`."""
+    execution.status = "waiting_approval"
+    execution.claimed_by = execution.lease_expires_at = None
+    timeout = float(execution.runbook_spec.get("approval_timeout", 3600.0))
+    execution.deadline_at = now + timedelta(seconds=timeout)
+    _owe_escalations(execution, execution.escalate_to, "waiting_approval", now)
+    return "waiting_approval"
+
+
+def owe_diagnosis(execution: Execution, now: datetime) -> None:
+    """Its diagnose steps have all ended: their findings are owed to `diagnose.post_to`,
+    once, in the transaction that goes on past them."""
+    diagnose = execution.runbook_spec.get("diagnose")
+    if not diagnose or any(e.reason == DIAGNOSED for e in execution.escalations):
+        return
+    _owe_escalations(execution, list(diagnose.get("post_to") or []), DIAGNOSED, now)
 
 
 def note_resolution(*, session: Session, incident_key: str, now: datetime) -> list[str]:

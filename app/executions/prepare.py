@@ -15,13 +15,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from app.errors import SinkError, TemplateError
+from app.executions.lifecycle import await_approval, owe_diagnosis
 from app.executions.steps import Pending, end_at_step
 from app.runbooks.decisions import decide
-from app.steps.registry import step_kinds
+from app.runbooks.plan import render_later
 from app.store.models import Execution, ExecutionStatus, StepRow
 
 
@@ -36,6 +36,14 @@ def prepare_step(
     if row.status != "pending" or (row.phase == "on_failure" and execution.failed_as is None):
         return None
     now = datetime.now(UTC)
+    if row.phase != "diagnose":
+        # Past the diagnostics: their findings are owed now, and a run that needs a
+        # human's yes waits for it here, having looked first.
+        owe_diagnosis(execution, now)
+        if execution.mode == "approve" and not any(
+            action.action == "approve" for action in execution.actions
+        ):
+            return await_approval(execution, now)
     if row.when is not None or row.deferred:
         try:
             context = step_context(execution)
@@ -47,7 +55,7 @@ def prepare_step(
                                   "saw": decision.saw}  # fmt: skip
                     return None
             if row.deferred:
-                row.spec, row.deferred = _rendered(row, context), False
+                row.spec, row.deferred = render_later(row.kind, row.spec, context), False
         except (TemplateError, SinkError) as exc:
             if execution.mode == "shadow":
                 row.status, row.finished_at = "skipped", now
@@ -68,12 +76,3 @@ def step_context(execution: Execution) -> dict[str, Any]:
         if row.ref is not None
     }
     return dict(execution.context or {}) | {"steps": steps}
-
-
-def _rendered(row: StepRow, context: dict[str, Any]) -> dict[str, Any]:
-    kind = step_kinds()[row.kind]
-    try:
-        written = kind.spec_model.model_validate(row.spec)
-    except ValidationError as exc:  # stored by this version from a valid runbook
-        raise TemplateError(f"its stored spec no longer validates: {exc}") from exc
-    return kind.render(written, context)

@@ -265,7 +265,7 @@ def settle(
     now = datetime.now(UTC)
     row.remote = None
     execution.next_check_at = execution.deadline_at = None
-    if execution.mode == "shadow" and result.status != "cancelled":
+    if execution.mode == "shadow" and row.phase != "diagnose" and result.status != "cancelled":
         row.status, row.finished_at = "would_run", now
         return go_on(execution, now)
     if result.status == "succeeded":

@@ -21,7 +21,12 @@ from tenacity import (
     wait_exponential,
 )
 
-from app.executions.lifecycle import finish_execution, record_attempt, start_verification
+from app.executions.lifecycle import (
+    finish_execution,
+    owe_diagnosis,
+    record_attempt,
+    start_verification,
+)
 from app.redaction import redact
 from app.runbooks.models import Retry
 from app.services import Services
@@ -60,7 +65,7 @@ def after_step(
     now = datetime.now(UTC)
     retries_left = row.attempts < policy.attempts
     final: ExecutionStatus
-    shadow = execution.mode == "shadow"
+    shadow = pending.shadow
     if shadow and result.status != "cancelled" and not stop.cancelled.is_set():
         # What the dry run found (even that it would fail) is the shadow's result, not how
         # it ends: the next step dry-runs too.
@@ -106,10 +111,15 @@ def last_step_done(execution: Execution, now: datetime) -> ExecutionStatus:
     """No step is left to run: the execution ends as the step that failed said (its
     runbook's `on_failure` steps have run), or every step succeeded (or was skipped, or
     failed and may) and it goes on to verification."""
+    owe_diagnosis(execution, now)
     if execution.failed_as is not None:
         final = execution.failed_as
         finish_execution(execution=execution, status=final, error=_failure(execution), now=now)
         return final
+    if not any(step.phase == "steps" for step in execution.steps):
+        # Diagnose-only: it looked, and said what it found; there was nothing to do.
+        finish_execution(execution=execution, status="diagnosed", error=None, now=now)
+        return "diagnosed"
     for step in execution.steps:
         if step.status == "pending":  # an on_failure step: nothing failed
             step.status, step.finished_at = "skipped", now
@@ -146,7 +156,10 @@ def end_at_step(
     steps, each of which then runs whatever the one before it did."""
     row.status, row.finished_at = final, now
     said = _said(row, error)
-    if final in HANDLED and (execution.failed_as is not None or row.continue_on_failure):
+    # A failure handler, a step that may fail, a diagnostic (its failure is one of the
+    # findings): the runbook goes on.
+    goes_on = execution.failed_as is not None or row.continue_on_failure or row.phase == "diagnose"
+    if final in HANDLED and goes_on:
         return None
     handlers = [s for s in execution.steps if s.phase == "on_failure" and s.status == "pending"]
     if final in HANDLED and handlers:
@@ -232,8 +245,10 @@ class Pending:
 
     @classmethod
     def of(cls, row: StepRow, mode: str) -> Pending:
+        # A diagnostic looks for real in a shadow run too: it changes nothing by contract.
+        shadow = mode == "shadow" and row.phase != "diagnose"
         return cls(row.id, row.position, row.kind, row.spec, row.idempotent, row.attempts,
-                   mode == "shadow")  # fmt: skip
+                   shadow)  # fmt: skip
 
     def input(self, execution_id: str) -> StepInput:
         return step_input(execution_id, self.position, self.done + 1, self.spec, self.shadow)

@@ -43,7 +43,12 @@ def with_targets(plan: Plan, policy: TrustPolicy, executors: Mapping[str, Execut
     if plan.error is not None or (plan.runbook.budget is None and policy.blast_radius is None):
         return plan
     found: set[str] = set()
-    for step in plan.steps:
+    for position, step in enumerate(plan.steps):
+        if step.deferred:
+            # What it acts on is read from earlier steps, known only when it runs: it
+            # counts as one target, named so that a refusal says why.
+            found.add(f"step {position + 1} ({step.kind}): its targets come from earlier steps")
+            continue
         executor = executors.get(step.kind)
         found.update(executor.targets(step.spec) if executor is not None else [step.kind])
     return replace(plan, targets=tuple(sorted(found)))

@@ -158,6 +158,8 @@ def _check_targets(
     for item in loaded:
         named = [("escalate", t) for t in item.runbook.escalate]
         named += [("notify_on_success", t) for t in item.runbook.notify_on_success]
+        if item.runbook.diagnose is not None:
+            named += [("diagnose.post_to", t) for t in item.runbook.diagnose.post_to]
         for key, target in named:
             if target not in known:
                 problems.append(

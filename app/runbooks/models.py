@@ -16,6 +16,7 @@ from pydantic import (
     SerializeAsAny,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
     create_model,
     field_validator,
     model_serializer,
@@ -230,6 +231,30 @@ class Step(BaseModel):
         return self.kind_of.variables(self.spec)
 
 
+class Diagnose(Strict):
+    """Read-only steps run first, when the incident opens, whose findings are posted to
+    the incident once (and carried in every later escalation and success notice)."""
+
+    steps: list[Step] = Field(
+        min_length=1,
+        description="Steps that look and change nothing (the runbook's author sees to that: "
+        "they run in shadow and approve modes too, before any approval). A failed one is "
+        "recorded and the runbook goes on; later steps read them as `steps.<id>`.",
+    )
+    post_to: list[str] = Field(
+        default_factory=list,
+        description="Targets the findings are posted to, once: a note on the incident it "
+        "came from (PagerDuty, Opsgenie), a timeline event (Rootly), a chat message (Slack, "
+        "Teams), a `remediation.diagnosed` call (webhook). Delivered like escalations.",
+    )
+    headline: str | None = Field(
+        default=None,
+        description="Template for the findings' first line; it sees `incident`, `runbook` "
+        "and the diagnose steps as `steps.<id>` (default: the runbook's name and what each "
+        "step found).",
+    )
+
+
 class Retry(Strict):
     attempts: int = Field(default=1, ge=1, le=20, description="Tries per step, the first included.")
     backoff: Duration = 10.0
@@ -386,7 +411,12 @@ class Runbook(Strict):
         "a freeze or an open breaker can make it stricter, never looser.",
     )
     match: Match = Field(default_factory=Match)
-    steps: list[Step] = Field(min_length=1)
+    diagnose: Diagnose | None = Field(
+        default=None,
+        description="Look first: read-only steps whose findings are posted to the incident "
+        "before anything acts (a runbook may be diagnose-only, with no `steps`).",
+    )
+    steps: list[Step] = Field(default_factory=list, validate_default=True)
     on_failure: list[Step] = Field(
         default_factory=list,
         description="Steps run after a step fails (or times out, or is refused by its own "
@@ -470,9 +500,26 @@ class Runbook(Strict):
     def all_steps(self) -> Iterator[tuple[str, Step]]:
         """Every step with where it is written (`steps[0]`, `on_failure[1]`), in the
         order they may run."""
+        if self.diagnose is not None:
+            for index, step in enumerate(self.diagnose.steps):
+                yield f"diagnose.steps[{index}]", step
         for key in ("steps", "on_failure"):
             for index, step in enumerate(getattr(self, key)):
                 yield f"{key}[{index}]", step
+
+    @field_validator("steps")
+    @classmethod
+    def _something_to_run(cls, value: list[Step], info: ValidationInfo) -> list[Step]:
+        # `diagnose` is declared before `steps`, so it is known here (when it was valid).
+        if not value and info.data.get("diagnose") is None:
+            raise ValueError("give steps, or diagnose (a runbook that only looks), or both")
+        return value
+
+    @model_validator(mode="after")
+    def _failures_need_steps(self) -> Runbook:
+        if self.on_failure and not self.steps:
+            raise ValueError("on_failure runs when one of the steps fails: give steps")
+        return self
 
     @model_validator(mode="after")
     def _ids_unique(self) -> Runbook:

@@ -9,18 +9,23 @@ execution, through the same sinks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
+
+from pydantic import ValidationError
 
 from app.errors import TemplateError
 from app.fields.templating import render_text
 from app.incident import Incident
 from app.runbooks.decisions import reads_steps
 from app.runbooks.models import Runbook, Step
+from app.steps.registry import step_kinds
 
-# Which part of the runbook a step is: its steps, or what runs when one of them failed.
-Phase = Literal["steps", "on_failure"]
+# Which part of the runbook a step is: what looks first (`diagnose`), its steps, or what
+# runs when one of them failed.
+Phase = Literal["diagnose", "steps", "on_failure"]
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,17 @@ def deferred(step: Step) -> bool:
     return any(reads_steps(source) for _, source in step.kind_of.templates(step.spec))
 
 
+def render_later(kind: str, written: dict[str, Any], context: Mapping[str, Any]) -> dict[str, Any]:
+    """A deferred step's spec (stored as written) rendered now, with `context` holding
+    what earlier steps found. TemplateError or SinkError as for any rendering."""
+    step_kind = step_kinds()[kind]
+    try:
+        spec = step_kind.spec_model.model_validate(written)
+    except ValidationError as exc:  # stored by this version, from a runbook that loaded
+        raise TemplateError(f"its stored spec no longer validates: {exc}") from exc
+    return step_kind.render(spec, context)
+
+
 def _render_step(step: Step, context: dict[str, Any], phase: Phase) -> PlannedStep:
     kind, later = step.kind_of, deferred(step)
     spec = step.spec.model_dump(mode="json") if later else kind.render(step.spec, context)
@@ -92,7 +108,9 @@ def plan(runbook: Runbook, incident: Incident) -> Plan:
     incident_key = f"{incident.source}:{incident.fingerprint}"
     try:
         key = render_text(runbook.concurrency, context) if runbook.concurrency else None
-        steps = [_render_step(step, context, "steps") for step in runbook.steps]
+        looks = runbook.diagnose.steps if runbook.diagnose is not None else []
+        steps = [_render_step(step, context, "diagnose") for step in looks]
+        steps += [_render_step(step, context, "steps") for step in runbook.steps]
         steps += [_render_step(step, context, "on_failure") for step in runbook.on_failure]
         verify = _render_verify(runbook, context)
     except TemplateError as exc:
@@ -100,6 +118,8 @@ def plan(runbook: Runbook, incident: Incident) -> Plan:
         return Plan(runbook, None, guard, incident_key, error=f"template: {exc}",
                     started_at=incident.started_at)  # fmt: skip
     guard = f"key:{key}" if key else f"fingerprint:{incident.fingerprint}"
-    later = any(step.deferred or step.when for step in steps)
+    later = any(step.deferred or step.when for step in steps) or bool(
+        runbook.diagnose and runbook.diagnose.headline
+    )
     return Plan(runbook, key, guard, incident_key, steps, verify, started_at=incident.started_at,
                 context=context if later else None)  # fmt: skip

@@ -42,6 +42,9 @@ def templates(runbook: Runbook) -> Iterator[tuple[str, str, frozenset[str]]]:
             earlier.add(step.id)
     if runbook.verify is not None and runbook.verify.http is not None:
         yield "verify.http.url", runbook.verify.http.url, frozenset()
+    if runbook.diagnose is not None and runbook.diagnose.headline is not None:
+        looked = frozenset(step.id for step in runbook.diagnose.steps if step.id is not None)
+        yield "diagnose.headline", runbook.diagnose.headline, looked
 
 
 def problem(source: str, earlier: frozenset[str] = frozenset()) -> str | None:

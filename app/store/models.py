@@ -126,7 +126,7 @@ class IncidentRow(Base):
 ExecutionStatus = Literal[
     "queued", "waiting_approval", "running", "verifying",
     "succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected",
-    "shadowed",
+    "shadowed", "diagnosed",
 ]  # fmt: skip
 # How an execution runs: for real, after a human's yes, or as a dry run that changes
 # nothing (each step says what it would have done). The strictest of the runbook's own,
@@ -137,7 +137,7 @@ HOLDS_KEY: tuple[ExecutionStatus, ...] = ("running", "verifying")
 OPEN: tuple[ExecutionStatus, ...] = ("queued", "waiting_approval", "running", "verifying")
 FINAL: tuple[ExecutionStatus, ...] = (
     "succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected",
-    "shadowed",
+    "shadowed", "diagnosed",
 )  # fmt: skip
 
 

@@ -185,7 +185,8 @@ class _Tally:
 def _stats(name: str, tally: _Tally, took: Spread, waited: Spread) -> RunbookStats:
     statuses = tally.statuses
     executions = sum(statuses[status] for status in FINAL)
-    runs = executions - statuses["refused"] - statuses["shadowed"]
+    # A diagnose-only runbook looked and acted on nothing: not a run.
+    runs = executions - statuses["refused"] - statuses["shadowed"] - statuses["diagnosed"]
     succeeded = statuses["succeeded"]
     return RunbookStats(
         runbook=name,

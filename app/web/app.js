@@ -6,7 +6,8 @@
 "use strict";
 
 const FINAL = ["succeeded", "failed", "timed_out", "refused", "interrupted", "cancelled", "rejected",
-               "shadowed"];
+               "shadowed", "diagnosed"];
+const PHASES = { diagnose: ", diagnose", on_failure: ", on failure" };
 const ACTIONS = {
   approve: ["waiting_approval"],
   reject: ["waiting_approval"],
@@ -194,7 +195,7 @@ function renderExecution(view, execution) {
     el("div", { class: "step" },
       el("h4", {}, `Step ${index + 1}: ${step.kind} `,
          step.spec.playbook || step.spec.workdir || "",
-         step.id ? ` (${step.id})` : "", step.phase === "on_failure" ? ", on failure" : "", " — ",
+         step.id ? ` (${step.id})` : "", PHASES[step.phase] || "", " — ",
          el("span", { class: `status ${step.status}` }, step.status)),
       step.when ? el("p", { class: "muted" }, "when ", el("code", {}, step.when)) : null,
       step.detail && step.detail.summary ? el("p", {}, step.detail.summary) : null,

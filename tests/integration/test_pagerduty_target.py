@@ -13,6 +13,7 @@ import pytest
 from tests.support.platforms import (
     SIGNERS,
     SOURCES,
+    clears_cache,
     escalated_from,
     fails_on,
     live,
@@ -193,3 +194,39 @@ def test_an_incident_the_platform_resolved_first_gets_the_note_and_no_resolve(
     final = told(api, execution_id)
     assert final["status"] == "succeeded"
     assert len(pagerduty.notes) == 1 and pagerduty.updates == []
+
+
+def test_a_diagnose_only_runbook_posts_its_findings_to_the_incident_as_one_note(
+    make_api: Any, pagerduty: PagerDuty, tmp_path: Path
+) -> None:
+    """The paged engineer sees the facts on the incident before opening a terminal: the
+    example replica-lag check (its set_stats) and a step without outputs (its output's
+    end), under the runbook's headline, as one note, checked against PagerDuty's
+    contract; nobody is paged, and the post is not repeated."""
+    (tmp_path / "orders-db-2.lag_s").write_text("17")
+    lag = {
+        "playbook": "replica-lag.yml",
+        "inventory": "inventories/local.ini",
+        "extra_vars": {"replica": "orders-db-2", "state_dir": str(tmp_path)},
+    }
+    book = {"name": "looks", "match": {"source": "pagerduty"}, "diagnose": {
+        "steps": [{"id": "lag", "ansible": lag}, {"ansible": clears_cache(tmp_path)["ansible"]}],
+        "post_to": ["pagerduty"],
+        "headline": "orders-db-2 is {{ steps.lag.outputs.lag_s }}s behind: “{{ incident.title }}”",
+    }}  # fmt: skip
+    api = start(make_api, pagerduty, [book])
+    execution_id = send_sample(api, "pagerduty", "incident-triggered.json")
+    final = api.wait(execution_id, until=lambda e: e["status"] == "diagnosed" and all(
+        x["status"] != "pending" for x in e["escalations"]))  # fmt: skip
+    assert [(s["phase"], s["status"]) for s in final["steps"]] == [
+        ("diagnose", "succeeded"), ("diagnose", "succeeded")]  # fmt: skip
+    [told_] = final["escalations"]
+    assert (told_["reason"], told_["status"]) == ("diagnosed", "delivered")
+    assert pagerduty.problems == [] and pagerduty.events == []  # nobody paged
+    [note] = pagerduty.notes
+    assert note.path == "/incidents/PGR0VU2/notes"
+    content = note.body["note"]["content"].splitlines()
+    assert content[0].startswith("[remediator] orders-db-2 is 17s behind: “")
+    assert content[1] == 'lag: {"lag_s": 17, "replica": "orders-db-2"}'
+    assert content[2].startswith("ansible: ") and "PLAY RECAP" in content[2]
+    assert content[-1].endswith(f"/ui/#/executions/{execution_id}")

@@ -41,10 +41,10 @@ def test_the_example_runbooks_pass_their_tests(tmp_path: Path) -> None:
     ran = remediator("--config", str(ROOT / "remediator.yaml"), "test",
                      "--junit-xml", str(report), env=DEMO_ENV)  # fmt: skip
     assert ran.returncode == 0, ran.stdout + ran.stderr
-    assert "FAIL" not in ran.stdout and ran.stdout.rstrip().endswith("9 passed, 0 failed")
+    assert "FAIL" not in ran.stdout and ran.stdout.rstrip().endswith("11 passed, 0 failed")
     assert "ok   " in ran.stdout and "clears the cache" in ran.stdout
     JUNIT.validate(report)
-    assert junit(report)["@tests"] == 9
+    assert junit(report)["@tests"] == 11
 
 
 def test_a_failing_case_shows_expected_and_rendered(tmp_path: Path) -> None:
@@ -82,6 +82,39 @@ def test_a_failing_case_shows_expected_and_rendered(tmp_path: Path) -> None:
         "not as expected: steps of clear; mode of clear",
         "not as expected: runbooks",
     ]
+
+
+def test_a_case_gives_outputs_to_decide_and_render_later_steps(tmp_path: Path) -> None:
+    """Outputs stand for what earlier steps would find: a `when` reading them is decided
+    (and one that cannot be is a failure saying so), a step reading them is rendered."""
+    write = {"playbook": "write.yml", "extra_vars": {"dest": "/tmp/x"}}
+    runbook = {"name": "decide", "match": {"all": [{"field": "labels.alertname", "equals": "Lag"}]},
+               "steps": [{"id": "look", "ansible": write},
+                         {"id": "act", "when": "steps.look.outputs.n < 30",
+                          "ansible": {**write, "extra_vars": {"n": "{{ steps.look.outputs.n }}"}}}]}  # fmt: skip
+    config = write_config(tmp_path, [runbook])
+    payload = alert("Lag")
+    (tmp_path / "cases.test.yaml").write_text(json.dumps([
+        {"name": "close", "source": "alertmanager", "payload": payload, "outputs": {"look": {"n": 12}},
+         "expect": {"runs": {"decide": {"look": True, "act": True}},
+                    "steps": {"decide": [{"ansible": {}}, {"ansible": {"extra_vars": {"n": "12"}}}]}}},
+        {"name": "far, wrongly expected to act", "source": "alertmanager", "payload": payload,
+         "outputs": {"look": {"n": 45}}, "expect": {"runs": {"decide": {"act": True}}}},
+        {"name": "no outputs given", "source": "alertmanager", "payload": payload,
+         "expect": {"runs": {"decide": {"act": False, "nope": True}}}},
+    ]))  # fmt: skip
+    ran = remediator("--config", str(config), "test", str(tmp_path))
+    assert ran.returncode == 1, ran.stdout + ran.stderr
+    assert ran.stdout.splitlines()[0].endswith("close")
+    assert (
+        "runs of decide.act: expected to run, would be skipped: skipped: when "
+        "`steps.look.outputs.n < 30` is false (steps.look.outputs.n = 45)"
+    ) in ran.stdout
+    assert (
+        "runs of decide.act: undecided (decided when it runs: when `steps.look.outputs.n < 30`:"
+        in ran.stdout
+    )
+    assert "runs of decide: it has no step with id 'nope'" in ran.stdout
 
 
 def test_a_broken_test_file_is_exit_2_at_file_and_line(tmp_path: Path) -> None:

@@ -28,7 +28,7 @@ def rank(values: list[float], quantile: float) -> float | None:
 
 def by_hand(history: list[Past], name: str) -> dict[str, Any]:
     rows = [p for p in history if name in ("*", p.runbook)]
-    runs = [p for p in rows if p.status not in ("refused", "shadowed")]
+    runs = [p for p in rows if p.status not in ("refused", "shadowed", "diagnosed")]
     won = [p for p in rows if p.status == "succeeded"]
     took = [round(p.took_s + (p.started_before_s or 0.0), 3) for p in won]
     waited = [p.approved_after_s for p in rows if p.approved_after_s is not None]

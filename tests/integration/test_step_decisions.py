@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from app.execution_text import describe_execution
 from app.views import ExecutionView
@@ -177,3 +178,55 @@ def test_outputs_reach_chat_escaped_with_the_failure(
     [found] = [text for text in marked if text.startswith("*Found:*")]
     assert "&lt;!channel&gt; &lt;https://evil.test|Runbook&gt; &amp; &lt;@U0123&gt;" in found
     assert '"lag_s": 5' in found
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize(
+    ("lag", "broken", "status", "ran"),
+    [
+        ("12", False, "succeeded", ["succeeded", "succeeded", "skipped", "skipped"]),
+        ("45", False, "failed", ["succeeded", "skipped", "failed", "skipped"]),
+        ("3", True, "failed", ["succeeded", "failed", "skipped", "succeeded"]),
+    ],
+)
+def test_the_example_replica_failover_runbook(
+    make_api: Callable[..., Api],
+    recorder: Recorder,
+    tmp_path: Path,
+    lag: str,
+    broken: bool,
+    status: str,
+    ran: list[str],
+) -> None:
+    """The README's example as shipped (its state kept in the test's directory): under
+    30 s of lag it fails over; over it, it refuses and the escalation says the lag; a
+    promotion that fails fences the replica."""
+    book = yaml.safe_load((ROOT / "runbooks" / "replica-failover.yml").read_text())
+    for step in [*book["diagnose"]["steps"], *book["steps"], *book["on_failure"]]:
+        step["ansible"]["extra_vars"]["state_dir"] = str(tmp_path)
+    (tmp_path / "orders-db-2.lag_s").write_text(lag)
+    if broken:
+        (tmp_path / "orders-db-2.broken").write_text("")
+    api = make_api([book], playbooks_dir=str(ROOT / "playbooks"),
+                   escalation={"webhook": {"url": recorder.url}})  # fmt: skip
+    answer = api.alertmanager(alert("PrimaryDown", replica="orders-db-2"))
+    done = api.wait(answer.json()["executions"][0])
+    assert done["status"] == status, done
+    assert [s["status"] for s in done["steps"]] == ran
+    assert done["steps"][0]["outputs"] == {"replica": "orders-db-2", "lag_s": int(lag)}
+    assert (tmp_path / "orders-db-2.promoted").exists() == (status == "succeeded")
+    assert (tmp_path / "orders-db-2.fenced").exists() == broken
+    said = [r.json() for r in recorder.wait_for(2 if status == "failed" else 1)]
+    # The lag, posted before anything acted, under the runbook's headline.
+    assert said[0]["type"] == "remediation.diagnosed"
+    assert said[0]["summary"] == f"[remediator] replica orders-db-2 is {lag}s behind"
+    if status == "failed":
+        note = said[1]
+        assert note["reason"] == "failed"
+        if not broken:
+            # The on-call human is told the lag: what the check found, and the refusal.
+            found, refused = note["execution"]["steps"][0], note["execution"]["steps"][2]
+            assert found["outputs"]["lag_s"] == 45
+            assert "orders-db-2 is 45s behind" in refused["output_tail"]

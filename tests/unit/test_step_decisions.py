@@ -11,10 +11,13 @@ from typing import Any
 
 import pytest
 
+from app.config.trust import Breaker
 from app.errors import RunbookError, TemplateError
+from app.executions.trust import with_targets
 from app.runbooks.decisions import decide, reads_steps
 from app.runbooks.loader import load_runbooks
 from app.runbooks.plan import plan
+from app.runbooks.trust import TrustPolicy
 from tests.unit.test_matcher import incident as incident_with
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -162,3 +165,20 @@ def test_reads_steps_looks_at_names_not_text() -> None:
     assert reads_steps("{{ steps['a'].status }}")
     assert not reads_steps("steps: {{ incident.title }}")
     assert not reads_steps("{{ incident.labels.steps }}")
+
+
+def test_a_step_whose_targets_come_from_outputs_counts_as_one_named_target(
+    tmp_path: Path,
+) -> None:
+    """Budgets count targets before anything runs; a limit read from an earlier step is
+    known only then, so the step counts as one target, named so a refusal says why."""
+    (tmp_path / "rb.yml").write_text(
+        "name: r\nbudget: {targets: 5, per: 1h}\nsteps:\n"
+        "  - {id: look, ansible: {playbook: clear-cache.yml}}\n"
+        "  - {ansible: {playbook: clear-cache.yml, limit: '{{ steps.look.outputs.host }}'}}\n"
+    )
+    [loaded] = load_runbooks([tmp_path], playbooks_dir=ROOT / "playbooks")
+    policy = TrustPolicy(Breaker(), "shadow", (), None)
+    # No executors: a kind without one counts as itself (its engine is not configured).
+    planned = with_targets(plan(loaded.runbook, incident_with()), policy, {})
+    assert planned.targets == ("ansible", "step 2 (ansible): its targets come from earlier steps")
