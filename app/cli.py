@@ -51,6 +51,7 @@ from app.steps.registry import build_executors
 from app.store.audit import AuditEntry, record_audit
 from app.store.db import Database
 from app.store.models import FINAL, Execution
+from app.store.output import output_after
 from app.store.trust import clear_pause, set_pause
 from app.store.views import execution_summaries, execution_view
 
@@ -296,6 +297,40 @@ def cmd_execution_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_logs(args: argparse.Namespace) -> int:
+    """An execution's output as it was stored while it ran, step by step; with
+    `--follow`, what comes next too, until the execution is over (exit 0 if it
+    succeeded, 1 if not). Reads the database: it works whichever replica runs it."""
+    settings = _settings(args)
+    db = Database(settings.database_url)
+    try:
+        with db.read() as session:
+            execution_id = _execution(session, args.execution_id).id
+        after, step = 0, None
+        while True:
+            with db.read() as session:
+                chunks = output_after(session, execution_id, after)
+                status = session.get_one(Execution, execution_id).status
+            for chunk in chunks:
+                if (chunk.position, chunk.attempt) != step:
+                    step = (chunk.position, chunk.attempt)
+                    sys.stdout.write(f"--- step {chunk.position + 1}, attempt {chunk.attempt}\n")
+                sys.stdout.write(chunk.text)
+                after = chunk.id
+            sys.stdout.flush()
+            if chunks:
+                continue  # there may be more already
+            if not args.follow or status in FINAL:
+                if args.follow:
+                    sys.stdout.write(f"--- execution {status}\n")
+                return 0 if status == "succeeded" or not args.follow else 1
+            time.sleep(FOLLOW_S)
+    finally:
+        db.close()
+
+
+# How often `logs --follow` looks for more.
+FOLLOW_S = 0.25
 SHORT_ID = 8  # characters of an id, as the page and the notices show it
 
 
@@ -401,6 +436,7 @@ examples:
                                                       what a payload would match and run
   remediator executions --status failed --limit 10    recent failed executions (JSON)
   remediator executions show 3f2a9c1e                 one execution, its steps and output
+  remediator logs 3f2a9c1e --follow                   its output, live, as its steps produce it
   remediator run restart-web --incident incident.json --wait 300
                                                       run a runbook now, follow it
   remediator pause --reason "db migration" --until 2h new runs shadow until resumed
@@ -563,6 +599,17 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("execution_id", metavar="ID", help="its id, or the first 8+ characters")
     show.add_argument("--json", action="store_true", help="as the API answers it, for scripts")
     show.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
+    logs = add(
+        "logs",
+        cmd_logs,
+        "an execution's output, as its steps produced it; --follow: live, to its end",
+        "remediator logs 3f2a9c1e --follow",
+    )
+    logs.add_argument("execution_id", metavar="ID", help="its id, or the first 8+ characters")
+    logs.add_argument(
+        "--follow", "-f", action="store_true",
+        help="keep printing what comes, until the execution is over (exit 0 if it succeeded)",
+    )  # fmt: skip
     run = add(
         "run",
         cmd_run,

@@ -15,11 +15,13 @@ from app import __version__
 from app.api import errors
 from app.api.audit import AuditTrail
 from app.api.auth import Authenticator
+from app.api.live import Followers
 from app.api.routes import (
     automation,
     executions,
     health,
     identity,
+    live,
     metrics,
     runbooks,
     slack,
@@ -56,6 +58,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.services = services or build_services(settings)
+        app.state.followers = Followers(app.state.services.db)
         pool = WorkerPool(app.state.services)
         app.state.workers = pool
         pool.start()
@@ -90,6 +93,7 @@ def create_app(settings: Settings, *, services: Services | None = None) -> FastA
     app.add_middleware(webhooks.WebhookIntake)
     webhooks.document(app)
     app.include_router(executions.router)
+    app.include_router(live.router)
     app.include_router(runbooks.router)
     app.include_router(stats.router)
     app.include_router(automation.router)

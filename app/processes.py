@@ -19,6 +19,7 @@ Both run under the tether (`app.tether`), so they stop when the service dies, to
 
 from __future__ import annotations
 
+import codecs
 import contextlib
 import os
 import signal
@@ -59,10 +60,12 @@ def run_interruptible(
     cancelled: Callable[[], bool],
     grace_s: float,
     stderr_apart: bool = False,
+    live: Callable[[str], None] | None = None,
 ) -> Finished:
     """Run `argv` to its end or until `deadline` (time.monotonic) or `cancelled()`.
     `output` is stdout and stderr interleaved, or stdout alone with `stderr_apart` (for
-    machine-readable output that warnings must not corrupt)."""
+    machine-readable output that warnings must not corrupt). `live` is handed `output`
+    as it is read."""
     process = subprocess.Popen(
         # Interrupted the same way when the service dies (kill -9 included).
         tethered(argv, "INT", "child", grace_s),
@@ -76,8 +79,8 @@ def run_interruptible(
     chunks: list[bytes] = []
     errors: list[bytes] = []
     readers = [
-        threading.Thread(target=_drain, args=(stream, into), daemon=True)
-        for stream, into in ((process.stdout, chunks), (process.stderr, errors))
+        threading.Thread(target=_drain, args=(stream, into, said), daemon=True)
+        for stream, into, said in ((process.stdout, chunks, live), (process.stderr, errors, None))
         if stream is not None
     ]
     for reader in readers:
@@ -108,9 +111,13 @@ def run_interruptible(
     return Finished(process.returncode, output, stopped, killed, stderr)
 
 
-def _drain(stream: IO[bytes], chunks: list[bytes]) -> None:
+def _drain(stream: IO[bytes], chunks: list[bytes], live: Callable[[str], None] | None) -> None:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
     with stream:
-        chunks.extend(iter(lambda: os.read(stream.fileno(), 65536), b""))
+        for chunk in iter(lambda: os.read(stream.fileno(), 65536), b""):
+            chunks.append(chunk)
+            if live is not None:
+                live(decoder.decode(chunk))
 
 
 def _kill_group(pgid: int) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt
 from app.errors import ExecutorError
 from app.executions.batch import Member, hand_back, run_batched
 from app.executions.lifecycle import finish_execution
+from app.executions.live import live_output
 from app.executions.prepare import prepare_step
 from app.executions.steps import (
     Pending,
@@ -61,10 +62,12 @@ def run_step(
     keep_trying: Callable[[], bool],
     sleep: Callable[[float], Any],
     on_attempt: Callable[[int, StepResult], None],
+    live: Callable[[int], AbstractContextManager[Callable[[str], None]]] | None = None,
 ) -> StepResult:
     """Run one step, retried with exponential backoff while it fails or times out, from
     attempt `step.attempt` (a resumed step keeps its count) up to `policy.attempts`.
-    `stop()` ends an attempt; no new attempt starts once `keep_trying()` is false."""
+    `stop()` ends an attempt; no new attempt starts once `keep_trying()` is false.
+    `live(attempt)` opens where an attempt's output goes as it is produced."""
     attempt = step.attempt - 1
     last: StepResult | None = None
 
@@ -75,8 +78,9 @@ def run_step(
         attempt += 1
         started = datetime.now(UTC)
         try:
-            # The same step (a shadow's stays a shadow), this attempt.
-            result = executor.run(replace(step, attempt=attempt), cancelled=stop)
+            with live(attempt) if live is not None else nullcontext() as said:
+                # The same step (a shadow's stays a shadow), this attempt.
+                result = executor.run(replace(step, attempt=attempt, live=said), cancelled=stop)
         except ExecutorError as exc:
             result = StepResult("failed", None, "", started, datetime.now(UTC), error=str(exc))
         on_attempt(attempt, result)
@@ -195,6 +199,9 @@ def _run_one(
         keep_trying=lambda: not services.stopping.is_set(),
         sleep=services.stopping.wait,
         on_attempt=record,
+        live=functools.partial(
+            live_output, services, execution_id, pending.step_id, pending.position
+        ),  # fmt: skip
     )
 
 

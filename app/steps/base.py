@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
@@ -42,6 +42,14 @@ class StepInput:
     # A shadow run's step: change nothing, and say what would have changed (a dry run as
     # precise as the engine allows: `shadowed`), or only that it was rendered.
     shadow: bool = False
+    # Called with the step's output as it is produced (whole lines or not), for people
+    # following it live; the result's output tail is still what the step ended with.
+    live: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
+
+    def said(self, text: str) -> None:
+        """Output produced now, passed on to whoever follows the step live."""
+        if self.live is not None and text:
+            self.live(text)
 
 
 @dataclass(frozen=True)

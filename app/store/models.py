@@ -325,6 +325,25 @@ class AttemptRow(Base):
     finished_at: Mapped[datetime]
 
 
+class OutputChunk(Base):
+    """A piece of a running attempt's output, stored as it is produced (masked), so that
+    anyone, on any replica, can follow it. Its `id` orders an execution's chunks."""
+
+    __tablename__ = "output_chunks"
+    __table_args__ = (Index("ix_output_chunks_execution", "execution_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    execution_id: Mapped[str] = mapped_column(ForeignKey("executions.id"))
+    step_id: Mapped[int] = mapped_column(ForeignKey("steps.id"))
+    position: Mapped[int]  # the step's
+    attempt: Mapped[int]  # the step's attempt number
+    # Where the text starts in the attempt's whole output (characters): the oldest chunks
+    # of a long output are dropped, and this says how much came before.
+    offset: Mapped[int] = mapped_column(Integer)
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
 class EscalationRow(Base):
     """A notification owed to a target; retried until delivered or given up."""
 

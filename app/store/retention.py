@@ -35,6 +35,7 @@ from app.store.models import (
     Event,
     Execution,
     IncidentRow,
+    OutputChunk,
     StepRow,
 )
 
@@ -125,6 +126,6 @@ def _in_batches(
 def _drop_executions(session: Session, ids: list[Any]) -> None:
     steps = select(StepRow.id).where(StepRow.execution_id.in_(ids))
     session.execute(delete(AttemptRow).where(AttemptRow.step_id.in_(steps)))
-    for table in (StepRow, EscalationRow, ActionRow, Attachment):
+    for table in (OutputChunk, StepRow, EscalationRow, ActionRow, Attachment):
         session.execute(delete(table).where(table.execution_id.in_(ids)))
     session.execute(delete(Execution).where(Execution.id.in_(ids)))

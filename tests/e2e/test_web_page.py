@@ -228,7 +228,7 @@ def test_the_stats_page_plots_each_runbook(browser: Any, tmp_path: Path) -> None
             if p.runbook == "restart-web" and p.created_at >= now - timedelta(days=7)
         ]
         won = sum(p.status == "succeeded" for p in week)
-        runs = sum(p.status not in ("refused", "shadowed") for p in week)
+        runs = sum(p.status not in ("refused", "shadowed", "diagnosed") for p in week)
         assert f"{won / runs * 100:.1f} %" in row.text
         wait_for(browser, "#plot-success canvas")
         wait_for(browser, "#plot-time canvas")

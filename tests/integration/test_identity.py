@@ -29,6 +29,8 @@ NEEDS: dict[tuple[str, str], str] = {
     ("GET", "/api/executions"): "read",
     ("GET", "/api/stats"): "read",
     ("GET", "/api/executions/{execution_id}"): "read",
+    ("GET", "/api/executions/{execution_id}/attempts/{number}/output"): "read",
+    ("GET", "/api/executions/{execution_id}/events"): "read",
     ("POST", "/api/executions/{execution_id}/approve"): "operate",
     ("POST", "/api/executions/{execution_id}/reject"): "operate",
     ("POST", "/api/executions/{execution_id}/cancel"): "operate",

@@ -59,6 +59,7 @@ class InstantExecutor:
         spec = InstantStep.model_validate(step.spec)
         deadline = time.monotonic() + step.timeout_s
         until = time.monotonic() + spec.pause
+        step.said(f"{spec.line} starting\n")
         while time.monotonic() < until or (spec.gate and not Path(spec.gate).exists()):
             if cancelled():
                 return StepResult("cancelled", None, "", started, datetime.now(UTC),

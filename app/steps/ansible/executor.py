@@ -143,7 +143,7 @@ class AnsibleExecutor:
         if step.shadow and not spec.check_mode:
             return rendered_only(NOT_CHECK_SAFE)
         play = self._play(spec, *paths, spec.limit, spec.forks, step.timeout_s, cancelled,
-                          check=step.shadow)  # fmt: skip
+                          check=step.shadow, live=step.said)  # fmt: skip
         status, error = play.status, play.error
         if status == "succeeded" and not play.recap:
             # A remediation that touched no host has not remediated anything.
@@ -290,6 +290,7 @@ class AnsibleExecutor:
         with_events: bool = False,
         check: bool = False,
         max_errors: int | None = None,
+        live: Callable[[str], None] | None = None,
     ) -> Played:
         deadline = time.monotonic() + timeout_s
         stopped: list[StepStatus] = []
@@ -306,6 +307,8 @@ class AnsibleExecutor:
             outputs: list[dict[str, Any]] = []
 
             def seen(event: dict[str, Any]) -> bool:
+                if live is not None and event.get("stdout"):
+                    live(str(event["stdout"]) + "\n")  # as the play's display shows it
                 data = event.get("event_data") or {}
                 if event.get("event") == "playbook_on_stats" and data.get("artifact_data"):
                     outputs.append(dict(data["artifact_data"]))

@@ -120,7 +120,7 @@ class TerraformExecutor:
         started = datetime.now(UTC)
         spec = TerraformStep.model_validate(step.spec)
         attempt = _Attempt(self, spec, time.monotonic() + step.timeout_s, cancelled,
-                           step.execution_id, shadow=step.shadow)  # fmt: skip
+                           step.execution_id, shadow=step.shadow, live=step.said)  # fmt: skip
         try:
             status, error = attempt.run()
         except StepEnded as ended:
@@ -175,8 +175,10 @@ class _Attempt:
         execution_id: str,
         *,
         shadow: bool = False,
+        live: Callable[[str], None] | None = None,
     ) -> None:
         self.executor, self.spec = executor, spec
+        self.live = live
         # Init and plan only, the guard evaluated: never apply, never propose, and the
         # state not locked (a plan without the lock reads it; a real apply may run).
         self.shadow = shadow
@@ -277,6 +279,8 @@ class _Attempt:
         """Run one terraform command; answers its output. `machine`: the output is read
         by us (JSON), so it stays out of the transcript and stderr stays out of it."""
         argv = [self.binary, command, "-no-color", *args]
+        if not machine and self.live is not None:
+            self.live(f"$ terraform {command} {' '.join(args)}\n")
         finished = run_interruptible(
             argv,
             cwd=self.cwd,
@@ -285,6 +289,7 @@ class _Attempt:
             cancelled=self.cancelled,
             grace_s=self.executor.interrupt_grace_s,
             stderr_apart=machine,
+            live=None if machine else self.live,
         )
         self.rc = finished.rc
         if not machine or finished.rc != 0:
