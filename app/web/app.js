@@ -107,6 +107,7 @@ function poll(step) {
 }
 
 function mount(templateId) {
+  stopFollowing();
   const view = document.getElementById("view");
   view.replaceChildren(document.getElementById(templateId).content.cloneNode(true));
   return view;
@@ -219,6 +220,78 @@ function renderExecution(view, execution) {
   }
 }
 
+// ---------------------------------------------------------------- live output
+
+let following = null;  // the AbortController of the stream the page follows, if any
+
+function stopFollowing() {
+  if (following !== null) following.abort();
+  following = null;
+}
+
+// Server-sent events through fetch, not EventSource: the token goes in the Authorization
+// header, never in the URL. Output is text (textContent), whatever a playbook printed.
+async function followLive(view, id, onState) {
+  stopFollowing();
+  const controller = new AbortController();
+  following = controller;
+  const section = view.querySelector(".live");
+  const pre = view.querySelector(".live-output");
+  let answer;
+  try {
+    // After what this page already shows, if a dropped stream is followed again.
+    const after = Number(pre.dataset.seq || 0);
+    answer = await fetch(`/api/executions/${encodeURIComponent(id)}/events?after=${after}`, {
+      headers: { Authorization: `Bearer ${sessionStorage.getItem("token")}` },
+      signal: controller.signal,
+    });
+  } catch (error) {
+    return;
+  }
+  if (!answer.ok) {
+    if (following === controller) following = null;
+    return;
+  }
+  const reader = answer.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffered = "";
+  try {
+    for (;;) {
+      const { value, done } = await reader.read();
+      if (done) return;
+      buffered += value;
+      let end;
+      while ((end = buffered.indexOf("\n\n")) >= 0) {
+        const block = buffered.slice(0, end);
+        buffered = buffered.slice(end + 2);
+        const kind = (block.match(/^event: (.*)$/m) || [])[1];
+        const data = (block.match(/^data: (.*)$/m) || [])[1];
+        if (!kind || data === undefined) continue;
+        const event = JSON.parse(data);
+        if (kind === "output") {
+          section.hidden = false;
+          // The reader scrolled up to read: leave them there.
+          const atBottom = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+          const step = `step ${event.step}, attempt ${event.attempt}`;
+          if (step !== pre.dataset.step) {
+            pre.append(`${pre.dataset.step ? "\n" : ""}--- ${step}\n`);
+            pre.dataset.step = step;
+          }
+          pre.append(event.text);
+          pre.dataset.seq = event.seq;
+          if (atBottom) pre.scrollTop = pre.scrollHeight;
+        } else if (kind === "state" || kind === "end") {
+          onState();
+        }
+      }
+    }
+  } catch (error) {
+    // Aborted (the reader left the page), or the connection dropped: the page's own
+    // refresh follows it again while it runs.
+  } finally {
+    if (following === controller) following = null;
+  }
+}
+
 async function showExecution(id) {
   const view = mount("execution-view");
   view.querySelector(".actions").hidden = !may("operate");
@@ -242,6 +315,9 @@ async function showExecution(id) {
     renderExecution(view, body);
     if (FINAL.includes(body.status) && !body.escalations.some((e) => e.status === "pending")) {
       stopPolling();
+    }
+    if (!FINAL.includes(body.status) && following === null) {
+      followLive(view, id, () => refresh().catch(() => {}));
     }
   };
   poll(refresh);

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -301,3 +302,34 @@ def test_a_responder_pauses_from_the_page_and_every_view_shows_the_banner(
     assert browser.find_element(By.ID, "pause-switch").is_displayed()
     assert httpx.get(f"{server.base}/api/automation",
                      headers={"authorization": f"Bearer {TOKENS['bob']}"}).json()["pause"]["paused"] is False  # fmt: skip
+
+
+def test_the_page_follows_a_running_steps_output_live(browser: Any, tmp_path: Path) -> None:
+    """A line a playbook task prints is on the page within a second, as text (it may be
+    anything a payload said), while the step still runs."""
+    from selenium.webdriver.common.by import By
+
+    gate = tmp_path / "gate"
+    step = ansible_step("say-then-wait.yml", said="{{ incident.annotations.summary }}",
+                        gate=str(gate))  # fmt: skip
+    server = start_server(write_config(tmp_path, [runbook("live", "DiskFull", step)]))
+    try:
+        payload = alert("DiskFull", instance="db-1")
+        payload["alerts"][0]["annotations"]["summary"] = HOSTILE
+        [execution_id] = server.alertmanager(payload).json()["executions"]
+        browser.get(f"{server.base}/ui/#/executions/{execution_id}")
+        wait_for(browser, "#sign-in-form")
+        browser.find_element(By.ID, "token").send_keys(API_TOKEN)
+        browser.find_element(By.CSS_SELECTOR, "#sign-in-form button").click()
+        live = wait_for(browser, ".live-output", "disk full @", timeout=60)
+        seen_at = time.time()
+        printed = float(live.text.split("disk full @")[1].split('"')[0])
+        assert seen_at - printed < 1.0, f"{seen_at - printed:.2f}s from print to page"
+        assert "<img src=x onerror=" in live.text and browser.title != "pwned"  # text, not markup
+        assert not browser.find_elements(By.CSS_SELECTOR, ".live-output img")
+        assert "running" in browser.find_element(By.CSS_SELECTOR, ".facts").text
+        gate.touch()
+        wait_for(browser, ".live-output", "PLAY RECAP")
+        wait_for(browser, ".facts", "succeeded")
+    finally:
+        server.close()
