@@ -80,3 +80,8 @@ def test_drain_reports_every_incident_remediated_once() -> None:
         "drain.py", "--incidents", "5", "--services", "batched,unbatched", "--modules", "raw"
     )
     assert out.count("5 incidents:") == 2 and out.count("twice 0, not run 0") == 2
+
+
+def test_followers_measures_the_cost_of_following_and_the_lag() -> None:
+    out = bench("followers.py", "--followers", "3", "--window", "1")
+    assert "with 3: following costs" in out and "reached the followers after p50" in out
