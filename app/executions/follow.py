@@ -20,18 +20,22 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from app.engine_http import EngineError
 from app.errors import ExecutorError
+from app.executions.live import KEEP_CHARS
 from app.executions.run import settle
 from app.executions.steps import persist, record_result, step_input
+from app.redaction import redact
 from app.runbooks.models import Retry
 from app.services import Services
-from app.steps.base import Remote, RemoteExecutor, StepResult, StepStatus
-from app.store.models import Execution, StepRow
+from app.steps.base import Remote, RemoteExecutor, ShowsProgress, StepResult, StepStatus
+from app.store.models import Execution, OutputChunk, StepRow
+from app.store.output import append_output
 from app.store.queue import claim_due_waits
+from app.store.views import runbook_secrets
 
 log = logging.getLogger("remediator.follow")
 # Long enough for a look to finish (two calls within the engine's request timeout,
@@ -60,6 +64,8 @@ class Look:
     # The engine could not be asked: why, and how long it asked us to wait.
     failure: str | None = None
     wait_s: float = 0.0
+    # Output the job printed since the last look, and the line to ask from next.
+    said: tuple[str, int] | None = None
 
 
 def follow_remote(services: Services) -> int:
@@ -109,7 +115,8 @@ def _look(services: Services, waiting: Waiting) -> Look:
     try:
         if stopping is not None:
             return Look(executor.cancel(step, remote["handle"], stopping))
-        return Look(executor.poll(step, remote["handle"]))
+        now = executor.poll(step, remote["handle"])
+        return Look(now, said=_said(executor, now) if now.ended is None else None)
     except ExecutorError as exc:
         if stopping == "timed_out":
             # Out of time, and the engine cannot even be asked to stop: end it here, and
@@ -118,6 +125,21 @@ def _look(services: Services, waiting: Waiting) -> Look:
             return Look(_unfollowable(waiting, why, status="timed_out"))
         wait = exc.retry_after_s if isinstance(exc, EngineError) else 0.0
         return Look(None, failure=str(exc), wait_s=wait)
+
+
+def _said(executor: RemoteExecutor, now: Remote) -> tuple[str, int] | None:
+    """What the running job printed since the last look (for people following it live);
+    nothing when its engine cannot say, or cannot be asked now (the next look asks)."""
+    if not isinstance(executor, ShowsProgress):
+        return None
+    try:
+        return executor.output_since(now.handle, int(now.handle.get(SHOWN_LINES, 0)))
+    except ExecutorError:
+        return None
+
+
+# Where a running remote step's output has been shown up to, kept in its handle.
+SHOWN_LINES = "shown_lines"
 
 
 def _unfollowable(waiting: Waiting, why: str, status: StepStatus = "failed") -> Remote:
@@ -156,10 +178,39 @@ def _still_going(services: Services, session: Session, waiting: Waiting, look: L
     }
     if look.failure is not None:
         changes["error"] = f"step {waiting.position + 1} ({waiting.kind}): {look.failure}"
-    elif look.remote is not None and look.remote.handle != waiting.remote["handle"]:
-        remote = {**waiting.remote, "handle": look.remote.handle, "url": look.remote.url}
-        session.execute(update(StepRow).where(StepRow.id == waiting.step_id).values(remote=remote))
+    elif look.remote is not None:
+        handle = dict(look.remote.handle)
+        if look.said is not None:
+            text, handle[SHOWN_LINES] = look.said
+            _show(services, session, waiting, text)
+        if handle != waiting.remote["handle"]:
+            remote = {**waiting.remote, "handle": handle, "url": look.remote.url}
+            session.execute(
+                update(StepRow).where(StepRow.id == waiting.step_id).values(remote=remote)
+            )
     session.execute(update(Execution).where(Execution.id == waiting.execution_id).values(changes))
+
+
+def _show(services: Services, session: Session, waiting: Waiting, text: str) -> None:
+    """Output a running remote step printed since the last look, stored as a local step's
+    is (masked, bounded), in the transaction that records the look."""
+    if not text:
+        return
+    execution = session.get_one(Execution, waiting.execution_id)
+    secrets = sorted({*runbook_secrets(execution), *services.secrets}, key=len, reverse=True)
+    # Where this text starts: after the attempt's last chunk.
+    shown = session.scalar(
+        select(OutputChunk.offset + func.length(OutputChunk.text))
+        .where(OutputChunk.step_id == waiting.step_id,
+               OutputChunk.attempt == int(waiting.remote["attempt"]))
+        .order_by(OutputChunk.id.desc())
+        .limit(1)
+    )  # fmt: skip
+    append_output(
+        session, execution_id=waiting.execution_id, step_id=waiting.step_id,
+        position=waiting.position, attempt=int(waiting.remote["attempt"]), offset=int(shown or 0),
+        text=redact(text, secrets), at=datetime.now(UTC), keep_chars=KEEP_CHARS,
+    )  # fmt: skip
 
 
 def _ended(services: Services, waiting: Waiting, ended: StepResult) -> None:

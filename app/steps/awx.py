@@ -30,6 +30,7 @@ The contract (AWX `awx/api/templates/api/*.md` and the views they document):
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -69,6 +70,8 @@ LAUNCH_WAIT_S = 20.0
 PROMPT_GUARD = "prompt_on_launch"
 NOT_CHECKED = "check: false (the job template is not run in check mode), so nothing was launched"
 API_ROOTS = ("/api/controller/v2/", "/api/v2/")
+# Colour codes in a job's stored output (its json format gives the raw lines).
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 RUNNING = frozenset({"new", "pending", "waiting", "running"})
 ENDED: dict[str, StepStatus] = {
     "successful": "succeeded",
@@ -305,6 +308,16 @@ class AwxExecutor:
             return shadowed("would change", said, started=started, output=output, **found)
         return shadowed("no change", f"{len(hosts)} host(s) checked, none would change",
                         started=started, output=output, **found)  # fmt: skip
+
+    def output_since(self, handle: dict[str, Any], line: int) -> tuple[str, int] | None:
+        if handle["jobs"] == "workflow_jobs":
+            return None  # its output is its jobs'
+        answer = self.api.get(
+            f"{handle['root']}jobs/{handle['job']}/stdout/",
+            params={"format": "json", "start_line": str(line)},
+        ).json()
+        end = (answer.get("range") or {}).get("end", line)
+        return ANSI.sub("", str(answer.get("content") or "")), int(end)
 
     def _stdout(self, handle: dict[str, Any]) -> str:
         try:

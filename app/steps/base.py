@@ -147,6 +147,17 @@ class RemoteExecutor(Executor, Protocol):
 
 
 @runtime_checkable
+class ShowsProgress(Protocol):
+    """A remote executor whose engine gives a running job's output as it grows, so that
+    people can follow it live: each look asks for the lines after those already shown."""
+
+    def output_since(self, handle: dict[str, Any], line: int) -> tuple[str, int] | None:
+        """The work's output from line `line` (0: the first) as far as the engine has it,
+        and the line to ask from next; None when it has none to give (a workflow).
+        ExecutorError when the engine could not be asked."""
+
+
+@runtime_checkable
 class LooksAfter(Protocol):
     """An executor with something to look after once its steps have ended (a revert
     proposed in git, until git says what the state holds). Every replica calls

@@ -327,3 +327,37 @@ def test_remote_steps_decide_read_outputs_and_run_on_failure(
         ("rollback", {"why": "failed", "host": "web-7"}),
     ]
     assert awx.violations == []
+
+
+def test_a_running_jobs_output_is_followed_live_from_the_engine(
+    make_api: Callable[..., Api], awx: AwxStandIn
+) -> None:
+    """Each look at a running job asks AWX for the lines after those already shown
+    (`stdout/?format=json&start_line=N`, checked against the contract): the output grows
+    while the job runs, each line once, colour codes taken out."""
+    awx.template("restart-nginx", seconds=3.0)
+    api = start(make_api, awx, awx_runbook())
+    execution_id = fire(api)
+
+    def live() -> str:
+        answer = api.client.get(f"/api/executions/{execution_id}/attempts/1/output",
+                                headers=api.auth)  # fmt: skip
+        if answer.status_code == 404:  # not launched yet
+            return ""
+        return "".join(chunk["text"] for chunk in answer.json()["chunks"])
+
+    deadline = time.monotonic() + 30
+    while "progress 3" not in live() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "progress 3" in live()
+    assert api.execution(execution_id)["status"] == "running"  # seen while it runs
+    done = api.wait(execution_id)
+    assert done["status"] == "succeeded"
+    text = live()
+    assert text.startswith("PLAY [restart-nginx] ***\nTASK [restart] ***\n")
+    assert "\x1b" not in text
+    # Each line once, in order (the ones printed after the last look come with the end,
+    # in the step's output tail).
+    progress = [line for line in text.splitlines() if line.startswith("progress")]
+    assert progress == [f"progress {n}" for n in range(1, len(progress) + 1)]
+    assert awx.violations == []

@@ -2,7 +2,8 @@
 the contract cut out in fixtures/contracts/awx-job-api.json (paths under the API root,
 the bearer token, the launch body's fields and types) and answers as AWX does: a launch
 is 201 with `job` and `ignored_fields`, jobs go pending → running → their outcome,
-stdout is plain text, cancel is 202 or 405. It can be made slow, busy (429), or down.
+stdout is plain text (`format=txt`) or the lines from `start_line` on as they are printed
+(`format=json`), cancel is 202 or 405. It can be made slow, busy (429), or down.
 """
 
 from __future__ import annotations
@@ -52,6 +53,18 @@ class Job:
     body: dict[str, Any]
     started: float
     cancelled_at: float | None = None
+
+    def output(self, now: float, status: str) -> list[str]:
+        """Its output so far: a line more every tenth of its run (in ANSI colour, as AWX
+        keeps it), the recap once it ended."""
+        lines = [f"\x1b[0;32mPLAY [{self.template.name}] ***\x1b[0m\n", "TASK [restart] ***\n",
+                 f"limit={self.body.get('limit')} "
+                 f"vars={json.dumps(self.body.get('extra_vars', {}))}\n"]  # fmt: skip
+        lines += [f"progress {n}\n" for n in range(1, 10)]
+        if status in ("pending", "running"):
+            shown = int((now - self.started) / max(self.template.seconds, 0.01) * len(lines))
+            return lines[:shown]
+        return [*lines, f"PLAY RECAP *** {status}\n"]
 
     def status(self, now: float) -> str:
         if self.cancelled_at is not None:
@@ -200,14 +213,19 @@ class _Handler(StandInHandler):
                 answer_json(self, 200, self._summaries(job, status))
                 return
             if job_path.group(3) == "stdout/":
-                if query.get("format") != ["txt"]:
-                    self.refuse(400, "stdout asked without format=txt")
-                    return
-                self.text(200, (
-                    f"PLAY [{job.template.name}] ***\nTASK [restart] ***\n"
-                    f"limit={job.body.get('limit')} vars={json.dumps(job.body.get('extra_vars', {}))}\n"
-                    f"PLAY RECAP *** {status}\n"
-                ))  # fmt: skip
+                lines = job.output(now, status)
+                if query.get("format") == ["json"]:
+                    # The lines from start_line on, as AWX gives a growing output.
+                    start = int(query.get("start_line", ["0"])[0])
+                    answer = {"range": {"start": start, "end": max(start, len(lines)),
+                                        "absolute_end": len(lines)},
+                              "content": "".join(lines[start:])}  # fmt: skip
+                    jsonschema.validate(answer, CONTRACT["stdout_json_response"])
+                    answer_json(self, 200, answer)
+                elif query.get("format") == ["txt"]:
+                    self.text(200, "".join(lines))
+                else:
+                    self.refuse(400, "stdout asked without format=txt or format=json")
                 return
             answer = self._job(job, status)
             jsonschema.validate(answer, CONTRACT["job_response"])
