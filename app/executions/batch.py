@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 
 from app.errors import ExecutorError
 from app.executions.lifecycle import finish_execution
+from app.executions.live import Attempt, live_outputs
 from app.executions.steps import (
     Pending,
     Stop,
@@ -148,12 +149,15 @@ def _run(
         running = list(active)
         log.info("batch %s: %d execution(s) in one run", batch_id, len(running))
         started = datetime.now(UTC)
+        attempts = [Attempt(m.execution_id, m.pending.step_id, m.pending.position, m.done + 1)
+                    for m in running]  # fmt: skip
         try:
-            results = executor.run_batch(
-                [member.input() for member in running],
-                cancelled=functools.partial(_all_stopped, running),
-                max_errors=max_errors,
-            )
+            with live_outputs(services, attempts) as outputs:
+                results = executor.run_batch(
+                    [replace(m.input(), live=out) for m, out in zip(running, outputs, strict=True)],
+                    cancelled=functools.partial(_all_stopped, running),
+                    max_errors=max_errors,
+                )
         except ExecutorError as exc:
             failed = StepResult("failed", None, "", started, datetime.now(UTC), error=str(exc))
             results = [failed] * len(running)

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
+
+from sqlalchemy.orm import Session
 
 from app.redaction import redact
 from app.services import Services
@@ -31,48 +34,49 @@ FLUSH_S = 0.25
 KEEP_CHARS = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """Whose output it is: one attempt of one step of one execution."""
+
+    execution_id: str
+    step_id: int
+    position: int
+    number: int
+
+
 class LiveOutput:
-    def __init__(
-        self, services: Services, execution_id: str, step_id: int, position: int, attempt: int
-    ) -> None:
-        self.services, self.execution_id, self.step_id = services, execution_id, step_id
-        self.position, self.attempt = position, attempt
-        with services.db.read() as session:
-            execution = session.get_one(Execution, execution_id)
-            found = {*runbook_secrets(execution), *services.secrets}
-        self.secrets = sorted(found, key=len, reverse=True)
+    """One attempt's output as it comes: what may be written now is taken (masked) by
+    whoever flushes it."""
+
+    def __init__(self, attempt: Attempt, secrets: Iterable[str]) -> None:
+        self.attempt = attempt
+        self.secrets = sorted(set(secrets), key=len, reverse=True)
         self.pending, self.offset = "", 0
         self.lock = threading.Lock()
-        self.done = threading.Event()
-        self.flusher = threading.Thread(target=self._flush_often, daemon=True,
-                                        name=f"live-{execution_id[:8]}")  # fmt: skip
 
     def __call__(self, text: str) -> None:
         with self.lock:
             self.pending += text
 
-    def _flush_often(self) -> None:
-        while not self.done.wait(FLUSH_S):
-            self.flush()
-
-    def flush(self, *, final: bool = False) -> None:
-        """Write what may be written now (all of it, when `final`) as one chunk."""
+    def take(self, session: Session, *, final: bool = False) -> None:
+        """Write what may be written now (all of it, when `final`) as one chunk, in
+        `session`."""
         with self.lock:
             cut = len(self.pending) if final else self._cut(self.pending)
             if cut <= 0:
                 return
             text, self.pending = self.pending[:cut], self.pending[cut:]
             offset, self.offset = self.offset, self.offset + cut
-        try:
-            with self.services.db.write() as session:
-                append_output(
-                    session, execution_id=self.execution_id, step_id=self.step_id,
-                    position=self.position, attempt=self.attempt, offset=offset,
-                    text=redact(text, self.secrets), at=datetime.now(UTC), keep_chars=KEEP_CHARS,
-                )  # fmt: skip
-        except Exception as exc:  # noqa: BLE001 - live output must never fail the step
-            log.warning("live output of step %d not stored (%s); its tail is kept at its end",
-                        self.position + 1, type(exc).__name__)  # fmt: skip
+        attempt = self.attempt
+        append_output(
+            session, execution_id=attempt.execution_id, step_id=attempt.step_id,
+            position=attempt.position, attempt=attempt.number, offset=offset,
+            text=redact(text, self.secrets), at=datetime.now(UTC), keep_chars=KEEP_CHARS,
+        )  # fmt: skip
+
+    def flush(self, services: Services, *, final: bool = False) -> None:
+        """`take` in a transaction of its own."""
+        _flush(services, [self], final=final)
 
     def _cut(self, text: str) -> int:
         """How much of `text` may be written now: all of it but an end that could be the
@@ -93,25 +97,47 @@ class LiveOutput:
                     cut, moved = start, True
         return cut
 
-    def start(self) -> LiveOutput:
-        self.flusher.start()
-        return self
 
-    def close(self) -> None:
-        self.done.set()
-        if self.flusher.is_alive():
-            self.flusher.join()
-        self.flush(final=True)
+def _flush(services: Services, outputs: Sequence[LiveOutput], *, final: bool) -> None:
+    try:
+        with services.db.write() as session:
+            for output in outputs:
+                output.take(session, final=final)
+    except Exception as exc:  # noqa: BLE001 - live output must never fail the step
+        log.warning("live output not stored (%s); each step's tail is kept at its end",
+                    type(exc).__name__)  # fmt: skip
 
 
 @contextmanager
-def live_output(
-    services: Services, execution_id: str, step_id: int, position: int, attempt: int
-) -> Iterator[LiveOutput]:
+def live_outputs(services: Services, attempts: Sequence[Attempt]) -> Iterator[list[LiveOutput]]:
+    """Where each attempt's output goes while the block runs: stored every FLUSH_S by one
+    thread (a batch of hundreds writes one transaction per flush, not hundreds), and all
+    of it once the block ends."""
+    with services.db.read() as session:
+        outputs = []
+        for attempt in attempts:
+            execution = session.get_one(Execution, attempt.execution_id)
+            secrets = {*runbook_secrets(execution), *services.secrets}
+            outputs.append(LiveOutput(attempt, secrets))
+    done = threading.Event()
+
+    def flush_often() -> None:
+        while not done.wait(FLUSH_S):
+            _flush(services, outputs, final=False)
+
+    flusher = threading.Thread(target=flush_often, daemon=True, name="live-output")
+    flusher.start()
+    try:
+        yield outputs
+    finally:
+        done.set()
+        flusher.join()
+        _flush(services, outputs, final=True)
+
+
+@contextmanager
+def live_output(services: Services, attempt: Attempt) -> Iterator[LiveOutput]:
     """Output of one attempt, stored as it is produced while the block runs, and all of
     it once the block ends."""
-    live = LiveOutput(services, execution_id, step_id, position, attempt).start()
-    try:
-        yield live
-    finally:
-        live.close()
+    with live_outputs(services, [attempt]) as [output]:
+        yield output

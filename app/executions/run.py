@@ -20,7 +20,7 @@ from tenacity import Retrying, retry_if_result, stop_after_attempt
 from app.errors import ExecutorError
 from app.executions.batch import Member, hand_back, run_batched
 from app.executions.lifecycle import finish_execution
-from app.executions.live import live_output
+from app.executions.live import Attempt, live_output
 from app.executions.prepare import prepare_step
 from app.executions.steps import (
     Pending,
@@ -199,8 +199,8 @@ def _run_one(
         keep_trying=lambda: not services.stopping.is_set(),
         sleep=services.stopping.wait,
         on_attempt=record,
-        live=functools.partial(
-            live_output, services, execution_id, pending.step_id, pending.position
+        live=lambda number: live_output(
+            services, Attempt(execution_id, pending.step_id, pending.position, number)
         ),  # fmt: skip
     )
 

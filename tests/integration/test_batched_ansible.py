@@ -237,3 +237,20 @@ def test_a_host_failing_in_a_batch_runs_its_own_on_failure_steps(
     assert plays(tmp_path) == ["a", "rollback"]  # the batch as one play, then the rollback
     assert marks(tmp_path) == Counter({"host-0": 1, "host-1": 1, "host-3": 1, "host-2": 1})
     assert (tmp_path / "marks").read_text().count("host-2 rollback") == 1
+
+
+def test_each_member_of_a_batch_follows_its_own_hosts_live(
+    start: Callable[..., Api], tmp_path: Path
+) -> None:
+    """One play for everyone; each execution's live output is its own hosts' lines and
+    the play's own, as its output tail is."""
+    api = start(3, window="3s")
+    ids = {fire(api, f"host-{i}"): f"host-{i}" for i in range(3)}
+    for execution_id, host in ids.items():
+        assert api.wait(execution_id)["status"] == "succeeded"
+        answer = api.client.get(f"/api/executions/{execution_id}/attempts/1/output",
+                                headers=api.auth).json()  # fmt: skip
+        text = "".join(chunk["text"] for chunk in answer["chunks"])
+        assert f"[{host}]" in text and "PLAY RECAP" in text
+        assert not any(f"[{other}]" in text for other in ids.values() if other != host)
+    assert len(plays(tmp_path)) == 1

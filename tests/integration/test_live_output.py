@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from app.executions.live import LiveOutput
+from app.executions.live import Attempt, LiveOutput
 from app.store.models import Execution, OutputChunk
 from app.store.output import append_output, output_after
 from tests.support.instant import instant_step
@@ -99,12 +99,12 @@ def test_a_secret_split_across_two_writes_is_masked_and_the_tail_is_kept(
     services = api.services
     with services.db.read() as session:
         step_id = session.get_one(Execution, execution_id).steps[0].id
-    live = LiveOutput(services, execution_id, step_id, position=0, attempt=9)
+    live = LiveOutput(Attempt(execution_id, step_id, 0, 9), services.secrets)
     live("token is " + AM_TOKEN[:7])
-    live.flush()  # the flusher's tick, at the worst moment
+    live.flush(services)  # the flusher's tick, at the worst moment
     live(AM_TOKEN[7:] + " and more\n")
-    live.flush()
-    live.close()
+    live.flush(services)
+    live.flush(services, final=True)
     with services.db.read() as session:
         chunks = [c.text for c in output_after(session, execution_id, 0, position=0, attempt=9)]
     assert len(chunks) >= 2 and "".join(chunks) == "token is *** and more\n"

@@ -20,6 +20,7 @@ groups), and SIGKILL whatever is left after a grace period.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -143,7 +144,8 @@ class AnsibleExecutor:
         if step.shadow and not spec.check_mode:
             return rendered_only(NOT_CHECK_SAFE)
         play = self._play(spec, *paths, spec.limit, spec.forks, step.timeout_s, cancelled,
-                          check=step.shadow, live=step.said)  # fmt: skip
+                          check=step.shadow,
+                          live=lambda event: step.said(_shown(event)))  # fmt: skip
         status, error = play.status, play.error
         if status == "succeeded" and not play.recap:
             # A remediation that touched no host has not remediated anything.
@@ -235,9 +237,11 @@ class AnsibleExecutor:
                           hosts=sorted(hosts[index]))  # fmt: skip
                 continue
             left = None if allowed is None else allowed - len(failed)
+            members = [(steps[i], hosts[i]) for i in round_]
+            live = functools.partial(_to_members, members, frozenset(everyone))
             play = self._play(first, *paths, ",".join(everyone), first.forks or BATCH_FORKS,
                               steps[0].timeout_s, cancelled, with_events=True, check=shadow,
-                              max_errors=left)  # fmt: skip
+                              max_errors=left, live=live)  # fmt: skip
             failed |= play.failed
             for index in round_:
                 own = hosts[index]
@@ -290,7 +294,7 @@ class AnsibleExecutor:
         with_events: bool = False,
         check: bool = False,
         max_errors: int | None = None,
-        live: Callable[[str], None] | None = None,
+        live: Callable[[dict[str, Any]], None] | None = None,
     ) -> Played:
         deadline = time.monotonic() + timeout_s
         stopped: list[StepStatus] = []
@@ -308,7 +312,7 @@ class AnsibleExecutor:
 
             def seen(event: dict[str, Any]) -> bool:
                 if live is not None and event.get("stdout"):
-                    live(str(event["stdout"]) + "\n")  # as the play's display shows it
+                    live(event)
                 data = event.get("event_data") or {}
                 if event.get("event") == "playbook_on_stats" and data.get("artifact_data"):
                     outputs.append(dict(data["artifact_data"]))
@@ -442,6 +446,23 @@ def _disjoint_rounds(hosts: dict[int, frozenset[str]]) -> list[list[int]]:
         else:
             rounds.append(([index], set(own)))
     return [members for members, _ in rounds]
+
+
+def _shown(event: dict[str, Any]) -> str:
+    """An event as the play's display shows it."""
+    return str(event.get("stdout") or "") + "\n"
+
+
+def _to_members(
+    members: Sequence[tuple[StepInput, frozenset[str]]],
+    everyone: frozenset[str],
+    event: dict[str, Any],
+) -> None:
+    """A batched play's event, live, to each member it is about: its hosts' lines and
+    the play's own, as its output tail will be."""
+    for step, own in members:
+        if text := _own_lines([event], own, everyone):
+            step.said(text + "\n")
 
 
 def _own_lines(events: list[dict[str, Any]], own: frozenset[str], everyone: frozenset[str]) -> str:
