@@ -64,8 +64,8 @@ class Look:
     # The engine could not be asked: why, and how long it asked us to wait.
     failure: str | None = None
     wait_s: float = 0.0
-    # Output the job printed since the last look, and the line to ask from next.
-    said: tuple[str, int] | None = None
+    # Output the job printed since the last look, and its handle noting that.
+    said: tuple[str, dict[str, Any]] | None = None
 
 
 def follow_remote(services: Services) -> int:
@@ -127,19 +127,15 @@ def _look(services: Services, waiting: Waiting) -> Look:
         return Look(None, failure=str(exc), wait_s=wait)
 
 
-def _said(executor: RemoteExecutor, now: Remote) -> tuple[str, int] | None:
+def _said(executor: RemoteExecutor, now: Remote) -> tuple[str, dict[str, Any]] | None:
     """What the running job printed since the last look (for people following it live);
     nothing when its engine cannot say, or cannot be asked now (the next look asks)."""
     if not isinstance(executor, ShowsProgress):
         return None
     try:
-        return executor.output_since(now.handle, int(now.handle.get(SHOWN_LINES, 0)))
+        return executor.output_since(now.handle)
     except ExecutorError:
         return None
-
-
-# Where a running remote step's output has been shown up to, kept in its handle.
-SHOWN_LINES = "shown_lines"
 
 
 def _unfollowable(waiting: Waiting, why: str, status: StepStatus = "failed") -> Remote:
@@ -179,9 +175,9 @@ def _still_going(services: Services, session: Session, waiting: Waiting, look: L
     if look.failure is not None:
         changes["error"] = f"step {waiting.position + 1} ({waiting.kind}): {look.failure}"
     elif look.remote is not None:
-        handle = dict(look.remote.handle)
+        handle = look.remote.handle
         if look.said is not None:
-            text, handle[SHOWN_LINES] = look.said
+            text, handle = look.said
             _show(services, session, waiting, text)
         if handle != waiting.remote["handle"]:
             remote = {**waiting.remote, "handle": handle, "url": look.remote.url}

@@ -70,6 +70,8 @@ LAUNCH_WAIT_S = 20.0
 PROMPT_GUARD = "prompt_on_launch"
 NOT_CHECKED = "check: false (the job template is not run in check mode), so nothing was launched"
 API_ROOTS = ("/api/controller/v2/", "/api/v2/")
+# Where a running job's output has been shown up to (its lines), kept in its handle.
+SHOWN_LINES = "shown_lines"
 # Colour codes in a job's stored output (its json format gives the raw lines).
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 RUNNING = frozenset({"new", "pending", "waiting", "running"})
@@ -309,15 +311,16 @@ class AwxExecutor:
         return shadowed("no change", f"{len(hosts)} host(s) checked, none would change",
                         started=started, output=output, **found)  # fmt: skip
 
-    def output_since(self, handle: dict[str, Any], line: int) -> tuple[str, int] | None:
+    def output_since(self, handle: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
         if handle["jobs"] == "workflow_jobs":
             return None  # its output is its jobs'
+        line = int(handle.get(SHOWN_LINES, 0))
         answer = self.api.get(
             f"{handle['root']}jobs/{handle['job']}/stdout/",
             params={"format": "json", "start_line": str(line)},
         ).json()
-        end = (answer.get("range") or {}).get("end", line)
-        return ANSI.sub("", str(answer.get("content") or "")), int(end)
+        end = int((answer.get("range") or {}).get("end", line))
+        return ANSI.sub("", str(answer.get("content") or "")), {**handle, SHOWN_LINES: end}
 
     def _stdout(self, handle: dict[str, Any]) -> str:
         try:

@@ -151,10 +151,11 @@ class ShowsProgress(Protocol):
     """A remote executor whose engine gives a running job's output as it grows, so that
     people can follow it live: each look asks for the lines after those already shown."""
 
-    def output_since(self, handle: dict[str, Any], line: int) -> tuple[str, int] | None:
-        """The work's output from line `line` (0: the first) as far as the engine has it,
-        and the line to ask from next; None when it has none to give (a workflow).
-        ExecutorError when the engine could not be asked."""
+    def output_since(self, handle: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """The work's output since the last look, as far as the engine has it, and the
+        handle noting where it is now shown up to (the executor's own keys); None when
+        it has none to give (a workflow). ExecutorError when the engine could not be
+        asked."""
 
 
 @runtime_checkable
