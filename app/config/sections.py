@@ -193,6 +193,42 @@ class EngineConfig(Strict):
     request_timeout_s: float = Field(default=30.0, gt=0)
 
 
+class BasicAuth(Strict):
+    username: str
+    password: SecretStr
+
+
+class HeaderAuth(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9-]{1,100}$", examples=["X-Api-Key"])
+    value: SecretStr
+
+
+class HttpAuth(Strict):
+    """How an HTTP endpoint knows it is us: exactly one of the three."""
+
+    bearer: SecretStr | None = None
+    basic: BasicAuth | None = None
+    header: HeaderAuth | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> HttpAuth:
+        if sum(x is not None for x in (self.bearer, self.basic, self.header)) != 1:
+            raise ValueError("give exactly one of bearer, basic, header")
+        return self
+
+
+class HttpEndpoint(Strict):
+    """An HTTP API that steps may call (the `http` step kind), under
+    `http_endpoints.<name>`. Its scheme, host, port, base path, headers and credentials
+    are configuration; a step adds a path below `url` and its query and JSON body."""
+
+    url: str = Field(pattern=API_URL, examples=["https://flags.example.com/api/v1"])
+    headers: dict[str, str] = Field(default_factory=dict)
+    auth: HttpAuth | None = None
+    verify_tls: bool = True
+    timeout_s: float = Field(default=10.0, gt=0, description="For one call (connect, read).")
+
+
 class CodeHostConfig(Strict):
     """A code host's API, where proposed reverts become pull or merge requests. Its
     token also authenticates the push when the remote is an HTTPS URL on the same host."""

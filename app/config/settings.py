@@ -27,6 +27,7 @@ from app.config.sections import (
     EngineConfig,
     EscalationTargets,
     GitHosting,
+    HttpEndpoint,
     SourceConfig,
 )
 from app.config.trust import Breaker, Budget, Freeze
@@ -166,6 +167,13 @@ class Settings(BaseSettings):
         description="Engines that remote step kinds drive, by engine name (`awx`, "
         "`terraform_cloud`, `github`, `gitlab`): `{url, token, poll_interval_s, "
         "request_timeout_s}`; a kind whose engine is missing fails its steps saying so.",
+    )
+    http_endpoints: dict[str, HttpEndpoint] = Field(
+        default_factory=dict,
+        description="HTTP APIs the `http` step kind may call, by name: `{url, headers, auth: "
+        "{bearer | basic: {username, password} | header: {name, value}}, verify_tls, "
+        "timeout_s}`. A step names one and adds a path, query and JSON body; where it "
+        "connects and how it authenticates are only ever this.",
     )
     git_hosting: GitHosting = Field(
         default_factory=GitHosting,

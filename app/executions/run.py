@@ -91,7 +91,9 @@ def run_step(
         stop=stop_after_attempt(max(1, policy.attempts - step.attempt + 1)),
         wait=lambda state: policy.delay(state.attempt_number),
         retry=retry_if_result(
-            lambda r: r.status in ("failed", "timed_out") and not stop() and keep_trying()
+            lambda r: (
+                r.status in ("failed", "timed_out") and r.retry and not stop() and keep_trying()
+            )
         ),
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         sleep=sleep,

@@ -81,6 +81,7 @@ def after_step(
         and (pending.idempotent or shadow)  # a dry run is always safe to run again
         or result.status in ("failed", "timed_out")
         and retries_left
+        and result.retry
     ):
         # Shutdown, and this step is safe to run again: idempotent, or it was going to be
         # retried anyway.
@@ -251,15 +252,22 @@ class Pending:
                    shadow)  # fmt: skip
 
     def input(self, execution_id: str) -> StepInput:
-        return step_input(execution_id, self.position, self.done + 1, self.spec, self.shadow)
+        return step_input(execution_id, self.position, self.done + 1, self.spec, self.shadow,
+                          idempotent=self.idempotent)  # fmt: skip
 
 
 def step_input(
-    execution_id: str, position: int, attempt: int, spec: dict[str, Any], shadow: bool = False
+    execution_id: str,
+    position: int,
+    attempt: int,
+    spec: dict[str, Any],
+    shadow: bool = False,
+    *,
+    idempotent: bool = False,
 ) -> StepInput:
     """One attempt of a step, with the timeout its spec was rendered with."""
     timeout = float(spec.get("timeout", 300))
-    return StepInput(execution_id, position, attempt, spec, timeout, shadow)
+    return StepInput(execution_id, position, attempt, spec, timeout, shadow, idempotent)
 
 
 def cancel_note(execution: Execution) -> str:

@@ -42,6 +42,8 @@ class StepInput:
     # A shadow run's step: change nothing, and say what would have changed (a dry run as
     # precise as the engine allows: `shadowed`), or only that it was rendered.
     shadow: bool = False
+    # The runbook says the step is safe to repeat (`idempotent`).
+    idempotent: bool = False
     # Called with the step's output as it is produced (whole lines or not), for people
     # following it live; the result's output tail is still what the step ended with.
     live: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
@@ -69,6 +71,9 @@ class StepResult:
     # What the step found, by name, for people (and, later, the runbook's next steps):
     # data, like a payload's values (a playbook may echo what an incident said). JSON.
     outputs: dict[str, Any] | None = None
+    # False: trying it again could repeat an effect (a POST the service may have acted
+    # on) or cannot change the answer (a 4xx): the runbook's retries do not.
+    retry: bool = True
 
 
 class Executor(Protocol):

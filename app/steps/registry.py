@@ -11,13 +11,21 @@ from app.gitops.records import Records
 from app.steps.ansible.kind import AnsibleKind
 from app.steps.awx import AwxKind
 from app.steps.base import Executor, StepKind
+from app.steps.http import HttpKind
 from app.steps.pipeline.kind import PipelineKind
 from app.steps.terraform.kind import TerraformKind
 from app.steps.terraform_cloud import TerraformCloudKind
 
 KINDS: dict[str, StepKind[Any]] = {
     kind.name: kind
-    for kind in (AnsibleKind(), TerraformKind(), AwxKind(), PipelineKind(), TerraformCloudKind())
+    for kind in (
+        AnsibleKind(),
+        TerraformKind(),
+        AwxKind(),
+        PipelineKind(),
+        TerraformCloudKind(),
+        HttpKind(),
+    )
 }
 
 
