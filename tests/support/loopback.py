@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import ssl
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,8 @@ class LoopbackStandIn:
     lock: threading.Lock = field(default_factory=threading.Lock)
     base: str = ""
     port: int = 0
+    # Served over TLS with this context (`base` then says https).
+    tls: ssl.SSLContext | None = None
     _server: http.server.ThreadingHTTPServer | None = None
 
     def start(self) -> None:
@@ -54,7 +57,9 @@ class LoopbackStandIn:
         self._server = QuietServer(("127.0.0.1", self.port),
                                    type("Handler", (self.handler_class(),), attributes))  # fmt: skip
         self.port = self._server.server_address[1]
-        self.base = f"http://127.0.0.1:{self.port}"
+        if self.tls is not None:
+            self._server.socket = self.tls.wrap_socket(self._server.socket, server_side=True)
+        self.base = f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
     def stop(self) -> None:
