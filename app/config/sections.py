@@ -229,6 +229,31 @@ class HttpEndpoint(Strict):
     timeout_s: float = Field(default=10.0, gt=0, description="For one call (connect, read).")
 
 
+class KubeCluster(Strict):
+    """A Kubernetes cluster the `kubernetes` step kind acts on, under
+    `kubernetes_clusters.<name>`: a kubeconfig file (and its context), the Pod's own
+    service account (`in_cluster: true`), or a URL with a token and the CA to trust."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    in_cluster: bool = False
+    url: str | None = Field(default=None, pattern=API_URL)
+    token: SecretStr | None = None
+    ca_file: str | None = None
+    # How often a rollout is looked at while a step waits for it.
+    poll_interval_s: float = Field(default=2.0, gt=0)
+    request_timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way(self) -> KubeCluster:
+        ways = [self.kubeconfig is not None, self.in_cluster, self.url is not None]
+        if sum(ways) != 1:
+            raise ValueError("give exactly one of kubeconfig, in_cluster: true, url (with token)")
+        if self.url is not None and self.token is None:
+            raise ValueError("a cluster given by url needs its token")
+        return self
+
+
 class CodeHostConfig(Strict):
     """A code host's API, where proposed reverts become pull or merge requests. Its
     token also authenticates the push when the remote is an HTTPS URL on the same host."""

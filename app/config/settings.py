@@ -28,6 +28,7 @@ from app.config.sections import (
     EscalationTargets,
     GitHosting,
     HttpEndpoint,
+    KubeCluster,
     SourceConfig,
 )
 from app.config.trust import Breaker, Budget, Freeze
@@ -174,6 +175,12 @@ class Settings(BaseSettings):
         "{bearer | basic: {username, password} | header: {name, value}}, verify_tls, "
         "timeout_s}`. A step names one and adds a path, query and JSON body; where it "
         "connects and how it authenticates are only ever this.",
+    )
+    kubernetes_clusters: dict[str, KubeCluster] = Field(
+        default_factory=dict,
+        description="Clusters the `kubernetes` step kind acts on, by name: `{kubeconfig, "
+        "context}`, `{in_cluster: true}` or `{url, token, ca_file}`; and `poll_interval_s` "
+        "(while waiting for a rollout), `request_timeout_s`.",
     )
     git_hosting: GitHosting = Field(
         default_factory=GitHosting,

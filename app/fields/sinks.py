@@ -75,6 +75,32 @@ def check_limit_names(names: Iterable[str], known: frozenset[str], inventory: st
 _AUTHORITY = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://[^/?#{]*")
 
 
+# Kubernetes' names (RFC 1123 subdomains: a Deployment's, a namespace's within 63) and
+# label values: one name each, nothing a payload could turn into a list, a path or a
+# selector expression (`web,all`, `../x`, `a b`, `app!=x`).
+_DNS_NAME = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_LABEL_VALUE = re.compile(r"([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+
+
+def kube_name(value: object, field: str, most: int = 253) -> str:
+    """A Kubernetes object's (or namespace's) name, whole, or SinkError."""
+    text = str(value)
+    if len(text) > most or not _DNS_NAME.fullmatch(text):
+        raise SinkError(
+            f"{field}: {text[:80]!r} is not one Kubernetes name (lower-case letters, digits, "
+            f"`-` and `.`, at most {most} characters)"
+        )
+    return text
+
+
+def label_value(value: object, field: str) -> str:
+    """A Kubernetes label value, whole, or SinkError."""
+    text = str(value)
+    if len(text) > 63 or not _LABEL_VALUE.fullmatch(text):
+        raise SinkError(f"{field}: {text[:80]!r} is not one Kubernetes label value")
+    return text
+
+
 def url_template_problem(source: str) -> str | None:
     """Why a URL template lets a payload choose where it connects, or None."""
     found = _AUTHORITY.match(source)

@@ -12,6 +12,7 @@ from app.steps.ansible.kind import AnsibleKind
 from app.steps.awx import AwxKind
 from app.steps.base import Executor, StepKind
 from app.steps.http import HttpKind
+from app.steps.kubernetes.kind import KubernetesKind
 from app.steps.pipeline.kind import PipelineKind
 from app.steps.terraform.kind import TerraformKind
 from app.steps.terraform_cloud import TerraformCloudKind
@@ -25,6 +26,7 @@ KINDS: dict[str, StepKind[Any]] = {
         PipelineKind(),
         TerraformCloudKind(),
         HttpKind(),
+        KubernetesKind(),
     )
 }
 
