@@ -1,6 +1,7 @@
-"""kill -9 of `remediator serve` while a kubernetes step waits for its rollout: the
-service started again re-attaches to the same rollout by the step's handle and waits
-for it to complete, without patching the Deployment again."""
+"""kill -9 of `remediator serve` while a kubernetes step waits for its rollout (the
+Deployment patched and the step's handle written, in that order, as every remote step's
+launch): the service started again re-attaches to the same rollout by the handle and
+waits for it to complete, without patching the Deployment again."""
 
 from __future__ import annotations
 
@@ -36,7 +37,9 @@ def test_kill_9_mid_wait_re_attaches_without_patching_again(tmp_path: Path) -> N
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             seen = first.api(f"/executions/{execution_id}")
-            if seen["steps"][0]["status"] == "running" and len(
+            # Patched, and its handle written: from here any replica follows it.
+            launched = (seen["steps"][0]["detail"] or {}).get("summary", "")
+            if launched.startswith("launched on its engine") and len(
                 [c for c in kube.calls if c[0] == "PATCH"]) > patches_before:  # fmt: skip
                 break
             time.sleep(0.05)

@@ -88,3 +88,22 @@ def test_an_eviction_past_the_budget_is_refused(kube: KubeStandIn) -> None:
         assert client.post(evict.format(first), json=body).status_code == 201
         refused = client.post(evict.format(second), json=body | {"metadata": {"name": second}})
     assert refused.status_code == 429 and refused.json()["reason"] == "TooManyRequests"
+
+
+@pytest.mark.parametrize("plural", ["statefulsets", "daemonsets"])
+def test_kubectl_undoes_a_statefulset_or_daemonset_through_its_revisions(
+    kube: KubeStandIn, plural: str
+) -> None:
+    kube.workload(plural, "shop", "db", "pg:15")
+    kube.settled("shop", "db", plural=plural)
+    kube.set_image("shop", "db", "pg:16", plural=plural)
+    kind = plural.removesuffix("s")
+    assert kubectl(kube, "rollout", "status", f"{kind}/db", "--timeout=30s").returncode == 0
+    history = kubectl(kube, "rollout", "history", f"{kind}/db").stdout.split()
+    assert history[history.index("CHANGE-CAUSE") + 1 :: 2] == ["1", "2"]
+    assert kubectl(kube, "rollout", "undo", f"{kind}/db").returncode == 0
+    assert kubectl(kube, "rollout", "status", f"{kind}/db", "--timeout=30s").returncode == 0
+    [workload] = kube.of(plural, "shop")
+    assert workload["spec"]["template"]["spec"]["containers"][0]["image"] == "pg:15"
+    history = kubectl(kube, "rollout", "history", f"{kind}/db").stdout.split()
+    assert history[history.index("CHANGE-CAUSE") + 1 :: 2] == ["2", "3"]

@@ -7,6 +7,7 @@ name is refused before any request; a shadow run dry-runs the same requests."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -170,3 +171,36 @@ def test_a_shadow_run_dry_runs_the_same_request(
     assert "rolled back from revision 2 to revision 1" in summary
     assert image(kube) == "nginx:1.26-bad"  # nothing changed
     assert any(c[0] == "PATCH" for c in kube.calls)
+
+
+@pytest.mark.parametrize(("plural", "kind"), [("statefulsets", "StatefulSet"),
+                                              ("daemonsets", "DaemonSet")])  # fmt: skip
+def test_a_statefulset_or_daemonset_is_undone_through_its_controller_revision(
+    make_api: Callable[..., Api], kube: KubeStandIn, plural: str, kind: str
+) -> None:
+    kube.workload(plural, "shop", "web", "pg:15")
+    kube.settled("shop", "web", plural=plural)
+    kube.set_image("shop", "web", "pg:16-bad", plural=plural)
+    kube.settled("shop", "web", plural=plural)
+    api = start(make_api, kube, {"action": "rollout_undo", "kind": kind})
+    done = fire(api)
+    assert done["status"] == "succeeded", done
+    outputs = done["steps"][0]["outputs"]
+    assert (outputs["revision_before"], outputs["revision_to"], outputs["revision"]) == (2, 1, 3)
+    [workload] = kube.of(plural, "shop")
+    assert workload["spec"]["template"]["spec"]["containers"][0]["image"] == "pg:15"
+    assert "$patch" not in json.dumps(workload)
+    pods = kube.of("pods", "shop")
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {"pg:15"}
+    patches = [c for c in kube.calls if c[0] == "PATCH"]
+    assert patches == [("PATCH", f"/apis/apps/v1/namespaces/shop/{plural}/web",
+                        "application/strategic-merge-patch+json")]  # fmt: skip
+
+
+def test_a_daemonset_cannot_be_scaled() -> None:
+    from pydantic import ValidationError
+
+    from app.steps.kubernetes.spec import KubernetesStep
+
+    with pytest.raises(ValidationError, match="cannot be scaled"):
+        KubernetesStep(namespace="a", name="b", kind="DaemonSet", action="scale", replicas=2)

@@ -32,7 +32,13 @@ from lightkube import Client
 from lightkube.config.kubeconfig import KubeConfig
 from lightkube.core.exceptions import ApiError
 from lightkube.models.meta_v1 import ObjectMeta
-from lightkube.resources.apps_v1 import Deployment, ReplicaSet
+from lightkube.resources.apps_v1 import (
+    ControllerRevision,
+    DaemonSet,
+    Deployment,
+    ReplicaSet,
+    StatefulSet,
+)
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
@@ -54,10 +60,12 @@ from app.steps.base import (
     strings_in,
     with_outputs,
 )
-from app.steps.kubernetes.rollout import revision, rollout_state, undo
+from app.steps.kubernetes.rollout import revision, rollout_state, undo, undo_revisioned
 from app.steps.kubernetes.spec import KubernetesStep
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+WORKLOADS: dict[str, Any] = {"Deployment": Deployment, "StatefulSet": StatefulSet,
+                             "DaemonSet": DaemonSet}  # fmt: skip
 
 
 class KubernetesKind(KindDefaults):
@@ -140,6 +148,7 @@ class KubernetesExecutor:
         handle: dict[str, Any] = {
             "cluster": cluster,
             "namespace": spec["namespace"],
+            "kind": spec.get("kind", "Deployment"),
             "name": spec["name"],
             "action": spec["action"],
         }
@@ -153,7 +162,8 @@ class KubernetesExecutor:
     def poll(self, _step: StepInput, handle: dict[str, Any]) -> Remote:
         try:
             client = self.client(handle["cluster"])
-            found = _plain(client.get(Deployment, handle["name"], namespace=handle["namespace"]))
+            resource = WORKLOADS[handle.get("kind", "Deployment")]
+            found = _plain(client.get(resource, handle["name"], namespace=handle["namespace"]))
         except ApiError as exc:
             return Remote(handle, None, ended=_refused_by_api(exc, handle))
         except httpx.HTTPError as exc:
@@ -161,11 +171,10 @@ class KubernetesExecutor:
         state, said = rollout_state(found, int(handle["generation"]))
         if state == "waiting":
             return Remote(handle, None)
-        outputs = {
-            **handle.get("found", {}),
-            "revision": revision(found),
-            "replicas": int(found["spec"].get("replicas", 1)),
-        }
+        looked = _Change(client, handle, handle, shadow=False)
+        outputs = {**handle.get("found", {}), "revision": looked.revision_of(found)}
+        if "replicas" in found["spec"]:
+            outputs["replicas"] = int(found["spec"]["replicas"])
         status: StepStatus = "succeeded" if state == "done" else "failed"
         said = f"{handle['said']}; {said}" if handle.get("said") else said
         ended = engine_result(status, what=_what(handle), engine_status=said, url=None)
@@ -189,14 +198,14 @@ class _Change:
     ) -> None:
         self.client, self.spec, self.handle, self.shadow = client, spec, handle, shadow
         self.namespace, self.name = str(spec["namespace"]), str(spec["name"])
+        self.resource = WORKLOADS[str(spec.get("kind", "Deployment"))]
 
     def make(self) -> Remote:
         started = datetime.now(UTC)
-        deployment = _plain(self.client.get(Deployment, self.name, namespace=self.namespace))
-        before = {
-            "revision_before": revision(deployment),
-            "replicas_before": int(deployment["spec"].get("replicas", 1)),
-        }
+        deployment = _plain(self.client.get(self.resource, self.name, namespace=self.namespace))
+        before: dict[str, Any] = {"revision_before": self.revision_of(deployment)}
+        if "replicas" in deployment["spec"]:
+            before["replicas_before"] = int(deployment["spec"]["replicas"])
         done = getattr(self, f"_{self.spec['action']}")(deployment)
         if isinstance(done, StepResult):
             return Remote(self.handle, None, ended=done)
@@ -217,7 +226,28 @@ class _Change:
             return Remote(handle, None, ended=with_outputs(ended, found))
         return Remote(handle, None)
 
+    def _owned(self, workload: dict[str, Any], resource: Any) -> list[dict[str, Any]]:
+        """The workload's own ReplicaSets or ControllerRevisions (by its selector, then
+        by the controller owner reference, as kubectl finds them)."""
+        selector = workload["spec"]["selector"].get("matchLabels") or {}
+        uid = workload["metadata"]["uid"]
+        listed = [_plain(found) for found in self.client.list(resource, namespace=self.namespace,
+                                                               labels=selector)]  # fmt: skip
+        return [item for item in listed
+                if any(o.get("uid") == uid and o.get("controller")
+                       for o in item["metadata"].get("ownerReferences") or [])]  # fmt: skip
+
+    def revision_of(self, workload: dict[str, Any]) -> int:
+        """The workload's current revision (a Deployment's annotation; the newest of a
+        StatefulSet's or DaemonSet's ControllerRevisions)."""
+        if self.resource is Deployment:
+            return revision(workload)
+        return max((int(r["revision"]) for r in self._owned(workload, ControllerRevision)),
+                   default=0)  # fmt: skip
+
     def _rollout_undo(self, deployment: dict[str, Any]) -> Any:
+        if self.resource is not Deployment:
+            return self._undo_revisioned(deployment)
         selector = deployment["spec"]["selector"].get("matchLabels") or {}
         uid = deployment["metadata"]["uid"]
         listed = [_plain(rs) for rs in self.client.list(ReplicaSet, namespace=self.namespace,
@@ -234,11 +264,26 @@ class _Change:
         said = f"rolled back from revision {found.current} to revision {found.target}"
         return said, patched["metadata"]["generation"], {"revision_to": found.target}
 
+    def _undo_revisioned(self, workload: dict[str, Any]) -> Any:
+        """A StatefulSet's or DaemonSet's undo, as kubectl's: the ControllerRevision's own
+        strategic merge patch."""
+        found = undo_revisioned(workload, self._owned(workload, ControllerRevision),
+                                self.spec.get("to_revision"))  # fmt: skip
+        if isinstance(found, str):
+            return refused_now(f"{_what(self.handle)}: {found}", "rollout_history")
+        patch, current, target = found
+        patched = _plain(self.client.patch(
+            self.resource, self.name, patch, namespace=self.namespace,
+            patch_type=PatchType.STRATEGIC, dry_run=self.shadow,
+        ))  # fmt: skip
+        said = f"rolled back from revision {current} to revision {target}"
+        return said, patched["metadata"]["generation"], {"revision_to": target}
+
     def _rollout_restart(self, _deployment: dict[str, Any]) -> Any:
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         patch = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: now}}}}}
         patched = _plain(self.client.patch(
-            Deployment, self.name, patch, namespace=self.namespace,
+            self.resource, self.name, patch, namespace=self.namespace,
             patch_type=PatchType.STRATEGIC, dry_run=self.shadow,
         ))  # fmt: skip
         return f"restarted at {now}", patched["metadata"]["generation"], {"restarted_at": now}
@@ -254,14 +299,14 @@ class _Change:
                 "max_replicas",
             )
         self.client.patch(
-            Deployment.Scale,
+            self.resource.Scale,
             self.name,
             {"spec": {"replicas": wanted}},
             namespace=self.namespace,
             patch_type=PatchType.MERGE,
             dry_run=self.shadow,
         )
-        generation = self.client.get(Deployment, self.name, namespace=self.namespace).metadata
+        generation = self.client.get(self.resource, self.name, namespace=self.namespace).metadata
         made = int(generation.generation or 0) if generation is not None else 0
         return f"scaled from {current} to {wanted} replicas", made, {"replicas_to": wanted}
 
@@ -310,8 +355,8 @@ def _plain(found: Any) -> dict[str, Any]:
 
 def _what(handle: Mapping[str, Any]) -> str:
     return (
-        f"{handle['action']} of Deployment {handle['namespace']}/{handle['name']} "
-        f"on {handle['cluster']}"
+        f"{handle['action']} of {handle.get('kind', 'Deployment')} "
+        f"{handle['namespace']}/{handle['name']} on {handle['cluster']}"
     )
 
 

@@ -23,8 +23,45 @@ NOT_RESTORED = frozenset(
 State = Literal["done", "waiting", "stalled"]
 
 
-def rollout_state(deployment: dict[str, Any], generation: int) -> tuple[State, str]:
+def rollout_state(workload: dict[str, Any], generation: int) -> tuple[State, str]:
     """Where the rollout that made `generation` stands, and what kubectl would say."""
+    kind = workload.get("kind", "Deployment")
+    if kind == "StatefulSet":
+        return _statefulset_state(workload, generation)
+    if kind == "DaemonSet":
+        return _daemonset_state(workload, generation)
+    return _deployment_state(workload, generation)
+
+
+def _statefulset_state(workload: dict[str, Any], generation: int) -> tuple[State, str]:
+    status = workload.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < generation:
+        return "waiting", "waiting for the statefulset's spec update to be observed"
+    want = int(workload["spec"].get("replicas", 1))
+    ready = int(status.get("readyReplicas") or 0)
+    if ready < want:
+        return "waiting", f"waiting for {want - ready} pods to be ready"
+    update = status.get("updateRevision")
+    if update != status.get("currentRevision"):
+        return "waiting", f"waiting for the rolling update to complete: pods at revision {update}"
+    return "done", f"statefulset rolling update complete: {ready} pods at revision {update}"
+
+
+def _daemonset_state(workload: dict[str, Any], generation: int) -> tuple[State, str]:
+    status = workload.get("status") or {}
+    if int(status.get("observedGeneration") or 0) < generation:
+        return "waiting", "waiting for the daemon set's spec update to be observed"
+    desired = int(status.get("desiredNumberScheduled") or 0)
+    updated = int(status.get("updatedNumberScheduled") or 0)
+    available = int(status.get("numberAvailable") or 0)
+    if updated < desired:
+        return "waiting", f"{updated} out of {desired} new pods have been updated"
+    if available < desired:
+        return "waiting", f"{available} of {desired} updated pods are available"
+    return "done", f'daemon set "{workload["metadata"]["name"]}" successfully rolled out'
+
+
+def _deployment_state(deployment: dict[str, Any], generation: int) -> tuple[State, str]:
     name = deployment["metadata"]["name"]
     status = deployment.get("status") or {}
     if int(status.get("observedGeneration") or 0) < generation:
@@ -89,3 +126,25 @@ def undo(deployment: dict[str, Any], owned: list[dict[str, Any]], to: int | None
         {"op": "replace", "path": "/metadata/annotations", "value": annotations},
     ]
     return Undo(patch, current, to)
+
+
+def undo_revisioned(
+    workload: dict[str, Any], revisions: list[dict[str, Any]], to: int | None
+) -> tuple[dict[str, Any], int, int] | str:
+    """A StatefulSet's or DaemonSet's undo, as kubectl's: the strategic merge patch kept
+    in the ControllerRevision of revision `to` (None: the one before the newest), and the
+    revisions it moves between; or why there is none."""
+    by_revision = {int(r["revision"]): r for r in revisions}
+    history = sorted(by_revision)
+    if not history:
+        return f"no revision history of {workload['metadata']['name']}"
+    current = history[-1]
+    if to is None:
+        if len(history) < 2:
+            return f"no earlier revision of {workload['metadata']['name']} to go back to"
+        to = history[-2]
+    if to not in by_revision:
+        return f"revision {to} is not in the history (it has {history})"
+    if to == current:
+        return f"revision {to} is the current one already"
+    return dict(by_revision[to]["data"]), current, to

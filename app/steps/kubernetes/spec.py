@@ -22,7 +22,7 @@ class KubernetesStep(StepSpec):
         default=None, description="A name in `kubernetes_clusters` (default: the only one)."
     )
     namespace: str = Field(description="Template: one Kubernetes name.")
-    kind: Literal["Deployment"] = "Deployment"
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
     name: str = Field(description="The workload's name. Template: one Kubernetes name.")
     action: Action
     to_revision: int | None = Field(
@@ -48,6 +48,8 @@ class KubernetesStep(StepSpec):
     @model_validator(mode="after")
     def _fits_action(self) -> KubernetesStep:
         if self.action == "scale":
+            if self.kind == "DaemonSet":
+                raise ValueError("a DaemonSet runs one Pod per node: it cannot be scaled")
             if self.replicas is None:
                 raise ValueError("scale needs replicas (`5`, or relative: `+2`)")
             if isinstance(self.replicas, str) and not RELATIVE.fullmatch(self.replicas):

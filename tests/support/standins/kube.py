@@ -2,8 +2,11 @@
 needs, so that both remediator's `kubernetes` steps and Debian's `kubectl` can be pointed
 at it (there is no cluster on these machines).
 
-It keeps Deployments, ReplicaSets, Pods and PodDisruptionBudgets in memory, each as the
-JSON the API serves, and a controller loop (a thread) does what the cluster's would:
+It keeps Deployments, ReplicaSets, StatefulSets, DaemonSets, ControllerRevisions, Pods and
+PodDisruptionBudgets in memory, each as the JSON the API serves, and a controller loop (a
+thread) does what the cluster's would (a StatefulSet's and a DaemonSet's revisions are
+ControllerRevisions holding their template as a strategic merge patch, their Pods
+replaced one at a time; DaemonSets run on three nodes):
 
 - a Deployment's pod template is hashed (`pod-template-hash`); a template no ReplicaSet
   has gets a new one, and the ReplicaSet of the current template carries the newest
@@ -76,10 +79,16 @@ RESOURCES = {
         Resource("apps", "v1", "deployments", "Deployment", ("scale",)),
         Resource("apps", "v1", "replicasets", "ReplicaSet"),
         Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget"),
+        Resource("apps", "v1", "statefulsets", "StatefulSet", ("scale",)),
+        Resource("apps", "v1", "daemonsets", "DaemonSet"),
+        Resource("apps", "v1", "controllerrevisions", "ControllerRevision"),
     )
 }
+# The nodes a DaemonSet runs a Pod on.
+NODES = ("node-1", "node-2", "node-3")
+REVISION_HASH = "controller-revision-hash"
 SHORT = {"pods": ["po"], "deployments": ["deploy"], "replicasets": ["rs"],
-         "poddisruptionbudgets": ["pdb"]}  # fmt: skip
+         "poddisruptionbudgets": ["pdb"], "statefulsets": ["sts"], "daemonsets": ["ds"]}  # fmt: skip
 PATH = re.compile(
     r"^/(?:api/v1|apis/(?P<group>[a-z.]+)/(?P<version>v1))"
     r"(?:/namespaces/(?P<namespace>[a-z0-9-]+))?/(?P<plural>[a-z]+)"
@@ -144,13 +153,36 @@ class KubeStandIn(LoopbackStandIn):
             made = self._create(RESOURCES["deployments"], namespace, body)
         return made
 
-    def set_image(self, namespace: str, name: str, image: str) -> None:
+    def workload(self, plural: str, namespace: str, name: str, image: str,
+                 replicas: int = 3) -> dict[str, Any]:  # fmt: skip
+        """A StatefulSet or a DaemonSet (one Pod per node of NODES), rolling updates."""
+        labels = {"app": name}
+        spec: dict[str, Any] = {
+            "selector": {"matchLabels": labels}, "revisionHistoryLimit": 10,
+            "updateStrategy": {"type": "RollingUpdate"},
+            "template": {"metadata": {"labels": labels},
+                         "spec": {"containers": [{"name": name, "image": image}]}},
+        }  # fmt: skip
+        status: dict[str, Any] = {"currentNumberScheduled": 0, "desiredNumberScheduled": 0,
+                                  "numberMisscheduled": 0, "numberReady": 0}  # fmt: skip
+        if plural == "statefulsets":
+            spec |= {"replicas": replicas, "serviceName": name}
+            status = {"replicas": 0}
+        resource = RESOURCES[plural]
+        body = {"apiVersion": "apps/v1", "kind": resource.kind,
+                "metadata": {"name": name, "namespace": namespace}, "spec": spec,
+                "status": status}  # fmt: skip
+        with self.lock:
+            return self._create(resource, namespace, body)
+
+    def set_image(self, namespace: str, name: str, image: str,
+                  plural: str = "deployments") -> None:  # fmt: skip
         """A release: the template's image changed, as `kubectl set image` does it."""
         with self.lock:
-            found = self.objects[("deployments", namespace, name)]
+            found = self.objects[(plural, namespace, name)]
             changed = copy.deepcopy(found)
             changed["spec"]["template"]["spec"]["containers"][0]["image"] = image
-            self._replace(RESOURCES["deployments"], found, changed)
+            self._replace(RESOURCES[plural], found, changed)
 
     def budget(
         self, namespace: str, name: str, selector: dict[str, str], min_available: int
@@ -161,13 +193,14 @@ class KubeStandIn(LoopbackStandIn):
         with self.lock:
             self._create(RESOURCES["poddisruptionbudgets"], namespace, body)
 
-    def settled(self, namespace: str, name: str, timeout: float = 30) -> dict[str, Any]:
-        """The Deployment once its rollout is complete (or the timeout passed)."""
+    def settled(self, namespace: str, name: str, timeout: float = 30,
+                plural: str = "deployments") -> dict[str, Any]:  # fmt: skip
+        """The workload once its rollout is complete (or the timeout passed)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             with self.lock:
-                found = copy.deepcopy(self.objects[("deployments", namespace, name)])
-            if _complete(found):
+                found = copy.deepcopy(self.objects[(plural, namespace, name)])
+            if _complete(found) if plural == "deployments" else _revisioned_complete(found):
                 return found
             time.sleep(0.05)
         return found
@@ -193,7 +226,8 @@ class KubeStandIn(LoopbackStandIn):
             meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
         meta.update(namespace=namespace, uid=str(uuid.uuid4()), generation=1,
                     resourceVersion=str(next(self._rv)), creationTimestamp=now_iso())  # fmt: skip
-        item.setdefault("status", {})
+        if resource.kind != "ControllerRevision":  # a snapshot: it has no status
+            item.setdefault("status", {})
         self._check(item)
         self.objects[(resource.plural, namespace, meta["name"])] = item
         return item
@@ -219,13 +253,12 @@ class KubeStandIn(LoopbackStandIn):
             with self.lock:
                 for key in [k for k in self.objects if k[0] == "deployments"]:
                     self._reconcile(self.objects[key])
+                for key in [k for k in self.objects if k[0] in ("statefulsets", "daemonsets")]:
+                    self._reconcile_revisioned(key[0], self.objects[key])
                 self._budgets()
 
     def _owned(self, deployment: dict[str, Any]) -> list[dict[str, Any]]:
-        uid = deployment["metadata"]["uid"]
-        return [o for (p, ns, _), o in self.objects.items()
-                if p == "replicasets" and ns == deployment["metadata"]["namespace"]
-                and any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences", []))]  # fmt: skip
+        return self._children(deployment, "replicasets")
 
     def _reconcile(self, deployment: dict[str, Any]) -> None:
         meta, spec = deployment["metadata"], deployment["spec"]
@@ -313,14 +346,7 @@ class KubeStandIn(LoopbackStandIn):
             made = self._create(RESOURCES["pods"], namespace, body)
             self._made[made["metadata"]["name"]] = time.monotonic()
         for pod in self._pods(rs):
-            image = pod["spec"]["containers"][0]["image"]
-            ready = (not image.endswith(":broken")
-                     and time.monotonic() - self._made.get(pod["metadata"]["name"], 0) >= self.ready_s)  # fmt: skip
-            shown: dict[str, Any] = {"phase": "Running", "conditions": [
-                {"type": "Ready", "status": "True" if ready else "False"}]}  # fmt: skip
-            if pod["status"] != shown:
-                pod["status"] = shown
-                self._touch(pod)
+            self._ready_up(pod)
         count = _ready(self, rs)
         status = {"replicas": len(self._pods(rs)), "readyReplicas": count,
                   "availableReplicas": count, "observedGeneration": rs["metadata"]["generation"]}  # fmt: skip
@@ -328,11 +354,15 @@ class KubeStandIn(LoopbackStandIn):
             rs["status"] = status
             self._touch(rs)
 
-    def _pods(self, rs: dict[str, Any]) -> list[dict[str, Any]]:
-        uid = rs["metadata"]["uid"]
+    def _children(self, owner: dict[str, Any], plural: str) -> list[dict[str, Any]]:
+        """The objects of `plural` that `owner` controls (by owner reference)."""
+        uid = owner["metadata"]["uid"]
         return [o for (p, ns, _), o in self.objects.items()
-                if p == "pods" and ns == rs["metadata"]["namespace"]
+                if p == plural and ns == owner["metadata"]["namespace"]
                 and any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences", []))]  # fmt: skip
+
+    def _pods(self, owner: dict[str, Any]) -> list[dict[str, Any]]:
+        return self._children(owner, "pods")
 
     def _deployment_status(self, deployment: dict[str, Any], current: dict[str, Any]) -> None:
         spec, name = deployment["spec"], deployment["metadata"]["name"]
@@ -373,6 +403,104 @@ class KubeStandIn(LoopbackStandIn):
             deployment["status"] = status
             self._touch(deployment)
 
+    def _reconcile_revisioned(self, plural: str, workload: dict[str, Any]) -> None:
+        """A StatefulSet's or DaemonSet's controller: each template a ControllerRevision
+        (an equal one moved to the newest revision, as on a rollback), its Pods replaced
+        one at a time, highest ordinal first, once the others are Ready."""
+        meta, spec = workload["metadata"], workload["spec"]
+        namespace, name = meta["namespace"], meta["name"]
+        template = _pruned(spec["template"])
+        digest = hashlib.sha256(json.dumps(template, sort_keys=True).encode()).hexdigest()[:10]
+        revisions = self._children(workload, "controllerrevisions")
+        newest = max((int(r["revision"]) for r in revisions), default=0)
+        current = next((r for r in revisions if r["metadata"]["name"] == f"{name}-{digest}"), None)
+        if current is None:
+            data = {"spec": {"template": {**copy.deepcopy(spec["template"]), "$patch": "replace"}}}
+            body = {
+                "apiVersion": "apps/v1", "kind": "ControllerRevision",
+                "metadata": {"name": f"{name}-{digest}",
+                             "labels": {**spec["selector"]["matchLabels"], REVISION_HASH: f"{name}-{digest}"},
+                             "ownerReferences": [{"apiVersion": "apps/v1", "kind": workload["kind"],
+                                                  "name": name, "uid": meta["uid"],
+                                                  "controller": True, "blockOwnerDeletion": True}]},
+                "data": data, "revision": newest + 1,
+            }  # fmt: skip
+            current = self._create(RESOURCES["controllerrevisions"], namespace, body)
+        elif int(current["revision"]) != newest:
+            current["revision"] = newest + 1
+            self._touch(current)
+        update = current["metadata"]["name"]
+        pods = self._pods(workload)
+        slots = ([f"{name}-{i}" for i in range(int(spec.get("replicas", 1)))]
+                 if plural == "statefulsets" else list(NODES))  # fmt: skip
+        by_slot = {p["spec"].get("nodeName") if plural == "daemonsets" else p["metadata"]["name"]: p
+                   for p in pods}  # fmt: skip
+        for slot, pod in list(by_slot.items()):
+            if slot not in slots:
+                del self.objects[("pods", namespace, pod["metadata"]["name"])]
+        now = time.monotonic()
+        if now - self._last_step.get(f"{plural}/{name}", 0.0) >= self.step_s:
+            self._last_step[f"{plural}/{name}"] = now
+            missing = [s for s in slots if s not in by_slot]
+            stale = [s for s in reversed(slots) if s in by_slot
+                     and by_slot[s]["metadata"]["labels"].get(REVISION_HASH) != update]  # fmt: skip
+            if missing:
+                self._revisioned_pod(plural, workload, missing[0], update)
+            elif stale and all(_pod_ready(p) for p in by_slot.values()):
+                del self.objects[("pods", namespace, by_slot[stale[0]]["metadata"]["name"])]
+        for pod in self._pods(workload):
+            self._ready_up(pod)
+        pods = self._pods(workload)
+        updated = sum(p["metadata"]["labels"].get(REVISION_HASH) == update for p in pods)
+        ready = sum(_pod_ready(p) for p in pods)
+        status = workload.get("status") or {}
+        if plural == "statefulsets":
+            done = updated == len(slots) == len(pods) and ready == len(slots)
+            shown = {"observedGeneration": meta["generation"], "replicas": len(pods),
+                     "readyReplicas": ready, "availableReplicas": ready,
+                     "updatedReplicas": updated, "currentReplicas": updated if done else len(pods) - updated,
+                     "updateRevision": update,
+                     "currentRevision": update if done else status.get("currentRevision", update)}  # fmt: skip
+        else:
+            shown = {"observedGeneration": meta["generation"], "desiredNumberScheduled": len(NODES),
+                     "currentNumberScheduled": len(pods), "numberMisscheduled": 0,
+                     "numberReady": ready, "numberAvailable": ready,
+                     "updatedNumberScheduled": updated}  # fmt: skip
+        if status != shown:
+            workload["status"] = shown
+            self._touch(workload)
+
+    def _revisioned_pod(
+        self, plural: str, workload: dict[str, Any], slot: str, update: str
+    ) -> None:
+        template = workload["spec"]["template"]
+        meta: dict[str, Any] = {
+            "labels": {**template["metadata"]["labels"], REVISION_HASH: update},
+            "ownerReferences": [{"apiVersion": "apps/v1", "kind": workload["kind"],
+                                 "name": workload["metadata"]["name"], "uid": workload["metadata"]["uid"],
+                                 "controller": True, "blockOwnerDeletion": True}],
+        }  # fmt: skip
+        spec = copy.deepcopy(template["spec"])
+        if plural == "statefulsets":
+            meta["name"] = slot
+        else:
+            meta["generateName"] = f"{workload['metadata']['name']}-"
+            spec["nodeName"] = slot
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec,
+                "status": {"phase": "Pending"}}  # fmt: skip
+        made = self._create(RESOURCES["pods"], workload["metadata"]["namespace"], body)
+        self._made[made["metadata"]["name"]] = time.monotonic()
+
+    def _ready_up(self, pod: dict[str, Any]) -> None:
+        image = pod["spec"]["containers"][0]["image"]
+        ready = (not image.endswith(":broken")
+                 and time.monotonic() - self._made.get(pod["metadata"]["name"], 0) >= self.ready_s)  # fmt: skip
+        shown: dict[str, Any] = {"phase": "Running", "conditions": [
+            {"type": "Ready", "status": "True" if ready else "False"}]}  # fmt: skip
+        if pod["status"] != shown:
+            pod["status"] = shown
+            self._touch(pod)
+
     def _budgets(self) -> None:
         for (plural, namespace, _), budget in self.objects.items():
             if plural != "poddisruptionbudgets":
@@ -407,6 +535,16 @@ def _pod_ready(pod: dict[str, Any]) -> bool:
 
 def _ready(kube: KubeStandIn, rs: dict[str, Any]) -> int:
     return sum(_pod_ready(p) for p in kube._pods(rs))  # noqa: SLF001
+
+
+def _revisioned_complete(workload: dict[str, Any]) -> bool:
+    status = workload.get("status") or {}
+    if status.get("observedGeneration") != workload["metadata"]["generation"]:
+        return False
+    if workload["kind"] == "StatefulSet":
+        return bool(status.get("updateRevision") == status.get("currentRevision")
+                    and status.get("readyReplicas") == workload["spec"].get("replicas", 1))  # fmt: skip
+    return bool(status.get("updatedNumberScheduled") == len(NODES) == status.get("numberAvailable"))
 
 
 def _complete(deployment: dict[str, Any]) -> bool:
@@ -657,6 +795,9 @@ def _merge(target: Any, patch: Any) -> Any:
     for key, value in patch.items():
         if value is None:
             target.pop(key, None)
+        elif isinstance(value, dict) and value.get("$patch") == "replace":
+            # A strategic merge patch's whole replacement (a ControllerRevision's data).
+            target[key] = {k: v for k, v in value.items() if k != "$patch"}
         else:
             target[key] = _merge(target.get(key), value)
     return target
