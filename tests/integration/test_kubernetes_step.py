@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.service import Api, alert, runbook
+from tests.support.service import Api, Recorder, alert, runbook
 from tests.support.standins.kube import REVISION, KubeStandIn, kube_stand_in
 
 
@@ -136,17 +136,25 @@ def test_evictions_stop_at_the_disruption_budget(
     assert len(evictions) == 2  # one taken, one refused by the budget: then it stops
 
 
-def test_a_stalled_rollout_fails_with_its_condition(
-    make_api: Callable[..., Api], kube: KubeStandIn
+def test_a_stalled_rollout_fails_with_its_condition_and_escalates(
+    make_api: Callable[..., Api], kube: KubeStandIn, recorder: Recorder
 ) -> None:
     kube.deployment("shop", "web", "nginx:1.25", progress_deadline_s=1)
     kube.settled("shop", "web")
     kube.set_image("shop", "web", "nginx:broken")
-    api = start(make_api, kube, {"action": "rollout_restart"}, escalate=[])
+    spec = {"namespace": "shop", "name": "web", "action": "rollout_restart", "timeout": "60s"}
+    api = make_api(
+        [runbook("fix-web", "WebBroken", {"kubernetes": spec}, escalate=["webhook"])],
+        kubernetes_clusters={"stand-in": {"kubeconfig": str(kube.kubeconfig), "poll_interval_s": 0.2}},
+        escalation={"webhook": {"url": recorder.url}},
+    )  # fmt: skip
     done = fire(api)
     assert done["status"] == "failed"
     assert 'deployment "web" exceeded its progress deadline' in done["error"]
     assert "has timed out progressing" in done["error"]
+    [paged] = recorder.wait_for(1)
+    assert paged.json()["reason"] == "failed"
+    assert "exceeded its progress deadline" in paged.json()["execution"]["error"]
 
 
 @pytest.mark.parametrize("name", ["../web", "a b", "web,all", "Web", "x" * 300])
