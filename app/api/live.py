@@ -10,16 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from app.errors import NotFound
+from app.executions.steps import STORE_AWAY
 from app.store.db import Database
 from app.store.models import FINAL, Execution
 from app.store.output import output_after
 
 POLL_S = 0.25
+# How long a follower's poller waits before asking a store that was away again.
+AWAY_S = 2.0
+log = logging.getLogger("remediator.api")
 
 
 @dataclass(frozen=True)
@@ -108,7 +113,15 @@ class Followers:
         state: dict[str, Any] | None = None
         try:
             while followed.followers:
-                seen = await asyncio.to_thread(look, self.db, execution_id, after)
+                try:
+                    seen = await asyncio.to_thread(look, self.db, execution_id, after)
+                except STORE_AWAY as exc:
+                    # The store is away: followers keep their stream (and its heartbeats)
+                    # and get what they missed once it is back.
+                    log.warning("following %s: the store is unavailable (%s)", execution_id,
+                                type(exc).__name__)  # fmt: skip
+                    await asyncio.sleep(AWAY_S)
+                    continue
                 events = list(seen.chunks)
                 if seen.state != state:
                     state = seen.state
