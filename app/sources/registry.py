@@ -14,6 +14,7 @@ from app.sources.grafana import GrafanaSource
 from app.sources.opsgenie import OpsgenieSource
 from app.sources.pagerduty import PagerDutySource
 from app.sources.rootly import RootlySource
+from app.sources.sentry import SentrySource
 
 SOURCES: Mapping[str, Source] = {
     "generic": GenericSource(),
@@ -23,6 +24,7 @@ SOURCES: Mapping[str, Source] = {
     "grafana": GrafanaSource(),
     "opsgenie": OpsgenieSource(),
     "datadog": DatadogSource(),
+    "sentry": SentrySource(),
 }
 
 

@@ -30,6 +30,7 @@ from tests.support.platforms import (
     sign_opsgenie,
     sign_pagerduty,
     sign_rootly,
+    sign_sentry,
 )
 from tests.support.servers import Server, start_server
 from tests.support.service import write_config
@@ -147,6 +148,13 @@ def forgeries(source: str, body: bytes) -> Iterator[tuple[str, bytes, dict[str, 
         yield "wrong token", body, sign_opsgenie(body, token="guess"), "unauthenticated"
     if source == "datadog":
         yield "wrong token", body, sign_datadog(body, token="guess"), "unauthenticated"
+    if source == "sentry":
+        yield "tampered", tampered, sign_sentry(body), "invalid_signature"
+        yield "wrong secret", body, sign_sentry(body, secret="guess"), "invalid_signature"
+        yield "stale", body, sign_sentry(body, at=time.time() - 3600), "stale_timestamp"
+        # Sentry signs only the body: an old body with a fresh timestamp is still refused.
+        old = json.dumps(load("sentry/issue-alert.json")).encode()
+        yield "old event", old, sign_sentry(old), "stale_timestamp"
     yield "no header", body, {}, ""
 
 
@@ -168,7 +176,7 @@ def test_forged_stale_and_unsigned_calls_are_refused_and_start_nothing(
 @pytest.mark.parametrize(
     ("source", "file", "sign"),
     [("rootly", "postmortem-created.json", sign_rootly), ("pagerduty", "service-updated.json", sign_pagerduty),
-     ("opsgenie", "acknowledge.json", sign_opsgenie)],
+     ("opsgenie", "acknowledge.json", sign_opsgenie), ("sentry", "issue-created.json", sign_sentry)],
 )  # fmt: skip
 def test_events_that_are_not_incidents_are_stored_and_ignored(
     server: Server, source: str, file: str, sign: Callable[[bytes], dict[str, str]]

@@ -21,6 +21,7 @@ PAGERDUTY_SECRET = "pagerduty-subscription-secret"
 GRAFANA_SECRET = "grafana-hmac-secret"
 OPSGENIE_TOKEN = "opsgenie-custom-header-token"
 DATADOG_TOKEN = "datadog-custom-header-token"
+SENTRY_SECRET = "sentry-integration-client-secret"
 PAYLOADS = FIXTURES / "payloads"
 
 SOURCES: dict[str, dict[str, Any]] = {
@@ -30,6 +31,7 @@ SOURCES: dict[str, dict[str, Any]] = {
     "grafana": {"secret": GRAFANA_SECRET, "timestamp_header": "X-Grafana-Alerting-Timestamp"},
     "opsgenie": {"token": OPSGENIE_TOKEN, "token_header": "X-Remediator-Token"},
     "datadog": {"token": DATADOG_TOKEN},
+    "sentry": {"secret": SENTRY_SECRET},
 }
 
 
@@ -77,6 +79,18 @@ def sign_datadog(body: bytes, *, token: str = DATADOG_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
+def sign_sentry(body: bytes, *, at: float | None = None,
+                secret: str = SENTRY_SECRET) -> dict[str, str]:  # fmt: skip
+    """Sentry: `Sentry-Hook-Signature`, hex HMAC-SHA256 of the body; the resource and
+    the time beside it, unsigned."""
+    data = json.loads(body).get("data") if body.strip().startswith(b"{") else None
+    resource = ("metric_alert" if isinstance(data, dict) and "metric_alert" in data
+                else "event_alert" if isinstance(data, dict) and "event" in data else "issue")  # fmt: skip
+    return {"Sentry-Hook-Signature": _hex(secret, body), "Sentry-Hook-Resource": resource,
+            "Sentry-Hook-Timestamp": str(int(time.time() if at is None else at)),
+            "Request-ID": "0c2d3e4f-sentry-request"}  # fmt: skip
+
+
 def sign_alertmanager(body: bytes, *, token: str = AM_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -89,6 +103,7 @@ SIGNERS: dict[str, Callable[[bytes], dict[str, str]]] = {
     "grafana": sign_grafana,
     "opsgenie": sign_opsgenie,
     "datadog": sign_datadog,
+    "sentry": sign_sentry,
 }
 
 
@@ -113,6 +128,15 @@ def live(payload: dict[str, Any]) -> dict[str, Any]:
     for alert in payload.get("alerts") or []:  # Alertmanager, Grafana
         if isinstance(alert, dict) and "startsAt" in alert:
             alert["startsAt"] = now.isoformat()
+    data = payload.get("data")
+    if isinstance(data, dict):  # Sentry
+        stamp = now.isoformat().replace("+00:00", "Z")
+        for name, key in (("event", "datetime"), ("metric_alert", "date_started"),
+                          ("metric_alert", "date_detected"), ("issue", "lastSeen")):  # fmt: skip
+            if isinstance(data.get(name), dict) and key in data[name]:
+                data[name][key] = stamp
+        if isinstance(data.get("event"), dict) and "timestamp" in data["event"]:
+            data["event"]["timestamp"] = now.timestamp()
     return payload
 
 
@@ -139,6 +163,7 @@ FIRING = [
     Sample("grafana", "docs-sample.json", "firing", "This alert was triggered for zone us-1"),
     Sample("opsgenie", "create.json", "firing", "Disk usage above 90% on db-7"),
     Sample("datadog", "custom-triggered.json", "firing", "High CPU on web hosts"),
+    Sample("sentry", "issue-alert.json", "firing", "ReferenceError: heck is not defined"),
 ]
 RESOLVED = [
     Sample("rootly", "incident-resolved.json", "resolved", "Sparkling Frost"),
@@ -146,6 +171,7 @@ RESOLVED = [
     Sample("grafana", "resolved.json", "resolved", "This alert was triggered for zone us-1"),
     Sample("opsgenie", "close.json", "resolved", "Disk usage above 90% on db-7"),
     Sample("datadog", "custom-recovered.json", "resolved", "High CPU on web hosts"),
+    Sample("sentry", "issue-resolved.json", "resolved", "ReferenceError: heck is not defined"),
 ]
 
 
@@ -177,6 +203,8 @@ FOLLOW_UPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     "datadog": lambda p: _nested(
         _nested(p, "id", "7465389723455134600"), "alert_transition", "Renotify"
     ),
+    # Another event of the same issue fires the rule again.
+    "sentry": lambda p: _nested(p, "data.event.event_id", "f1c2a9d04b7e4e5c9a3d2b1c0e9f8a7b"),
 }
 
 

@@ -82,3 +82,26 @@ def test_the_core_modules_import_nothing_of_the_app() -> None:
     for module in CORE:
         path = APP.parent / (module.replace(".", "/") + ".py")
         assert _imports(path) == set(), module
+
+
+@pytest.mark.parametrize(
+    ("word", "allowed"),
+    [
+        ("sentry", {"app/sources/sentry.py", "app/sources/registry.py"}),
+        ("kubernetes", {"app/steps/kubernetes/__init__.py", "app/steps/kubernetes/kind.py",
+                        "app/steps/kubernetes/spec.py", "app/steps/kubernetes/rollout.py",
+                        "app/steps/registry.py", "app/config/sections.py",
+                        "app/config/settings.py", "app/fields/sinks.py"}),
+        ("http_endpoint", {"app/steps/http.py", "app/config/sections.py",
+                           "app/config/settings.py"}),
+    ],
+)  # fmt: skip
+def test_a_new_kind_or_platform_is_named_only_by_its_module_registry_and_config(
+    word: str, allowed: set[str]
+) -> None:
+    """Adding a platform or a step kind is one module, one registry line and its config
+    model: nothing else in the service names it."""
+    root = Path(__file__).resolve().parents[2]
+    naming = {str(path.relative_to(root)) for path in (root / "app").rglob("*.py")
+              if word in path.read_text().lower()}  # fmt: skip
+    assert naming <= allowed, naming - allowed

@@ -304,3 +304,81 @@ def test_config_refuses_options_a_platform_does_not_use(
 def test_secrets_are_not_echoed() -> None:
     config = SourceConfig(secret=SecretStr(ROOTLY_SECRET))
     assert ROOTLY_SECRET not in repr(config)
+
+
+# ---------------------------------------------------------------- Sentry
+
+
+def sentry(file: str, resource: str) -> Delivery:
+    return normalise("sentry", live(load(f"sentry/{file}")), {"Sentry-Hook-Resource": resource})
+
+
+def test_sentry_issue_alert_is_the_issue_firing() -> None:
+    [incident] = sentry("issue-alert.json", "event_alert").incidents
+    assert (incident.status, incident.event_type) == ("firing", "event_alert.triggered")
+    assert incident.title == "ReferenceError: heck is not defined" and incident.severity == "high"
+    assert incident.fingerprint == incident.occurrence == "issue:1117540176"
+    assert incident.labels["browser"] == "Chrome 75.0.3770" and incident.labels["project"] == "1"
+    assert incident.labels["rule"] == "Very Important Alert Rule!"
+    assert incident.url is not None and incident.url.endswith("/issues/1117540176/events/"
+                                                              "e4874d664c3540c1a32eab185f12c5ab/")  # fmt: skip
+    assert incident.delivery_id.startswith("sha256:")
+
+
+def test_sentry_issue_resolved_ends_the_alerts_incident_and_other_actions_are_ignored() -> None:
+    fired = sentry("issue-alert.json", "event_alert").incidents[0]
+    [resolved] = sentry("issue-resolved.json", "issue").incidents
+    assert resolved.status == "resolved" and resolved.fingerprint == fired.fingerprint
+    assert resolved.labels["project"] == "front-end"
+    created = sentry("issue-created.json", "issue")
+    assert created.incidents == [] and created.ignored is not None
+    other = normalise("sentry", {"action": "created", "data": {"installation": {}}},
+                      {"Sentry-Hook-Resource": "installation"})  # fmt: skip
+    assert other.incidents == [] and "installation" in (other.ignored or "")
+
+
+def test_sentry_metric_alert_fires_and_resolves_one_occurrence() -> None:
+    [critical] = sentry("metric-critical.json", "metric_alert").incidents
+    [resolved] = sentry("metric-resolved.json", "metric_alert").incidents
+    assert (critical.status, critical.severity) == ("firing", "critical")
+    assert resolved.status == "resolved"
+    assert critical.fingerprint == resolved.fingerprint == "metric_alert:7"
+    assert critical.occurrence == resolved.occurrence == "metric_alert:4"
+    assert critical.title == "Too many errors" and critical.labels["query"] == "level:error"
+    assert critical.service == "bar"
+
+
+def test_sentry_signature_covers_the_body_and_its_timestamp_must_be_fresh() -> None:
+    from tests.support.platforms import sign_sentry
+
+    body = json.dumps(live(load("sentry/issue-alert.json"))).encode()
+    verify("sentry", body, sign_sentry(body))
+    with pytest.raises(InvalidSignature):
+        verify("sentry", body + b" ", sign_sentry(body))
+    with pytest.raises(InvalidSignature):
+        verify("sentry", body, sign_sentry(body, secret="guess"))
+    with pytest.raises(StaleTimestamp):
+        verify("sentry", body, sign_sentry(body, at=time.time() - 3600))
+    with pytest.raises(InvalidSignature, match="missing Sentry-Hook-Signature"):
+        verify("sentry", body, {})
+    with pytest.raises(ConfigError, match="signs its webhooks"):
+        SOURCES["sentry"].check_config(SourceConfig(token=SecretStr("a-token-value")))
+
+
+def test_sentry_samples_and_actions_are_the_documented_ones() -> None:
+    """The samples carry what Sentry documents for their resource, and every action the
+    source maps is one Sentry documents."""
+    from app.sources.sentry import ISSUE_STATUS, METRIC_STATUS
+    from tests.support.contracts import EXTRACTS
+
+    contract = json.loads((EXTRACTS / "sentry-webhooks.json").read_text())
+    for file, resource in (("issue-alert.json", "event_alert"),
+                           ("metric-critical.json", "metric_alert")):  # fmt: skip
+        sample = load(f"sentry/{file}")
+        assert sample["action"] in contract[resource]["actions"]
+        for path in contract[resource]["attributes"]:
+            node: Any = sample
+            for key in path.split("."):
+                node = node[key]
+    assert set(METRIC_STATUS) <= set(contract["metric_alert"]["actions"])
+    assert set(ISSUE_STATUS) <= set(contract["issue"]["actions"])

@@ -30,6 +30,7 @@ CONFIGS: dict[str, list[SourceConfig]] = {
     ],
     "pagerduty": [SourceConfig(secret=SECRET)],
     "rootly": [SourceConfig(secret=SECRET)],
+    "sentry": [SourceConfig(secret=SECRET)],
     "generic": [SourceConfig(secret=SECRET), SourceConfig(token=TOKEN)],
 }
 
