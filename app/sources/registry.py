@@ -11,6 +11,7 @@ from app.sources.base import Source
 from app.sources.datadog import DatadogSource
 from app.sources.generic import GenericSource
 from app.sources.grafana import GrafanaSource
+from app.sources.incidentio import IncidentIoSource
 from app.sources.opsgenie import OpsgenieSource
 from app.sources.pagerduty import PagerDutySource
 from app.sources.rootly import RootlySource
@@ -25,6 +26,7 @@ SOURCES: Mapping[str, Source] = {
     "opsgenie": OpsgenieSource(),
     "datadog": DatadogSource(),
     "sentry": SentrySource(),
+    "incidentio": IncidentIoSource(),
 }
 
 

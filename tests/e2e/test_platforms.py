@@ -27,6 +27,7 @@ from tests.support.platforms import (
     load,
     sign_datadog,
     sign_grafana,
+    sign_incidentio,
     sign_opsgenie,
     sign_pagerduty,
     sign_rootly,
@@ -148,6 +149,15 @@ def forgeries(source: str, body: bytes) -> Iterator[tuple[str, bytes, dict[str, 
         yield "wrong token", body, sign_opsgenie(body, token="guess"), "unauthenticated"
     if source == "datadog":
         yield "wrong token", body, sign_datadog(body, token="guess"), "unauthenticated"
+    if source == "incidentio":
+        yield "tampered", tampered, sign_incidentio(body), "invalid_signature"
+        yield (
+            "wrong secret",
+            body,
+            sign_incidentio(body, secret="whsec_Z3Vlc3M="),
+            "invalid_signature",
+        )
+        yield "stale", body, sign_incidentio(body, at=time.time() - 3600), "stale_timestamp"
     if source == "sentry":
         yield "tampered", tampered, sign_sentry(body), "invalid_signature"
         yield "wrong secret", body, sign_sentry(body, secret="guess"), "invalid_signature"
@@ -176,7 +186,8 @@ def test_forged_stale_and_unsigned_calls_are_refused_and_start_nothing(
 @pytest.mark.parametrize(
     ("source", "file", "sign"),
     [("rootly", "postmortem-created.json", sign_rootly), ("pagerduty", "service-updated.json", sign_pagerduty),
-     ("opsgenie", "acknowledge.json", sign_opsgenie), ("sentry", "issue-created.json", sign_sentry)],
+     ("opsgenie", "acknowledge.json", sign_opsgenie), ("sentry", "issue-created.json", sign_sentry),
+     ("incidentio", "private-incident-created.json", sign_incidentio)],
 )  # fmt: skip
 def test_events_that_are_not_incidents_are_stored_and_ignored(
     server: Server, source: str, file: str, sign: Callable[[bytes], dict[str, str]]

@@ -8,12 +8,14 @@ import hashlib
 import hmac
 import json
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from app.signing import secret_key, signed_headers
 from tests.support.service import AM_TOKEN, FAILING_STEP, FIXTURES, Api, delivered, sign_generic
 
 ROOTLY_SECRET = "rootly-webhook-secret"
@@ -22,6 +24,7 @@ GRAFANA_SECRET = "grafana-hmac-secret"
 OPSGENIE_TOKEN = "opsgenie-custom-header-token"
 DATADOG_TOKEN = "datadog-custom-header-token"
 SENTRY_SECRET = "sentry-integration-client-secret"
+INCIDENTIO_SECRET = "whsec_aW5jaWRlbnQtaW8td2ViaG9vay1zZWNyZXQ="
 PAYLOADS = FIXTURES / "payloads"
 
 SOURCES: dict[str, dict[str, Any]] = {
@@ -32,6 +35,7 @@ SOURCES: dict[str, dict[str, Any]] = {
     "opsgenie": {"token": OPSGENIE_TOKEN, "token_header": "X-Remediator-Token"},
     "datadog": {"token": DATADOG_TOKEN},
     "sentry": {"secret": SENTRY_SECRET},
+    "incidentio": {"secret": INCIDENTIO_SECRET},
 }
 
 
@@ -91,6 +95,16 @@ def sign_sentry(body: bytes, *, at: float | None = None,
             "Request-ID": "0c2d3e4f-sentry-request"}  # fmt: skip
 
 
+def sign_incidentio(body: bytes, *, at: float | None = None, secret: str = INCIDENTIO_SECRET,
+                    svix: bool = False) -> dict[str, str]:  # fmt: skip
+    """incident.io (Svix): Standard Webhooks headers, or the same under `svix-*` names."""
+    headers = signed_headers(secret_key(secret), msg_id=f"msg_{uuid.uuid4().hex}",
+                             timestamp=int(time.time() if at is None else at), body=body)  # fmt: skip
+    if svix:
+        return {name.replace("webhook-", "svix-"): value for name, value in headers.items()}
+    return headers
+
+
 def sign_alertmanager(body: bytes, *, token: str = AM_TOKEN) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
@@ -104,6 +118,7 @@ SIGNERS: dict[str, Callable[[bytes], dict[str, str]]] = {
     "opsgenie": sign_opsgenie,
     "datadog": sign_datadog,
     "sentry": sign_sentry,
+    "incidentio": sign_incidentio,
 }
 
 
@@ -128,6 +143,9 @@ def live(payload: dict[str, Any]) -> dict[str, Any]:
     for alert in payload.get("alerts") or []:  # Alertmanager, Grafana
         if isinstance(alert, dict) and "startsAt" in alert:
             alert["startsAt"] = now.isoformat()
+    for name, found in payload.items():  # incident.io
+        if name.startswith("public_incident.") and isinstance(found, dict):
+            found["created_at"] = found["updated_at"] = now.isoformat().replace("+00:00", "Z")
     data = payload.get("data")
     if isinstance(data, dict):  # Sentry
         stamp = now.isoformat().replace("+00:00", "Z")
@@ -164,6 +182,7 @@ FIRING = [
     Sample("opsgenie", "create.json", "firing", "Disk usage above 90% on db-7"),
     Sample("datadog", "custom-triggered.json", "firing", "High CPU on web hosts"),
     Sample("sentry", "issue-alert.json", "firing", "ReferenceError: heck is not defined"),
+    Sample("incidentio", "incident-created.json", "firing", "Our database is sad"),
 ]
 RESOLVED = [
     Sample("rootly", "incident-resolved.json", "resolved", "Sparkling Frost"),
@@ -172,6 +191,7 @@ RESOLVED = [
     Sample("opsgenie", "close.json", "resolved", "Disk usage above 90% on db-7"),
     Sample("datadog", "custom-recovered.json", "resolved", "High CPU on web hosts"),
     Sample("sentry", "issue-resolved.json", "resolved", "ReferenceError: heck is not defined"),
+    Sample("incidentio", "incident-closed.json", "resolved", "Our database is sad"),
 ]
 
 
@@ -205,6 +225,12 @@ FOLLOW_UPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ),
     # Another event of the same issue fires the rule again.
     "sentry": lambda p: _nested(p, "data.event.event_id", "f1c2a9d04b7e4e5c9a3d2b1c0e9f8a7b"),
+    "incidentio": lambda p: {
+        "event_type": "public_incident.incident_updated_v2",
+        "public_incident.incident_updated_v2": _nested(
+            p["public_incident.incident_created_v2"], "summary", "Still sad, found the cause."
+        ),
+    },
 }
 
 

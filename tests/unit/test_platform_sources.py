@@ -382,3 +382,34 @@ def test_sentry_samples_and_actions_are_the_documented_ones() -> None:
                 node = node[key]
     assert set(METRIC_STATUS) <= set(contract["metric_alert"]["actions"])
     assert set(ISSUE_STATUS) <= set(contract["issue"]["actions"])
+
+
+# ---------------------------------------------------------------- incident.io
+
+
+def test_incidentio_created_opens_and_closed_resolves_one_occurrence() -> None:
+    created = normalise("incidentio", live(load("incidentio/incident-created.json")),
+                        {"webhook-id": "msg_1"})  # fmt: skip
+    [opened] = created.incidents
+    assert (opened.status, opened.title, opened.severity) == ("firing", "Our database is sad",
+                                                              "high")  # fmt: skip
+    assert opened.fingerprint == opened.occurrence == "incident:01FDAG4SAP5TYPT98WGR2N7W91"
+    assert opened.service == "checkout-api" and opened.labels["reference"] == "INC-123"
+    assert opened.labels["status_category"] == "live" and opened.delivery_id == "msg_1"
+    assert opened.url == "https://app.incident.io/my-company/incidents/123"
+    [closed] = normalise("incidentio", live(load("incidentio/incident-closed.json"))).incidents
+    assert closed.status == "resolved" and closed.fingerprint == opened.fingerprint
+    private = normalise("incidentio", load("incidentio/private-incident-created.json"))
+    assert private.incidents == [] and "id only" in (private.ignored or "")
+
+
+def test_incidentio_is_verified_the_standard_webhooks_way_under_either_header_names() -> None:
+    from tests.support.platforms import sign_incidentio
+
+    body = json.dumps(live(load("incidentio/incident-created.json"))).encode()
+    verify("incidentio", body, sign_incidentio(body))
+    verify("incidentio", body, sign_incidentio(body, svix=True))
+    with pytest.raises(InvalidSignature):
+        verify("incidentio", body + b" ", sign_incidentio(body))
+    with pytest.raises(StaleTimestamp):
+        verify("incidentio", body, sign_incidentio(body, at=time.time() - 3600))

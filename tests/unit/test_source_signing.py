@@ -31,6 +31,7 @@ CONFIGS: dict[str, list[SourceConfig]] = {
     "pagerduty": [SourceConfig(secret=SECRET)],
     "rootly": [SourceConfig(secret=SECRET)],
     "sentry": [SourceConfig(secret=SECRET)],
+    "incidentio": [SourceConfig(secret=SECRET)],
     "generic": [SourceConfig(secret=SECRET), SourceConfig(token=TOKEN)],
 }
 
