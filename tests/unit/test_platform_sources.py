@@ -413,3 +413,14 @@ def test_incidentio_is_verified_the_standard_webhooks_way_under_either_header_na
         verify("incidentio", body + b" ", sign_incidentio(body))
     with pytest.raises(StaleTimestamp):
         verify("incidentio", body, sign_incidentio(body, at=time.time() - 3600))
+
+
+def test_incidentio_maps_every_documented_status_category_and_event() -> None:
+    from app.sources.incidentio import CATEGORY_STATUS, EVENTS
+    from tests.support.contracts import EXTRACTS
+
+    contract = json.loads((EXTRACTS / "incidentio-webhooks.json").read_text())
+    assert set(CATEGORY_STATUS) == set(contract["status_categories"])
+    assert {f"public_incident.{e}" for e in EVENTS} == set(contract["incident_events"])
+    sample = load("incidentio/incident-created.json")["public_incident.incident_created_v2"]
+    assert set(contract["incident_fields"]) <= set(sample)
