@@ -85,6 +85,8 @@ def reopened(source: str, payload: dict[str, Any]) -> dict[str, Any]:
         copy["alert"]["updatedAt"] = time.time_ns()
     elif source == "datadog":
         copy["id"] = str(int(time.time() * 1000))
+    elif source == "sentry":  # a new event of the issue, after it resolved: a regression
+        copy["data"]["event"]["event_id"] = uuid.uuid4().hex
     return copy
 
 

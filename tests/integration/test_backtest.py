@@ -22,12 +22,14 @@ from sqlalchemy import MetaData, select
 from app.config.loading import load_settings
 from app.ingest import arrive, store_delivery
 from app.services import build_services
+from app.sources.registry import SOURCES as REGISTERED
 from app.store.db import Database
 from tests.support.service import FIXTURES, ROOT, alert, ansible_step, runbook, write_config
 
 PAYLOADS = FIXTURES / "payloads"
 EXAMPLE_PAYLOADS = ROOT / "runbooks" / "tests" / "payloads"
-SOURCES = ["alertmanager", "datadog", "grafana", "opsgenie", "pagerduty", "rootly", "generic"]
+# Every platform: the history holds every payload fixture of each.
+SOURCES = sorted(REGISTERED)
 
 
 def _step(target: str) -> dict[str, Any]:
