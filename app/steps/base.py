@@ -317,6 +317,14 @@ def with_outputs(result: StepResult, outputs: dict[str, Any] | None) -> StepResu
     return replace(result, outputs=json.loads(json.dumps(outputs, default=str)))
 
 
+def chosen(configured: Mapping[str, Any], name: Any) -> str | None:
+    """Which configured entry a step uses (a cluster, an endpoint): the one it names, or
+    the only one when it names none; None when it names none of them."""
+    if name is None and len(configured) == 1:
+        [name] = configured
+    return str(name) if name is not None and name in configured else None
+
+
 def rendered_only(why: str) -> StepResult:
     """A shadow step its engine cannot dry-run: nothing is sent; it was rendered (its
     payload checks passed) and says so."""

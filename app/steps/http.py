@@ -36,6 +36,7 @@ from app.steps.base import (
     StepInput,
     StepResult,
     StepSpec,
+    chosen,
     strings_in,
     tail,
     with_outputs,
@@ -119,12 +120,11 @@ class HttpExecutor:
 
     def _endpoint(self, spec: Mapping[str, Any]) -> tuple[str, HttpEndpoint] | str:
         """The endpoint the step names (or the only one), or why there is none."""
-        name = spec.get("endpoint")
-        if name is None and len(self.endpoints) == 1:
-            [name] = self.endpoints
-        if name is None or name not in self.endpoints:
+        name = chosen(self.endpoints, spec.get("endpoint"))
+        if name is None:
             known = ", ".join(sorted(self.endpoints))
-            return f"http endpoint {name!r} is not configured (http_endpoints: {known})"
+            return (f"http endpoint {spec.get('endpoint')!r} is not configured "
+                    f"(http_endpoints: {known})")  # fmt: skip
         return name, self.endpoints[name]
 
     def targets(self, spec: dict[str, Any]) -> list[str]:

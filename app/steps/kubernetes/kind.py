@@ -54,6 +54,7 @@ from app.steps.base import (
     StepInput,
     StepResult,
     StepStatus,
+    chosen,
     engine_result,
     refused_now,
     shadowed,
@@ -108,23 +109,26 @@ class KubernetesExecutor:
     # ------------------------------------------------------------------ what it acts on
 
     def _cluster(self, spec: Mapping[str, Any]) -> str:
-        name = spec.get("cluster")
-        if name is None and len(self.clusters) == 1:
-            [name] = self.clusters
-        if name is None or name not in self.clusters:
+        name = chosen(self.clusters, spec.get("cluster"))
+        if name is None:
             known = ", ".join(sorted(self.clusters))
-            raise ExecutorError(f"kubernetes cluster {name!r} is not configured ({known})")
-        return str(name)
+            raise ExecutorError(
+                f"kubernetes cluster {spec.get('cluster')!r} is not configured ({known})"
+            )
+        return name
+
+    def _cluster_named(self, spec: Mapping[str, Any]) -> str:
+        """The cluster as a target names it (the step's word when it is not configured:
+        the step then fails saying so)."""
+        return chosen(self.clusters, spec.get("cluster")) or str(spec.get("cluster") or "?")
 
     def targets(self, spec: dict[str, Any]) -> list[str]:
-        cluster = spec.get("cluster") or (
-            next(iter(self.clusters)) if len(self.clusters) == 1 else "?"
-        )
+        cluster = self._cluster_named(spec)
         return [f"{cluster}/{spec['namespace']}/{spec['kind']}/{spec['name']}"]
 
     def preview(self, spec: dict[str, Any]) -> dict[str, Any]:
         return {
-            "cluster": self.targets(spec)[0].split("/")[0],
+            "cluster": self._cluster_named(spec),
             "action": spec["action"],
             "workload": f"{spec['namespace']}/{spec['kind']}/{spec['name']}",
         }
