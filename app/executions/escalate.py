@@ -32,7 +32,7 @@ from app.services import Services
 from app.store.db import Database
 from app.store.models import EscalationRow, Execution
 from app.store.queue import claim_next_escalation
-from app.store.views import execution_view, runbook_secrets
+from app.store.views import execution_view, masked_values
 from app.views import ExecutionView
 
 log = logging.getLogger("remediator.executions")
@@ -75,8 +75,7 @@ def _diagnosis(services: Services, execution: Execution) -> str | None:
     except (TemplateError, SinkError) as exc:
         log.warning("diagnose.headline of %s did not render: %s", execution.runbook, exc)
         return None
-    secrets = sorted({*runbook_secrets(execution), *services.secrets}, key=len, reverse=True)
-    return redact(said, secrets)[:300]
+    return redact(said, masked_values(execution, services.secrets))[:300]
 
 
 def approvers(execution: Execution) -> str:

@@ -25,17 +25,15 @@ from sqlalchemy.orm import Session
 
 from app.engine_http import EngineError
 from app.errors import ExecutorError
-from app.executions.live import KEEP_CHARS
+from app.executions.live import Attempt, LiveOutput
 from app.executions.run import settle
 from app.executions.steps import persist, record_result, step_input
-from app.redaction import redact
 from app.runbooks.models import Retry
 from app.services import Services
 from app.steps.base import Remote, RemoteExecutor, ShowsProgress, StepResult, StepStatus
 from app.store.models import Execution, OutputChunk, StepRow
-from app.store.output import append_output
 from app.store.queue import claim_due_waits
-from app.store.views import runbook_secrets
+from app.store.views import masked_values
 
 log = logging.getLogger("remediator.follow")
 # Long enough for a look to finish (two calls within the engine's request timeout,
@@ -189,24 +187,24 @@ def _still_going(services: Services, session: Session, waiting: Waiting, look: L
 
 def _show(services: Services, session: Session, waiting: Waiting, text: str) -> None:
     """Output a running remote step printed since the last look, stored as a local step's
-    is (masked, bounded), in the transaction that records the look."""
+    is (the same LiveOutput: masked, bounded), in the transaction that records the look.
+    The engine gives whole lines, so all of it is written at once."""
     if not text:
         return
-    execution = session.get_one(Execution, waiting.execution_id)
-    secrets = sorted({*runbook_secrets(execution), *services.secrets}, key=len, reverse=True)
+    number = int(waiting.remote["attempt"])
     # Where this text starts: after the attempt's last chunk.
     shown = session.scalar(
         select(OutputChunk.offset + func.length(OutputChunk.text))
-        .where(OutputChunk.step_id == waiting.step_id,
-               OutputChunk.attempt == int(waiting.remote["attempt"]))
+        .where(OutputChunk.step_id == waiting.step_id, OutputChunk.attempt == number)
         .order_by(OutputChunk.id.desc())
         .limit(1)
-    )  # fmt: skip
-    append_output(
-        session, execution_id=waiting.execution_id, step_id=waiting.step_id,
-        position=waiting.position, attempt=int(waiting.remote["attempt"]), offset=int(shown or 0),
-        text=redact(text, secrets), at=datetime.now(UTC), keep_chars=KEEP_CHARS,
-    )  # fmt: skip
+    )
+    execution = session.get_one(Execution, waiting.execution_id)
+    attempt = Attempt(waiting.execution_id, waiting.step_id, waiting.position, number)
+    secrets = masked_values(execution, services.secrets)
+    output = LiveOutput(attempt, secrets, offset=int(shown or 0))
+    output(text)
+    output.take(session, final=True)
 
 
 def _ended(services: Services, waiting: Waiting, ended: StepResult) -> None:

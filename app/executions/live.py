@@ -26,7 +26,7 @@ from app.redaction import redact
 from app.services import Services
 from app.store.models import Execution
 from app.store.output import append_output
-from app.store.views import runbook_secrets
+from app.store.views import masked_values
 
 log = logging.getLogger("remediator.executions")
 
@@ -48,10 +48,11 @@ class LiveOutput:
     """One attempt's output as it comes: what may be written now is taken (masked) by
     whoever flushes it."""
 
-    def __init__(self, attempt: Attempt, secrets: Iterable[str]) -> None:
+    def __init__(self, attempt: Attempt, secrets: Iterable[str], offset: int = 0) -> None:
         self.attempt = attempt
         self.secrets = sorted(set(secrets), key=len, reverse=True)
-        self.pending, self.offset = "", 0
+        # Where what comes next starts in the attempt's whole output.
+        self.pending, self.offset = "", offset
         self.lock = threading.Lock()
 
     def __call__(self, text: str) -> None:
@@ -117,8 +118,7 @@ def live_outputs(services: Services, attempts: Sequence[Attempt]) -> Iterator[li
         outputs = []
         for attempt in attempts:
             execution = session.get_one(Execution, attempt.execution_id)
-            secrets = {*runbook_secrets(execution), *services.secrets}
-            outputs.append(LiveOutput(attempt, secrets))
+            outputs.append(LiveOutput(attempt, masked_values(execution, services.secrets)))
     done = threading.Event()
 
     def flush_often() -> None:

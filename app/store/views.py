@@ -75,11 +75,17 @@ def _named(value: Any, names: set[str]) -> Iterator[Any]:
             yield from _named(item, names)
 
 
+def masked_values(execution: Execution, configured: Iterable[str] = ()) -> list[str]:
+    """What is masked wherever the execution is shown: its runbook's secret values and
+    the `configured` ones (the service's secrets), longest first."""
+    return sorted({*runbook_secrets(execution), *configured}, key=len, reverse=True)
+
+
 def execution_view(execution: Execution, configured: Iterable[str] = ()) -> ExecutionView:
     """The execution as people see it, with the runbook's secret values and the
     `configured` ones (the service's secrets) masked."""
     view = _unmasked_view(execution)
-    secrets = sorted({*runbook_secrets(execution), *configured}, key=len, reverse=True)
+    secrets = masked_values(execution, configured)
     if not secrets:
         return view
     return ExecutionView.model_validate_json(redact(view.model_dump_json(), secrets))
