@@ -139,7 +139,7 @@ def steps_detail(message: EscalationMessage) -> list[dict[str, Any]]:
             "phase": step.phase,
             "status": step.status,
             # Why it did not run (its `when`, an earlier failure), or what it found.
-            "summary": attempt_summary(step.detail) if not step.attempt_log else None,
+            "summary": not_run_summary(step),
             "outputs": step.outputs,
             "attempts": [
                 {
@@ -176,6 +176,12 @@ def outputs_text(step: StepView) -> str | None:
     return json.dumps(step.outputs, ensure_ascii=False, sort_keys=True)[:_MAX_TAIL]
 
 
+def not_run_summary(step: StepView) -> str | None:
+    """Why a step that made no attempt did not run (its `when`, an earlier failure), as
+    its detail says; None for a step that ran."""
+    return None if step.attempt_log else attempt_summary(step.detail)
+
+
 def attempt_summary(detail: dict[str, Any] | None) -> str | None:
     """What the executor found, in one line (terraform: the version and its plan)."""
     summary = (detail or {}).get("summary")
@@ -189,7 +195,7 @@ def note_text(message: EscalationMessage) -> str:
         lines.append(f"May approve: {message.approvers}")
     for index, step in enumerate(message.execution.steps):
         label = step_label(index, step)
-        if not step.attempt_log and (skipped := attempt_summary(step.detail)):
+        if skipped := not_run_summary(step):
             lines.append(f"{label}: {skipped}")
         for attempt in step.attempt_log:
             lines.append(

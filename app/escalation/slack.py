@@ -33,6 +33,7 @@ from app.errors import EscalationError, InvalidSignature, UnsupportedPayload
 from app.escalation.base import (
     EscalationMessage,
     attempt_summary,
+    not_run_summary,
     outputs_text,
     post_json,
     step_label,
@@ -95,7 +96,7 @@ def slack_body(message: EscalationMessage, *, interactive: bool = False) -> dict
     ]
     for index, step in enumerate(execution.steps):
         label = step_label(index, step)
-        if not step.attempt_log and (skipped := attempt_summary(step.detail)):
+        if skipped := not_run_summary(step):
             blocks.append(
                 {"type": "section", "text": _verbatim(f"*{label}:* {slack_text(skipped)}")}
             )

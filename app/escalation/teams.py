@@ -19,6 +19,7 @@ from app.escalation.base import (
     REASONS,
     EscalationMessage,
     attempt_summary,
+    not_run_summary,
     outputs_text,
     post_json,
     step_label,
@@ -77,7 +78,7 @@ def teams_body(message: EscalationMessage) -> dict[str, Any]:
         body.append(_said("May approve (on the page)", message.approvers))
     for index, step in enumerate(execution.steps):
         label = step_label(index, step)
-        if not step.attempt_log and (skipped := attempt_summary(step.detail)):
+        if skipped := not_run_summary(step):
             body.append(_said(label, skipped))
         if found := outputs_text(step):
             body.append(_said(f"{label} found", found, monospace=True))

@@ -29,6 +29,7 @@ from app.executions.steps import (
     cancel_note,
     end_at_step,
     go_on,
+    is_dry_run,
     last_step_done,
     persist,
     record_result,
@@ -274,7 +275,7 @@ def settle(
     now = datetime.now(UTC)
     row.remote = None
     execution.next_check_at = execution.deadline_at = None
-    if execution.mode == "shadow" and row.phase != "diagnose" and result.status != "cancelled":
+    if is_dry_run(row, execution.mode) and result.status != "cancelled":
         row.status, row.finished_at = "would_run", now
         return go_on(execution, now)
     if result.status == "succeeded":

@@ -246,14 +246,18 @@ class Pending:
 
     @classmethod
     def of(cls, row: StepRow, mode: str) -> Pending:
-        # A diagnostic looks for real in a shadow run too: it changes nothing by contract.
-        shadow = mode == "shadow" and row.phase != "diagnose"
         return cls(row.id, row.position, row.kind, row.spec, row.idempotent, row.attempts,
-                   shadow)  # fmt: skip
+                   is_dry_run(row, mode))  # fmt: skip
 
     def input(self, execution_id: str) -> StepInput:
         return step_input(execution_id, self.position, self.done + 1, self.spec, self.shadow,
                           idempotent=self.idempotent)  # fmt: skip
+
+
+def is_dry_run(row: StepRow, mode: str) -> bool:
+    """Whether the step dry-runs: every step of a shadow run but a diagnostic, which looks
+    for real (it changes nothing by contract)."""
+    return mode == "shadow" and row.phase != "diagnose"
 
 
 def step_input(
