@@ -58,6 +58,11 @@ class StaleTimestamp(Unauthenticated):
     pass
 
 
+class ProofUnavailable(SourceError):
+    """The platform's keys (a signing certificate, a JWKS) could not be fetched now: the
+    call is neither refused nor taken, and the platform retries it."""
+
+
 class PayloadTooLarge(SourceError):
     pass
 

@@ -37,7 +37,7 @@ from app.metrics import source_label
 from app.runbooks.plan import Plan, plan
 from app.services import Services
 from app.sources.base import Delivery, WebhookRequest
-from app.sources.registry import get_source
+from app.sources.registry import SOURCES, get_source
 from app.store.models import ActionRow, Execution
 from app.store.records import (
     add_event,
@@ -98,6 +98,11 @@ def parse_json(body: bytes) -> Any:
     return _storable(parsed) if _UNSTORABLE_ESCAPE.search(body) else parsed
 
 
+def calls_out(source_name: str) -> bool:
+    """Whether verifying a call of this source may call out to its platform (for keys)."""
+    return source_name in SOURCES and SOURCES[source_name].calls_out
+
+
 def read_delivery(
     services: Services, source_name: str, headers: Mapping[str, str], body: bytes, now: float
 ) -> Delivery:
@@ -115,9 +120,9 @@ def read_delivery(
         replay_window_s=config.replay_window_s
         or source.default_replay_window_s
         or services.settings.replay_window_s,
-        signed=config.secret is not None,
+        signed=config.secret is not None or bool(config.topic_arns),
     )
-    if config.secret is not None or config.token is not None or not config.insecure:
+    if config.proves_calls() or not config.insecure:
         source.verify(request, config)
     delivery = source.normalise(parse_json(body), request)
     window = timedelta(days=services.settings.dedup_retention_days)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 from ipaddress import IPv4Network, IPv6Network
+from pathlib import Path
 from typing import Literal
 
 from pydantic import (
@@ -25,9 +26,27 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class EntraToken(Strict):
+    """Where a Microsoft Entra ID token's signing keys are (a JWKS file, or its URL, such
+    as `https://login.microsoftonline.com/<tenant>/discovery/v2.0/keys`), and what its
+    issuer and audience must be."""
+
+    jwks_file: Path | None = None
+    jwks_url: str | None = Field(default=None, pattern=r"^https://[^/?#@\s]+(/[^#\s]*)?$")
+    issuer: str = Field(min_length=1)
+    audience: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> EntraToken:
+        if (self.jwks_file is None) == (self.jwks_url is None):
+            raise ValueError("give exactly one of jwks_file, jwks_url")
+        return self
+
+
 class SourceConfig(Strict):
-    """How one incident platform proves its calls: an HMAC `secret` or a bearer `token`.
-    Which options a platform takes is checked by its source module at start-up."""
+    """How one incident platform proves its calls: an HMAC `secret`, a bearer `token`, or
+    the platform's own keys (`topic_arns`, `entra`). Which options a platform takes is
+    checked by its source module at start-up."""
 
     secret: SecretStr | None = None
     token: SecretStr | None = None
@@ -40,6 +59,18 @@ class SourceConfig(Strict):
     token_header: str | None = Field(default=None, min_length=1)
     # Grafana's HMAC without a timestamp header: nothing bounds a replayed body's age.
     allow_unstamped: bool = False
+    # Platforms that sign with their own keys. Amazon SNS: the topics whose messages are
+    # taken, and the host pattern its signing certificates and subscription URLs must
+    # match (`ca_file`: a CA to trust beside the system's, for the keys' host).
+    topic_arns: list[str] = Field(default_factory=list)
+    cert_host_pattern: str | None = Field(default=None, min_length=1)
+    ca_file: Path | None = None
+    # Azure Monitor's secure webhook: a Microsoft Entra ID token, checked against its keys.
+    entra: EntraToken | None = None
+
+    def proves_calls(self) -> bool:
+        """Whether anything here authenticates a call."""
+        return any((self.secret, self.token, self.topic_arns, self.entra))
 
 
 class WebhookTarget(Strict):

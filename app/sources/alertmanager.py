@@ -22,6 +22,7 @@ from app.sources.grouped import group_delivery
 class AlertmanagerSource:
     name = "alertmanager"
     default_replay_window_s: int | None = None
+    calls_out = False
 
     def check_config(self, config: SourceConfig) -> None:
         require_token(self.name, config)

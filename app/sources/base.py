@@ -52,6 +52,9 @@ class Source(Protocol):
     name: str
     # The replay window when the source's configuration gives none (None: the service's).
     default_replay_window_s: int | None
+    # `verify` may call out to the platform (for its signing keys): it runs in a worker
+    # thread, never on the event loop.
+    calls_out: bool
 
     def check_config(self, config: SourceConfig) -> None:
         """Raise `ConfigError` when the configuration cannot authenticate this platform."""
@@ -68,13 +71,14 @@ class Source(Protocol):
         the platform's shape."""
 
 
-OPTIONS = ("signature_header", "timestamp_header", "token_header", "allow_unstamped")
+OPTIONS = ("signature_header", "timestamp_header", "token_header", "allow_unstamped",
+           "topic_arns", "cert_host_pattern", "ca_file", "entra")  # fmt: skip
 
 
 def allow_options(name: str, config: SourceConfig, *allowed: str) -> None:
     """Refuse options that this platform does not use, rather than silently ignore them."""
     for option in OPTIONS:
-        if option not in allowed and getattr(config, option) not in (None, False):
+        if option not in allowed and getattr(config, option):
             raise ConfigError(f"sources.{name}: `{option}` does not apply to this source")
 
 

@@ -86,6 +86,7 @@ def scalar(value: Any) -> str | None:
 class DatadogSource:
     name = "datadog"
     default_replay_window_s: int | None = None
+    calls_out = False
 
     def check_config(self, config: SourceConfig) -> None:
         require_token(self.name, config, "token_header")

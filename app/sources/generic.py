@@ -90,6 +90,7 @@ class GenericIncident(BaseModel):
 class GenericSource:
     name = "generic"
     default_replay_window_s: int | None = None
+    calls_out = False
 
     def check_config(self, config: SourceConfig) -> None:
         allow_options(self.name, config, "token_header")

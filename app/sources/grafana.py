@@ -61,6 +61,7 @@ def grafana_extras(alert: dict[str, Any]) -> dict[str, str]:
 class GrafanaSource:
     name = "grafana"
     default_replay_window_s: int | None = None
+    calls_out = False
 
     def check_config(self, config: SourceConfig) -> None:
         if config.secret is not None and config.token is not None:

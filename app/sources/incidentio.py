@@ -58,6 +58,7 @@ SVIX = {"svix-id": "webhook-id", "svix-timestamp": "webhook-timestamp",
 class IncidentIoSource:
     name = "incidentio"
     default_replay_window_s: int | None = None
+    calls_out = False
 
     def check_config(self, config: SourceConfig) -> None:
         require_secret(self.name, "incident.io", config)

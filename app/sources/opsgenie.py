@@ -55,6 +55,7 @@ ALERT_URL = "https://app.opsgenie.com/alert/detail/{}/details"
 class OpsgenieSource:
     name = "opsgenie"
     default_replay_window_s: int | None = None
+    calls_out = False
 
     def check_config(self, config: SourceConfig) -> None:
         require_token(self.name, config, "token_header")

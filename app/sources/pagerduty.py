@@ -86,6 +86,7 @@ OPENS = frozenset({"incident.triggered", "incident.reopened"})
 class PagerDutySource:
     name = "pagerduty"
     default_replay_window_s: int | None = 3600
+    calls_out = False
 
     def check_config(self, config: SourceConfig) -> None:
         require_secret(self.name, "PagerDuty", config)

@@ -8,6 +8,7 @@ from app.config.settings import Settings
 from app.errors import ConfigError, UnknownSource
 from app.sources.alertmanager import AlertmanagerSource
 from app.sources.base import Source
+from app.sources.cloudwatch import CloudWatchSource
 from app.sources.datadog import DatadogSource
 from app.sources.generic import GenericSource
 from app.sources.grafana import GrafanaSource
@@ -27,6 +28,7 @@ SOURCES: Mapping[str, Source] = {
     "datadog": DatadogSource(),
     "sentry": SentrySource(),
     "incidentio": IncidentIoSource(),
+    "cloudwatch": CloudWatchSource(),
 }
 
 
@@ -45,10 +47,11 @@ def check_sources(settings: Settings) -> list[str]:
         if name not in SOURCES:
             raise ConfigError(f"sources.{name}: unknown source (known: {', '.join(SOURCES)})")
         SOURCES[name].check_config(config)
-        if config.secret is None and config.token is None:
+        if not config.proves_calls():
             if not config.insecure:
                 raise ConfigError(
-                    f"sources.{name}: needs a `secret` or a `token` "
+                    f"sources.{name}: needs a `secret` or a `token` (or the platform's own "
+                    "keys: `topic_arns`, `entra`) "
                     "(or `insecure: true` for a local trial)"
                 )
             warnings.append(f"source {name!r} is INSECURE: it accepts unauthenticated calls")

@@ -130,6 +130,7 @@ def rootly_severity(value: Any) -> Severity:
 class RootlySource:
     name = "rootly"
     default_replay_window_s: int | None = None
+    calls_out = False
 
     def check_config(self, config: SourceConfig) -> None:
         require_secret(self.name, "Rootly", config)

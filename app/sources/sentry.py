@@ -61,6 +61,7 @@ ISSUE_STATUS: dict[str, Status] = {"resolved": "resolved", "unresolved": "firing
 class SentrySource:
     name = "sentry"
     default_replay_window_s: int | None = None
+    calls_out = False
 
     def check_config(self, config: SourceConfig) -> None:
         require_secret(self.name, "Sentry", config)

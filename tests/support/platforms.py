@@ -26,6 +26,7 @@ DATADOG_TOKEN = "datadog-custom-header-token"
 SENTRY_SECRET = "sentry-integration-client-secret"
 INCIDENTIO_SECRET = "whsec_aW5jaWRlbnQtaW8td2ViaG9vay1zZWNyZXQ="
 PAYLOADS = FIXTURES / "payloads"
+SNS_TOPIC = "arn:aws:sns:eu-west-1:123456789012:alarms"
 
 SOURCES: dict[str, dict[str, Any]] = {
     "alertmanager": {"token": AM_TOKEN},
@@ -36,6 +37,9 @@ SOURCES: dict[str, dict[str, Any]] = {
     "datadog": {"token": DATADOG_TOKEN},
     "sentry": {"secret": SENTRY_SECRET},
     "incidentio": {"secret": INCIDENTIO_SECRET},
+    # Its certificates on the loopback SNS stand-in (tests/support/standins/sns.py); the
+    # tests that fetch one add its `ca_file`.
+    "cloudwatch": {"topic_arns": [SNS_TOPIC], "cert_host_pattern": "^localhost$"},
 }
 
 
@@ -119,6 +123,8 @@ SIGNERS: dict[str, Callable[[bytes], dict[str, str]]] = {
     "datadog": sign_datadog,
     "sentry": sign_sentry,
     "incidentio": sign_incidentio,
+    # SNS signs inside the body (tests/support/standins/sns.py): no header proves it.
+    "cloudwatch": lambda body: {"x-amz-sns-message-type": "Notification"},
 }
 
 
@@ -156,6 +162,17 @@ def live(payload: dict[str, Any]) -> dict[str, Any]:
         if isinstance(data.get("event"), dict) and "timestamp" in data["event"]:
             data["event"]["timestamp"] = now.timestamp()
     return payload
+
+
+def live_sns(message: dict[str, Any]) -> dict[str, Any]:
+    """An SNS sample as it arrives today: sent now, its alarm's state changed now."""
+    now = datetime.now(UTC)
+    sent = {**message, "Timestamp": now.isoformat(timespec="milliseconds").replace("+00:00", "Z")}
+    if sent["Type"] == "Notification":
+        alarm = json.loads(sent["Message"])
+        alarm["StateChangeTime"] = now.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000"
+        sent["Message"] = json.dumps(alarm, separators=(",", ":"))
+    return sent
 
 
 @dataclass(frozen=True)

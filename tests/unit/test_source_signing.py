@@ -32,6 +32,7 @@ CONFIGS: dict[str, list[SourceConfig]] = {
     "rootly": [SourceConfig(secret=SECRET)],
     "sentry": [SourceConfig(secret=SECRET)],
     "incidentio": [SourceConfig(secret=SECRET)],
+    "cloudwatch": [],  # AWS signs: tests/unit/test_cloudwatch_source.py
     "generic": [SourceConfig(secret=SECRET), SourceConfig(token=TOKEN)],
 }
 

@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from app.api.bodies import read_body
 from app.api.errors import ErrorBody, answer_for, error_body, error_response, fault_response
 from app.errors import RemediatorError
-from app.ingest import Accepted, arrive, delivered, now_s, submit_delivery
+from app.ingest import Accepted, arrive, calls_out, delivered, now_s, submit_delivery
 from app.logs import log_context
 from app.metrics import source_label
 from app.services import Services
@@ -115,7 +115,7 @@ async def _receive(services: Services, source: str, scope: Scope, receive: Recei
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
     body = await read_body(receive, headers, settings.max_body_bytes, settings.body_timeout_s)
     with log_context(source=source):
-        if len(body) <= INLINE_BODY_BYTES:
+        if len(body) <= INLINE_BODY_BYTES and not calls_out(source):
             arrival = arrive(services, source, headers, body, received)
         else:
             arrival = await run_in_threadpool(arrive, services, source, headers, body, received)
