@@ -103,10 +103,15 @@ def calls_out(source_name: str) -> bool:
     return source_name in SOURCES and SOURCES[source_name].calls_out
 
 
-def read_delivery(
-    services: Services, source_name: str, headers: Mapping[str, str], body: bytes, now: float
-) -> Delivery:
-    """Verify and normalise one call."""
+def arrive(
+    services: Services,
+    source_name: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    now: float,
+    query: Mapping[str, str] | None = None,
+) -> Arrival:
+    """Verify and normalise one call, and plan what its incidents lead to (no database)."""
     config = services.settings.sources.get(source_name)
     if config is None:
         raise UnknownSource(f"source {source_name!r} is not configured on this service")
@@ -121,10 +126,24 @@ def read_delivery(
         or source.default_replay_window_s
         or services.settings.replay_window_s,
         signed=config.secret is not None or bool(config.topic_arns),
+        query=query or {},
     )
     if config.proves_calls() or not config.insecure:
         source.verify(request, config)
     delivery = source.normalise(parse_json(body), request)
+    _within_limits(services, request, delivery)
+    matcher = services.matcher
+    plans = [
+        (incident, [with_targets(plan(m.runbook, incident), services.trust, services.executors)
+                    for m in matcher.match(incident)])
+        for incident in delivery.incidents
+    ]  # fmt: skip
+    return Arrival(source_name, delivery, plans, now)
+
+
+def _within_limits(services: Services, request: WebhookRequest, delivery: Delivery) -> None:
+    """Refuse a body older than the dedup window (a possible replay whose id is
+    forgotten) and a delivery of more incidents than the service takes at once."""
     window = timedelta(days=services.settings.dedup_retention_days)
     if delivery.sent_at is not None and request.received_at - delivery.sent_at > window:
         raise StaleTimestamp(
@@ -138,21 +157,6 @@ def read_delivery(
             f"{len(delivery.incidents)} incidents in one call; this service takes at most "
             f"{most} (max_incidents_per_delivery)"
         )
-    return delivery
-
-
-def arrive(
-    services: Services, source_name: str, headers: Mapping[str, str], body: bytes, now: float
-) -> Arrival:
-    """Verify and normalise one call, and plan what its incidents lead to (no database)."""
-    delivery = read_delivery(services, source_name, headers, body, now)
-    matcher = services.matcher
-    plans = [
-        (incident, [with_targets(plan(m.runbook, incident), services.trust, services.executors)
-                    for m in matcher.match(incident)])
-        for incident in delivery.incidents
-    ]  # fmt: skip
-    return Arrival(source_name, delivery, plans, now)
 
 
 @dataclass(frozen=True)

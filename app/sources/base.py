@@ -5,13 +5,17 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
+import httpx
+
 from app.config.sections import SourceConfig
-from app.errors import ConfigError, InvalidSignature, Unauthenticated
+from app.errors import ConfigError, InvalidSignature, ProofUnavailable, Unauthenticated
 from app.incident import Incident, Severity
 from app.signing import bearer_matches
 
@@ -28,6 +32,9 @@ class WebhookRequest:
     replay_window_s: int
     # The call's signature covers its body and id (not only a static token).
     signed: bool = False
+    # The URL's query parameters (the last of each name), for a platform that can only
+    # put its token there.
+    query: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -226,3 +233,32 @@ def severity_from(word: Any, default: Severity = "medium") -> Severity:
     if isinstance(word, str):
         return SEVERITY_WORDS.get(word.strip().lower(), default)
     return default
+
+
+_MAX_PROOF_BYTES = 64 * 1024
+_PROOF_TIMEOUT_S = 10.0
+
+
+def fetch_proof(url: str, ca_file: Path | None, what: str) -> bytes:
+    """GET a platform's keys (a certificate, a JWKS) from `url`, which the caller has
+    checked is the platform's: over verified TLS (the system's CAs, and `ca_file`), never
+    following a redirect, at most 64 KiB. Not reachable now: ProofUnavailable (a 503, so
+    the platform retries)."""
+    verify = ssl.create_default_context()
+    if ca_file is not None:
+        verify.load_verify_locations(cafile=ca_file)
+    try:
+        with (
+            httpx.Client(verify=verify, timeout=_PROOF_TIMEOUT_S, follow_redirects=False) as client,
+            client.stream("GET", url) as response,
+        ):
+            if not response.is_success:
+                raise ProofUnavailable(f"{what} answered {response.status_code}")
+            content = b""
+            for chunk in response.iter_bytes():
+                content += chunk
+                if len(content) > _MAX_PROOF_BYTES:
+                    raise InvalidSignature(f"{what} is larger than it can be")
+            return content
+    except httpx.HTTPError as exc:
+        raise ProofUnavailable(f"{what} could not be fetched: {type(exc).__name__}") from exc

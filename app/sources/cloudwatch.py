@@ -29,23 +29,28 @@ import base64
 import binascii
 import json
 import re
-import ssl
 import threading
 from collections import OrderedDict
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import httpx
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature as BadRsaSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from app.config.sections import SourceConfig
-from app.errors import ConfigError, InvalidSignature, ProofUnavailable, UnsupportedPayload
+from app.errors import ConfigError, InvalidSignature, UnsupportedPayload
 from app.incident import Incident, Phase, Status
 from app.signing import parse_timestamp
-from app.sources.base import Delivery, WebhookRequest, allow_options, iso_time, text
+from app.sources.base import (
+    Delivery,
+    WebhookRequest,
+    allow_options,
+    fetch_proof,
+    iso_time,
+    text,
+)
 
 DEFAULT_HOSTS = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
 # The fields each message type signs, in the order SNS puts them in the string it signs.
@@ -62,9 +67,7 @@ STATES: dict[str, tuple[Status, Phase]] = {
     "OK": ("resolved", "resolved"),
     "INSUFFICIENT_DATA": ("firing", "updated"),
 }
-_MAX_CERT_BYTES = 64 * 1024
 _CACHED_CERTS = 32
-_FETCH_TIMEOUT_S = 10.0
 
 
 class CloudWatchSource:
@@ -118,7 +121,7 @@ class CloudWatchSource:
             # The topic is configured and the message is AWS's: taking the subscription
             # is what the operator asked for by listing the topic.
             url = _allowed_url(message.get("SubscribeURL"), config, "SubscribeURL")
-            _fetch(url, config, "the subscription confirmation")
+            fetch_proof(url, config.ca_file, "the subscription confirmation")
 
     def sign(self, body: bytes, config: SourceConfig, now: float) -> dict[str, str]:  # noqa: ARG002
         raise ConfigError(
@@ -139,7 +142,7 @@ class CloudWatchSource:
         except ValueError:
             alarm = None
         name = text(alarm.get("AlarmName")) if isinstance(alarm, dict) else None
-        state = alarm.get("NewStateValue") if isinstance(alarm, dict) else None
+        state = text(alarm.get("NewStateValue")) if isinstance(alarm, dict) else None
         if not isinstance(alarm, dict) or name is None or state not in STATES:
             return Delivery(delivery_id, kind, [], "this SNS message is not a CloudWatch alarm")
         return _alarm(alarm, name, STATES[state], message, request, delivery_id)
@@ -149,7 +152,7 @@ class CloudWatchSource:
             if url in self._keys:
                 self._keys.move_to_end(url)
                 return self._keys[url]
-        pem = _fetch(url, config, "the signing certificate")
+        pem = fetch_proof(url, config.ca_file, "the signing certificate")
         try:
             key = x509.load_pem_x509_certificate(pem).public_key()
         except ValueError:
@@ -212,7 +215,7 @@ def _message(body: bytes) -> dict[str, Any]:
 
 
 def _fields(payload: Any) -> dict[str, Any]:
-    if not isinstance(payload, dict) or payload.get("Type") not in SIGNED:
+    if not isinstance(payload, dict) or text(payload.get("Type")) not in SIGNED:
         raise UnsupportedPayload("an SNS message is a JSON object with a known `Type`")
     for name in ("MessageId", "TopicArn", "Timestamp", "Message"):
         if not isinstance(payload.get(name), str):
@@ -253,27 +256,6 @@ def _allowed_url(value: Any, config: SourceConfig, field: str) -> str:
     if not re.fullmatch(_hosts(config), host):
         raise InvalidSignature(f"{field} host {host!r} is not SNS's (cert_host_pattern)")
     return url
-
-
-def _fetch(url: str, config: SourceConfig, what: str) -> bytes:
-    """GET `url` over verified TLS, never following a redirect; at most 64 KiB."""
-    verify = ssl.create_default_context()
-    if config.ca_file is not None:
-        verify.load_verify_locations(cafile=config.ca_file)
-    try:
-        with httpx.Client(verify=verify, timeout=_FETCH_TIMEOUT_S,
-                          follow_redirects=False) as client:  # fmt: skip
-            with client.stream("GET", url) as response:
-                if not response.is_success:
-                    raise ProofUnavailable(f"{what} answered {response.status_code}")
-                content = b""
-                for chunk in response.iter_bytes():
-                    content += chunk
-                    if len(content) > _MAX_CERT_BYTES:
-                        raise InvalidSignature(f"{what} is larger than it can be")
-                return content
-    except httpx.HTTPError as exc:
-        raise ProofUnavailable(f"{what} could not be fetched: {type(exc).__name__}") from exc
 
 
 def _dimensions(dimensions: Any) -> dict[str, str]:

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from app.config.settings import Settings
 from app.errors import ConfigError, UnknownSource
 from app.sources.alertmanager import AlertmanagerSource
+from app.sources.azure_monitor import AzureMonitorSource
 from app.sources.base import Source
 from app.sources.cloudwatch import CloudWatchSource
 from app.sources.datadog import DatadogSource
@@ -29,6 +30,7 @@ SOURCES: Mapping[str, Source] = {
     "sentry": SentrySource(),
     "incidentio": IncidentIoSource(),
     "cloudwatch": CloudWatchSource(),
+    "azure_monitor": AzureMonitorSource(),
 }
 
 

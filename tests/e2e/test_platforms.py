@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.entra import ENTRA, EntraIssuer, sign_azure_monitor
 from tests.support.instant import instant_step
 from tests.support.platforms import (
     FIRING,
@@ -165,6 +166,12 @@ def forgeries(source: str, body: bytes) -> Iterator[tuple[str, bytes, dict[str, 
         # Sentry signs only the body: an old body with a fresh timestamp is still refused.
         old = json.dumps(load("sentry/issue-alert.json")).encode()
         yield "old event", old, sign_sentry(old), "stale_timestamp"
+    if source == "azure_monitor":
+        yield "expired", body, sign_azure_monitor(body, token=ENTRA.token(expires_in=-120)), ""
+        for what, token in (("other issuer", ENTRA.token(issuer="https://sts.windows.net/x/")),
+                            ("other audience", ENTRA.token(audience="api://other")),
+                            ("other key", EntraIssuer().token())):  # fmt: skip
+            yield what, body, sign_azure_monitor(body, token=token), "invalid_signature"
     yield "no header", body, {}, ""
 
 
@@ -205,3 +212,11 @@ def test_not_the_platforms_shape_is_422_and_says_what(server: Server) -> None:
     body = json.dumps({"event": event}).encode()
     answer = post(server, "pagerduty", body, sign_pagerduty(body))
     assert answer.status_code == 422 and "event.data" in answer.json()["detail"]
+
+
+def test_azure_monitor_is_reached_at_its_dashed_url_too(server: Server) -> None:
+    """`/webhooks/azure-monitor`, as the action group's URL is usually written."""
+    body = json.dumps(live(load("azure_monitor/metric-resolved.json"))).encode()
+    answer = post(server, "azure-monitor", body, SIGNERS["azure_monitor"](body))
+    assert answer.status_code == 202, answer.text
+    assert answer.json()["incidents"] == 1

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from app.signing import secret_key, signed_headers
+from tests.support.entra import entra_config, sign_azure_monitor
 from tests.support.service import AM_TOKEN, FAILING_STEP, FIXTURES, Api, delivered, sign_generic
 
 ROOTLY_SECRET = "rootly-webhook-secret"
@@ -40,6 +41,7 @@ SOURCES: dict[str, dict[str, Any]] = {
     # Its certificates on the loopback SNS stand-in (tests/support/standins/sns.py); the
     # tests that fetch one add its `ca_file`.
     "cloudwatch": {"topic_arns": [SNS_TOPIC], "cert_host_pattern": "^localhost$"},
+    "azure_monitor": entra_config(),
 }
 
 
@@ -125,6 +127,7 @@ SIGNERS: dict[str, Callable[[bytes], dict[str, str]]] = {
     "incidentio": sign_incidentio,
     # SNS signs inside the body (tests/support/standins/sns.py): no header proves it.
     "cloudwatch": lambda body: {"x-amz-sns-message-type": "Notification"},
+    "azure_monitor": sign_azure_monitor,
 }
 
 
@@ -153,6 +156,11 @@ def live(payload: dict[str, Any]) -> dict[str, Any]:
         if name.startswith("public_incident.") and isinstance(found, dict):
             found["created_at"] = found["updated_at"] = now.isoformat().replace("+00:00", "Z")
     data = payload.get("data")
+    essentials = data.get("essentials") if isinstance(data, dict) else None
+    if isinstance(essentials, dict):  # Azure Monitor
+        for name in ("firedDateTime", "resolvedDateTime"):
+            if essentials.get(name):
+                essentials[name] = now.isoformat().replace("+00:00", "Z")
     if isinstance(data, dict):  # Sentry
         stamp = now.isoformat().replace("+00:00", "Z")
         for name, key in (("event", "datetime"), ("metric_alert", "date_started"),
@@ -200,6 +208,7 @@ FIRING = [
     Sample("datadog", "custom-triggered.json", "firing", "High CPU on web hosts"),
     Sample("sentry", "issue-alert.json", "firing", "ReferenceError: heck is not defined"),
     Sample("incidentio", "incident-created.json", "firing", "Our database is sad"),
+    Sample("azure_monitor", "metric-fired.json", "firing", "WCUS-R2-Gen2"),
 ]
 RESOLVED = [
     Sample("rootly", "incident-resolved.json", "resolved", "Sparkling Frost"),
@@ -209,6 +218,7 @@ RESOLVED = [
     Sample("datadog", "custom-recovered.json", "resolved", "High CPU on web hosts"),
     Sample("sentry", "issue-resolved.json", "resolved", "ReferenceError: heck is not defined"),
     Sample("incidentio", "incident-closed.json", "resolved", "Our database is sad"),
+    Sample("azure_monitor", "metric-resolved.json", "resolved", "WCUS-R2-Gen2"),
 ]
 
 
@@ -242,6 +252,8 @@ FOLLOW_UPS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
     ),
     # Another event of the same issue fires the rule again.
     "sentry": lambda p: _nested(p, "data.event.event_id", "f1c2a9d04b7e4e5c9a3d2b1c0e9f8a7b"),
+    # Azure Monitor notifies again while the alert stays fired (a changed value).
+    "azure_monitor": lambda p: _nested(p, "data.alertContext.condition.allOf.0.metricValue", 44.5),
     "incidentio": lambda p: {
         "event_type": "public_incident.incident_updated_v2",
         "public_incident.incident_updated_v2": _nested(

@@ -90,6 +90,8 @@ def test_the_core_modules_import_nothing_of_the_app() -> None:
         ("sentry", {"app/sources/sentry.py", "app/sources/registry.py"}),
         ("incidentio", {"app/sources/incidentio.py", "app/sources/registry.py"}),
         ("cloudwatch", {"app/sources/cloudwatch.py", "app/sources/registry.py"}),
+        ("azure", {"app/sources/azure_monitor.py", "app/sources/registry.py",
+                   "app/config/sections.py"}),
         ("kubernetes", {"app/steps/kubernetes/__init__.py", "app/steps/kubernetes/kind.py",
                         "app/steps/kubernetes/spec.py", "app/steps/kubernetes/rollout.py",
                         "app/steps/registry.py", "app/config/sections.py",

@@ -32,7 +32,10 @@ CONFIGS: dict[str, list[SourceConfig]] = {
     "rootly": [SourceConfig(secret=SECRET)],
     "sentry": [SourceConfig(secret=SECRET)],
     "incidentio": [SourceConfig(secret=SECRET)],
-    "cloudwatch": [],  # AWS signs: tests/unit/test_cloudwatch_source.py
+    # Proved by keys only the platform has: tests/unit/test_cloudwatch_source.py and
+    # tests/unit/test_azure_monitor_source.py.
+    "cloudwatch": [],
+    "azure_monitor": [],
     "generic": [SourceConfig(secret=SECRET), SourceConfig(token=TOKEN)],
 }
 

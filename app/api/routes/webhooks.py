@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import parse_qsl
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
@@ -68,7 +69,8 @@ class WebhookIntake:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope.get("path", "")
-        source = path[len(PREFIX) :]
+        # `some-source` and `some_source` name one source: URLs often favour the dash.
+        source = path[len(PREFIX) :].replace("-", "_")
         if scope["type"] != "http" or not path.startswith(PREFIX) or not source or "/" in source:
             await self.app(scope, receive, send)
             return
@@ -114,11 +116,14 @@ async def _receive(services: Services, source: str, scope: Scope, receive: Recei
     settings = services.settings
     headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
     body = await read_body(receive, headers, settings.max_body_bytes, settings.body_timeout_s)
+    query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
     with log_context(source=source):
         if len(body) <= INLINE_BODY_BYTES and not calls_out(source):
-            arrival = arrive(services, source, headers, body, received)
+            arrival = arrive(services, source, headers, body, received, query)
         else:
-            arrival = await run_in_threadpool(arrive, services, source, headers, body, received)
+            arrival = await run_in_threadpool(
+                arrive, services, source, headers, body, received, query
+            )
         # Awaited, not waited for in a thread: a caller waiting for the commit holds no thread.
         stored = await asyncio.wrap_future(submit_delivery(services, arrival))
         return delivered(services, arrival, stored)
