@@ -7,7 +7,7 @@ import hashlib
 import re
 from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     BaseModel,
@@ -152,6 +152,96 @@ class RootlyTarget(Strict):
         return self
 
 
+# An address as `to` and a runbook's `recipients` write it: name@domain, no display name.
+Address = Annotated[str, Field(pattern=r"^[^@\s<>,;]+@[^@\s<>,;]+$")]
+SEVERITY_NAMES = Literal["critical", "high", "medium", "low", "info"]
+
+
+class JiraTarget(Strict):
+    """Jira Cloud (REST API v3; `email` and `api_token`) or Jira Data Center (REST API
+    v2; a personal access token as `token`): a ticket per incident in `project`."""
+
+    url: str = Field(pattern=r"^https?://[^/?#@\s]+(/[^?#\s]*)?$")
+    email: str | None = None
+    api_token: SecretStr | None = None
+    token: SecretStr | None = None
+    project: str = Field(pattern=r"^[A-Z][A-Z0-9_]{1,49}$")
+    issue_type: str = Field(default="Task", min_length=1)
+    labels: list[str] = Field(default_factory=lambda: ["remediator"])
+    # The Jira priority name for each incident severity (unset: the project's default).
+    priorities: dict[SEVERITY_NAMES, str] = Field(default_factory=dict)
+    # Transitions by name, looked up on the ticket (ids differ between workflows):
+    # `done_transition` on a success notice; `reopen_transition` when the incident fires
+    # again after its ticket was done (not available: a new ticket).
+    done_transition: str | None = "Done"
+    reopen_transition: str | None = "Reopen"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> JiraTarget:
+        cloud = self.email is not None and self.api_token is not None
+        if cloud == (self.token is not None) or (self.email is None) != (self.api_token is None):
+            raise ValueError("give `email` and `api_token` (Cloud), or `token` (Data Center)")
+        if any(not label or any(c.isspace() for c in label) for label in self.labels):
+            raise ValueError("Jira labels cannot hold spaces")
+        return self
+
+    @property
+    def api_version(self) -> int:
+        return 3 if self.token is None else 2
+
+
+class ServiceNowTarget(Strict):
+    """ServiceNow's Table API: an `incident` record per incident. Basic auth
+    (`username`, `password`) or OAuth client credentials (`client_id`, `client_secret`:
+    an OAuth application registry entry with the client credentials grant)."""
+
+    url: str = Field(pattern=r"^https?://[^/?#@\s]+/?$")
+    username: str | None = None
+    password: SecretStr | None = None
+    client_id: str | None = None
+    client_secret: SecretStr | None = None
+    # Reference fields as their sys_id or display value (the API takes either).
+    caller: str | None = None
+    assignment_group: str | None = None
+    category: str | None = None
+    close_code: str = "Solution provided"
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_way_in(self) -> ServiceNowTarget:
+        basic = self.username is not None and self.password is not None
+        oauth = self.client_id is not None and self.client_secret is not None
+        if basic == oauth:
+            raise ValueError("give `username` and `password`, or `client_id` and `client_secret`")
+        return self
+
+
+class EmailTarget(Strict):
+    """An SMTP server: STARTTLS (587), implicit TLS (465) or, to a loopback relay only,
+    none. A message per escalation and success notice to `to` and the runbook's
+    `recipients`."""
+
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, gt=0, lt=65536)
+    security: Literal["starttls", "tls", "none"] = "starttls"
+    username: str | None = None
+    password: SecretStr | None = None
+    from_: Address = Field(alias="from")
+    to: list[Address] = Field(default_factory=list)
+    # A CA to trust beside the system's (a relay with a private certificate).
+    ca_file: Path | None = None
+    timeout_s: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _safe(self) -> EmailTarget:
+        if self.security == "none" and self.host not in ("localhost", "127.0.0.1", "::1"):
+            raise ValueError("`security: none` only to a relay on this machine (localhost)")
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give `username` and `password` together")
+        return self
+
+
 class EscalationTargets(Strict):
     webhook: WebhookTarget | None = None
     slack: SlackTarget | None = None
@@ -159,6 +249,9 @@ class EscalationTargets(Strict):
     opsgenie: OpsgenieTarget | None = None
     rootly: RootlyTarget | None = None
     teams: TeamsTarget | None = None
+    jira: JiraTarget | None = None
+    servicenow: ServiceNowTarget | None = None
+    email: EmailTarget | None = None
 
     def configured(self) -> dict[str, BaseModel]:
         return {

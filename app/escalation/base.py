@@ -65,6 +65,8 @@ class EscalationMessage:
     resolve: bool = False
     # For a diagnosis: the runbook's own headline for it (`diagnose.headline`), rendered.
     diagnosis: str | None = None
+    # The runbook's own addressees, for targets that write to people (`recipients`).
+    recipients: tuple[str, ...] = ()
 
     @property
     def headline(self) -> str:
@@ -241,6 +243,12 @@ def notice_text(message: EscalationMessage) -> str:
     return "\n".join(lines)[:25000]
 
 
+def story(message: EscalationMessage) -> str:
+    """What a target that writes text is told: a notice's own text (a success, a
+    diagnosis), else the whole escalation."""
+    return notice_text(message) if message.reason in (REMEDIATED, DIAGNOSED) else note_text(message)
+
+
 def success_text(message: EscalationMessage) -> str:
     """A success notice, for the incident's own timeline: what ran, how long it took,
     what it found, and where the whole story is."""
@@ -324,14 +332,47 @@ def post_json(
     timeout_s: float,
     method: str = "POST",
 ) -> None:
+    _sent(client, target, method, url, content=content, timeout_s=timeout_s,
+          headers={"content-type": "application/json", **headers})  # fmt: skip
+
+
+def call_json(
+    client: httpx.Client,
+    target: str,
+    method: str,
+    url: str,
+    *,
+    headers: dict[str, str],
+    timeout_s: float,
+    content: bytes | None = None,
+) -> Any:
+    """One call to a target's JSON API: its answer's JSON (None when it has no body)."""
+    if content is not None:
+        headers = {"content-type": "application/json", **headers}
+    response = _sent(client, target, method, url, content=content, headers=headers,
+                     timeout_s=timeout_s)  # fmt: skip
+    if not response.content:
+        return None
     try:
-        response = client.request(
-            method,
-            url,
-            content=content,
-            headers={"content-type": "application/json", **headers},
-            timeout=timeout_s,
-        )
+        return response.json()
+    except ValueError:
+        raise EscalationError(f"{target} answered {response.status_code} without JSON") from None
+
+
+def _sent(
+    client: httpx.Client,
+    target: str,
+    method: str,
+    url: str,
+    *,
+    content: bytes | None,
+    headers: dict[str, str],
+    timeout_s: float,
+) -> httpx.Response:
+    """The answer to one call, once it is a 2xx; else raised as `check_response` says."""
+    try:
+        response = client.request(method, url, content=content, headers=headers, timeout=timeout_s)
     except httpx.HTTPError as exc:
         raise EscalationError(f"{target} unreachable: {type(exc).__name__}: {exc}") from exc
     check_response(response, target)
+    return response

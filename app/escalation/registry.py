@@ -7,9 +7,12 @@ from typing import Any
 
 from app.config.settings import Settings
 from app.escalation.base import Notifier
+from app.escalation.jira import JiraNotifier
+from app.escalation.mail import EmailNotifier
 from app.escalation.opsgenie import OpsgenieNotifier
 from app.escalation.pagerduty import PagerDutyNotifier
 from app.escalation.rootly import RootlyNotifier
+from app.escalation.servicenow import ServiceNowNotifier
 from app.escalation.slack import SlackNotifier
 from app.escalation.teams import TeamsNotifier
 from app.escalation.webhook import WebhookNotifier
@@ -21,6 +24,9 @@ NOTIFIERS: Mapping[str, Callable[[Any], Notifier]] = {
     "opsgenie": OpsgenieNotifier,
     "rootly": RootlyNotifier,
     "teams": TeamsNotifier,
+    "jira": JiraNotifier,
+    "servicenow": ServiceNowNotifier,
+    "email": EmailNotifier,
 }
 
 

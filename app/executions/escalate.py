@@ -60,6 +60,7 @@ def escalation_message(
         and bool(execution.runbook_spec.get("resolve_on_success"))
         and execution.resolved_at is None,
         diagnosis=_diagnosis(services, execution) if row.reason == DIAGNOSED else None,
+        recipients=tuple(execution.runbook_spec.get("recipients") or ()),
     )
 
 

@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, InitErrorDetails
 
+from app.config.sections import Address
 from app.config.trust import Breaker, Budget, Mode
 from app.fields.duration import Duration
 from app.fields.sinks import url_template_problem
@@ -459,6 +460,11 @@ class Runbook(Strict):
         "this runbook; past it a run is refused before anything runs.",
     )
     escalate: list[str] = Field(default_factory=list)
+    recipients: list[Address] = Field(
+        default_factory=list,
+        description="Addresses (name@domain) told beside a target's own, by targets that "
+        "write to people (email): the team that owns this runbook, say.",
+    )
     notify_on_shadow: list[str] = Field(
         default_factory=list,
         description="Targets told what a shadow run would have done (a chat channel, say).",

@@ -79,6 +79,9 @@ def test_subscribed_then_alarmed_then_ok(server: Server, sns: SnsStandIn) -> Non
     answer = post(server, sns.body("ok.json"))
     assert answer.status_code == 202 and answer.json()["executions"] == [], answer.text
     assert wait_status(server, execution_id, "succeeded")["resolved_at"] is not None
+    again = post(server, sns.body("alarm.json"))  # in ALARM again: a new occurrence, a new run
+    assert again.status_code == 202 and len(again.json()["executions"]) == 1, again.text
+    assert again.json()["executions"] != [execution_id]
 
 
 def test_forged_stale_and_foreign_messages_start_nothing(server: Server, sns: SnsStandIn) -> None:

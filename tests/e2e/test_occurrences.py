@@ -87,6 +87,9 @@ def reopened(source: str, payload: dict[str, Any]) -> dict[str, Any]:
         copy["id"] = str(int(time.time() * 1000))
     elif source == "sentry":  # a new event of the issue, after it resolved: a regression
         copy["data"]["event"]["event_id"] = uuid.uuid4().hex
+    elif source == "azure_monitor":  # a stateful alert fires again as a new alert instance
+        essentials = copy["data"]["essentials"]
+        essentials["alertId"] = essentials["alertId"].rsplit("/", 1)[0] + f"/{uuid.uuid4()}"
     return copy
 
 
