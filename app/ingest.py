@@ -276,7 +276,8 @@ def _write_arrival(session: Session, services: Services, arrival: Arrival) -> Ac
     for incident, incident_id, incident_runs in zip(placed, incident_ids, runs, strict=True):
         if incident.status == "resolved":
             key = f"{incident.source}:{incident.fingerprint}"
-            note_resolution(session=session, incident_key=key, now=moment)
+            note_resolution(session=session, incident_key=key, now=moment,
+                            followers=services.follows_incident)  # fmt: skip
         for item in incident_runs:
             execution, joined = add_execution(
                 session=session,

@@ -116,5 +116,11 @@ class Services:
         self.secrets = self.settings.secret_values()
         self.trust = TrustPolicy.of(self.settings)
 
+    @property
+    def follows_incident(self) -> frozenset[str]:
+        """The configured targets that keep something following the incident (a ticket)."""
+        return frozenset(name for name, notifier in self.notifiers.items()
+                         if notifier.follows_incident)  # fmt: skip
+
     def escalate_to(self, runbook_targets: list[str]) -> list[str]:
         return list(runbook_targets or self.settings.default_escalate)

@@ -28,6 +28,7 @@ REASONS = {
     # A notice, not a failure: someone has to say yes before it runs.
     "waiting_approval": "remediation waits for approval",
     ATTENTION: "remediation succeeded, but a human must finish it",
+    "incident_resolved": "the incident resolved after its remediation escalated",
 }
 # A success notice (`notify_on_success`), owed and delivered like an escalation.
 REMEDIATED = "remediated"
@@ -35,6 +36,9 @@ REMEDIATED = "remediated"
 SHADOWED = "shadowed"
 # What the runbook's diagnose steps found (`diagnose.post_to`): a notice on the incident.
 DIAGNOSED = "diagnosed"
+# The incident resolved on its platform after its remediation escalated: a notice to the
+# targets that follow the incident (a ticket to close).
+INCIDENT_RESOLVED = "incident_resolved"
 
 
 class Progress(Protocol):
@@ -100,6 +104,7 @@ class EscalationMessage:
                 REMEDIATED: "remediation.succeeded",
                 SHADOWED: "remediation.shadowed",
                 DIAGNOSED: "remediation.diagnosed",
+                INCIDENT_RESOLVED: "remediation.incident_resolved",
             }.get(self.reason, "remediation.escalated"),
             "escalation_id": self.escalation_id,
             "reason": self.reason,
@@ -236,7 +241,14 @@ _FINDING_LINES = 5
 
 
 def notice_text(message: EscalationMessage) -> str:
-    """A notice for the incident's own timeline: a diagnosis, or a success."""
+    """A notice for the incident's own timeline: a diagnosis, a success, or the incident
+    resolving after its remediation escalated."""
+    if message.reason == INCIDENT_RESOLVED:
+        incident = message.execution.incident
+        return (
+            f"The incident resolved on {incident.get('source')} after {message.execution.runbook} "
+            f"ended {message.execution.status}.\nExecution: {message.execution_url}"
+        )
     if message.reason != DIAGNOSED:
         return success_text(message)
     lines = [message.headline, *findings(message), f"Execution: {message.execution_url}"]
@@ -246,7 +258,8 @@ def notice_text(message: EscalationMessage) -> str:
 def story(message: EscalationMessage) -> str:
     """What a target that writes text is told: a notice's own text (a success, a
     diagnosis), else the whole escalation."""
-    return notice_text(message) if message.reason in (REMEDIATED, DIAGNOSED) else note_text(message)
+    notices = (REMEDIATED, DIAGNOSED, INCIDENT_RESOLVED)
+    return notice_text(message) if message.reason in notices else note_text(message)
 
 
 def success_text(message: EscalationMessage) -> str:
@@ -290,6 +303,9 @@ def once(progress: Progress, part: str, send: Callable[[], None]) -> None:
 
 class Notifier(Protocol):
     name: str
+    # Keeps something that follows the incident (a ticket): told when the incident
+    # resolves on its platform after its remediation escalated.
+    follows_incident: bool
 
     def deliver(self, message: EscalationMessage, *, client: httpx.Client) -> None:
         """Deliver once; raise EscalationError (retryable or not) when it did not land.

@@ -11,7 +11,8 @@ Data Center, `Authorization: Bearer <personal access token>`):
 - comment: `POST .../issue/{key}/comment`;
 - reopen and close: `POST .../issue/{key}/transitions` with the id of the transition
   named `reopen_transition` / `done_transition`, looked up by name on that issue.
-  A success notice closes the ticket when `done_transition` is set.
+  A success notice, or the incident resolving after an escalation, closes the ticket
+  when `done_transition` is set.
 
 What a payload may fill: only text. On Cloud the description and comments are Atlassian
 Document Format whose payload text is in text nodes, with no marks: markup, mentions and
@@ -68,6 +69,7 @@ def summary(message: EscalationMessage) -> str:
 
 class JiraNotifier:
     name = "jira"
+    follows_incident = True
 
     def __init__(self, config: JiraTarget) -> None:
         self.config = config
@@ -116,7 +118,7 @@ class JiraNotifier:
     def close(self, ticket: Ticket, text: str, client: httpx.Client) -> None:  # noqa: ARG002
         self._move(client, ticket.id, self.config.done_transition)
 
-    def close_on_success(self, message: EscalationMessage) -> bool:  # noqa: ARG002
+    def closes(self, message: EscalationMessage) -> bool:  # noqa: ARG002
         return self.config.done_transition is not None
 
     def _text(self, text: str, message: EscalationMessage | None = None) -> Any:

@@ -50,6 +50,7 @@ def body_html(message: EscalationMessage) -> str:
 
 class EmailNotifier:
     name = "email"
+    follows_incident = False
 
     def __init__(self, config: EmailTarget) -> None:
         self.config = config

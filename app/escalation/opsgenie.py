@@ -79,6 +79,7 @@ def alert_body(message: EscalationMessage, responders: list[dict[str, str]]) -> 
 
 class OpsgenieNotifier:
     name = "opsgenie"
+    follows_incident = False
 
     def __init__(self, config: OpsgenieTarget) -> None:
         self.config = config

@@ -109,6 +109,7 @@ def event_body(message: EscalationMessage, routing_key: str) -> dict[str, Any]:
 
 class PagerDutyNotifier:
     name = "pagerduty"
+    follows_incident = False
 
     def __init__(self, config: PagerDutyTarget) -> None:
         self.config = config

@@ -75,6 +75,7 @@ def alert_body(message: EscalationMessage, config: RootlyTarget) -> dict[str, An
 
 class RootlyNotifier:
     name = "rootly"
+    follows_incident = False
 
     def __init__(self, config: RootlyTarget) -> None:
         self.config = config

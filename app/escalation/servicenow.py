@@ -12,7 +12,8 @@
   severity, `correlation_id`, `correlation_display: remediator`); told with `work_notes`;
   a Resolved record (state 6) reopened to In Progress (2); a Closed or Canceled one
   (7, 8) is final, so a new record is opened; a success notice resolves the record when
-  the runbook says `resolve_on_success`.
+  the runbook says `resolve_on_success`, and so does the incident resolving on its
+  platform after the remediation escalated.
 
 Auth: basic, or OAuth client credentials (`POST /oauth_token.do`, the token kept until a
 minute before it expires).
@@ -36,6 +37,7 @@ import httpx
 from app.config.sections import ServiceNowTarget
 from app.errors import EscalationError
 from app.escalation.base import (
+    INCIDENT_RESOLVED,
     REMEDIATED,
     EscalationMessage,
     call_json,
@@ -62,6 +64,7 @@ def inert(text: str) -> str:
 
 class ServiceNowNotifier:
     name = "servicenow"
+    follows_incident = True
 
     def __init__(self, config: ServiceNowTarget) -> None:
         self.config = config
@@ -78,7 +81,7 @@ class ServiceNowNotifier:
         record = Ticket(sys_id, open=True)
         text = story(message)
         once(message.progress, "comment", lambda: self.comment(record, text, client))
-        if message.reason == REMEDIATED and message.resolve:
+        if message.reason in (REMEDIATED, INCIDENT_RESOLVED) and self.closes(message):
             once(message.progress, "close", lambda: self.close(record, text, client))
 
     def find(self, key: str, client: httpx.Client) -> Ticket | None:
@@ -119,8 +122,8 @@ class ServiceNowNotifier:
         self._patch(client, ticket, {"state": RESOLVED, "close_code": self.config.close_code,
                                      "close_notes": inert(text)})  # fmt: skip
 
-    def close_on_success(self, message: EscalationMessage) -> bool:
-        return message.resolve
+    def closes(self, message: EscalationMessage) -> bool:
+        return message.resolve or message.reason == INCIDENT_RESOLVED
 
     def _patch(self, client: httpx.Client, ticket: Ticket, fields: dict[str, str]) -> None:
         self._call(client, "PATCH", f"/api/now/table/incident/{ticket.id}", fields)

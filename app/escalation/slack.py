@@ -52,6 +52,7 @@ _MAX_TAIL = 1200  # Slack truncates a section's text at 3,000 characters
 
 class SlackNotifier:
     name = "slack"
+    follows_incident = False
 
     def __init__(self, config: SlackTarget) -> None:
         self.config = config

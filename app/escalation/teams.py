@@ -32,6 +32,7 @@ _MAX_TEXT = 2000
 
 class TeamsNotifier:
     name = "teams"
+    follows_incident = False
 
     def __init__(self, config: TeamsTarget) -> None:
         self.config = config

@@ -9,8 +9,9 @@ attempt made instead of opening a second:
   ticket when there is none, comments on the open one (a later escalation of the same
   execution, or of a later execution while the ticket is open), and reopens a closed one
   that the system can reopen (else opens a new one): never a duplicate;
-- a success notice comments on the open ticket and closes it (`close_on_success`: the
-  system's own rule for when it should); with no open ticket it says nothing.
+- a success notice, or the incident resolving on its platform after its remediation
+  escalated, comments on the open ticket and closes it (`closes`: the system's own rule
+  for when it should); with no open ticket it says nothing.
 Each call is one `once` part, so a retry resumes where the last attempt stopped.
 """
 
@@ -22,7 +23,7 @@ from typing import Protocol
 
 import httpx
 
-from app.escalation.base import REMEDIATED, EscalationMessage, once, story
+from app.escalation.base import INCIDENT_RESOLVED, REMEDIATED, EscalationMessage, once, story
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,9 @@ class TicketSystem(Protocol):
 
     def close(self, ticket: Ticket, text: str, client: httpx.Client) -> None: ...
 
-    def close_on_success(self, message: EscalationMessage) -> bool: ...
+    def closes(self, message: EscalationMessage) -> bool:
+        """Whether this notice (a success, the incident resolving) closes the ticket, by
+        the system's own rule."""
 
 
 def ticket_key(message: EscalationMessage) -> str:
@@ -64,12 +67,12 @@ def follow_incident(system: TicketSystem, message: EscalationMessage, client: ht
     if message.progress.done("open"):
         return  # an earlier attempt opened it with this story: not told twice
     ticket = system.find(key, client)
-    if message.reason == REMEDIATED:
+    if message.reason in (REMEDIATED, INCIDENT_RESOLVED):
         if ticket is None or not ticket.open:
             return
         text = story(message)
         once(message.progress, "comment", lambda: system.comment(ticket, text, client))
-        if system.close_on_success(message):
+        if system.closes(message):
             once(message.progress, "close", lambda: system.close(ticket, text, client))
         return
     if ticket is None or (not ticket.open and not ticket.reopenable):

@@ -18,6 +18,7 @@ from app.signing import secret_key, signed_headers
 
 class WebhookNotifier:
     name = "webhook"
+    follows_incident = False
 
     def __init__(self, config: WebhookTarget) -> None:
         self.config = config

@@ -5,6 +5,7 @@ status means, and which ones page someone, is decided here."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -12,7 +13,7 @@ from typing import Any
 from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session, object_session
 
-from app.escalation.base import ATTENTION, DIAGNOSED, REMEDIATED, SHADOWED
+from app.escalation.base import ATTENTION, DIAGNOSED, INCIDENT_RESOLVED, REMEDIATED, SHADOWED
 from app.executions.trust import (
     BREAKER_TRIPPED,
     FAILURES,
@@ -39,7 +40,7 @@ ESCALATE_ON: frozenset[ExecutionStatus] = frozenset(
     {"failed", "timed_out", "refused", "interrupted", "rejected"}
 )
 # Escalation reasons that tell rather than page: not counted as an escalated execution.
-NOTICES = frozenset({"waiting_approval", REMEDIATED, SHADOWED, DIAGNOSED})
+NOTICES = frozenset({"waiting_approval", REMEDIATED, SHADOWED, DIAGNOSED, INCIDENT_RESOLVED})
 
 
 @dataclass(frozen=True)
@@ -259,9 +260,13 @@ def owe_diagnosis(execution: Execution, now: datetime) -> None:
     _owe_escalations(execution, list(diagnose.get("post_to") or []), DIAGNOSED, now)
 
 
-def note_resolution(*, session: Session, incident_key: str, now: datetime) -> list[str]:
+def note_resolution(
+    *, session: Session, incident_key: str, now: datetime, followers: Collection[str] = ()
+) -> list[str]:
     """A resolved incident arrived: open executions for it learn so, and those waiting
-    for it to resolve (`verify.resolved_within`) succeed. Answers the ones that did."""
+    for it to resolve (`verify.resolved_within`) succeed. Answers the ones that did.
+    When its latest finished execution escalated, the targets among its escalation's
+    that follow the incident (`followers`: a ticket) are told, once."""
     succeeded = []
     for execution in session.scalars(
         select(Execution).where(Execution.incident_key == incident_key, Execution.status.in_(OPEN))
@@ -270,6 +275,17 @@ def note_resolution(*, session: Session, incident_key: str, now: datetime) -> li
         if execution.status == "verifying" and _awaits_resolution(execution):
             finish_execution(execution=execution, status="succeeded", error=None, now=now)
             succeeded.append(execution.id)
+    if followers:
+        escalated = session.scalars(
+            select(Execution)
+            .where(Execution.incident_key == incident_key, Execution.status.not_in(OPEN),
+                   Execution.escalated.is_(True))
+            .order_by(Execution.created_at.desc()).limit(1)
+        ).first()  # fmt: skip
+        told = {row.reason for row in escalated.escalations} if escalated is not None else set()
+        if escalated is not None and INCIDENT_RESOLVED not in told:
+            targets = [t for t in escalated.escalate_to if t in followers]
+            _owe_escalations(escalated, targets, INCIDENT_RESOLVED, now)
     return succeeded
 
 

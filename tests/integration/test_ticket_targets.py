@@ -6,6 +6,7 @@ a target that is down, or rate-limits, gets the ticket once when it answers agai
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,28 @@ def test_jira_follows_the_incident_open_comment_close_reopen(
     assert len(issue.comments) == 3 and jira.violations == []
 
 
+def resolved_elsewhere(api: Api, execution_id: str, fingerprint: str) -> None:
+    """The incident resolves on its platform; the ticket targets are told, once."""
+    api.alertmanager(alert("Fail", status="resolved", fingerprint=fingerprint))
+    api.alertmanager(alert("Fail", status="resolved", fingerprint=fingerprint))
+    done = api.wait(execution_id, until=lambda e: any(
+        x["reason"] == "incident_resolved" and x["status"] == "delivered" for x in e["escalations"]))  # fmt: skip
+    assert [x["reason"] for x in done["escalations"]].count("incident_resolved") == 1
+
+
+@pytest.mark.usefixtures("instant_kind")
+def test_a_ticket_is_closed_when_the_incident_resolves_on_its_platform(
+    make_api: Any, tmp_path: Path, jira: JiraStandIn
+) -> None:
+    api = jira_api(make_api, tmp_path, jira)
+    failed = run(api, "Fail", fingerprint="fp-gone")
+    resolved_elsewhere(api, failed["id"], "fp-gone")
+    [issue] = jira.issues
+    assert issue.status == "Done" and issue.moves == ["Done"]
+    assert "resolved on alertmanager" in json.dumps(issue.comments[-1])
+    assert jira.violations == []
+
+
 @pytest.mark.parametrize("version", [3, 2])
 @pytest.mark.usefixtures("instant_kind")
 def test_jira_payload_text_is_text_and_data_center_gets_one_noformat_block(
@@ -192,6 +215,18 @@ def test_servicenow_record_named_by_the_incident_gets_work_notes_over_oauth(
     run(api, "Fix", servicenow_sys_id=theirs["sys_id"])
     assert theirs["state"] == "6" and len(theirs["work_notes"]) == 2
     assert len(snow.tokens) == 1 and snow.violations == []
+
+
+@pytest.mark.usefixtures("instant_kind")
+def test_servicenow_resolves_the_record_when_the_incident_resolves(
+    make_api: Any, tmp_path: Path, snow: ServiceNowStandIn
+) -> None:
+    api = snow_api(make_api, tmp_path, snow)
+    failed = run(api, "Fail", fingerprint="fp-gone")
+    resolved_elsewhere(api, failed["id"], "fp-gone")
+    [record] = snow.records
+    assert record["state"] == "6" and "resolved on alertmanager" in record["close_notes"]
+    assert snow.violations == []
 
 
 @pytest.mark.usefixtures("instant_kind")
