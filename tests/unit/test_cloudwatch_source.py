@@ -15,9 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from app.config.sections import SourceConfig
-from app.errors import ConfigError, InvalidSignature, ProofUnavailable, StaleTimestamp
+from app.config.settings import Settings
+from app.errors import (
+    ConfigError,
+    InvalidSignature,
+    ProofUnavailable,
+    StaleTimestamp,
+    UnsupportedPayload,
+)
 from app.sources.base import Delivery, WebhookRequest
 from app.sources.cloudwatch import CloudWatchSource
 from app.sources.registry import check_sources
@@ -169,8 +178,6 @@ def test_configuration_and_send() -> None:
 
 
 def _settings(sources: dict[str, Any]) -> Any:
-    from app.config.settings import Settings
-
     return Settings.model_validate({"sources": sources})
 
 
@@ -186,3 +193,34 @@ def test_the_samples_keep_the_documented_fields() -> None:
             alarm = json.loads(message["Message"])
             assert set(fields["alarm"]["required"]) <= set(alarm), path.name
             assert alarm["NewStateValue"] in fields["alarm"]["NewStateValue"]
+
+
+def test_any_signed_message_gets_a_delivery_or_a_clear_refusal(sns: SnsStandIn) -> None:
+    """Fuzzed: whatever JSON (or text) an authentic message carries in `Message`, and
+    whatever type its fields are, normalising gives a delivery or UnsupportedPayload."""
+    values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+        lambda children: (
+            st.lists(children, max_size=4)
+            | st.dictionaries(st.text(max_size=10), children, max_size=4)
+        ),
+        max_leaves=15,
+    )
+    alarm_keys = st.sampled_from(["AlarmName", "NewStateValue", "Trigger", "AlarmArn",
+                                  "StateChangeTime", "AWSAccountId", "AlarmDescription"])  # fmt: skip
+    source, settings_ = CloudWatchSource(), config(sns)
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(changes=st.dictionaries(alarm_keys, values, max_size=5), text=st.text() | st.none())
+    def check(changes: dict[str, Any], text: str | None) -> None:
+        alarm = json.loads(json.loads(sns.body("alarm.json"))["Message"])
+        inner = text if text is not None else json.dumps({**alarm, **changes})
+        body = sns.body("alarm.json", Message=inner)
+        request = call(body)
+        source.verify(request, settings_)
+        try:
+            source.normalise(json.loads(body), request)
+        except UnsupportedPayload:
+            pass
+
+    check()
