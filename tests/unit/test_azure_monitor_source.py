@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jwt
 import pytest
 
 from app.config.sections import SourceConfig
@@ -107,6 +108,15 @@ def test_an_entra_token_from_the_configured_keys_issuer_and_audience_only() -> N
         (EntraIssuer().token(), "not one of the JWKS"),
         (ENTRA.token()[:-4] + "AAAA", "Signature"),
         (jwt_none(), "not accepted"),
+        (
+            jwt.encode(
+                {"iss": ISSUER, "aud": AUDIENCE, "exp": int(time.time()) + 600},
+                ENTRA.jwk()["n"],
+                algorithm="HS256",
+                headers={"kid": ENTRA.kid},
+            ),
+            "not accepted",
+        ),  # key confusion: the public key as an HMAC secret
     ]:
         with pytest.raises(InvalidSignature, match=f"(?i){why}"):
             source.verify(call(body, bearer(token)), config)
