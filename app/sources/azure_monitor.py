@@ -4,8 +4,9 @@ on (`/webhooks/azure-monitor`).
 Verification, one of:
 - `entra` (the action group's "Secure webhook"): `Authorization: Bearer <token>`, a
   Microsoft Entra ID access token. Its RS256 signature must verify with a key of the
-  configured JWKS (`jwks_file`, or `jwks_url` fetched over verified HTTPS and cached for
-  an hour, fetched again at most once a minute when a token names a key it lacks); its
+  configured JWKS (`jwks_file`, read again when it changes, or `jwks_url` fetched over
+  verified HTTPS and cached for an hour, fetched again at most once a minute when a
+  token names a key it lacks); its
   `iss` and `aud` must be the configured ones, `exp` in the future and `nbf` past (a
   minute of clock skew). The token proves who sent the call, not what the body says:
   Azure signs no body. The body's own times must be within the dedup window.
@@ -34,6 +35,7 @@ from __future__ import annotations
 import hmac
 import json
 import threading
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -70,6 +72,7 @@ class AzureMonitorSource:
 
     def __init__(self) -> None:
         self._keys: dict[str, tuple[float, jwt.PyJWKSet]] = {}
+        self._files: dict[Path, tuple[int, jwt.PyJWKSet]] = {}
         self._lock = threading.Lock()
 
     def check_config(self, config: SourceConfig) -> None:
@@ -166,11 +169,23 @@ class AzureMonitorSource:
         except jwt.PyJWTError as exc:
             raise InvalidSignature(f"the Entra ID token is not accepted: {exc}") from None
 
+    def _file_keys(self, path: Path) -> jwt.PyJWKSet:
+        """The JWKS file's keys, read again only when the file changed (a rotation)."""
+        changed = path.stat().st_mtime_ns
+        with self._lock:
+            known = self._files.get(path)
+        if known is not None and known[0] == changed:
+            return known[1]
+        keys = _key_set(path.read_bytes(), "entra.jwks_file")
+        with self._lock:
+            self._files[path] = (changed, keys)
+        return keys
+
     def _key(self, entra: EntraToken, config: SourceConfig, kid: str, now: float) -> jwt.PyJWK:
         """The key `kid` of the configured JWKS; a URL's keys are fetched again when
         they are old, or when a token names a key they lack (Entra rotates its keys)."""
         if entra.jwks_file is not None:
-            return _find(_key_set(entra.jwks_file.read_bytes(), "entra.jwks_file"), kid)
+            return _find(self._file_keys(entra.jwks_file), kid)
         url = entra.jwks_url or ""
         with self._lock:
             fetched_at, keys = self._keys.get(url, (0.0, None))
