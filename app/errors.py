@@ -119,11 +119,18 @@ class VersionError(ExecutorError):
 
 class EscalationError(RemediatorError):
     def __init__(
-        self, message: str, *, retryable: bool = True, retry_after_s: float | None = None
+        self,
+        message: str,
+        *,
+        retryable: bool = True,
+        retry_after_s: float | None = None,
+        status: int | None = None,
     ) -> None:
         super().__init__(message)
         self.retryable = retryable
         self.retry_after_s = retry_after_s
+        # The target's HTTP answer, when it gave one.
+        self.status = status
 
 
 class BadRequest(RemediatorError):

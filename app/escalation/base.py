@@ -326,8 +326,8 @@ def check_response(response: httpx.Response, target: str) -> None:
     status = response.status_code
     detail = f"{target} answered {status}: {response.text[:300]}"
     if status in NEVER_SUCCEEDS:
-        raise EscalationError(detail, retryable=False)
-    raise EscalationError(detail, retry_after_s=_retry_after(response))
+        raise EscalationError(detail, retryable=False, status=status)
+    raise EscalationError(detail, retry_after_s=_retry_after(response), status=status)
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -129,11 +129,20 @@ class ServiceNowNotifier:
         self._call(client, "PATCH", f"/api/now/table/incident/{ticket.id}", fields)
 
     def _call(self, client: httpx.Client, method: str, path: str, body: Any) -> Any:
-        return call_json(
-            client, self.name, method, self.base + path, timeout_s=self.config.timeout_s,
-            headers={"authorization": self._auth(client), "accept": "application/json"},
-            content=None if body is None else json.dumps(body).encode(),
-        )  # fmt: skip
+        try:
+            return call_json(
+                client, self.name, method, self.base + path, timeout_s=self.config.timeout_s,
+                headers={"authorization": self._auth(client), "accept": "application/json"},
+                content=None if body is None else json.dumps(body).encode(),
+            )  # fmt: skip
+        except EscalationError as exc:
+            if exc.status != 401 or self.config.client_id is None:
+                raise
+            # An OAuth token revoked or expired early: forget it, and let the retry
+            # fetch a new one (a refused client is told by the token endpoint itself).
+            with self._lock:
+                self._token = None
+            raise EscalationError(str(exc), status=401) from exc
 
     def _auth(self, client: httpx.Client) -> str:
         config = self.config

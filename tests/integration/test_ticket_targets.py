@@ -205,14 +205,18 @@ def test_servicenow_record_named_by_the_incident_gets_work_notes_over_oauth(
     make_api: Any, tmp_path: Path, snow: ServiceNowStandIn
 ) -> None:
     """A generic webhook from a ServiceNow business rule names its record: notes go on
-    it, no new record; OAuth client credentials, one token for every call."""
+    it, no new record; OAuth client credentials, one token for every call until it is
+    revoked, then a new one."""
     api = snow_api(make_api, tmp_path, snow, username=None, password=None,
                    client_id=CLIENT_ID, client_secret=CLIENT_SECRET)  # fmt: skip
     theirs = snow.add(short_description="Orders DB slow", state="2")
     run(api, "Fail", servicenow_sys_id=theirs["sys_id"])
     run(api, "Fail", fingerprint="fp-crafted", servicenow_sys_id=theirs["sys_id"] + "/../x")
     assert len(theirs["work_notes"]) == 1 and len(snow.records) == 2  # the crafted id: a new one
-    run(api, "Fix", servicenow_sys_id=theirs["sys_id"])
+    assert len(snow.tokens) == 1
+    snow.tokens.clear()  # revoked on the ServiceNow side
+    fixed = run(api, "Fix", servicenow_sys_id=theirs["sys_id"])
+    assert fixed["escalations"][0]["status"] == "delivered", fixed["escalations"]
     assert theirs["state"] == "6" and len(theirs["work_notes"]) == 2
     assert len(snow.tokens) == 1 and snow.violations == []
 
