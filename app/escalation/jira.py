@@ -88,8 +88,7 @@ class JiraNotifier:
         if not isinstance(issues, list) or not issues:
             return None
         issue_key = _issue_key(issues[0].get("key") if isinstance(issues[0], dict) else None)
-        status = (issues[0].get("fields") or {}).get("status") or {}
-        done = (status.get("statusCategory") or {}).get("key") == "done"
+        done = _dig(issues[0], "fields", "status", "statusCategory", "key") == "done"
         reopenable = (done and self.config.reopen_transition is not None
                       and self._transition(client, issue_key, self.config.reopen_transition)
                       is not None)  # fmt: skip
@@ -137,8 +136,9 @@ class JiraNotifier:
 
     def _transition(self, client: httpx.Client, issue_key: str, name: str) -> str | None:
         """The id of the transition called `name` that the issue offers now."""
-        offered = self._call(client, "GET", f"/issue/{issue_key}/transitions", None)
-        for transition in (offered or {}).get("transitions") or []:
+        offered = _dig(self._call(client, "GET", f"/issue/{issue_key}/transitions", None),
+                       "transitions")  # fmt: skip
+        for transition in offered if isinstance(offered, list) else []:
             if (
                 isinstance(transition, dict)
                 and str(transition.get("name", "")).casefold() == name.casefold()
@@ -160,6 +160,13 @@ class JiraNotifier:
             headers={"authorization": auth, "accept": "application/json"},
             content=None if body is None else json.dumps(body).encode(),
         )  # fmt: skip
+
+
+def _dig(value: Any, *keys: str) -> Any:
+    """`value[k1][k2]...` of an answer, or None where it is not an object with that key."""
+    for key in keys:
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 def _issue_key(value: Any) -> str:

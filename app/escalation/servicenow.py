@@ -88,7 +88,7 @@ class ServiceNowNotifier:
         query = quote(f"correlation_id={key}^ORDERBYDESCsys_created_on", safe="=^")
         found = self._call(client, "GET", f"/api/now/table/incident?sysparm_query={query}"
                            "&sysparm_limit=1&sysparm_fields=sys_id,state,number", None)  # fmt: skip
-        records = (found or {}).get("result")
+        records = found.get("result") if isinstance(found, dict) else None
         if not isinstance(records, list) or not records or not isinstance(records[0], dict):
             return None
         sys_id, state = records[0].get("sys_id"), str(records[0].get("state"))
@@ -163,8 +163,11 @@ class ServiceNowNotifier:
         if not answer.is_success:
             raise EscalationError(f"servicenow refused the OAuth client ({answer.status_code})",
                                   retryable=answer.status_code not in (400, 401))  # fmt: skip
-        token = answer.json()
-        access, lasts = token.get("access_token"), float(token.get("expires_in") or 1800)
+        try:
+            token = answer.json()
+            access, lasts = token["access_token"], float(token.get("expires_in") or 1800)
+        except (ValueError, TypeError, KeyError, AttributeError):
+            raise EscalationError("servicenow answered no access_token") from None
         if not isinstance(access, str) or not access:
             raise EscalationError("servicenow answered no access_token")
         with self._lock:
