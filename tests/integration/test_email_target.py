@@ -32,7 +32,9 @@ def start(make_api: Any, tmp_path: Path, ca: Path, port: int, security: str) -> 
               "password": PASSWORD, "from": "remediator@example.com",
               "to": ["oncall@example.com"], "ca_file": str(ca), "timeout_s": 5}  # fmt: skip
     runbooks = [runbook("fails", "Fail", instant_step(tmp_path / "f", fail=True),
-                        escalate=["email"], recipients=["db-team@example.com"])]  # fmt: skip
+                        escalate=["email"], recipients=["db-team@example.com"]),
+                runbook("fixes", "Fix", instant_step(tmp_path / "ok", line="ok"),
+                        notify_on_success=["email"])]  # fmt: skip
     api: Api = make_api(runbooks, escalation={"email": target}, escalation_max_backoff_s=0.5)
     return api
 
@@ -79,6 +81,21 @@ def test_a_failed_remediation_is_mailed_once_with_text_and_escaped_html(
 
 
 @pytest.mark.usefixtures("instant_kind")
+def test_a_success_notice_is_mailed_too(
+    make_api: Any, tmp_path: Path, certificate: tuple[Path, ssl.SSLContext], mailbox: Mailbox
+) -> None:
+    ca, context = certificate
+    port = free_port()
+    server = smtp_server(mailbox, port, context, implicit=False)
+    final = mailed(make_api, tmp_path, ca, server, port, "Fix")
+    assert final["escalations"][0]["reason"] == "remediated", final["escalations"]
+    [(message, rcpt)] = mailbox.messages
+    assert rcpt == ["oncall@example.com"] and "remediated by fixes" in str(message["Subject"])
+    text = message.get_body(("plain",))
+    assert text is not None and "Remediated automatically by fixes" in text.get_content()
+
+
+@pytest.mark.usefixtures("instant_kind")
 def test_a_refused_recipient_is_given_up_at_once(
     make_api: Any, tmp_path: Path, certificate: tuple[Path, ssl.SSLContext], mailbox: Mailbox
 ) -> None:
@@ -118,15 +135,21 @@ def test_a_server_that_offers_no_starttls_gets_no_password(
     given_up_at_once(make_api, tmp_path, certificate[0], server, port, mailbox, "STARTTLS")
 
 
+def mailed(make_api: Any, tmp_path: Path, ca: Path, server: Controller, port: int,
+           name: str) -> dict[str, Any]:  # fmt: skip
+    """The execution an alert `name` starts, once its first notice was delivered or given
+    up through `server` (stopped after)."""
+    try:
+        api = start(make_api, tmp_path, ca, port, "starttls")
+        return delivered(api, api.alertmanager(alert(name)).json()["executions"][0])
+    finally:
+        server.stop()
+
+
 def given_up_at_once(make_api: Any, tmp_path: Path, ca: Path, server: Controller, port: int,
                      mailbox: Mailbox, why: str) -> None:  # fmt: skip
     """A failure mailed through `server` is given up after one attempt, saying `why`."""
-    try:
-        api = start(make_api, tmp_path, ca, port, "starttls")
-        final = delivered(api, api.alertmanager(alert("Fail")).json()["executions"][0])
-    finally:
-        server.stop()
-    [escalation] = final["escalations"]
+    [escalation] = mailed(make_api, tmp_path, ca, server, port, "Fail")["escalations"]
     assert (escalation["status"], escalation["attempts"]) == ("gave_up", 1)
     assert why in escalation["last_error"] and mailbox.messages == []
 
