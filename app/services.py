@@ -111,16 +111,16 @@ class Services:
     secrets: list[str] = field(init=False)
     # What the config says of trust (breaker default, pause mode, freezes, blast radius).
     trust: TrustPolicy = field(init=False)
+    # The configured targets that keep something following the incident (a ticket): read
+    # for every resolved incident, so computed once.
+    follows_incident: frozenset[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.secrets = self.settings.secret_values()
         self.trust = TrustPolicy.of(self.settings)
-
-    @property
-    def follows_incident(self) -> frozenset[str]:
-        """The configured targets that keep something following the incident (a ticket)."""
-        return frozenset(name for name, notifier in self.notifiers.items()
-                         if notifier.follows_incident)  # fmt: skip
+        self.follows_incident = frozenset(
+            name for name, notifier in self.notifiers.items() if notifier.follows_incident
+        )
 
     def escalate_to(self, runbook_targets: list[str]) -> list[str]:
         return list(runbook_targets or self.settings.default_escalate)
