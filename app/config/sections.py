@@ -239,6 +239,8 @@ class EmailTarget(Strict):
             raise ValueError("`security: none` only to a relay on this machine (localhost)")
         if (self.username is None) != (self.password is None):
             raise ValueError("give `username` and `password` together")
+        if self.ca_file is not None and not self.ca_file.is_file():
+            raise ValueError(f"ca_file: no file {self.ca_file}")
         return self
 
 

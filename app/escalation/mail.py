@@ -76,10 +76,10 @@ class EmailNotifier:
 
     def _send(self, mail: EmailMessage) -> None:
         config = self.config
-        context = ssl.create_default_context()
-        if config.ca_file is not None:
-            context.load_verify_locations(cafile=config.ca_file)
         try:
+            context = ssl.create_default_context()
+            if config.ca_file is not None:
+                context.load_verify_locations(cafile=config.ca_file)
             smtp: smtplib.SMTP
             if config.security == "tls":
                 smtp = smtplib.SMTP_SSL(config.host, config.port, timeout=config.timeout_s,

@@ -244,9 +244,12 @@ def fetch_proof(url: str, ca_file: Path | None, what: str) -> bytes:
     checked is the platform's: over verified TLS (the system's CAs, and `ca_file`), never
     following a redirect, at most 64 KiB. Not reachable now: ProofUnavailable (a 503, so
     the platform retries)."""
-    verify = ssl.create_default_context()
-    if ca_file is not None:
-        verify.load_verify_locations(cafile=ca_file)
+    try:
+        verify = ssl.create_default_context()
+        if ca_file is not None:
+            verify.load_verify_locations(cafile=ca_file)
+    except OSError as exc:  # ssl.SSLError included: not a CA file
+        raise ProofUnavailable(f"{what}: the ca_file cannot be read: {exc}") from exc
     try:
         with (
             httpx.Client(verify=verify, timeout=_PROOF_TIMEOUT_S, follow_redirects=False) as client,

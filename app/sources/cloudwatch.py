@@ -87,8 +87,6 @@ class CloudWatchSource:
             re.compile(_hosts(config))
         except re.error as exc:
             raise ConfigError(f"sources.{self.name}.cert_host_pattern: {exc}") from None
-        if config.ca_file is not None and not config.ca_file.is_file():
-            raise ConfigError(f"sources.{self.name}.ca_file: no file {config.ca_file}")
 
     def verify(self, request: WebhookRequest, config: SourceConfig) -> None:
         message = _message(request.body)

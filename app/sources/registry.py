@@ -49,6 +49,8 @@ def check_sources(settings: Settings) -> list[str]:
         if name not in SOURCES:
             raise ConfigError(f"sources.{name}: unknown source (known: {', '.join(SOURCES)})")
         SOURCES[name].check_config(config)
+        if config.ca_file is not None and not config.ca_file.is_file():
+            raise ConfigError(f"sources.{name}.ca_file: no file {config.ca_file}")
         if not config.proves_calls():
             if not config.insecure:
                 raise ConfigError(

@@ -157,6 +157,9 @@ def given_up_at_once(make_api: Any, tmp_path: Path, ca: Path, server: Controller
 def test_plain_smtp_is_for_loopback_only_and_addresses_are_bare() -> None:
     from app.config.sections import EmailTarget
 
+    with pytest.raises(ValueError, match="ca_file: no file"):
+        EmailTarget.model_validate({"host": "smtp.example.com", "from": "r@example.com",
+                                    "ca_file": "/nonexistent/ca.pem"})  # fmt: skip
     with pytest.raises(ValueError, match="localhost"):
         EmailTarget.model_validate({"host": "smtp.example.com", "security": "none",
                                     "from": "r@example.com"})  # fmt: skip

@@ -171,6 +171,12 @@ def test_configuration_and_send() -> None:
                                                          "cert_host_pattern": "(["}))  # fmt: skip
     with pytest.raises(ConfigError, match="needs a `secret`"):
         check_sources(_settings({"cloudwatch": {}}))
+    for name, options in (
+        ("cloudwatch", {"topic_arns": [SNS_TOPIC]}),
+        ("azure_monitor", {"token": "t"}),
+    ):
+        with pytest.raises(ConfigError, match=f"sources.{name}.ca_file: no file"):
+            check_sources(_settings({name: {**options, "ca_file": "/nonexistent/ca.pem"}}))
     with pytest.raises(ConfigError, match="topic_arns"):
         check_sources(_settings({"sentry": {"secret": "s", "topic_arns": [SNS_TOPIC]}}))
     with pytest.raises(ConfigError, match="cannot sign|can sign"):
