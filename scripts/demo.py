@@ -194,6 +194,9 @@ def run_demo(client: httpx.Client, receiver_port: int) -> None:
             "labels": {"alertname": "ReplicationLagHigh", "cluster": "orders"},
             "annotations": {"lag_seconds": "212"},
             "url": "https://grafana.example/d/db",
+            # A new occurrence each run, as the alerts' fresh startsAt is: a second
+            # `make demo` on the same database would otherwise fold into the first's.
+            "occurrence": f"demo-{uuid.uuid4()}",
         }
     ).encode()
     key = secret_key(os.environ["GENERIC_WEBHOOK_SECRET"])
